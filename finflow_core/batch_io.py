@@ -1,0 +1,237 @@
+"""Reading a weekly batch file: is it a batch at all, and its rows as raw text.
+
+A first pass hashes the file and checks it is UTF-8 text (so a bad file is rejected
+before anything is scored or written); a second pass streams its records in chunks.
+Cells stay exactly as written: judging them is the quality gate's job.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import io
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import pandas as pd
+
+from finflow_core.config import Config
+from finflow_core.errors import BatchRejected
+
+Source = str | os.PathLike[str] | bytes
+BLOCK = 1 << 20
+MAX_FIELD = 1 << 20
+csv.field_size_limit(MAX_FIELD)
+
+
+@dataclass(frozen=True)
+class BatchFile:
+    """A file that passed the first look: text, a header with every required column."""
+
+    name: str
+    sha256: str
+    size: int
+    header: tuple[str, ...]
+    used_columns: tuple[str, ...]
+    ignored_columns: tuple[str, ...]
+    source: Source = field(repr=False)
+    line_breaks: int = 0
+
+    @property
+    def expected_rows(self) -> int:
+        """Records expected from the line count (exact unless cells hold line breaks)."""
+        return max(self.line_breaks, 1)
+
+    @property
+    def batch_id(self) -> str:
+        """Same file, same id: the id is derived from the content hash."""
+        return f"B-{self.sha256[:16]}"
+
+    def open_binary(self) -> BinaryIO:
+        if isinstance(self.source, bytes):
+            return io.BytesIO(self.source)
+        return open(self.source, "rb")  # noqa: SIM115 - closed by the caller
+
+
+@dataclass
+class RawChunk:
+    """Up to ``chunk_rows`` records, as text, with where they stand in the file."""
+
+    frame: pd.DataFrame  # one column per header name, all str
+    row_numbers: list[int]  # 1 = first record after the header
+    lines: list[int]  # physical line where the record starts
+    misshapen: list[tuple[int, int, list[str]]]  # (row_number, line, cells) with the wrong cell count
+
+
+def open_batch(
+    source: Source, config: Config, *, name: str | None = None, require_target: bool = False
+) -> BatchFile:
+    """Check that ``source`` is a CSV batch this config can read; raise BatchRejected if not."""
+    display = name or (Path(source).name if not isinstance(source, bytes) else "upload.csv")
+    if not isinstance(source, bytes) and not Path(source).is_file():
+        raise BatchRejected(f"{display}: file not found", reason="not_found", file=str(source))
+    stream: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
+    with stream:
+        sha, size, head, breaks = _first_pass(stream, display)
+    header = _read_header(head, display)
+    required = [c.name for c in config.input_columns]
+    if require_target:
+        required.append(config.target_column)
+    missing = [c for c in required if c not in header]
+    if missing:
+        _reject_structured_text(head, display)
+        hint = ""
+        if len(header) == 1 and any(sep in header[0] for sep in (";", "\t", "|")):
+            hint = " The header looks separated by ';', tab or '|': save the file as comma-separated CSV."
+        raise BatchRejected(
+            f"{display}: missing required column(s) {', '.join(missing)}.{hint}",
+            reason="missing_columns", missing=missing, found=list(header),
+        )
+    used = tuple(c for c in header if c in required)
+    ignored = tuple(c for c in header if c not in required)
+    return BatchFile(display, sha, size, tuple(header), used, ignored, source, breaks)
+
+
+def iter_chunks(batch: BatchFile, chunk_rows: int = 100_000) -> Iterator[RawChunk]:
+    """Stream the records of a batch in chunks (blank lines are not records)."""
+    with batch.open_binary() as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        reader = csv.reader(text)
+        next(reader)  # header, already checked
+        width = len(batch.header)
+        rows: list[list[str]] = []
+        numbers: list[int] = []
+        lines: list[int] = []
+        misshapen: list[tuple[int, int, list[str]]] = []
+        record = 0
+        line = reader.line_num + 1
+        try:
+            for cells in reader:
+                start, line = line, reader.line_num + 1
+                if not cells or (len(cells) == 1 and cells[0].strip() == ""):
+                    continue
+                record += 1
+                if len(cells) != width:
+                    misshapen.append((record, start, cells))
+                else:
+                    rows.append(cells)
+                    numbers.append(record)
+                    lines.append(start)
+                if len(rows) + len(misshapen) >= chunk_rows:
+                    yield _chunk(batch.header, rows, numbers, lines, misshapen)
+                    rows, numbers, lines, misshapen = [], [], [], []
+        except csv.Error as exc:
+            raise BatchRejected(
+                f"{batch.name}: cannot read the CSV near line {reader.line_num}: {exc}",
+                reason="not_csv", line=reader.line_num,
+            ) from exc
+        if rows or misshapen or record == 0:
+            yield _chunk(batch.header, rows, numbers, lines, misshapen)
+
+
+def _chunk(
+    header: tuple[str, ...], rows: list[list[str]], numbers: list[int], lines: list[int],
+    misshapen: list[tuple[int, int, list[str]]],
+) -> RawChunk:
+    frame = pd.DataFrame(rows, columns=list(header), dtype=object) if rows else pd.DataFrame(
+        {c: pd.Series(dtype=object) for c in header}
+    )
+    return RawChunk(frame, numbers, lines, misshapen)
+
+
+def _first_pass(stream: BinaryIO, display: str) -> tuple[str, int, bytes, int]:
+    """SHA-256, size, first block and line breaks, after checking every byte is UTF-8 text."""
+    sha = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    size, offset, head, breaks = 0, 0, b"", 0
+    while block := stream.read(BLOCK):
+        breaks += block.count(b"\n")
+        if size == 0:
+            head = block
+            _reject_utf16(block, display)
+            _reject_binary(block, display)
+        if b"\x00" in block:
+            raise BatchRejected(
+                f"{display}: the file contains binary data (NUL bytes), so it is not a CSV text file",
+                reason="not_csv",
+            )
+        try:
+            decoder.decode(block)
+        except UnicodeDecodeError as exc:
+            raise BatchRejected(
+                f"{display}: the file is not UTF-8 text (byte 0x{block[exc.start]:02x} at offset "
+                f"{offset + exc.start}). Save it as 'CSV UTF-8' and upload it again.",
+                reason="encoding", offset=offset + exc.start,
+            ) from exc
+        sha.update(block)
+        size += len(block)
+        offset += len(block)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        raise BatchRejected(
+            f"{display}: the file ends in the middle of a UTF-8 character", reason="encoding"
+        ) from exc
+    if size == 0 or not head.removeprefix(codecs.BOM_UTF8).strip():
+        raise BatchRejected(f"{display}: the file is empty", reason="empty")
+    return sha.hexdigest(), size, head, breaks
+
+
+def _reject_binary(block: bytes, display: str) -> None:
+    signatures = {
+        b"PK\x03\x04": "an Excel workbook or zip archive",
+        b"\xd0\xcf\x11\xe0": "an old Excel or Word file",
+        b"%PDF": "a PDF",
+        b"PAR1": "a Parquet file",
+        b"\x89PNG": "an image",
+        b"\xff\xd8\xff": "an image",
+    }
+    for magic, what in signatures.items():
+        if block.startswith(magic):
+            raise BatchRejected(
+                f"{display}: this is {what}, not a CSV file. Export the sheet as 'CSV UTF-8'.",
+                reason="not_csv",
+            )
+
+
+def _reject_utf16(block: bytes, display: str) -> None:
+    """UTF-16/32 text (Excel's 'Unicode Text') is full of NUL bytes: name the real problem."""
+    if block.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise BatchRejected(
+            f"{display}: the file is UTF-16/UTF-32 text, not UTF-8. Save it as 'CSV UTF-8' and "
+            "upload it again.",
+            reason="encoding", offset=0,
+        )
+
+
+def _reject_structured_text(head: bytes, display: str) -> None:
+    """Text that is JSON, HTML or XML rather than a CSV table."""
+    start = head.decode("utf-8-sig", errors="ignore").lstrip()[:1]
+    kinds = {"{": "JSON", "[": "JSON", "<": "HTML or XML"}
+    if start in kinds:
+        raise BatchRejected(
+            f"{display}: this looks like {kinds[start]} text, not a CSV file. Export the data as "
+            "comma-separated CSV with a header row.",
+            reason="not_csv",
+        )
+
+
+def _read_header(head: bytes, display: str) -> list[str]:
+    text = head.decode("utf-8-sig", errors="ignore")
+    try:
+        first = next(csv.reader(io.StringIO(text)))
+    except (StopIteration, csv.Error) as exc:
+        raise BatchRejected(f"{display}: no header row found", reason="not_csv") from exc
+    header = [h.strip() for h in first]
+    if not any(header):
+        raise BatchRejected(f"{display}: the first line is blank; it must name the columns", reason="not_csv")
+    seen: set[str] = set()
+    for h in header:
+        if h in seen:
+            raise BatchRejected(f"{display}: column {h!r} appears twice in the header", reason="duplicate_columns", column=h)
+        seen.add(h)
+    return header

@@ -1,0 +1,465 @@
+"""Storing weekly runs: one batch, one transaction; the reports are exports of what is stored.
+
+A batch is recognised by its file's SHA-256: the same file again returns the stored batch
+and stores nothing. A run that fails or is killed half-way rolls back: no partial batch.
+Automatic decisions are audited through one entry per batch that carries a digest of all
+of them, so ``audit verify`` can tell if any was changed later.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy.exc import IntegrityError
+
+from finflow_core.audit import append_audit
+from finflow_core.auth import Principal
+from finflow_core.batch_io import BatchFile, Source, open_batch
+from finflow_core.config import Config
+from finflow_core.drift import DriftReport
+from finflow_core.errors import NotFound
+from finflow_core.model_registry import active_strategy, load_champion
+from finflow_core.permissions import require
+from finflow_core.rollup import add_applications
+from finflow_core.scoring import ScoringEngine, reason_texts
+from finflow_core.store import Store
+from finflow_core.store.lending_tables import (
+    applications,
+    batches,
+    decisions,
+    drift_runs,
+    quarantine_issues,
+    quarantine_rows,
+    scores,
+)
+from finflow_core.store.tables import iso_utc, utcnow
+from finflow_core.strategy import HIGH
+from finflow_core.validation import ChunkResult
+from finflow_core.weekly import BatchSummary, Progress, process_batch
+
+STATUS_OF_BAND = {"low": "approved", "medium": "pending", "high": "declined"}
+AUTO_OUTCOME = {"low": "approve", "high": "decline"}
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class _AlreadyStored(Exception):
+    def __init__(self, batch_id: str) -> None:
+        self.batch_id = batch_id
+
+
+def scoring_engine(store: Store, config: Config, *, explain: bool = True) -> ScoringEngine:
+    """The champion with its active strategy, ready to score."""
+    bundle = load_champion(store, config)
+    return ScoringEngine(bundle, config, active_strategy(store, bundle), explain=explain)
+
+
+def weekly_run(
+    store: Store,
+    actor: Principal,
+    source: Source | BatchFile,
+    config: Config,
+    *,
+    name: str | None = None,
+    out_dir: Path | None = None,
+    chunk_rows: int = 50_000,
+    progress: Progress | None = None,
+    engine: ScoringEngine | None = None,
+) -> BatchSummary:
+    """Validate, score, route, explain and measure drift of a batch, and store it all.
+
+    The same file twice gives the same batch id and stores nothing the second time.
+    """
+    require(actor, "upload_batch")
+    batch = source if isinstance(source, BatchFile) else open_batch(source, config, name=name)
+    summary = store_batch(store, actor, batch, engine or scoring_engine(store, config),
+                          chunk_rows=chunk_rows, progress=progress)
+    if out_dir is not None:
+        export_batch(store, summary.batch_id, Path(out_dir), config)
+    return summary
+
+
+def store_batch(
+    store: Store, actor: Principal, batch: BatchFile, engine: ScoringEngine, *,
+    chunk_rows: int = 50_000, progress: Progress | None = None,
+) -> BatchSummary:
+    """Process a batch into the store in one transaction (callers check the actor's role)."""
+    summary = stored_summary(store, batch.batch_id)
+    if summary is not None:
+        return summary
+    try:
+        with store.begin() as conn:
+            sink = StoreSink(conn, batch, engine, actor)
+            return process_batch(batch, engine, sink, chunk_rows=chunk_rows, progress=progress)
+    except _AlreadyStored:
+        pass
+    except IntegrityError:
+        if stored_summary(store, batch.batch_id) is None:
+            raise  # not a race on the same file: a real error
+    summary = stored_summary(store, batch.batch_id)  # another run stored the same file first
+    assert summary is not None
+    return summary
+
+
+class StoreSink:
+    """Writes a run's chunks into the store inside the caller's transaction."""
+
+    def __init__(self, conn: Connection, batch: BatchFile, engine: ScoringEngine, actor: Principal) -> None:
+        self.conn = conn
+        self.batch = batch
+        self.engine = engine
+        self.config = engine.config
+        self.actor = actor
+        self.now = iso_utc(utcnow())
+        self.upload_week = week_start(date.today())
+        self.weeks: dict[str, int] = {}
+        self.digest = hashlib.sha256()
+        self.auto = {"approve": 0, "decline": 0}
+        if conn.execute(select(batches.c.id).where(batches.c.sha256 == batch.sha256)).first():
+            raise _AlreadyStored(batch.batch_id)
+        s = engine.strategy
+        conn.execute(batches.insert().values(
+            id=batch.batch_id, sha256=batch.sha256, file_name=batch.name[:255],
+            uploaded_by=actor.username, uploaded_at=self.now, model_version=engine.bundle.version,
+            low_edge=s.low_edge, high_edge=s.high_edge, week_start=self.upload_week,
+            rows_in=0, rows_valid=0, rows_quarantined=0, n_low=0, n_medium=0, n_high=0,
+            automation_rate=0.0, expected_profit=0.0, drift_status="stable", summary="{}",
+        ))
+
+    def write_chunk(self, chunk: ChunkResult, scored: pd.DataFrame) -> None:
+        self._write_quarantine(chunk)
+        if scored.empty:
+            return
+        cfg = self.config
+        valid = chunk.valid
+        weeks = self._weeks(valid)
+        for w, n in pd.Series(weeks).value_counts().items():
+            self.weeks[str(w)] = self.weeks.get(str(w), 0) + int(n)
+        segs = [valid[s].astype(object).where(valid[s].notna(), None).to_numpy() for s in cfg.segments]
+        raw = chunk.valid_raw if chunk.valid_raw is not None else valid.astype(str)
+        data = raw.to_json(orient="records", lines=True, force_ascii=False).splitlines()
+        bands = scored["band"].to_numpy()
+        status = [STATUS_OF_BAND[b] for b in bands]
+        kinds = [None if b == "medium" else "auto" for b in bands]
+        rows = [
+            {
+                "batch_id": self.batch.batch_id, "row_number": int(rn), "external_id": str(ext)[:128],
+                "week_start": wk, "amount": float(amt),
+                "segment_1": segs[0][i] if len(segs) > 0 else None,
+                "segment_2": segs[1][i] if len(segs) > 1 else None,
+                "segment_3": segs[2][i] if len(segs) > 2 else None,
+                "data": data[i], "probability": float(p), "band": b, "status": st,
+                "expected_profit": float(ep), "decided_kind": kd,
+            }
+            for i, (rn, ext, wk, amt, p, b, st, ep, kd) in enumerate(zip(
+                scored["row_number"], scored["application_id"], weeks, scored["loan_amount"],
+                scored["probability"], bands, status, scored["expected_profit"], kinds, strict=True,
+            ))
+        ]
+        ids = list(self.conn.execute(
+            applications.insert().returning(applications.c.id, sort_by_parameter_order=True), rows
+        ).scalars())
+        add_applications(self.conn, pd.DataFrame(rows))
+        version = self.engine.bundle.version
+        self.conn.execute(scores.insert(), [
+            {
+                "application_id": app_id, "model_version": version, "probability": float(p),
+                "band": b, "ev_approve": float(ea), "ev_review": float(er),
+                "reasons": json.dumps(rs, default=_json_default), "scored_at": self.now,
+            }
+            for app_id, p, b, ea, er, rs in zip(
+                ids, scored["probability"], bands, scored["ev_approve"], scored["ev_review"],
+                scored["reasons"], strict=True,
+            )
+        ])
+        auto_rows = []
+        for app_id, rn, ext, p, b, rs in zip(
+            ids, scored["row_number"], scored["application_id"], scored["probability"], bands,
+            scored["reasons"], strict=True,
+        ):
+            if b not in AUTO_OUTCOME:
+                continue
+            outcome = AUTO_OUTCOME[b]
+            self.auto[outcome] += 1
+            self.digest.update(decision_digest_line(int(rn), str(ext), outcome, float(p)))
+            auto_rows.append({
+                "application_id": app_id, "outcome": outcome, "kind": "auto",
+                "decided_by": f"model:{version}", "reason": reason_texts(rs) if b == HIGH else "",
+                "note": "", "decided_at": self.now, "model_version": version, "supersedes_id": None,
+            })
+        if auto_rows:
+            decision_ids = self.conn.execute(
+                decisions.insert().returning(decisions.c.id, sort_by_parameter_order=True), auto_rows
+            ).scalars()
+            self.conn.execute(
+                update(applications).where(applications.c.id == bindparam("app_id"))
+                .values(current_decision_id=bindparam("decision_id")),
+                [{"app_id": r["application_id"], "decision_id": d}
+                 for r, d in zip(auto_rows, decision_ids, strict=True)],
+            )
+
+    def finish(self, summary: BatchSummary, drift: DriftReport) -> None:
+        week = max(self.weeks, key=lambda w: (self.weeks[w], w)) if self.weeks else self.upload_week
+        bands = summary.bands
+        self.conn.execute(update(batches).where(batches.c.id == self.batch.batch_id).values(
+            rows_in=summary.rows_in, rows_valid=summary.rows_valid,
+            rows_quarantined=summary.rows_quarantined, n_low=bands["low"], n_medium=bands["medium"],
+            n_high=bands["high"], automation_rate=summary.automation_rate,
+            expected_profit=summary.expected_profit, drift_status=drift.status, week_start=week,
+            summary=json.dumps(_stored_summary_dict(summary), default=_json_default),
+        ))
+        self.conn.execute(drift_runs.insert().values(
+            batch_id=self.batch.batch_id, model_version=self.engine.bundle.version,
+            status=drift.status, score_psi=_finite(drift.score_psi),
+            psi=json.dumps({k: _finite(v) for k, v in drift.features.items()}),
+            counts=json.dumps(drift.counts), computed_at=self.now,
+        ))
+        version = self.engine.bundle.version
+        append_audit(self.conn, self.actor.username, "batch_uploaded", "batch", self.batch.batch_id, {
+            "file": self.batch.name, "sha256": self.batch.sha256, "rows_in": summary.rows_in,
+            "rows_valid": summary.rows_valid, "rows_quarantined": summary.rows_quarantined,
+        }, model_version=version)
+        append_audit(self.conn, self.actor.username, "batch_scored", "batch", self.batch.batch_id, {
+            "bands": bands, "automatic_approvals": self.auto["approve"],
+            "automatic_declines": self.auto["decline"], "expected_profit": summary.expected_profit,
+            "low_edge": self.engine.strategy.low_edge, "high_edge": self.engine.strategy.high_edge,
+            "auto_decisions_sha256": self.digest.hexdigest(),
+        }, model_version=version)
+        append_audit(self.conn, self.actor.username, "drift_measured", "batch", self.batch.batch_id, {
+            "status": drift.status, "score_psi": _finite(drift.score_psi), "alerts": drift.alerts,
+        }, model_version=version)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _weeks(self, valid: pd.DataFrame) -> list[str]:
+        col = self.config.date_column
+        if col is None or col not in valid:
+            return [self.upload_week] * len(valid)
+        d = pd.to_datetime(valid[col], errors="coerce")
+        monday = (d - pd.to_timedelta(d.dt.weekday, unit="D")).dt.strftime("%Y-%m-%d")
+        return monday.fillna(self.upload_week).tolist()
+
+    def _write_quarantine(self, chunk: ChunkResult) -> None:
+        q = chunk.quarantined
+        if q.empty:
+            return
+        id_col = self.config.id_column
+        cells = q.drop(columns=["row_number", "line", "reasons"])
+        data = cells.to_json(orient="records", lines=True, force_ascii=False).splitlines()
+        self.conn.execute(quarantine_rows.insert(), [
+            {
+                "batch_id": self.batch.batch_id, "row_number": int(rn), "line": int(ln),
+                "external_id": None if ext is None or pd.isna(ext) else str(ext)[:255],
+                "reasons": str(rs), "data": d,
+            }
+            for rn, ln, rs, ext, d in zip(
+                q["row_number"], q["line"], q["reasons"],
+                q[id_col] if id_col in q else [None] * len(q), data, strict=True,
+            )
+        ])
+        issues = chunk.issues
+        self.conn.execute(quarantine_issues.insert(), [
+            {
+                "batch_id": self.batch.batch_id, "row_number": int(r.row_number),
+                "column_name": str(r.column), "rule": str(r.rule),
+                "value": None if r.value is None else str(r.value), "message": str(r.message),
+            }
+            for r in issues.itertuples(index=False)
+        ])
+
+
+def decision_digest_line(row_number: int, external_id: str, outcome: str, probability: float) -> bytes:
+    return f"{row_number}|{external_id}|{outcome}|{probability:.17g}\n".encode()
+
+
+def week_start(d: date | datetime) -> str:
+    day = d.date() if isinstance(d, datetime) else d
+    return (day - timedelta(days=day.weekday())).isoformat()
+
+
+# -- reading back -------------------------------------------------------------------------------
+
+def stored_summary(store: Store, batch_id: str) -> BatchSummary | None:
+    """The summary of a stored batch, or None."""
+    with store.connect() as conn:
+        row = conn.execute(select(batches).where(batches.c.id == batch_id)).first()
+    if row is None:
+        return None
+    d = json.loads(row.summary)
+    d["already_stored"] = True
+    d["timings"] = {}
+    return BatchSummary(**d)
+
+
+def find_batch_by_sha(store: Store, sha256: str) -> str | None:
+    with store.connect() as conn:
+        return conn.execute(select(batches.c.id).where(batches.c.sha256 == sha256)).scalar()
+
+
+def list_batches(store: Store, limit: int = 100) -> list[dict[str, Any]]:
+    with store.connect() as conn:
+        rows = conn.execute(
+            select(batches.c.id, batches.c.file_name, batches.c.uploaded_by, batches.c.uploaded_at,
+                   batches.c.week_start, batches.c.model_version, batches.c.rows_in,
+                   batches.c.rows_valid, batches.c.rows_quarantined, batches.c.n_low,
+                   batches.c.n_medium, batches.c.n_high, batches.c.automation_rate,
+                   batches.c.expected_profit, batches.c.drift_status)
+            .order_by(batches.c.uploaded_at.desc()).limit(limit)
+        ).mappings().all()
+    return [dict(r) for r in rows]
+
+
+def decisions_frame(store: Store, batch_id: str, config: Config) -> pd.DataFrame:
+    """The stored decision table of a batch: one row per valid application."""
+    k = config.model.reason_codes
+    with store.connect() as conn:
+        rows = conn.execute(
+            select(applications.c.row_number, applications.c.external_id, applications.c.probability,
+                   applications.c.band, applications.c.status, applications.c.expected_profit,
+                   applications.c.amount, scores.c.model_version, scores.c.reasons)
+            .join(scores, scores.c.application_id == applications.c.id)
+            .where(applications.c.batch_id == batch_id)
+            .order_by(applications.c.row_number)
+        ).all()
+    records = []
+    for r in rows:
+        reasons = json.loads(r.reasons)
+        rec = {
+            "row_number": r.row_number, "application_id": r.external_id,
+            "probability": round(r.probability, 6), "band": r.band,
+            "decision": {"low": "approve", "medium": "review", "high": "decline"}[r.band],
+            "status": r.status, "expected_profit": round(r.expected_profit, 2),
+            "loan_amount": r.amount, "model_version": r.model_version,
+        }
+        for i in range(k):
+            rec[f"reason_{i + 1}"] = reasons[i]["text"] if i < len(reasons) else ""
+        records.append(rec)
+    return pd.DataFrame(records)
+
+
+def quarantine_frame(store: Store, batch_id: str) -> pd.DataFrame:
+    """Quarantined rows of a batch: row number, line, reasons, then the cells as written."""
+    with store.connect() as conn:
+        rows = conn.execute(
+            select(quarantine_rows).where(quarantine_rows.c.batch_id == batch_id)
+            .order_by(quarantine_rows.c.row_number)
+        ).all()
+    records = [{"row_number": r.row_number, "line": r.line, "reasons": r.reasons, **json.loads(r.data)}
+               for r in rows]
+    return pd.DataFrame(records, columns=None if records else ["row_number", "line", "reasons"])
+
+
+def issues_frame(store: Store, batch_id: str) -> pd.DataFrame:
+    with store.connect() as conn:
+        rows = conn.execute(
+            select(quarantine_issues.c.row_number, quarantine_issues.c.column_name.label("column"),
+                   quarantine_issues.c.rule, quarantine_issues.c.value, quarantine_issues.c.message)
+            .where(quarantine_issues.c.batch_id == batch_id)
+            .order_by(quarantine_issues.c.row_number, quarantine_issues.c.id)
+        ).mappings().all()
+    return pd.DataFrame([dict(r) for r in rows], columns=["row_number", "column", "rule", "value", "message"])
+
+
+def drift_history(store: Store, limit: int = 52) -> list[dict[str, Any]]:
+    """Drift runs, newest first: status, score PSI and every feature's PSI."""
+    with store.connect() as conn:
+        rows = conn.execute(
+            select(drift_runs.c.batch_id, drift_runs.c.model_version, drift_runs.c.status,
+                   drift_runs.c.score_psi, drift_runs.c.psi, drift_runs.c.counts,
+                   drift_runs.c.computed_at, batches.c.week_start, batches.c.file_name)
+            .join(batches, batches.c.id == drift_runs.c.batch_id)
+            .order_by(drift_runs.c.computed_at.desc(), drift_runs.c.id.desc()).limit(limit)
+        ).all()
+    return [
+        {"batch_id": r.batch_id, "model_version": r.model_version, "status": r.status,
+         "score_psi": r.score_psi, "features": json.loads(r.psi), "counts": json.loads(r.counts),
+         "computed_at": r.computed_at, "week_start": r.week_start, "file_name": r.file_name}
+        for r in rows
+    ]
+
+
+def export_batch(store: Store, batch_id: str, out_dir: Path, config: Config) -> dict[str, Path]:
+    """Write decisions.csv, quarantine.csv, quarantine_issues.csv and summary.json from the store."""
+    summary = stored_summary(store, batch_id)
+    if summary is None:
+        raise NotFound(f"no stored batch {batch_id!r}", batch_id=batch_id)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "decisions": out_dir / "decisions.csv",
+        "quarantine": out_dir / "quarantine.csv",
+        "issues": out_dir / "quarantine_issues.csv",
+        "summary": out_dir / "summary.json",
+    }
+    write_csv(decisions_frame(store, batch_id, config), paths["decisions"])
+    write_csv(quarantine_frame(store, batch_id), paths["quarantine"])
+    write_csv(issues_frame(store, batch_id), paths["issues"])
+    d = summary.to_dict()
+    d.pop("already_stored", None)
+    d.pop("timings", None)
+    paths["summary"].write_text(json.dumps(d, indent=2, default=_json_default))
+    return paths
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> None:
+    """CSV that is safe to open in a spreadsheet: text that would run as a formula gets a '."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([spreadsheet_safe(c) for c in df.columns])
+        for row in _rows(df):
+            writer.writerow(row)
+
+
+def csv_bytes(df: pd.DataFrame) -> bytes:
+    """The same safe CSV, in memory (for downloads)."""
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow([spreadsheet_safe(c) for c in df.columns])
+    for row in _rows(df):
+        writer.writerow(row)
+    return buf.getvalue().encode("utf-8")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _rows(df: pd.DataFrame) -> Iterator[list[Any]]:
+    for rec in df.itertuples(index=False, name=None):
+        yield [("" if v is None or (isinstance(v, float) and np.isnan(v)) else spreadsheet_safe(v)) for v in rec]
+
+
+def _stored_summary_dict(summary: BatchSummary) -> dict[str, Any]:
+    d = summary.to_dict()
+    d.pop("timings", None)
+    d["already_stored"] = False
+    return d
+
+
+def _finite(v: float) -> float | None:
+    return None if v is None or not np.isfinite(v) else float(v)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, (datetime, date)):
+        return o.isoformat()
+    if isinstance(o, float) and not np.isfinite(o):
+        return None
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def batch_ids(store: Store) -> Iterable[str]:
+    with store.connect() as conn:
+        return list(conn.execute(select(batches.c.id).order_by(batches.c.uploaded_at)).scalars())

@@ -1,0 +1,53 @@
+"""The ``finflow`` command: the same core functions the app calls, for scripts and schedulers.
+
+Exit codes (also in ``finflow --help``):
+  0 success · 1 unexpected error · 2 bad command line · 3 config error · 4 file rejected
+  (not a batch) · 5 model missing or refused · 6 training data unusable · 7 sign-in failed
+  · 8 role not allowed · 9 not found · 10 conflict (already decided / taken) · 11 drift
+  alert with --fail-on-drift · 12 audit chain broken · 13 database schema newer than this FinFlow
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from finflow_core.cli import admin, data
+from finflow_core.cli.common import run_command
+
+EPILOG = """exit codes:
+  0 success            5 model missing or refused      9 not found
+  1 unexpected error   6 training data unusable       10 conflict (already decided/taken)
+  2 bad command line   7 sign-in failed               11 drift alert (--fail-on-drift)
+  3 config error       8 role not allowed             12 audit chain broken
+                                                      13 database from a newer FinFlow
+  4 file rejected (not a batch: empty, not CSV, wrong encoding, missing columns)
+
+commands that change the store need a user: --user NAME (or FINFLOW_USER) and the password
+in FINFLOW_PASSWORD, or typed at the prompt."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="finflow",
+        description="FinFlow: credit-risk decisioning for small-business lending.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", help="config YAML (default: $FINFLOW_CONFIG or the shipped one)")
+    parser.add_argument("--user", help="acting user (default: $FINFLOW_USER)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    data.register(sub)
+    admin.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_command(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

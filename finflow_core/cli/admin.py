@@ -1,0 +1,144 @@
+"""Administration commands: first-run set-up, users, and the audit trail."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from finflow_core import auth
+from finflow_core.audit import export_audit_csv, verify_audit
+from finflow_core.cli.common import Context, ask_password, emit
+from finflow_core.permissions import ROLES, require
+from finflow_core.setup import bootstrap
+
+EXIT_AUDIT_BROKEN = 12
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("setup", help="prepare the store; with --demo, a seeded demo model and sample batches")
+    p.add_argument("--demo", action="store_true", help="create demo data and train the demo model if none")
+    p.add_argument("--rows", type=int, default=20_000, help="rows of demo history")
+    p.set_defaults(handler=setup)
+
+    p = sub.add_parser("users", help="manage users (admin)")
+    usub = p.add_subparsers(dest="users_command", required=True)
+    q = usub.add_parser("add", help="add a user; with no users yet, the first admin (no --user needed)")
+    q.add_argument("username")
+    q.add_argument("--role", action="append", choices=ROLES, required=True, help="repeat for several roles")
+    q.set_defaults(handler=users_add)
+    q = usub.add_parser("list")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=users_list)
+    q = usub.add_parser("set-roles")
+    q.add_argument("username")
+    q.add_argument("--role", action="append", choices=ROLES, required=True)
+    q.set_defaults(handler=users_set_roles)
+    for name, fn in (("disable", users_disable), ("enable", users_enable)):
+        q = usub.add_parser(name)
+        q.add_argument("username")
+        q.set_defaults(handler=fn)
+    q = usub.add_parser("passwd", help="set a password (your own, or anyone's as admin)")
+    q.add_argument("username")
+    q.set_defaults(handler=users_passwd)
+
+    p = sub.add_parser("audit", help="verify or export the audit trail (admin, manager)")
+    asub = p.add_subparsers(dest="audit_command", required=True)
+    q = asub.add_parser("verify", help="check the hash chain and the stored automatic decisions")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=audit_verify)
+    q = asub.add_parser("export", help="export the trail as CSV (all, or one application / user)")
+    q.add_argument("--out", type=Path, required=True)
+    q.add_argument("--application", help="an application id: its full trail")
+    q.add_argument("--actor", help="only entries by this user")
+    q.add_argument("--since")
+    q.add_argument("--until")
+    q.set_defaults(handler=audit_export)
+
+
+def setup(ctx: Context, args: argparse.Namespace) -> int:
+    result = bootstrap(ctx.config, ctx.store, demo=args.demo, history_rows=args.rows, log=_log)
+    if result.setup_code:
+        bar = "=" * 64
+        print(f"\n{bar}\n  FinFlow first-run set-up code: {result.setup_code}\n"
+              f"  Open FinFlow in a browser and enter it to create the first admin\n"
+              f"  (valid 24 hours; only its hash is stored).\n{bar}\n", flush=True)
+    return 0
+
+
+def users_add(ctx: Context, args: argparse.Namespace) -> int:
+    if not auth.has_users(ctx.store):
+        password = ask_password(f"password for the first admin {args.username}: ")
+        info = auth.add_user(ctx.store, None, args.username, password, args.role)
+    else:
+        actor = ctx.actor
+        password = ask_password(f"password for {args.username}: ")
+        info = auth.add_user(ctx.store, actor, args.username, password, args.role)
+    print(f"created user {info.username} with roles {', '.join(sorted(info.roles))}")
+    return 0
+
+
+def users_list(ctx: Context, args: argparse.Namespace) -> int:
+    users = auth.list_users(ctx.store, ctx.actor)
+    rows = [{"username": u.username, "roles": sorted(u.roles), "active": u.active,
+             "last_login_at": u.last_login_at, "failed_logins": u.failed_logins} for u in users]
+    text = "\n".join(f"{r['username']:<20} {','.join(r['roles']):<30} "
+                     f"{'active' if r['active'] else 'disabled'}" for r in rows)
+    emit(args, rows, text)
+    return 0
+
+
+def users_set_roles(ctx: Context, args: argparse.Namespace) -> int:
+    info = auth.set_roles(ctx.store, ctx.actor, args.username, args.role)
+    print(f"{info.username} now holds {', '.join(sorted(info.roles))}")
+    return 0
+
+
+def users_disable(ctx: Context, args: argparse.Namespace) -> int:
+    auth.disable_user(ctx.store, ctx.actor, args.username)
+    print(f"{args.username} is disabled")
+    return 0
+
+
+def users_enable(ctx: Context, args: argparse.Namespace) -> int:
+    auth.enable_user(ctx.store, ctx.actor, args.username)
+    print(f"{args.username} is enabled")
+    return 0
+
+
+def users_passwd(ctx: Context, args: argparse.Namespace) -> int:
+    actor = ctx.actor
+    password = ask_password(f"new password for {args.username}: ")
+    auth.set_password(ctx.store, actor, args.username, password)
+    print(f"password of {args.username} changed")
+    return 0
+
+
+def audit_verify(ctx: Context, args: argparse.Namespace) -> int:
+    from finflow_core.decision_audit import verify_decisions
+
+    require(ctx.actor, "view_audit")
+    chain = verify_audit(ctx.store)
+    decisions = verify_decisions(ctx.store)
+    ok = chain.ok and decisions.ok
+    emit(args, {"ok": ok, "chain": chain.__dict__, "decisions": decisions.__dict__},
+         f"{chain.message}\n{decisions.message}")
+    return 0 if ok else EXIT_AUDIT_BROKEN
+
+
+def audit_export(ctx: Context, args: argparse.Namespace) -> int:
+    from finflow_core.decision_audit import application_trail_csv
+
+    require(ctx.actor, "view_audit")
+    if args.application:
+        text = application_trail_csv(ctx.store, args.application)
+        args.out.write_text(text, encoding="utf-8")
+    else:
+        export_audit_csv(ctx.store, args.out, actor=args.actor, since=args.since, until=args.until)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,103 @@
+"""What every command shares: config, store, the acting user, output and error handling."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from finflow_core.auth import Principal, authenticate
+from finflow_core.config import Config, load_config
+from finflow_core.errors import AuthError, FinFlowError
+from finflow_core.store import Store, open_store
+
+ENV_USER = "FINFLOW_USER"
+ENV_PASSWORD = "FINFLOW_PASSWORD"
+ENV_NEW_PASSWORD = "FINFLOW_NEW_PASSWORD"
+
+Handler = Callable[["Context", argparse.Namespace], int]
+
+
+@dataclass
+class Context:
+    """Lazily opened resources of one command run."""
+
+    args: argparse.Namespace
+
+    @cached_property
+    def config(self) -> Config:
+        return load_config(self.args.config)
+
+    @cached_property
+    def store(self) -> Store:
+        return open_store(self.config.paths.database_url)
+
+    @cached_property
+    def actor(self) -> Principal:
+        """The signed-in user: --user / $FINFLOW_USER, password from $FINFLOW_PASSWORD or a prompt."""
+        username = self.args.user or os.environ.get(ENV_USER)
+        if not username:
+            raise AuthError(
+                "this command changes the store and needs a user: pass --user NAME (or set "
+                "FINFLOW_USER) with the password in FINFLOW_PASSWORD. No user yet? Create the "
+                "first admin with `finflow users add NAME --role admin`.",
+                reason="no_user",
+            )
+        password = os.environ.get(ENV_PASSWORD)
+        if password is None:
+            if not sys.stdin.isatty():
+                raise AuthError(
+                    f"no password for {username!r}: set FINFLOW_PASSWORD or run in a terminal",
+                    reason="no_password",
+                )
+            password = getpass.getpass(f"password for {username}: ")
+        return authenticate(self.store, username, password)
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()
+
+
+def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
+    """Print JSON with --json, else the human text."""
+    if getattr(args, "json", False):
+        print(json.dumps(payload, indent=2, default=str))
+    else:
+        print(text)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    ctx = Context(args)
+    handler: Handler = args.handler
+    try:
+        return handler(ctx, args)
+    except FinFlowError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps(exc.to_dict(), default=str), file=sys.stderr)
+        print(f"finflow: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("finflow: interrupted: nothing was stored for the unfinished step", file=sys.stderr)
+        return 130
+    finally:
+        ctx.close()
+
+
+def ask_password(prompt: str, *, confirm: bool = True) -> str:
+    """A new password from $FINFLOW_NEW_PASSWORD or typed twice at a prompt."""
+    password = os.environ.get(ENV_NEW_PASSWORD)
+    if password is not None:
+        return password
+    if not sys.stdin.isatty():
+        raise AuthError("set FINFLOW_NEW_PASSWORD or run in a terminal to type the new password",
+                        reason="no_password")
+    first = getpass.getpass(prompt)
+    if confirm and getpass.getpass("again: ") != first:
+        raise AuthError("the two passwords differ", reason="mismatch")
+    return first

@@ -1,0 +1,187 @@
+"""Data commands: demo data, training, the weekly run, models and batches."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from finflow_core import batch_store, model_registry
+from finflow_core.cli.common import Context, emit
+from finflow_core.drift import ALERT
+from finflow_core.synthetic import SCENARIOS, generate_applications
+
+EXIT_DRIFT_ALERT = 11
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("demo-data", help="write seeded synthetic loan applications to a CSV")
+    p.add_argument("--rows", type=int, default=5000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--with-truth", action="store_true", help="add the true probability of default (true_pd)")
+    p.add_argument("--drift", default="none", choices=sorted(SCENARIOS), help="shift the population")
+    p.add_argument("--start-date", type=date.fromisoformat, default=date(2026, 1, 5))
+    p.add_argument("--days", type=int, default=7, help="spread application dates over this many days")
+    p.add_argument("--no-label", action="store_true", help="leave out the default column (a live batch)")
+    p.set_defaults(handler=demo_data)
+
+    p = sub.add_parser("train", help="train candidates on a labelled history and register the champion")
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=train)
+
+    p = sub.add_parser("weekly-run", help="validate, score, route, explain and measure drift of a batch")
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--out", type=Path, help="write decisions.csv, quarantine.csv and summary.json here")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--fail-on-drift", action="store_true", help=f"exit {EXIT_DRIFT_ALERT} on a drift alert")
+    p.add_argument("--chunk-rows", type=int, default=50_000)
+    p.add_argument("--engine", choices=("local", "dask"), default="local")
+    p.add_argument("--scheduler", help="Dask scheduler address (default: a local cluster)")
+    p.set_defaults(handler=weekly_run)
+
+    p = sub.add_parser("models", help="list, show or promote model versions")
+    msub = p.add_subparsers(dest="models_command", required=True)
+    q = msub.add_parser("list")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=models_list)
+    q = msub.add_parser("show")
+    q.add_argument("version", nargs="?", help="default: the champion")
+    q.set_defaults(handler=models_show)
+    q = msub.add_parser("promote", help="make a version the champion (manager)")
+    q.add_argument("version")
+    q.add_argument("--note", default="")
+    q.set_defaults(handler=models_promote)
+
+    p = sub.add_parser("batches", help="list stored batches or export one")
+    bsub = p.add_subparsers(dest="batches_command", required=True)
+    q = bsub.add_parser("list")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=batches_list)
+    q = bsub.add_parser("export")
+    q.add_argument("batch_id")
+    q.add_argument("--out", required=True, type=Path)
+    q.set_defaults(handler=batches_export)
+
+
+def demo_data(ctx: Context, args: argparse.Namespace) -> int:
+    df = generate_applications(
+        args.rows, args.seed, drift=args.drift, with_truth=args.with_truth,
+        start=args.start_date, days=args.days,
+    )
+    if args.no_label:
+        df = df.drop(columns=["default"])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(args.out, index=False)
+    rate = f", default rate {df['default'].mean():.1%}" if "default" in df else ""
+    print(f"wrote {len(df):,} applications to {args.out} (seed {args.seed}, drift {args.drift}{rate})")
+    return 0
+
+
+def train(ctx: Context, args: argparse.Namespace) -> int:
+    outcome = model_registry.train_and_register(ctx.store, ctx.actor, args.data, ctx.config)
+    card = outcome.card
+    lines = [
+        f"registered model {outcome.version} ({card['model']})"
+        + (" as champion" if outcome.became_champion else " as candidate: a manager promotes it"),
+        f"  rows {card['rows']:,}, default rate {card['default_rate']:.1%}, "
+        f"{outcome.validation.rows_quarantined} rows quarantined",
+    ]
+    for c in outcome.candidates:
+        m = c["metrics"]
+        lines.append(f"  {c['name']:<16} AUC {m['auc']:.3f}  Brier {m['brier']:.4f}  "
+                     f"out-of-fold profit {c['oof_profit']:,.0f}  cut-off {c['cutoff']:.3f}")
+    s = card["strategy"]
+    lines.append(f"  bands: approve below {s['low_edge']:.3f}, decline from {s['high_edge']:.3f}; "
+                 f"automation {s['automation_rate']:.1%}")
+    emit(args, {"version": outcome.version, "champion": outcome.became_champion, "card": card,
+                "comparison": outcome.champion_comparison}, "\n".join(lines))
+    return 0
+
+
+def weekly_run(ctx: Context, args: argparse.Namespace) -> int:
+    actor = ctx.actor  # sign in before any work
+    progress = _progress_printer() if not args.json and sys.stderr.isatty() else None
+    if args.engine == "dask":
+        from finflow_core.distributed import weekly_run_dask
+
+        summary = weekly_run_dask(ctx.store, actor, args.data, ctx.config, out_dir=args.out,
+                                  scheduler=args.scheduler)
+    else:
+        summary = batch_store.weekly_run(ctx.store, actor, args.data, ctx.config, out_dir=args.out,
+                                         chunk_rows=args.chunk_rows, progress=progress)
+    d = summary.to_dict()
+    keys = ("batch_id", "model_version", "rows_in", "rows_valid", "rows_quarantined", "bands",
+            "automation_rate", "expected_profit", "drift")
+    payload = {k: d[k] for k in keys} | {k: v for k, v in d.items() if k not in keys}
+    text = (
+        f"batch {summary.batch_id}{' (already stored: nothing added)' if summary.already_stored else ''}\n"
+        f"  rows {summary.rows_in:,}: {summary.rows_valid:,} valid, {summary.rows_quarantined:,} quarantined\n"
+        f"  bands: {summary.bands['low']:,} approve, {summary.bands['medium']:,} review, "
+        f"{summary.bands['high']:,} decline; automation {summary.automation_rate:.1%}\n"
+        f"  expected profit {summary.expected_profit:,.0f}; drift {summary.drift['status']} "
+        f"(score PSI {summary.drift['score_psi']})"
+        + (f"\n  reports in {args.out}" if args.out else "")
+    )
+    for w in summary.warnings:
+        print(f"finflow: warning: {w}", file=sys.stderr)
+    emit(args, payload, text)
+    if args.fail_on_drift and summary.drift["status"] == ALERT:
+        print("finflow: drift alert: retraining is recommended", file=sys.stderr)
+        return EXIT_DRIFT_ALERT
+    return 0
+
+
+def models_list(ctx: Context, args: argparse.Namespace) -> int:
+    rows = model_registry.list_versions(ctx.store)
+    text = "\n".join(
+        f"{r['version']}  {r['status']:<9} {r['model']:<14} AUC {r['auc']:.3f}  cut-off {r['cutoff']:.3f}  "
+        f"trained by {r['trained_by']}" for r in rows
+    ) or "no models yet: run `finflow train --data FILE.csv`"
+    emit(args, rows, text)
+    return 0
+
+
+def models_show(ctx: Context, args: argparse.Namespace) -> int:
+    import json
+
+    version = args.version or model_registry.champion_version(ctx.store)
+    if version is None:
+        print("no champion model yet", file=sys.stderr)
+        return 9
+    print(json.dumps(model_registry.model_card(ctx.store, version), indent=2))
+    return 0
+
+
+def models_promote(ctx: Context, args: argparse.Namespace) -> int:
+    model_registry.promote(ctx.store, ctx.actor, args.version, args.note)
+    print(f"model {args.version} is now the champion")
+    return 0
+
+
+def batches_list(ctx: Context, args: argparse.Namespace) -> int:
+    rows = batch_store.list_batches(ctx.store)
+    text = "\n".join(
+        f"{r['id']}  {r['uploaded_at'][:16]}  {r['file_name']:<24} {r['rows_in']:>8,} rows  "
+        f"automation {r['automation_rate']:.1%}  drift {r['drift_status']}" for r in rows
+    ) or "no batches stored yet"
+    emit(args, rows, text)
+    return 0
+
+
+def batches_export(ctx: Context, args: argparse.Namespace) -> int:
+    paths = batch_store.export_batch(ctx.store, args.batch_id, args.out, ctx.config)
+    print("\n".join(f"{k}: {v}" for k, v in paths.items()))
+    return 0
+
+
+def _progress_printer() -> Any:
+    def show(done: int, total: int) -> None:
+        print(f"\r  {done:,} / ~{total:,} rows ({min(done / max(total, 1), 1):.0%})", end="",
+              file=sys.stderr, flush=True)
+        if done >= total:
+            print(file=sys.stderr)
+    return show

@@ -1,0 +1,133 @@
+"""Checking stored decisions against the audit trail, and one application's full trail.
+
+The hash chain (``finflow_core.audit``) proves the trail itself is intact. This module
+proves the decision records agree with it: each batch's automatic decisions must hash to
+the digest its ``batch_scored`` entry recorded, and each officer's decision must match
+its ``case_decided`` entry. Years later a lender can answer: which model, what it said
+and why, who decided, when, and whether anyone changed the record since.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from finflow_core.audit import audit_trail
+from finflow_core.batch_store import decision_digest_line
+from finflow_core.store import Store
+from finflow_core.store.lending_tables import applications, batches, decisions, scores
+from finflow_core.store.tables import audit_log
+
+
+@dataclass
+class DecisionVerification:
+    ok: bool
+    batches_checked: int
+    manual_checked: int
+    problems: list[str] = field(default_factory=list)
+    message: str = ""
+
+
+def verify_decisions(store: Store) -> DecisionVerification:
+    """Recompute every batch's automatic-decision digest and match manual decisions to the trail."""
+    problems: list[str] = []
+    with store.connect(snapshot=True) as conn:
+        audited = {}
+        manual_entries = {}
+        for r in conn.execute(select(audit_log.c.seq, audit_log.c.action, audit_log.c.subject_id,
+                                     audit_log.c.actor, audit_log.c.details)
+                              .where(audit_log.c.action.in_(("batch_scored", "case_decided")))):
+            d = json.loads(r.details)
+            if r.action == "batch_scored":
+                audited[r.subject_id] = (r.seq, d.get("auto_decisions_sha256"))
+            else:
+                manual_entries[int(d["decision"])] = (r.seq, r.actor, d)
+        batch_ids = list(conn.execute(select(batches.c.id).order_by(batches.c.uploaded_at)).scalars())
+        for bid in batch_ids:
+            digest = hashlib.sha256()
+            rows = conn.execute(
+                select(applications.c.row_number, applications.c.external_id, decisions.c.outcome,
+                       scores.c.probability)
+                .join(decisions, decisions.c.application_id == applications.c.id)
+                .join(scores, scores.c.application_id == applications.c.id)
+                .where(applications.c.batch_id == bid).where(decisions.c.kind == "auto")
+                .order_by(applications.c.row_number, decisions.c.id)
+            )
+            for r in rows:
+                digest.update(decision_digest_line(r.row_number, r.external_id, r.outcome, r.probability))
+            entry = audited.get(bid)
+            if entry is None:
+                problems.append(f"batch {bid} has no batch_scored audit entry")
+            elif entry[1] != digest.hexdigest():
+                problems.append(f"automatic decisions or scores of batch {bid} differ from what audit "
+                                f"entry {entry[0]} recorded")
+        manual = conn.execute(select(decisions).where(decisions.c.kind == "manual").order_by(decisions.c.id)).all()
+        for d in manual:
+            entry = manual_entries.pop(d.id, None)
+            if entry is None:
+                problems.append(f"decision {d.id} (application {d.application_id}) has no audit entry")
+                continue
+            seq, actor, det = entry
+            same = (actor == d.decided_by and det.get("outcome") == d.outcome
+                    and det.get("reason") == d.reason and det.get("note") == d.note
+                    and det.get("supersedes") == d.supersedes_id)
+            if not same:
+                problems.append(f"decision {d.id} differs from audit entry {seq}")
+        for decision_id, (seq, _, _) in sorted(manual_entries.items()):
+            problems.append(f"decision {decision_id} recorded by audit entry {seq} is missing")
+    ok = not problems
+    message = (f"decisions match the audit trail: {len(batch_ids)} batches, {len(manual)} officer decisions"
+               if ok else f"{len(problems)} problem(s): " + "; ".join(problems[:5]))
+    return DecisionVerification(ok, len(batch_ids), len(manual), problems, message)
+
+
+def application_trail(store: Store, external_id: str) -> list[dict[str, Any]]:
+    """Everything recorded about one application id, oldest first."""
+    events: list[dict[str, Any]] = []
+    with store.connect() as conn:
+        apps = conn.execute(select(applications).where(applications.c.external_id == external_id)
+                            .order_by(applications.c.id)).all()
+        for app in apps:
+            score = conn.execute(select(scores).where(scores.c.application_id == app.id)).first()
+            for e in audit_trail(store, "batch", app.batch_id):
+                events.append({"at": e["at"], "source": "audit", "seq": e["seq"], "actor": e["actor"],
+                               "action": e["action"], "model_version": e["model_version"],
+                               "details": json.dumps(e["details"], sort_keys=True)})
+            if score is not None:
+                events.append({"at": score.scored_at, "source": "score", "seq": None,
+                               "actor": f"model:{score.model_version}", "action": "scored",
+                               "model_version": score.model_version,
+                               "details": json.dumps({"batch": app.batch_id, "row_number": app.row_number,
+                                                      "probability": score.probability, "band": score.band,
+                                                      "reasons": [r["text"] for r in json.loads(score.reasons)]})})
+            for d in conn.execute(select(decisions).where(decisions.c.application_id == app.id)
+                                  .order_by(decisions.c.id)):
+                events.append({"at": d.decided_at, "source": "decision", "seq": None, "actor": d.decided_by,
+                               "action": f"decision_{d.outcome}", "model_version": d.model_version,
+                               "details": json.dumps({"decision": d.id, "kind": d.kind, "reason": d.reason,
+                                                      "note": d.note, "supersedes": d.supersedes_id})})
+    for e in audit_trail(store, "application", external_id):
+        events.append({"at": e["at"], "source": "audit", "seq": e["seq"], "actor": e["actor"],
+                       "action": e["action"], "model_version": e["model_version"],
+                       "details": json.dumps(e["details"], sort_keys=True)})
+    events.sort(key=lambda e: (e["at"], e["seq"] or 0))
+    return events
+
+
+def application_trail_csv(store: Store, external_id: str) -> str:
+    from finflow_core.batch_store import spreadsheet_safe
+
+    events = application_trail(store, external_id)
+    buf = io.StringIO()
+    fields = ["at", "source", "seq", "actor", "action", "model_version", "details"]
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for e in events:
+        writer.writerow({k: spreadsheet_safe("" if e[k] is None else str(e[k])) for k in fields})
+    return buf.getvalue()

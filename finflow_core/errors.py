@@ -1,0 +1,84 @@
+"""FinFlow's errors: each carries structured data and a message a person can act on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FinFlowError(Exception):
+    """Base of every error FinFlow raises on purpose; ``exit_code`` is what the CLI returns."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": type(self).__name__, "message": self.message, **self.details}
+
+
+class ConfigError(FinFlowError):
+    """The configuration is missing, malformed or inconsistent."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, key: str) -> None:
+        super().__init__(f"config error at {key or 'top level'}: {message}", key=key)
+        self.key = key
+
+
+class BatchRejected(FinFlowError):
+    """A file that cannot be a batch at all (not CSV, empty, wrong encoding, missing columns)."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, reason: str, **details: Any) -> None:
+        super().__init__(message, reason=reason, **details)
+        self.reason = reason
+
+
+class ModelError(FinFlowError):
+    """No usable model: none trained yet, or an artifact that cannot be used."""
+
+    exit_code = 5
+
+
+class ModelIntegrityError(ModelError):
+    """A model file whose hash or signature does not match what was registered."""
+
+
+class TrainingError(FinFlowError):
+    """Training data that cannot produce a model (too few rows, one class only...)."""
+
+    exit_code = 6
+
+
+class AuthError(FinFlowError):
+    """Sign-in failed or is temporarily blocked."""
+
+    exit_code = 7
+
+
+class PermissionDenied(FinFlowError):
+    """The caller lacks the role an action needs."""
+
+    exit_code = 8
+
+    def __init__(self, action: str, needed: tuple[str, ...], who: str) -> None:
+        roles = " or ".join(needed)
+        super().__init__(
+            f"{who} may not {action}: it needs the {roles} role", action=action, needed=list(needed),
+            user=who,
+        )
+
+
+class NotFound(FinFlowError):
+    exit_code = 9
+
+
+class Conflict(FinFlowError):
+    """Someone else changed the record first (a claimed or already decided case)."""
+
+    exit_code = 10

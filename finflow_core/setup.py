@@ -1,0 +1,84 @@
+"""First-run set-up: the store, a seeded demo model and sample batches, the set-up code.
+
+With ``demo=True`` and no model yet, the local bootstrap actor (``system``) trains the
+seeded demo model on synthetic history and stores three sample weeks, so the portfolio
+has trends on the first screen; more sample files wait in ``data/samples`` for an
+analyst to upload. Nothing happens twice: a second run finds the model and batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+from finflow_core import auth, batch_store, model_registry
+from finflow_core.config import Config
+from finflow_core.store import Store
+from finflow_core.synthetic import generate_applications
+
+HISTORY_SEED = 42
+#: (file name, seed, drift scenario, week offset from the first sample week)
+SAMPLES: tuple[tuple[str, int, str, int], ...] = (
+    ("week_1.csv", 101, "none", 0),
+    ("week_2.csv", 102, "none", 1),
+    ("week_3.csv", 103, "none", 2),
+    ("week_4.csv", 104, "none", 3),
+    ("week_5_recession.csv", 105, "recession", 4),
+    ("week_6_expansion.csv", 106, "expansion", 5),
+)
+PRELOADED = 3  # sample weeks stored by the demo set-up
+FIRST_WEEK = date(2026, 10, 5)
+SAMPLE_ROWS = 2_000
+
+
+@dataclass
+class SetupResult:
+    setup_code: str | None = None
+    model_version: str | None = None
+    preloaded_batches: list[str] = field(default_factory=list)
+    sample_files: list[Path] = field(default_factory=list)
+
+
+def bootstrap(
+    config: Config, store: Store, *, demo: bool = False, history_rows: int = 20_000,
+    log: Callable[[str], None] = lambda _: None,
+) -> SetupResult:
+    """Prepare a fresh installation; safe to run at every start."""
+    result = SetupResult()
+    if demo:
+        samples = write_samples(config.paths.data_dir / "samples")
+        result.sample_files = samples
+        if model_registry.champion_version(store) is None:
+            history = config.paths.data_dir / "demo_history.csv"
+            if not history.exists():
+                log(f"writing {history_rows:,} rows of seeded demo history to {history}")
+                generate_applications(history_rows, HISTORY_SEED, start=FIRST_WEEK - timedelta(days=364),
+                                      days=364).to_csv(history, index=False)
+            log("training the demo model (random forest and LightGBM, 5-fold CV)...")
+            outcome = model_registry.train_and_register(store, auth.SYSTEM, history, config)
+            result.model_version = outcome.version
+            log(f"demo model {outcome.version} ({outcome.card['model']}) is the champion")
+        if not batch_store.list_batches(store, limit=1):
+            for path in samples[:PRELOADED]:
+                summary = batch_store.weekly_run(store, auth.SYSTEM, path, config)
+                result.preloaded_batches.append(summary.batch_id)
+                log(f"stored sample batch {path.name}: {summary.rows_in:,} applications")
+    if not auth.has_users(store):
+        result.setup_code = auth.ensure_setup_code(store)
+    return result
+
+
+def write_samples(folder: Path, rows: int = SAMPLE_ROWS) -> list[Path]:
+    """Sample weekly batches (no outcome column, as a live batch arrives)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, seed, drift, week in SAMPLES:
+        path = folder / name
+        if not path.exists():
+            df = generate_applications(rows, seed, drift=drift,
+                                       start=FIRST_WEEK + timedelta(weeks=week), days=7)
+            df.drop(columns=["default"]).to_csv(path, index=False)
+        paths.append(path)
+    return paths

@@ -1,0 +1,95 @@
+"""One application typed in: its decision, probability and reasons in well under a second.
+
+It goes through the same quality gate and scoring as a weekly batch (a batch of one), so
+the answer is the one the weekly run would give; submitted, it is stored and audited like
+any batch, and the identical form submitted twice is recognised and not stored twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from finflow_core.auth import Principal
+from finflow_core.batch_io import iter_chunks, open_batch
+from finflow_core.batch_store import store_batch
+from finflow_core.permissions import require
+from finflow_core.scoring import ScoringEngine
+from finflow_core.store import Store
+from finflow_core.store.lending_tables import applications, scores
+from finflow_core.validation import BatchValidator, validate_batch
+
+
+@dataclass
+class SingleDecision:
+    valid: bool
+    issues: list[dict[str, Any]] = field(default_factory=list)
+    probability: float | None = None
+    band: str | None = None
+    decision: str | None = None
+    expected_profit: float | None = None
+    reasons: list[dict[str, Any]] = field(default_factory=list)
+    batch_id: str | None = None
+    stored_id: int | None = None
+    seconds: float = 0.0
+
+
+def record_csv(record: dict[str, Any], columns: list[str]) -> bytes:
+    """The form as a one-row CSV with the config's columns (blank where not given)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(columns)
+    writer.writerow(["" if record.get(c) is None else str(record.get(c)) for c in columns])
+    return buf.getvalue().encode("utf-8")
+
+
+def score_one(engine: ScoringEngine, record: dict[str, Any]) -> SingleDecision:
+    """Validate and score one application in process; nothing is stored."""
+    started = time.perf_counter()
+    columns = [c.name for c in engine.config.input_columns]
+    report = validate_batch(record_csv(record, columns), engine.config, name="form")
+    if report.rows_valid == 0:
+        return SingleDecision(False, issues=report.issues.to_dict("records"),
+                              seconds=time.perf_counter() - started)
+    row = engine.score(report.valid, report.row_numbers).iloc[0]
+    return SingleDecision(
+        True, probability=float(row["probability"]), band=str(row["band"]), decision=str(row["decision"]),
+        expected_profit=float(row["expected_profit"]), reasons=list(row["reasons"]),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def submit_application(
+    store: Store, actor: Principal, record: dict[str, Any], engine: ScoringEngine
+) -> SingleDecision:
+    """Validate, score, store and audit one application entered by an officer."""
+    require(actor, "submit_application")
+    started = time.perf_counter()
+    config = engine.config
+    columns = [c.name for c in config.input_columns]
+    data = record_csv(record, columns)
+    batch = open_batch(data, config, name=f"form:{record.get(config.id_column, '')}"[:255])
+    result = BatchValidator(config).validate(next(iter_chunks(batch)))
+    if len(result.valid) == 0:  # nothing stored for a form that fails the quality gate
+        return SingleDecision(False, issues=result.issues.to_dict("records"),
+                              seconds=time.perf_counter() - started)
+    summary = store_batch(store, actor, batch, engine)
+    with store.connect() as conn:
+        row = conn.execute(
+            select(applications.c.id, applications.c.probability, applications.c.band,
+                   applications.c.expected_profit, scores.c.reasons)
+            .join(scores, scores.c.application_id == applications.c.id)
+            .where(applications.c.batch_id == summary.batch_id)
+        ).first()
+    decision = {"low": "approve", "medium": "review", "high": "decline"}[row.band]
+    return SingleDecision(
+        True, probability=row.probability, band=row.band, decision=decision,
+        expected_profit=row.expected_profit, reasons=json.loads(row.reasons),
+        batch_id=summary.batch_id, stored_id=row.id, seconds=time.perf_counter() - started,
+    )

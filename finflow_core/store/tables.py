@@ -1,0 +1,139 @@
+"""FinFlow's database tables: one SQLAlchemy Core ``MetaData`` shared by every module.
+
+Schema changes go through Alembic migrations in ``finflow_core/store/migrations/versions``;
+this file must always describe the schema at the newest migration (a test compares them).
+
+Conventions, chosen so the same code runs on SQLite and PostgreSQL:
+
+* timestamps are fixed-width ISO-8601 UTC text with microseconds
+  (``2024-05-01T12:00:00.123456+00:00``, see :func:`iso_utc`): they sort and compare as
+  strings on every backend and never lose their time zone;
+* constraint names follow :data:`NAMING_CONVENTION`, so Alembic's batch mode (SQLite
+  table rebuilds) can find and recreate them;
+* lists of roles are stored as sorted comma-separated text (``"admin,analyst"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+    true,
+)
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+#: Width of an :func:`iso_utc` timestamp.
+TIMESTAMP_LEN = 32
+#: The ``prev_hash`` of the first audit entry.
+GENESIS_HASH = "0" * 64
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC (the default clock of every store function)."""
+    return datetime.now(UTC)
+
+
+def iso_utc(moment: datetime) -> str:
+    """Render a timestamp as fixed-width UTC text; a naive datetime is taken to be UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse_utc(value: str) -> datetime:
+    """Inverse of :func:`iso_utc` (also accepts dates and other ISO-8601 forms)."""
+    moment = datetime.fromisoformat(value)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _timestamp(name: str, *, nullable: bool = True) -> Column[str]:
+    return Column(name, String(TIMESTAMP_LEN), nullable=nullable)
+
+
+# -- users and sign-in ----------------------------------------------------------------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    # scrypt$N$r$p$<salt b64>$<hash b64>; never returned by any read function.
+    Column("password_hash", String(255), nullable=False),
+    Column("roles", String(200), nullable=False),
+    Column("active", Boolean, nullable=False, server_default=true()),
+    _timestamp("created_at", nullable=False),
+    Column("created_by", String(64), nullable=True),
+    _timestamp("password_changed_at"),
+    _timestamp("last_login_at"),
+    # Login throttling: consecutive failures and the time before which sign-in is refused.
+    Column("failed_logins", Integer, nullable=False, server_default=text("0")),
+    _timestamp("locked_until"),
+    CheckConstraint("failed_logins >= 0", name="failed_logins_not_negative"),
+)
+
+#: At most one live row: the one-time code that lets the first admin be created.
+setup_codes = Table(
+    "setup_codes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("code_hash", String(255), nullable=False),
+    _timestamp("created_at", nullable=False),
+    _timestamp("expires_at", nullable=False),
+    _timestamp("used_at"),
+    Column("failed_attempts", Integer, nullable=False, server_default=text("0")),
+    _timestamp("locked_until"),
+)
+
+# -- audit trail ----------------------------------------------------------------------------
+
+#: Append-only (database triggers refuse UPDATE and DELETE); hash-chained, see finflow_core.audit.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    _timestamp("at", nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("subject_type", String(64), nullable=False),
+    Column("subject_id", String(255), nullable=False),
+    Column("model_version", String(128), nullable=True),
+    Column("details", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_log_subject", "subject_type", "subject_id"),
+    Index("ix_audit_log_actor", "actor"),
+    Index("ix_audit_log_at", "at"),
+)
+
+#: Exactly one row (id = 1): the last seq and hash. Locking it serialises appends on
+#: PostgreSQL; comparing it with the log's tail detects a truncated log.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+    CheckConstraint("id = 1", name="single_row"),
+)

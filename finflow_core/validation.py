@@ -1,0 +1,250 @@
+"""The quality gate: every row of a batch is either valid or quarantined with its reasons.
+
+``rows_in == rows_valid + rows_quarantined`` always holds. A quarantined row keeps its
+cells exactly as written, with one issue per broken rule: row number, column, rule and
+offending value. Valid rows go on typed; nothing is silently changed or dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from finflow_core.batch_io import BatchFile, RawChunk, Source, iter_chunks, open_batch
+from finflow_core.config import ColumnSpec, Config
+from finflow_core.errors import BatchRejected
+from finflow_core.schema import RULES, cell_schema, checkable, typed_column, value_schema
+
+ISSUE_COLUMNS = ["row_number", "line", "application_id", "column", "rule", "value", "message"]
+PANDERA_RULES = {"field_uniqueness": "duplicate_id"}
+
+
+@dataclass
+class ChunkResult:
+    valid: pd.DataFrame  # typed input columns, RangeIndex
+    row_numbers: np.ndarray  # row number of each valid row
+    quarantined: pd.DataFrame  # row_number, line, reasons, then the row's cells as written
+    issues: pd.DataFrame  # ISSUE_COLUMNS
+    valid_raw: pd.DataFrame | None = None  # the valid rows' cells exactly as written
+
+    @property
+    def rows_in(self) -> int:
+        return len(self.valid) + len(self.quarantined)
+
+
+@dataclass
+class ValidationReport:
+    """The quality-gate result of a whole batch."""
+
+    batch: BatchFile
+    valid: pd.DataFrame
+    row_numbers: np.ndarray
+    quarantined: pd.DataFrame
+    issues: pd.DataFrame
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def rows_valid(self) -> int:
+        return len(self.valid)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return len(self.quarantined)
+
+    @property
+    def rows_in(self) -> int:
+        return self.rows_valid + self.rows_quarantined
+
+    def rule_counts(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self.issues["rule"].value_counts().items()}
+
+
+class BatchValidator:
+    """Validates a batch chunk by chunk; remembers ids so duplicates are caught across chunks.
+
+    Parameters
+    ----------
+    config : the dataset's declared schema.
+    require_target : also require and check the target column (training data).
+    """
+
+    def __init__(self, config: Config, require_target: bool = False) -> None:
+        self.config = config
+        self.require_target = require_target
+        self.columns: list[ColumnSpec] = list(config.input_columns)
+        if require_target:
+            self.columns.append(config.column(config.target_column))
+        self._id = config.id_column
+        self._first_row: dict[str, int] = {}
+        self._cells = cell_schema(config, self.columns)
+        self._values = value_schema(config, self.columns)
+        self._values.columns[self._id].unique = False  # duplicates: handled across chunks below
+        self._values.columns[self._id].checks.append(
+            pa.Check(self._not_seen, name="duplicate_id", ignore_na=True)
+        )
+        self._chunk_ids: pd.Series | None = None
+
+    def validate(self, chunk: RawChunk) -> ChunkResult:
+        raw = chunk.frame
+        n = len(raw)
+        names = [c.name for c in self.columns]
+        raw_used = raw[names].reset_index(drop=True)
+        failures = [_failures(self._cells, raw_used)]
+        typed_check = pd.DataFrame({c.name: checkable(raw_used[c.name], c) for c in self.columns})
+        self._chunk_rows = np.asarray(chunk.row_numbers)
+        failures.append(_failures(self._values, typed_check))
+        fc = pd.concat(failures, ignore_index=True) if n else _empty_failures()
+
+        # remember ids (first occurrence wins) for later chunks
+        ids = raw_used[self._id].astype(str)
+        dup_within = ids.duplicated(keep="first")
+        for rid, rn in zip(ids[~dup_within], self._chunk_rows[~dup_within.to_numpy()], strict=True):
+            self._first_row.setdefault(rid, int(rn))
+
+        bad_pos = np.unique(fc["index"].to_numpy(dtype=np.int64)) if len(fc) else np.array([], dtype=np.int64)
+        good = np.ones(n, dtype=bool)
+        good[bad_pos] = False
+
+        issues = self._issues(fc, raw_used, chunk)
+        issues = pd.concat([issues, self._shape_issues(chunk)], ignore_index=True)
+        quarantined = self._quarantine(raw, chunk, bad_pos, issues)
+        valid_raw = raw_used[good].reset_index(drop=True)
+        valid = pd.DataFrame({c.name: typed_column(valid_raw[c.name], c) for c in self.columns})
+        return ChunkResult(valid, self._chunk_rows[good], quarantined, issues, valid_raw)
+
+    # -- checks with state ---------------------------------------------------------------
+    def _not_seen(self, s: pd.Series) -> pd.Series:
+        text = s.astype(str)
+        repeated = text.duplicated(keep="first") | text.isin(self._first_row.keys())
+        return ~repeated
+
+    # -- building the report ---------------------------------------------------------------
+    def _issues(self, fc: pd.DataFrame, raw: pd.DataFrame, chunk: RawChunk) -> pd.DataFrame:
+        if fc.empty:
+            return pd.DataFrame(columns=ISSUE_COLUMNS)
+        pos = fc["index"].to_numpy(dtype=np.int64)
+        cols = fc["column"].astype(str).to_numpy()
+        rules = [PANDERA_RULES.get(str(r), str(r)) for r in fc["check"]]
+        values = [raw.iat[p, raw.columns.get_loc(c)] for p, c in zip(pos, cols, strict=True)]
+        rows = np.asarray(chunk.row_numbers)[pos]
+        ids = raw[self._id].to_numpy()[pos]
+        df = pd.DataFrame(
+            {
+                "row_number": rows,
+                "line": np.asarray(chunk.lines)[pos],
+                "application_id": ids,
+                "column": cols,
+                "rule": rules,
+                "value": values,
+            }
+        )
+        df = df.drop_duplicates(["row_number", "column", "rule"])
+        df["message"] = [self._message(r) for r in df.itertuples(index=False)]
+        return df.sort_values(["row_number", "column"], kind="stable").reset_index(drop=True)[ISSUE_COLUMNS]
+
+    def _message(self, issue: tuple) -> str:
+        col, rule, value = issue.column, issue.rule, issue.value
+        base = f"{col}: {RULES.get(rule, rule)}"
+        shown = "(blank)" if value is None or str(value).strip() == "" else repr(value)
+        if rule == "in_range":
+            spec = self.config.column(col)
+            lo = "" if spec.min is None else f"{spec.min:g}"
+            hi = "" if spec.max is None else f"{spec.max:g}"
+            return f"{base} [{lo} to {hi}], got {shown}"
+        if rule == "category":
+            allowed = ", ".join(self.config.column(col).categories)
+            return f"{base} ({allowed}), got {shown}"
+        if rule == "duplicate_id":
+            first = self._first_row.get(str(value))
+            where = f" on row {first}" if first is not None and first != issue.row_number else ""
+            return f"{base}{where}: {shown}"
+        if rule == "max_length":
+            return f"{base} (at most {self.config.column(col).max_length} characters)"
+        return f"{base}, got {shown}"
+
+    def _shape_issues(self, chunk: RawChunk) -> pd.DataFrame:
+        width = len(chunk.frame.columns)
+        at = list(chunk.frame.columns).index(self._id)  # the id need not be the first column
+        rows = [
+            {
+                "row_number": rn, "line": line, "application_id": cells[at] if at < len(cells) else "",
+                "column": "(row)", "rule": "field_count", "value": f"{len(cells)} cells",
+                "message": f"the row has {len(cells)} cells but the header has {width} columns",
+            }
+            for rn, line, cells in chunk.misshapen
+        ]
+        return pd.DataFrame(rows, columns=ISSUE_COLUMNS)
+
+    def _quarantine(
+        self, raw: pd.DataFrame, chunk: RawChunk, bad_pos: np.ndarray, issues: pd.DataFrame
+    ) -> pd.DataFrame:
+        header = list(raw.columns)
+        reasons = issues.groupby("row_number", sort=False)["message"].agg("; ".join)
+        bad = raw.iloc[bad_pos].reset_index(drop=True)
+        bad.insert(0, "line", np.asarray(chunk.lines, dtype=np.int64)[bad_pos])
+        bad.insert(0, "row_number", np.asarray(chunk.row_numbers, dtype=np.int64)[bad_pos])
+        shaped = []
+        for rn, line, cells in chunk.misshapen:
+            rec = {"row_number": rn, "line": line}
+            rec.update({h: (cells[i] if i < len(cells) else "") for i, h in enumerate(header)})
+            rec["(extra cells)"] = ",".join(cells[len(header):])
+            shaped.append(rec)
+        if shaped:
+            bad = pd.concat([bad, pd.DataFrame(shaped)], ignore_index=True)
+        if bad.empty:
+            return pd.DataFrame(columns=["row_number", "line", "reasons", *header])
+        bad.insert(2, "reasons", bad["row_number"].map(reasons).fillna(""))
+        return bad.sort_values("row_number", kind="stable").reset_index(drop=True)
+
+
+def validate_chunks(batch: BatchFile, config: Config, *, chunk_rows: int = 100_000,
+                    require_target: bool = False) -> Iterator[ChunkResult]:
+    validator = BatchValidator(config, require_target=require_target)
+    for chunk in iter_chunks(batch, chunk_rows):
+        yield validator.validate(chunk)
+
+
+def validate_batch(
+    source: Source | BatchFile, config: Config, *, name: str | None = None,
+    require_target: bool = False,
+) -> ValidationReport:
+    """Validate a whole batch in memory (the weekly run streams large ones in chunks)."""
+    batch = source if isinstance(source, BatchFile) else open_batch(
+        source, config, name=name, require_target=require_target
+    )
+    parts = list(validate_chunks(batch, config, chunk_rows=10**9, require_target=require_target))
+    report = ValidationReport(
+        batch=batch,
+        valid=pd.concat([p.valid for p in parts], ignore_index=True),
+        row_numbers=np.concatenate([p.row_numbers for p in parts]),
+        quarantined=pd.concat([p.quarantined for p in parts], ignore_index=True),
+        issues=pd.concat([p.issues for p in parts], ignore_index=True),
+        warnings=ignored_column_warnings(batch),
+    )
+    if report.rows_in == 0:
+        raise BatchRejected(f"{batch.name}: the file has a header but no applications", reason="no_rows")
+    return report
+
+
+def ignored_column_warnings(batch: BatchFile) -> list[str]:
+    if not batch.ignored_columns:
+        return []
+    return [f"ignored column(s) not used for scoring: {', '.join(batch.ignored_columns)}"]
+
+
+def _failures(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame:
+    try:
+        schema.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        fc = exc.failure_cases
+        fc = fc[fc["index"].notna()]
+        return fc[["column", "check", "failure_case", "index"]].reset_index(drop=True)
+    return _empty_failures()
+
+
+def _empty_failures() -> pd.DataFrame:
+    return pd.DataFrame({"column": [], "check": [], "failure_case": [], "index": []})

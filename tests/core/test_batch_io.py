@@ -1,0 +1,237 @@
+"""Reading batch files: what is rejected outright, and how records are numbered."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from finflow_core.batch_io import iter_chunks, open_batch
+from finflow_core.config import Config
+from finflow_core.errors import BatchRejected
+from finflow_core.synthetic import generate_applications
+from finflow_core.validation import validate_batch
+
+
+@pytest.fixture(scope="module")
+def sample() -> pd.DataFrame:
+    return generate_applications(12, seed=31).drop(columns="default")
+
+
+@pytest.fixture(scope="module")
+def sample_csv(sample: pd.DataFrame) -> str:
+    return sample.to_csv(index=False)
+
+
+def _rejected(source: bytes, config: Config) -> BatchRejected:
+    with pytest.raises(BatchRejected) as exc:
+        validate_batch(source, config, name="week.csv")
+    assert exc.value.exit_code == 4
+    assert exc.value.message.startswith("week.csv: ")
+    assert exc.value.to_dict()["reason"] == exc.value.reason
+    return exc.value
+
+
+def _xlsx_bytes() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("xl/workbook.xml", "<workbook/>")
+    return buf.getvalue()
+
+
+def test_empty_file_is_rejected(config: Config) -> None:
+    for content in (b"", b"\n\n  \r\n", b"\xef\xbb\xbf"):
+        err = _rejected(content, config)
+        assert err.reason == "empty"
+        assert "empty" in err.message
+
+
+def test_header_only_is_rejected(config: Config, sample_csv: str) -> None:
+    header = sample_csv.splitlines()[0]
+    for content in (header, header + "\n", header + "\n\n\n"):
+        err = _rejected(content.encode(), config)
+        assert err.reason == "no_rows"
+        assert "no applications" in err.message
+
+
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [
+        pytest.param(_xlsx_bytes(), "Excel", id="xlsx"),
+        pytest.param(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 64, "old Excel", id="xls"),
+        pytest.param(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n", "PDF", id="pdf"),
+        pytest.param(b"application_id,loan\x00_amount\nA,1\n", "NUL", id="nul-bytes"),
+        pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00", "image", id="png"),
+    ],
+)
+def test_binary_files_are_not_csv(config: Config, content: bytes, what: str) -> None:
+    err = _rejected(content, config)
+    assert err.reason == "not_csv"
+    assert what in err.message
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(json.dumps({"application_id": "A-1", "loan_amount": 5000}), id="object"),
+        pytest.param(json.dumps([{"application_id": "A-1", "loan_amount": 5000}], indent=2),
+                     id="array"),
+        pytest.param("<!DOCTYPE html>\n<html><body><table><tr><td>1</td></tr></table></body></html>", id="html"),
+    ],
+)
+def test_json_or_html_text_is_not_csv(config: Config, content: str) -> None:
+    err = _rejected(content.encode(), config)
+    assert err.reason == "not_csv"
+    assert "not a CSV file" in err.message
+
+
+def test_cp1252_file_is_a_wrong_encoding(config: Config, sample_csv: str) -> None:
+    text = sample_csv.replace("retail", "détail", 1)
+    err = _rejected(text.encode("cp1252"), config)
+    assert err.reason == "encoding"
+    assert "UTF-8" in err.message
+    offset = text.encode("cp1252").index(b"\xe9")
+    assert err.details["offset"] == offset
+    assert f"offset {offset}" in err.message
+
+
+def test_utf16_file_is_a_wrong_encoding(config: Config, sample_csv: str) -> None:
+    err = _rejected(sample_csv.encode("utf-16"), config)
+    assert err.reason == "encoding"
+    assert "UTF-8" in err.message
+
+
+def test_missing_required_columns_are_named(config: Config, sample: pd.DataFrame) -> None:
+    content = sample.drop(columns=["credit_score", "region"]).to_csv(index=False).encode()
+    err = _rejected(content, config)
+    assert err.reason == "missing_columns"
+    assert err.details["missing"] == ["credit_score", "region"]
+    assert "credit_score" in err.message and "region" in err.message
+    assert "loan_amount" not in err.message.split("missing required column(s)")[1]
+
+
+def test_semicolon_separated_file_gets_a_hint(config: Config, sample: pd.DataFrame) -> None:
+    content = sample.to_csv(index=False, sep=";").encode()
+    err = _rejected(content, config)
+    assert err.reason == "missing_columns"
+    assert "';'" in err.message and "comma-separated" in err.message
+
+
+def test_duplicate_header_is_rejected(config: Config, sample_csv: str) -> None:
+    lines = sample_csv.splitlines()
+    content = "\n".join([lines[0] + ",region", *[ln + ",west" for ln in lines[1:]]]) + "\n"
+    err = _rejected(content.encode(), config)
+    assert err.reason == "duplicate_columns"
+    assert err.details["column"] == "region"
+    assert "'region' appears twice" in err.message
+
+
+def test_missing_file_is_rejected(config: Config, tmp_path: Path) -> None:
+    with pytest.raises(BatchRejected) as exc:
+        open_batch(tmp_path / "absent.csv", config)
+    assert exc.value.reason == "not_found"
+
+
+def test_target_required_for_training(config: Config, sample: pd.DataFrame) -> None:
+    with pytest.raises(BatchRejected) as exc:
+        open_batch(sample.to_csv(index=False).encode(), config, require_target=True)
+    assert exc.value.details["missing"] == ["default"]
+
+
+def test_extra_columns_are_ignored_with_a_warning(config: Config) -> None:
+    df = generate_applications(20, seed=32, with_truth=True)
+    report = validate_batch(df.to_csv(index=False).encode(), config)
+    assert report.batch.ignored_columns == ("default", "true_pd")
+    assert report.warnings and "default" in report.warnings[0] and "true_pd" in report.warnings[0]
+    assert "default" not in report.valid.columns and "true_pd" not in report.valid.columns
+    assert report.rows_valid == 20
+
+
+def test_file_path_and_bytes_read_the_same(
+    config: Config, sample_csv: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "week-02.csv"
+    path.write_text(sample_csv)
+    from_path = open_batch(path, config)
+    from_bytes = open_batch(sample_csv.encode(), config)
+    assert from_path.name == "week-02.csv"
+    assert from_bytes.name == "upload.csv"
+    assert from_path.sha256 == from_bytes.sha256
+    assert from_path.batch_id == f"B-{from_path.sha256[:16]}"
+    assert from_path.size == len(sample_csv.encode())
+    assert from_path.expected_rows == 13  # header + 12 records
+    pd.testing.assert_frame_equal(
+        validate_batch(from_path, config).valid, validate_batch(from_bytes, config).valid
+    )
+
+
+def test_utf8_bom_and_crlf_are_accepted(config: Config, sample: pd.DataFrame) -> None:
+    content = b"\xef\xbb\xbf" + sample.to_csv(index=False, lineterminator="\r\n").encode()
+    report = validate_batch(content, config)
+    assert report.rows_valid == len(sample)
+    assert report.valid["application_id"].tolist() == sample["application_id"].tolist()
+
+
+def test_row_numbers_skip_blank_lines_and_span_quoted_newlines(
+    config: Config, sample: pd.DataFrame
+) -> None:
+    df = sample.head(6).astype(object).copy()
+    df.loc[3, "application_id"] = "ID-WITH\nA LINE BREAK"
+    lines = df.to_csv(index=False).splitlines(keepends=True)
+    # lines: 0 header, 1-3 records 1-3, 4-5 record 4 (quoted newline), 6-7 records 5-6
+    text = "".join([lines[0], lines[1], "\n", lines[2], "   \n", lines[3], *lines[4:6], "\n",
+                    *lines[6:]])
+    batch = open_batch(text.encode(), config)
+    (chunk,) = list(iter_chunks(batch))
+    assert chunk.row_numbers == [1, 2, 3, 4, 5, 6]
+    # physical lines: header 1, rec1 2, blank 3, rec2 4, blank 5, rec3 6, rec4 7-8, blank 9, ...
+    assert chunk.lines == [2, 4, 6, 7, 10, 11]
+    report = validate_batch(text.encode(), config)
+    assert report.row_numbers.tolist() == [1, 2, 3, 4, 5, 6]
+    assert report.valid["application_id"].tolist() == df["application_id"].tolist()
+
+
+def test_row_numbers_of_quarantined_rows(config: Config, sample: pd.DataFrame) -> None:
+    df = sample.head(5).astype(object).copy()
+    df.loc[4, "credit_score"] = "high"
+    text = df.to_csv(index=False).replace("\n", "\n\n", 2)  # blank lines before records 1 and 2
+    report = validate_batch(text.encode(), config)
+    assert report.quarantined["row_number"].tolist() == [5]
+    assert report.issues["row_number"].tolist() == [5]
+    assert report.issues["line"].tolist() == [8]
+
+
+def test_chunks_cover_every_record_once(config: Config) -> None:
+    df = generate_applications(50, seed=33)
+    batch = open_batch(df.to_csv(index=False).encode(), config)
+    chunks = list(iter_chunks(batch, chunk_rows=7))
+    assert [len(c.frame) for c in chunks] == [7] * 7 + [1]
+    numbers = [n for c in chunks for n in c.row_numbers]
+    assert numbers == list(range(1, 51))
+    combined = pd.concat([c.frame for c in chunks], ignore_index=True)
+    assert combined["application_id"].tolist() == df["application_id"].tolist()
+    # cells stay exactly as written
+    assert combined["loan_amount"].tolist() == [repr(v) for v in df["loan_amount"]]
+
+
+def test_header_cells_are_trimmed(config: Config, sample_csv: str) -> None:
+    lines = sample_csv.splitlines()
+    header = ", ".join(lines[0].split(","))
+    report = validate_batch(("\n".join([header, *lines[1:]]) + "\n").encode(), config)
+    assert report.rows_valid == len(lines) - 1
+
+
+def test_wrong_number_of_cells_is_kept_for_quarantine(config: Config, sample_csv: str) -> None:
+    lines = sample_csv.splitlines()
+    lines[2] = lines[2] + ",extra"
+    lines[4] = ",".join(lines[4].split(",")[:-2])
+    batch = open_batch(("\n".join(lines) + "\n").encode(), config)
+    (chunk,) = list(iter_chunks(batch))
+    assert [(rn, line) for rn, line, _ in chunk.misshapen] == [(2, 3), (4, 5)]
+    assert len(chunk.frame) == len(lines) - 3
