@@ -99,9 +99,10 @@ def open_batch(
 def iter_chunks(batch: BatchFile, chunk_rows: int = 100_000) -> Iterator[RawChunk]:
     """Stream the records of a batch in chunks (blank lines are not records)."""
     with batch.open_binary() as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        text = _LineLog(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""))
         reader = csv.reader(text)
         next(reader)  # header, already checked
+        text.take()
         width = len(batch.header)
         rows: list[list[str]] = []
         numbers: list[int] = []
@@ -109,9 +110,11 @@ def iter_chunks(batch: BatchFile, chunk_rows: int = 100_000) -> Iterator[RawChun
         misshapen: list[tuple[int, int, list[str]]] = []
         record = 0
         line = reader.line_num + 1
+        start, last = line, ""
         try:
             for cells in reader:
                 start, line = line, reader.line_num + 1
+                last = text.take()
                 if not cells or (len(cells) == 1 and cells[0].strip() == ""):
                     continue
                 record += 1
@@ -122,6 +125,7 @@ def iter_chunks(batch: BatchFile, chunk_rows: int = 100_000) -> Iterator[RawChun
                     numbers.append(record)
                     lines.append(start)
                 if len(rows) + len(misshapen) >= chunk_rows:
+                    _check_quotes_closed(batch, last, start)
                     yield _chunk(batch.header, rows, numbers, lines, misshapen)
                     rows, numbers, lines, misshapen = [], [], [], []
         except csv.Error as exc:
@@ -129,8 +133,57 @@ def iter_chunks(batch: BatchFile, chunk_rows: int = 100_000) -> Iterator[RawChun
                 f"{batch.name}: cannot read the CSV near line {reader.line_num}: {exc}",
                 reason="not_csv", line=reader.line_num,
             ) from exc
+        _check_quotes_closed(batch, last, start)
         if rows or misshapen or record == 0:
             yield _chunk(batch.header, rows, numbers, lines, misshapen)
+
+
+class _LineLog:
+    """The lines of a text stream, logged until taken: the raw text of the record just read."""
+
+    def __init__(self, text: io.TextIOWrapper) -> None:
+        self._text = text
+        self._lines: list[str] = []
+
+    def __iter__(self) -> _LineLog:
+        return self
+
+    def __next__(self) -> str:
+        line = self._text.readline()
+        if not line:
+            raise StopIteration
+        self._lines.append(line)
+        return line
+
+    def take(self) -> str:
+        raw, self._lines = "".join(self._lines), []
+        return raw
+
+
+def _check_quotes_closed(batch: BatchFile, raw: str, line: int) -> None:
+    """Reject a record whose quoted cell never closes: it swallowed every line after it.
+
+    The lenient CSV reader reads an unclosed quote to the end of the file as one cell, so
+    all later records would vanish into one quarantined row instead of being counted.
+    """
+    if '"' not in raw:
+        return
+    state = 0  # 0 start of a cell, 1 unquoted cell, 2 quoted cell, 3 quote inside a quoted cell
+    for ch in raw:
+        if state == 2:
+            if ch == '"':
+                state = 3
+        elif ch in ",\r\n":
+            state = 0
+        elif state in (0, 3):  # a quote opens a cell, or doubles one inside a quoted cell
+            state = 2 if ch == '"' else 1
+    if state == 2:
+        raise BatchRejected(
+            f"{batch.name}: the quoted cell that starts on line {line} is never closed, so "
+            "every line after it would be read as part of that cell. Close or remove the "
+            "quote and upload the file again.",
+            reason="unclosed_quote", line=line,
+        )
 
 
 def _chunk(

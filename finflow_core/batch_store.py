@@ -28,7 +28,7 @@ from finflow_core.config import Config
 from finflow_core.drift import DriftReport
 from finflow_core.errors import NotFound
 from finflow_core.model_registry import active_strategy, load_champion
-from finflow_core.permissions import require
+from finflow_core.permissions import can, require
 from finflow_core.rollup import add_applications
 from finflow_core.scoring import ScoringEngine, reason_texts
 from finflow_core.store import Store
@@ -91,7 +91,12 @@ def store_batch(
     store: Store, actor: Principal, batch: BatchFile, engine: ScoringEngine, *,
     chunk_rows: int = 50_000, progress: Progress | None = None,
 ) -> BatchSummary:
-    """Process a batch into the store in one transaction (callers check the actor's role)."""
+    """Process a batch into the store in one transaction.
+
+    Entry points check their own action first (``upload_batch``, ``submit_application``);
+    this refuses anyone who may do neither, whatever called it.
+    """
+    require_store_rights(actor)
     summary = stored_summary(store, batch.batch_id)
     if summary is not None:
         return summary
@@ -109,10 +114,17 @@ def store_batch(
     return summary
 
 
+def require_store_rights(actor: Principal) -> None:
+    """Storing applications needs ``upload_batch`` (a file) or ``submit_application`` (a form)."""
+    if not (can(actor, "upload_batch") or can(actor, "submit_application")):
+        require(actor, "upload_batch")  # raises PermissionDenied naming the role needed
+
+
 class StoreSink:
     """Writes a run's chunks into the store inside the caller's transaction."""
 
     def __init__(self, conn: Connection, batch: BatchFile, engine: ScoringEngine, actor: Principal) -> None:
+        require_store_rights(actor)
         self.conn = conn
         self.batch = batch
         self.engine = engine
@@ -243,7 +255,7 @@ class StoreSink:
         if col is None or col not in valid:
             return [self.upload_week] * len(valid)
         d = pd.to_datetime(valid[col], errors="coerce")
-        monday = (d - pd.to_timedelta(d.dt.weekday, unit="D")).dt.strftime("%Y-%m-%d")
+        monday = (d - pd.to_timedelta(d.dt.day_of_week, unit="D")).dt.strftime("%Y-%m-%d")
         return monday.fillna(self.upload_week).tolist()
 
     def _write_quarantine(self, chunk: ChunkResult) -> None:

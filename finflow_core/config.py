@@ -27,6 +27,7 @@ ROLES: tuple[str, ...] = (
 )
 #: Roles a dataset must have exactly one column for.
 REQUIRED_ROLES: tuple[str, ...] = ("id", "target", "loan_amount", "interest_rate", "term")
+KNOWN_CANDIDATES: tuple[str, ...] = ("random_forest", "lightgbm", "hist_gradient_boosting")
 #: Roles whose columns feed the model unless ``model_input: false``.
 MODEL_ROLES: tuple[str, ...] = ("feature", "loan_amount", "interest_rate", "term", "income")
 
@@ -292,14 +293,26 @@ def parse_config(raw: dict[str, Any], *, source: str = "<dict>", sha256: str = "
     unknown = [k for k, v in model_raw.items() if k not in known and not isinstance(v, dict)]
     if unknown:
         raise ConfigError(f"unknown model settings: {', '.join(unknown)}", key="model")
+    candidates = model_raw.get("candidates", ["random_forest", "lightgbm"])
+    if not isinstance(candidates, list | tuple) or not all(isinstance(c, str) for c in candidates):
+        raise ConfigError("model.candidates must be a list of model names", key="model.candidates")
+    unknown_models = [c for c in candidates if c not in KNOWN_CANDIDATES]
+    if unknown_models:
+        raise ConfigError(
+            f"unknown model candidate(s) {', '.join(unknown_models)}: choose from "
+            f"{', '.join(KNOWN_CANDIDATES)}", key="model.candidates",
+        )
     model = ModelSettings(
-        cv_folds=int(model_raw.get("cv_folds", 5)),
-        random_state=int(model_raw.get("random_state", 42)),
+        cv_folds=_int(model_raw, "cv_folds", 5, "model"),
+        random_state=_int(model_raw, "random_state", 42, "model"),
         calibration=model_raw.get("calibration", "auto"),
-        candidates=tuple(model_raw.get("candidates", ("random_forest", "lightgbm"))),
+        candidates=tuple(candidates),
         params=params,
-        reason_codes=int(model_raw.get("reason_codes", 4)),
+        reason_codes=_int(model_raw, "reason_codes", 4, "model"),
     )
+    if model.reason_codes < 1:
+        raise ConfigError("model.reason_codes must be at least 1: declines are owed reasons",
+                          key="model.reason_codes")
     if model.calibration not in ("auto", "isotonic", "sigmoid"):
         raise ConfigError(
             "model.calibration must be 'auto', 'isotonic' or 'sigmoid'", key="model.calibration"
@@ -312,6 +325,8 @@ def parse_config(raw: dict[str, Any], *, source: str = "<dict>", sha256: str = "
     mon = _section(MonitoringSettings, raw.get("monitoring") or {}, "monitoring")
     if not 0 < mon.psi_watch < mon.psi_alert:
         raise ConfigError("monitoring needs 0 < psi_watch < psi_alert", key="monitoring")
+    if mon.bins < 2 or not 0 < mon.floor < 0.1:
+        raise ConfigError("monitoring needs bins >= 2 and 0 < floor < 0.1", key="monitoring")
     review = _section(ReviewSettings, raw.get("review") or {}, "review")
 
     paths_raw = raw.get("paths") or {}
@@ -393,11 +408,18 @@ def _column(raw: Any, i: int) -> ColumnSpec:
     extra = set(raw) - _COLUMN_KEYS
     if extra:
         raise ConfigError(f"unknown column settings: {', '.join(sorted(extra))}", key=key)
-    ctype, role = raw["type"], raw.get("role", "feature")
+    ctype = raw["type"]
     if ctype not in COLUMN_TYPES:
         raise ConfigError(f"type must be one of {', '.join(COLUMN_TYPES)}, got {ctype!r}", key=key)
+    # text and dates are not model inputs: without a role they are kept for information
+    role = raw.get("role", "info" if ctype in ("string", "date") else "feature")
     if role not in ROLES:
         raise ConfigError(f"role must be one of {', '.join(ROLES)}, got {role!r}", key=key)
+    if role == "feature" and ctype in ("string", "date"):
+        raise ConfigError(
+            f"a {ctype} column cannot be a model feature: declare it as a category (with its "
+            "categories) or a number, or give it role info", key=key,
+        )
     cats = tuple(str(c) for c in raw.get("categories") or ())
     if ctype == "category" and not cats:
         raise ConfigError(f"category column {raw['name']!r} needs its categories", key=key)
@@ -405,16 +427,20 @@ def _column(raw: Any, i: int) -> ColumnSpec:
         "integer", "float"
     ):
         raise ConfigError(f"a {role} column must be numeric", key=key)
-    lo, hi = raw.get("min"), raw.get("max")
-    if lo is not None and hi is not None and float(lo) > float(hi):
-        raise ConfigError(f"min {lo} is above max {hi}", key=key)
+    try:
+        lo = None if raw.get("min") is None else float(raw["min"])
+        hi = None if raw.get("max") is None else float(raw["max"])
+    except (TypeError, ValueError):
+        raise ConfigError("min and max must be numbers", key=key) from None
+    if lo is not None and hi is not None and lo > hi:
+        raise ConfigError(f"min {lo:g} is above max {hi:g}", key=key)
     return ColumnSpec(
         name=str(raw["name"]),
         type=ctype,
         role=role,
         nullable=bool(raw.get("nullable", False)),
-        min=None if lo is None else float(lo),
-        max=None if hi is None else float(hi),
+        min=lo,
+        max=hi,
         categories=cats,
         max_length=raw.get("max_length"),
         label=str(raw.get("label", "")),
@@ -447,7 +473,16 @@ def _ratio(raw: Any, i: int, numeric: set[str]) -> RatioSpec:
     )
 
 
-def _section(cls: type, raw: dict[str, Any], key: str) -> Any:
+def _int(raw: dict[str, Any], name: str, default: int, parent: str) -> int:
+    value = raw.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be a whole number, got {value!r}", key=f"{parent}.{name}")
+    return value
+
+
+def _section(cls: type, raw: Any, key: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{key} must be a mapping of settings", key=key)
     fields = cls.__dataclass_fields__
     extra = set(raw) - set(fields)
     if extra:

@@ -16,10 +16,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, and_, func, or_, select
 
 from finflow_core.audit import audit_trail
 from finflow_core.batch_store import decision_digest_line
+from finflow_core.review import STATUS_OF_OUTCOME
 from finflow_core.store import Store
 from finflow_core.store.lending_tables import applications, batches, decisions, scores
 from finflow_core.store.tables import audit_log
@@ -67,6 +68,7 @@ def verify_decisions(store: Store) -> DecisionVerification:
             elif entry[1] != digest.hexdigest():
                 problems.append(f"automatic decisions or scores of batch {bid} differ from what audit "
                                 f"entry {entry[0]} recorded")
+        problems += _current_state_problems(conn)
         manual = conn.execute(select(decisions).where(decisions.c.kind == "manual").order_by(decisions.c.id)).all()
         for d in manual:
             entry = manual_entries.pop(d.id, None)
@@ -85,6 +87,34 @@ def verify_decisions(store: Store) -> DecisionVerification:
     message = (f"decisions match the audit trail: {len(batch_ids)} batches, {len(manual)} officer decisions"
                if ok else f"{len(problems)} problem(s): " + "; ".join(problems[:5]))
     return DecisionVerification(ok, len(batch_ids), len(manual), problems, message)
+
+
+def _current_state_problems(conn: Connection) -> list[str]:
+    """The copy of each application's state on its row (what queues, pages and exports show)
+    must agree with its score and its current, unsuperseded decision."""
+    a, s, d = applications.c, scores.c, decisions.c
+    problems = [
+        f"{n} application(s) of batch {bid} show a probability other than their stored score"
+        for bid, n in conn.execute(
+            select(a.batch_id, func.count()).select_from(applications.join(scores, s.application_id == a.id))
+            .where(a.probability != s.probability).group_by(a.batch_id).order_by(a.batch_id))
+    ]
+    successor = decisions.alias("successor")
+    later = select(successor.c.id).where(successor.c.supersedes_id == a.current_decision_id).exists()
+    consistent = or_(
+        and_(a.current_decision_id.is_(None), a.status == "pending"),
+        *[and_(d.outcome == outcome, a.status == status) for outcome, status in STATUS_OF_OUTCOME.items()],
+    )
+    bad = (
+        select(a.batch_id, func.count())
+        .select_from(applications.outerjoin(decisions, d.id == a.current_decision_id))
+        .where(or_(~consistent, later, and_(a.current_decision_id.is_not(None), d.id.is_(None)),
+                   and_(d.id.is_not(None), d.application_id != a.id)))
+        .group_by(a.batch_id).order_by(a.batch_id)
+    )
+    problems += [f"{n} application(s) of batch {bid} show a status that is not their current decision's"
+                 for bid, n in conn.execute(bad)]
+    return problems
 
 
 def application_trail(store: Store, external_id: str) -> list[dict[str, Any]]:

@@ -97,7 +97,10 @@ def psi_from_counts(expected: np.ndarray, actual_counts: np.ndarray, floor: floa
         return float("nan")
     e = np.maximum(np.asarray(expected, dtype=float), floor)
     a = np.maximum(actual_counts / total, floor)
-    return float(np.sum((a - e) * np.log(a / e)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = (a - e) * np.log(a / e)
+    # a bin empty in both contributes nothing (with a zero floor it would make the sum NaN)
+    return float(np.sum(np.where(a == e, 0.0, terms)))
 
 
 def status_of(psi: float, watch: float, alert: float) -> str:

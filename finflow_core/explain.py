@@ -144,3 +144,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def global_importance(bundle: ModelBundle, config: Config, frame: pd.DataFrame,
+                      rows: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Mean absolute SHAP value of each feature over a sample: what drives the model overall."""
+    sample = frame.sample(min(rows, len(frame)), random_state=seed) if len(frame) > rows else frame
+    exp = ReasonExplainer(bundle, config).explain(sample)
+    means = np.abs(exp.shap).mean(axis=0)
+    return {f: round(float(m), 6) for f, m in sorted(zip(exp.features, means, strict=True),
+                                                     key=lambda t: -t[1])}

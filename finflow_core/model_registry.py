@@ -23,6 +23,7 @@ from finflow_core.batch_io import Source
 from finflow_core.bundle import ModelBundle, build_bundle
 from finflow_core.config import Config
 from finflow_core.errors import Conflict, ModelError, NotFound
+from finflow_core.explain import global_importance
 from finflow_core.permissions import require
 from finflow_core.store import Store
 from finflow_core.store.lending_tables import model_versions, strategies
@@ -56,6 +57,7 @@ def train_and_register(
     report = validate_batch(source, config, name=name, require_target=True)
     result: TrainingResult = train(report.valid, config)
     bundle = build_bundle(result, report.valid, config, training_sha256=report.batch.sha256)
+    bundle.card["global_importance"] = global_importance(bundle, config, report.valid)
     comparison = _compare_with_champion(store, config, report, bundle)
     key = installation_key(config)
     folder = save_bundle(bundle, config.paths.models_dir, key)

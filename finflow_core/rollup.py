@@ -57,12 +57,18 @@ def move_application(conn: Connection, before: Any, status: str, kind: str, expe
 
 
 def _upsert(conn: Connection, table: Table, frame: pd.DataFrame, keys: Sequence[str], adds: Sequence[str]) -> None:
-    """INSERT ... ON CONFLICT DO UPDATE SET x = x + excluded.x (SQLite and PostgreSQL)."""
+    """INSERT ... ON CONFLICT DO UPDATE SET x = x + excluded.x (SQLite and PostgreSQL).
+
+    Rows are written in key order, so concurrent writers lock roll-up rows in one order: two
+    decisions moving applications between the same two groups in opposite directions would
+    otherwise deadlock on PostgreSQL.
+    """
     dialect = conn.dialect.name
     insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(dialect)
     if insert is None:
         raise NotImplementedError(f"roll-ups need SQLite or PostgreSQL, not {dialect}")
     records = [{k: _plain(v) for k, v in r.items()} for r in frame.to_dict("records")]
+    records.sort(key=lambda r: tuple(r[k] for k in keys))
     stmt = insert(table)
     stmt = stmt.on_conflict_do_update(
         index_elements=list(keys), set_={c: table.c[c] + stmt.excluded[c] for c in adds}

@@ -107,6 +107,8 @@ class ScoringEngine:
         value, contribution), strongest first; approvals carry an empty list. Pass
         ``drift`` to add this chunk's bin counts to it, ``timings`` to add stage seconds.
         """
+        if len(frame) == 0:  # a chunk whose every row was quarantined
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in DECISION_COLUMNS})
         clock = _Clock(timings)
         matrix = clock.run("features", self.features, frame)
         p = clock.run("predict", self.predict, matrix)

@@ -93,3 +93,48 @@ def submit_application(
         expected_profit=row.expected_profit, reasons=json.loads(row.reasons),
         batch_id=summary.batch_id, stored_id=row.id, seconds=time.perf_counter() - started,
     )
+
+
+@dataclass
+class CaseExplanation:
+    """SHAP contributions of every feature for one application (for a waterfall chart)."""
+
+    features: list[str]
+    labels: list[str]
+    values: list[Any]  # as a person reads them (categories as labels)
+    contributions: list[float]  # in the model's raw output (log-odds for boosted trees)
+    base_value: float
+    probability: float
+
+
+def explain_record(engine: ScoringEngine, record: dict[str, Any]) -> CaseExplanation:
+    """Every feature's contribution to one application's score, largest first."""
+    if engine.explainer is None:
+        raise ValueError("this scoring engine was built without explanations")
+    config = engine.config
+    columns = [c.name for c in config.input_columns]
+    report = validate_batch(record_csv(record, columns), config, name="case")
+    if report.rows_valid == 0:
+        raise ValueError("the stored application no longer passes the quality gate: "
+                         + "; ".join(report.issues["message"]))
+    frame = report.valid
+    matrix = engine.features(frame)
+    exp = engine.explainer.explain_matrix(matrix)
+    readable = engine.bundle.model.features_.frame(frame).iloc[0]
+    order = sorted(range(len(exp.features)), key=lambda j: -abs(exp.shap[0, j]))
+    return CaseExplanation(
+        features=[exp.features[j] for j in order],
+        labels=[config.feature_display(exp.features[j]) for j in order],
+        values=[_readable(readable[exp.features[j]]) for j in order],
+        contributions=[float(exp.shap[0, j]) for j in order],
+        base_value=exp.base_value,
+        probability=float(engine.predict(matrix)[0]),
+    )
+
+
+def _readable(v: Any) -> Any:
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and v != v:
+        return None
+    return v

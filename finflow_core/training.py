@@ -129,17 +129,17 @@ class CreditModel(ClassifierMixin, BaseEstimator):
 def make_candidate(name: str, config: Config, *, n_jobs: int = -1) -> Pipeline:
     """The unfitted pipeline for a named candidate, with its parameters from config."""
     params = dict(config.model.params.get(name, {}))
-    seed = config.model.random_state
+    defaults: dict[str, Any] = {"random_state": config.model.random_state}
     if name == "random_forest":
-        est: Any = RandomForestClassifier(random_state=seed, n_jobs=n_jobs, **params)
+        est: Any = RandomForestClassifier(**{**defaults, "n_jobs": n_jobs, **params})
     elif name == "lightgbm":
         import lightgbm as lgb
 
-        est = lgb.LGBMClassifier(random_state=seed, n_jobs=n_jobs, verbose=-1, **params)
+        est = lgb.LGBMClassifier(**{**defaults, "n_jobs": n_jobs, "verbose": -1, **params})
     elif name == "hist_gradient_boosting":
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        est = HistGradientBoostingClassifier(random_state=seed, **params)
+        est = HistGradientBoostingClassifier(**{**defaults, **params})
     else:
         raise TrainingError(
             f"unknown model candidate {name!r}: use random_forest, lightgbm or hist_gradient_boosting",

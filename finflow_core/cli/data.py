@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import date
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 from finflow_core import batch_store, model_registry
 from finflow_core.cli.common import Context, emit
 from finflow_core.drift import ALERT
+from finflow_core.permissions import require
 from finflow_core.synthetic import SCENARIOS, generate_applications
 
 EXIT_DRIFT_ALERT = 11
@@ -136,6 +138,7 @@ def weekly_run(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def models_list(ctx: Context, args: argparse.Namespace) -> int:
+    require(ctx.actor, "view_models")
     rows = model_registry.list_versions(ctx.store)
     text = "\n".join(
         f"{r['version']}  {r['status']:<9} {r['model']:<14} AUC {r['auc']:.3f}  cut-off {r['cutoff']:.3f}  "
@@ -146,8 +149,7 @@ def models_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def models_show(ctx: Context, args: argparse.Namespace) -> int:
-    import json
-
+    require(ctx.actor, "view_models")
     version = args.version or model_registry.champion_version(ctx.store)
     if version is None:
         print("no champion model yet", file=sys.stderr)
@@ -163,6 +165,7 @@ def models_promote(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def batches_list(ctx: Context, args: argparse.Namespace) -> int:
+    require(ctx.actor, "view_batches")
     rows = batch_store.list_batches(ctx.store)
     text = "\n".join(
         f"{r['id']}  {r['uploaded_at'][:16]}  {r['file_name']:<24} {r['rows_in']:>8,} rows  "
@@ -173,6 +176,7 @@ def batches_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def batches_export(ctx: Context, args: argparse.Namespace) -> int:
+    require(ctx.actor, "view_batches")
     paths = batch_store.export_batch(ctx.store, args.batch_id, args.out, ctx.config)
     print("\n".join(f"{k}: {v}" for k, v in paths.items()))
     return 0

@@ -37,7 +37,8 @@ def small_raw_config(root: Path) -> dict[str, Any]:
     """The shipped config with small, fast models and every path under ``root``."""
     raw = yaml.safe_load(default_config_path().read_text())
     raw["model"]["random_forest"] = {**raw["model"]["random_forest"], "n_estimators": 60}
-    raw["model"]["lightgbm"] = {**raw["model"]["lightgbm"], "n_estimators": 120}
+    # one LightGBM thread: on a shared 2-core machine OpenMP spin-waiting made training 10x slower
+    raw["model"]["lightgbm"] = {**raw["model"]["lightgbm"], "n_estimators": 120, "num_threads": 1}
     raw["paths"] = {
         "models_dir": str(root / "models"),
         "data_dir": str(root / "data"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -235,3 +234,27 @@ def test_wrong_number_of_cells_is_kept_for_quarantine(config: Config, sample_csv
     (chunk,) = list(iter_chunks(batch))
     assert [(rn, line) for rn, line, _ in chunk.misshapen] == [(2, 3), (4, 5)]
     assert len(chunk.frame) == len(lines) - 3
+
+
+@pytest.mark.parametrize("trailing_newline", [True, False])
+def test_unclosed_quote_is_rejected_not_swallowed(config: Config, sample_csv: str,
+                                                  trailing_newline: bool) -> None:
+    lines = sample_csv.splitlines()
+    lines[4] = '"' + lines[4]  # record 4 (line 5) opens a quote that never closes
+    text = "\n".join(lines) + ("\n" if trailing_newline else "")
+    err = _rejected(text.encode(), config)
+    assert err.reason == "unclosed_quote"
+    assert err.details["line"] == 5
+    assert "line 5 is never closed" in err.message
+
+
+def test_closed_quotes_with_line_breaks_at_a_chunk_end_are_fine(config: Config,
+                                                                sample: pd.DataFrame) -> None:
+    df = sample.astype(object).copy()
+    df.loc[6, "application_id"] = 'ID "quoted",\nand broken'
+    df.loc[11, "application_id"] = "LAST\n"
+    batch = open_batch(df.to_csv(index=False).encode(), config)
+    chunks = list(iter_chunks(batch, chunk_rows=7))
+    assert [c.row_numbers for c in chunks] == [list(range(1, 8)), list(range(8, 13))]
+    assert chunks[0].frame["application_id"].iloc[6] == 'ID "quoted",\nand broken'
+    assert chunks[1].frame["application_id"].iloc[-1] == "LAST\n"

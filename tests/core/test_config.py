@@ -171,8 +171,7 @@ def test_bad_config_raises_config_error_naming_the_key(
     assert exc.value.to_dict()["key"] == key
 
 
-# Bad values config.py lets through or fails on with a non-ConfigError (config.py is not
-# ours to change; see the report). Each case must raise ConfigError naming the key.
+# Bad values that must raise ConfigError naming the key (not a bare ValueError/TypeError).
 CONFIG_GAPS = [
     ("non-numeric min", lambda r: _cols(r)[_index(r, "credit_score")].update(min="low"),
      "dataset.columns[6]"),
@@ -183,18 +182,14 @@ CONFIG_GAPS = [
     ("zero reason codes", lambda r: r["model"].update(reason_codes=0), "model.reason_codes"),
     ("economics not a mapping", lambda r: r.update(economics=[0.45]), "economics"),
     ("zero PSI floor", lambda r: r["monitoring"].update(floor=0), "monitoring"),
+    ("a single PSI bin", lambda r: r["monitoring"].update(bins=1), "monitoring"),
 ]
 
 
 @pytest.mark.parametrize(
     ("mutate", "key"),
     [
-        pytest.param(
-            m, k, id=label,
-            marks=pytest.mark.xfail(
-                reason=f"config.py bug: {label} is not rejected with a ConfigError", strict=True
-            ),
-        )
+        pytest.param(m, k, id=label)
         for label, m, k in CONFIG_GAPS
     ],
 )
@@ -208,10 +203,6 @@ def test_config_gaps_should_raise_config_error(
     assert exc.value.key == key
 
 
-@pytest.mark.xfail(
-    reason="config.py bug: a string/date column without a role defaults to role 'feature' and "
-    "becomes a model input (all-NaN / nanosecond timestamps)", strict=True,
-)
 @pytest.mark.parametrize("ctype", ["string", "date"])
 def test_text_or_date_column_is_never_a_silent_model_feature(
     default_raw: dict[str, Any], ctype: str

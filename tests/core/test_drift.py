@@ -199,6 +199,10 @@ def test_empty_proportions_are_floored() -> None:
     assert psi_from_counts(expected, np.array([0, 0, 0])) != psi_from_counts(expected, counts)
     assert math.isnan(psi_from_counts(expected, np.array([0, 0, 0])))
     assert psi_from_counts(np.array([0.2, 0.8]), np.array([20, 80])) == 0.0
+    # without a floor, a bin empty in both contributes nothing (not NaN, which reads stable)
+    shifted = psi_from_counts(np.array([0.9, 0.1, 0.0]), np.array([10, 90, 0]), floor=0.0)
+    assert shifted == pytest.approx(0.8 * math.log(9) * 2)
+    assert psi_from_counts(np.array([0.9, 0.1, 0.0]), np.array([90, 10, 0]), floor=0.0) == 0.0
 
 
 def test_statuses(config: Config) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 
 import numpy as np
@@ -181,8 +182,6 @@ def test_missing_values_and_categories_are_worded(explainer: ReasonExplainer, bu
 
 def test_features_without_wording_get_a_generic_reason(bundle: ModelBundle, config: Config,
                                                        fresh_scored: object) -> None:
-    import dataclasses
-
     plain = dataclasses.replace(
         config,
         columns=tuple(dataclasses.replace(c, reason_high=None, reason_low=None,

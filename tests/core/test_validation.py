@@ -8,11 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from finflow_core.batch_io import open_batch
+from finflow_core.batch_io import iter_chunks, open_batch
 from finflow_core.config import Config
 from finflow_core.schema import RULES
 from finflow_core.synthetic import generate_applications
-from finflow_core.validation import BatchValidator, ValidationReport, validate_batch, validate_chunks
+from finflow_core.validation import (
+    BatchValidator,
+    ValidationReport,
+    validate_batch,
+    validate_chunks,
+)
 
 ROWS = 240
 
@@ -260,8 +265,6 @@ def test_validator_state_is_per_batch(config: Config, to_csv: Callable) -> None:
     for _ in range(2):  # a second batch with the same ids is not full of duplicates
         assert validate_batch(batch, config).rows_quarantined == 0
     validator = BatchValidator(config)
-    from finflow_core.batch_io import iter_chunks
-
     (chunk,) = list(iter_chunks(batch))
     assert len(validator.validate(chunk).quarantined) == 0
     again = validator.validate(chunk)  # the same validator has seen these ids

@@ -1,0 +1,46 @@
+"""FinFlow: the Streamlit app. Run with ``streamlit run app.py``.
+
+The navigation is built from the signed-in user's roles; with no users yet the app shows
+only the first-run set-up, and signed out only the sign-in form. Each page file checks the
+user's role itself (``state.guard``), so a deep link cannot get round this file.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from finflow_app import state
+from finflow_app.pages import allowed, landing
+from finflow_app.screens import setup_screen, sign_in_screen
+from finflow_core import auth
+
+st.set_page_config(page_title="FinFlow", page_icon=":material/account_balance:", layout="wide")
+
+if not auth.has_users(state.store()):
+    page = st.navigation([st.Page(setup_screen, title="Set up FinFlow", url_path="setup", default=True)],
+                         position="hidden")
+else:
+    user = state.current_user()
+    if user is None:
+        page = st.navigation(
+            [st.Page(sign_in_screen, title="Sign in", url_path="sign_in", default=True)],
+            position="hidden",
+        )
+    else:
+        home = landing(user)
+        sections: dict[str, list[st.Page]] = {}
+        for spec in allowed(user):
+            sections.setdefault(spec.section, []).append(
+                st.Page(spec.path, title=spec.title, icon=spec.icon, url_path=spec.url_path,
+                        default=spec.url_path == home)
+            )
+        page = st.navigation(sections)
+        with st.sidebar:
+            st.markdown(f"**{user.username}**  \n{', '.join(sorted(user.roles))}")
+            if st.button("Sign out", key="sign_out", icon=":material/logout:"):
+                state.sign_out()
+                st.rerun()
+
+state.show_notices()
+page.run()
+state.warm_up()

@@ -1,0 +1,1 @@
+"""FinFlow's benchmark suite: ``python -m bench`` (see bench/README.md)."""

@@ -1,0 +1,126 @@
+"""Shared by the benchmark jobs: the bench home (model, stores), batch files, result output."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sqlite3
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+HOME = RESULTS / "home"
+DATA = RESULTS / "data"
+STORES = RESULTS / "stores"
+LOGS = RESULTS / "logs"
+HISTORY_ROWS = 20_000  # the demo model: `finflow setup --demo` (random forest vs LightGBM)
+GEN_CHUNK = 100_000
+
+os.environ.setdefault("FINFLOW_HOME", str(HOME))  # before any config is loaded
+
+
+def parse_size(text: str) -> int:
+    t = text.strip().lower().replace("_", "")
+    mult = {"k": 1_000, "m": 1_000_000}.get(t[-1:], 1)
+    return int(float(t[:-1] if t[-1:] in "km" else t) * mult)
+
+
+def label(n: int) -> str:
+    return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n // 1000}k" if n % 1000 == 0 else str(n)
+
+
+def config() -> Any:
+    from finflow_core.config import load_config
+
+    return load_config()
+
+
+def base_db() -> Path:
+    return HOME / "data" / "finflow.db"
+
+
+def ensure_model(log: Any = print) -> str:
+    """Train and register the demo champion in the bench home once (as `finflow setup --demo`)."""
+    from finflow_core import model_registry
+    from finflow_core.setup import bootstrap
+    from finflow_core.store import open_store
+
+    cfg = config()
+    with open_store(cfg.paths.database_url) as store:
+        version = model_registry.champion_version(store)
+        if version is None:
+            log(f"training the demo model on {HISTORY_ROWS:,} rows (once; about 2 minutes)...")
+            bootstrap(cfg, store, demo=True, history_rows=HISTORY_ROWS, log=log)
+            version = model_registry.champion_version(store)
+    return str(version)
+
+
+def fresh_store(tag: str) -> Any:
+    """A copy of the bench home's store (model registered, three sample batches) for one run."""
+    from finflow_core.store import open_store
+
+    STORES.mkdir(parents=True, exist_ok=True)
+    target = STORES / f"{tag}.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    src, dst = sqlite3.connect(base_db()), sqlite3.connect(target)
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    return open_store(f"sqlite:///{target}")
+
+
+def batch_csv(n: int, seed: int = 2026) -> Path:
+    """A weekly batch of ``n`` synthetic applications (no outcome column), written once."""
+    from finflow_core.synthetic import generate_applications
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"batch_{label(n)}.csv"
+    if path.exists():
+        return path
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as fh:
+        done, part = 0, 0
+        while done < n:
+            rows = min(GEN_CHUNK, n - done)
+            df = generate_applications(rows, seed=seed * 1000 + part).drop(columns="default")
+            df.to_csv(fh, index=False, header=(part == 0))
+            done, part = done + rows, part + 1
+    tmp.rename(path)
+    return path
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def children_peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def median_p95(samples: list[float]) -> dict[str, float]:
+    s = sorted(samples)
+    p95 = s[min(len(s) - 1, int(round(0.95 * (len(s) - 1))))]
+    return {"median": statistics.median(s), "p95": p95, "min": s[0], "max": s[-1], "n": len(s)}
+
+
+def emit(result: dict[str, Any]) -> None:
+    """Jobs print one JSON line last; the runner reads it."""
+    sys.stdout.flush()
+    print("BENCH-RESULT " + json.dumps(result, default=float), flush=True)
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.t = time.perf_counter()
+
+    def lap(self) -> float:
+        now = time.perf_counter()
+        out, self.t = now - self.t, now
+        return out

@@ -1,0 +1,81 @@
+"""Decision latency of one application typed in: in process, and submitted into the store.
+
+    python -m bench.single_job [--n 200] [--submit 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from bench.common import config, emit, fresh_store, median_p95, peak_rss_mb
+
+
+def records(n: int) -> list[dict]:
+    from finflow_core.synthetic import generate_applications
+
+    df = generate_applications(n, seed=777).drop(columns="default")
+    out = []
+    for rec in df.to_dict("records"):
+        out.append({k: ("" if v is None or (isinstance(v, float) and v != v) or v is getattr(
+            __import__("pandas"), "NA") else str(v)) for k, v in rec.items()})
+    return out
+
+
+def main() -> None:
+    from finflow_core import auth, batch_store
+    from finflow_core.single import score_one, submit_application
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--submit", type=int, default=100)
+    args = ap.parse_args()
+    cfg = config()
+    store = fresh_store("single")
+    engine = batch_store.scoring_engine(store, cfg)
+    recs = records(args.n + args.submit + 20)
+    for r in recs[:10]:  # warm-up: imports, first-call caches
+        score_one(engine, r)
+    in_process, bands = [], {"low": 0, "medium": 0, "high": 0}
+    for r in recs[10:10 + args.n]:
+        t = time.perf_counter()
+        d = score_one(engine, r)
+        in_process.append(time.perf_counter() - t)
+        bands[d.band] += 1
+    actor = auth.Principal(user_id=None, username="bench-officer", roles=frozenset({"officer", "analyst"}))
+    for r in recs[10 + args.n:20 + args.n]:
+        submit_application(store, actor, r, engine)
+    stored = []
+    for r in recs[20 + args.n:20 + args.n + args.submit]:
+        t = time.perf_counter()
+        submit_application(store, actor, r, engine)
+        stored.append(time.perf_counter() - t)
+    # where one in-process decision's time goes
+    from finflow_core.single import record_csv
+    from finflow_core.validation import validate_batch
+
+    cols = [c.name for c in cfg.input_columns]
+    parts = {"validate": [], "features+predict": [], "explain": [], "score_total": []}
+    for r in recs[10:60]:
+        t = time.perf_counter()
+        rep = validate_batch(record_csv(r, cols), cfg, name="form")
+        parts["validate"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        m = engine.features(rep.valid)
+        engine.predict(m)
+        parts["features+predict"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        engine.explainer.explain_matrix(m)
+        parts["explain"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        engine.score(rep.valid, rep.row_numbers)
+        parts["score_total"].append(time.perf_counter() - t)
+    emit({
+        "score_one": median_p95(in_process), "submit_application": median_p95(stored),
+        "bands": bands, "breakdown_median": {k: median_p95(v)["median"] for k, v in parts.items()},
+        "peak_rss_mb": peak_rss_mb(), "model": engine.bundle.model_name,
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""One weekly-run measurement in a fresh process (so ru_maxrss is this size's peak).
+
+    python -m bench.weekly_job --size 100k --mode finflow|bare|dask
+
+finflow: ``batch_store.weekly_run`` (chunked: validate, score, explain, drift, store in one
+transaction), then the report export (decisions/quarantine CSVs), each stage timed.
+bare: the bare minimum for the same model: ``pandas.read_csv``, the champion's
+``predict_proba`` (features + trees + calibration), bands, and TreeSHAP for the review and
+decline rows; nothing validated, worded or stored.
+dask: ``distributed.weekly_run_dask`` on a LocalCluster (one single-threaded worker per core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from bench.common import (
+    RESULTS, Timer, batch_csv, children_peak_rss_mb, config, emit, fresh_store, label, parse_size,
+    peak_rss_mb,
+)
+
+
+def run_finflow(n: int, chunk_rows: int) -> dict:
+    from finflow_core import auth, batch_store
+
+    path = batch_csv(n)
+    cfg = config()
+    store = fresh_store(f"weekly_{label(n)}")
+    timer = Timer()
+    engine = batch_store.scoring_engine(store, cfg)
+    load = timer.lap()
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:  # the progress indication a user sees
+        now = time.perf_counter()
+        if now - last[0] > 5 or done >= total:
+            print(f"  {done:,} / ~{total:,} rows ({min(done / max(total, 1), 1):.0%})", file=sys.stderr,
+                  flush=True)
+            last[0] = now
+
+    timer.lap()
+    summary = batch_store.weekly_run(store, auth.SYSTEM, path, cfg, chunk_rows=chunk_rows,
+                                     progress=progress, engine=engine)
+    run = timer.lap()
+    out = RESULTS / "out" / f"weekly_{label(n)}"
+    batch_store.export_batch(store, summary.batch_id, out, cfg)
+    report = timer.lap()
+    stages = {k: float(v) for k, v in summary.timings.items()}
+    stages["report"] = report
+    stages["other"] = run - sum(v for k, v in summary.timings.items())
+    wall = run + report
+    store.close()
+    return {
+        "mode": "finflow", "rows": n, "wall": wall, "rows_per_s": n / wall, "peak_rss_mb": peak_rss_mb(),
+        "stages": stages, "load_model": load, "bands": summary.bands, "rows_valid": summary.rows_valid,
+        "explained": summary.bands["medium"] + summary.bands["high"], "chunk_rows": chunk_rows,
+        "model": engine.bundle.model_name, "store": str(store.url),
+    }
+
+
+def run_bare(n: int) -> dict:
+    import numpy as np
+    import pandas as pd
+    import shap
+
+    from finflow_core import batch_store
+    from finflow_core.strategy import HIGH, MEDIUM, assign_bands
+
+    path = batch_csv(n)
+    cfg = config()
+    store = fresh_store(f"bare_{label(n)}")
+    engine = batch_store.scoring_engine(store, cfg, explain=False)
+    bundle, strategy = engine.bundle, engine.strategy
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        explainer = shap.TreeExplainer(bundle.model.estimator_)
+    store.close()
+    timer = Timer()
+    df = pd.read_csv(path)
+    t_read = timer.lap()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*feature names.*")
+        p = bundle.model.predict_proba(df)[:, 1]
+    bands = assign_bands(p, strategy.low_edge, strategy.high_edge)
+    t_predict = timer.lap()
+    mask = np.isin(bands, [MEDIUM, HIGH])
+    matrix = bundle.model.features_.transform(df.loc[mask])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sv = explainer.shap_values(matrix, check_additivity=False)
+    t_explain = timer.lap()
+    wall = t_read + t_predict + t_explain
+    return {
+        "mode": "bare", "rows": n, "wall": wall, "rows_per_s": n / wall, "peak_rss_mb": peak_rss_mb(),
+        "stages": {"read": t_read, "predict": t_predict, "explain": t_explain},
+        "explained": int(mask.sum()), "shap_shape": list(np.shape(sv)), "model": bundle.model_name,
+    }
+
+
+def run_dask(n: int, workers: int | None) -> dict:
+    from finflow_core import auth
+    from finflow_core.distributed import weekly_run_dask
+
+    path = batch_csv(n)
+    cfg = config()
+    store = fresh_store(f"dask_{label(n)}")
+    scheduler = None
+    cluster = None
+    if workers:
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        scheduler = Client(cluster)
+    timer = Timer()
+    summary = weekly_run_dask(store, auth.SYSTEM, path, cfg, scheduler=scheduler)
+    run = timer.lap()
+    if cluster is not None:
+        scheduler.close()
+        cluster.close()
+    store.close()
+    return {
+        "mode": "dask", "rows": n, "wall": run, "rows_per_s": n / run, "peak_rss_mb": peak_rss_mb(),
+        "workers_peak_rss_mb": children_peak_rss_mb(), "stages": summary.timings,
+        "bands": summary.bands, "explained": summary.bands["medium"] + summary.bands["high"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", required=True)
+    ap.add_argument("--mode", choices=("finflow", "bare", "dask"), default="finflow")
+    ap.add_argument("--chunk-rows", type=int, default=50_000)
+    ap.add_argument("--workers", type=int, default=0, help="dask: LocalCluster workers (0: default)")
+    args = ap.parse_args()
+    n = parse_size(args.size)
+    if args.mode == "finflow":
+        emit(run_finflow(n, args.chunk_rows))
+    elif args.mode == "bare":
+        emit(run_bare(n))
+    else:
+        emit(run_dask(n, args.workers or None))
+
+
+if __name__ == "__main__":
+    Path(RESULTS).mkdir(parents=True, exist_ok=True)
+    main()

@@ -1,0 +1,194 @@
+"""Plotly figures of the app: drawing only, from figures finflow_core computed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from finflow_app.fmt import BAND_COLOURS, BAND_NAMES
+
+_LAYOUT: dict[str, Any] = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "height": 340,
+                           "template": "plotly_white"}
+
+
+def _fig(title: str, **layout: Any) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(title={"text": title, "x": 0, "font": {"size": 15}}, **{**_LAYOUT, **layout})
+    return fig
+
+
+def bands_bar(counts: Mapping[str, int], title: str = "Applications by risk band") -> go.Figure:
+    fig = _fig(title, showlegend=False)
+    bands = [b for b in ("low", "medium", "high")]
+    fig.add_bar(x=[BAND_NAMES[b] for b in bands], y=[int(counts.get(b, 0)) for b in bands],
+                marker_color=[BAND_COLOURS[b] for b in bands],
+                text=[f"{int(counts.get(b, 0)):,}" for b in bands], textposition="auto")
+    fig.update_yaxes(title="applications")
+    return fig
+
+
+def band_status_bar(frame: pd.DataFrame) -> go.Figure:
+    """Stacked bars: each band split by status (frame from PortfolioSummary.by('band','status'))."""
+    fig = _fig("Risk distribution by band and status", barmode="stack")
+    for status in ("approved", "declined", "pending", "referred"):
+        part = frame[frame["status"] == status]
+        counts = {str(r.band): int(r.n) for r in part.itertuples(index=False)}
+        fig.add_bar(name=status, x=[BAND_NAMES[b] for b in ("low", "medium", "high")],
+                    y=[counts.get(b, 0) for b in ("low", "medium", "high")])
+    fig.update_yaxes(title="applications")
+    return fig
+
+
+def probability_histogram(hist: pd.DataFrame) -> go.Figure:
+    fig = _fig("Probability of default", showlegend=False)
+    fig.add_bar(x=[f"{a:.0%}–{b:.0%}" for a, b in zip(hist["bin_start"], hist["bin_end"], strict=True)],
+                y=hist["n"].tolist(), marker_color="#4a6fa5")
+    fig.update_xaxes(title="probability of default")
+    fig.update_yaxes(title="applications")
+    return fig
+
+
+def waterfall(labels: Sequence[str], values: Sequence[Any], contributions: Sequence[float],
+              base_value: float, top: int = 8, model_name: str = "") -> go.Figure:
+    """SHAP waterfall of one case: the largest contributions, the rest summed."""
+    shown = list(range(min(top, len(contributions))))
+    rest = float(sum(contributions[top:]))
+    names = [f"{labels[i]} = {_short(values[i])}" for i in shown]
+    amounts = [float(contributions[i]) for i in shown]
+    if len(contributions) > top:
+        names.append(f"{len(contributions) - top} other features")
+        amounts.append(rest)
+    fig = _fig("Why the model scored this case so (SHAP)", height=420, showlegend=False)
+    fig.add_trace(go.Waterfall(
+        orientation="h",
+        y=["Model average", *names, "This case"],
+        x=[base_value, *amounts, 0.0],
+        measure=["absolute", *["relative"] * len(amounts), "total"],
+        increasing={"marker": {"color": "#c2473d"}},
+        decreasing={"marker": {"color": "#3a8d5c"}},
+        totals={"marker": {"color": "#4a6fa5"}},
+        text=[f"{base_value:+.3f}", *[f"{a:+.3f}" for a in amounts], f"{base_value + sum(amounts):+.3f}"],
+        textposition="outside",
+    ))
+    unit = "log-odds" if model_name == "lightgbm" else "raw score"
+    fig.update_xaxes(title=f"contribution to the model's {unit} (right = more likely to default)")
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def psi_bars(psi: Mapping[str, float | None], labels: Mapping[str, str], watch: float,
+             alert: float, title: str = "PSI of the score and each feature") -> go.Figure:
+    items = sorted(((k, v) for k, v in psi.items() if v is not None), key=lambda t: t[1])
+    colours = ["#c2473d" if v >= alert else "#d39b2a" if v >= watch else "#3a8d5c" for _, v in items]
+    fig = _fig(title, height=max(320, 24 * len(items) + 80), showlegend=False)
+    fig.add_bar(x=[v for _, v in items], y=[labels.get(k, k) for k, _ in items], orientation="h",
+                marker_color=colours, text=[f"{v:.3f}" for _, v in items], textposition="auto")
+    fig.add_vline(x=watch, line_dash="dash", line_color="#d39b2a", annotation_text=f"watch {watch:g}")
+    fig.add_vline(x=alert, line_dash="dash", line_color="#c2473d", annotation_text=f"alert {alert:g}")
+    fig.update_xaxes(title="PSI")
+    return fig
+
+
+def psi_over_time(table: pd.DataFrame, columns: Sequence[str], labels: Mapping[str, str],
+                  watch: float, alert: float) -> go.Figure:
+    fig = _fig("PSI over time")
+    t = table.sort_values("computed_at")
+    for col in columns:
+        part = t[t["column"] == col]
+        fig.add_scatter(x=part["computed_at"].str[:16], y=part["psi"], mode="lines+markers",
+                        name=labels.get(col, col))
+    fig.add_hline(y=watch, line_dash="dash", line_color="#d39b2a", annotation_text="watch")
+    fig.add_hline(y=alert, line_dash="dash", line_color="#c2473d", annotation_text="alert")
+    fig.update_xaxes(title="batch scored at (UTC)")
+    fig.update_yaxes(title="PSI")
+    return fig
+
+
+def distribution_bars(dist: pd.DataFrame, label: str) -> go.Figure:
+    fig = _fig(f"{label}: training baseline against this batch", barmode="group")
+    fig.add_bar(name="baseline", x=dist["bin"], y=dist["baseline"], marker_color="#9aa5b1")
+    fig.add_bar(name="this batch", x=dist["bin"], y=dist["batch"], marker_color="#4a6fa5")
+    fig.update_yaxes(title="share", tickformat=".0%")
+    return fig
+
+
+def weekly_counts(weekly: pd.DataFrame) -> go.Figure:
+    fig = _fig("Week by week: decisions")
+    w = weekly.sort_values("week_start")
+    for col, name in (("applications", "applications"), ("approved", "approved"),
+                      ("declined", "declined"), ("pending", "pending / referred")):
+        fig.add_scatter(x=w["week_start"], y=w[col], mode="lines+markers", name=name)
+    fig.update_xaxes(title="week of")
+    return fig
+
+
+def weekly_rates(weekly: pd.DataFrame, target: float) -> go.Figure:
+    fig = _fig("Week by week: automation rate and ROI")
+    w = weekly.sort_values("week_start")
+    fig.add_scatter(x=w["week_start"], y=w["automation_rate"], mode="lines+markers", name="automation rate")
+    fig.add_scatter(x=w["week_start"], y=w["roi"], mode="lines+markers", name="ROI")
+    fig.add_hline(y=target, line_dash="dash", line_color="#5f6b7a",
+                  annotation_text=f"automation target {target:.0%}")
+    fig.update_yaxes(tickformat=".0%")
+    return fig
+
+
+def weekly_profit(weekly: pd.DataFrame, currency: str) -> go.Figure:
+    fig = _fig("Week by week: expected profit", showlegend=False)
+    w = weekly.sort_values("week_start")
+    fig.add_bar(x=w["week_start"], y=w["expected_profit"], marker_color="#4a6fa5")
+    fig.update_yaxes(title=currency)
+    return fig
+
+
+def segment_bars(frame: pd.DataFrame, segment: str) -> go.Figure:
+    fig = _fig(f"Applications by {segment} and band", barmode="stack")
+    for band in ("low", "medium", "high"):
+        part = frame[frame["band"] == band]
+        fig.add_bar(name=BAND_NAMES[band], x=part["segment"].fillna("(none)"), y=part["n"],
+                    marker_color=BAND_COLOURS[band])
+    return fig
+
+
+def roc_curve(fpr: Sequence[float], tpr: Sequence[float], auc: float) -> go.Figure:
+    fig = _fig(f"ROC curve (out-of-fold AUC {auc:.3f})", showlegend=False)
+    fig.add_scatter(x=list(fpr), y=list(tpr), mode="lines", line_color="#4a6fa5")
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#9aa5b1"})
+    fig.update_xaxes(title="false positive rate", range=[0, 1])
+    fig.update_yaxes(title="true positive rate", range=[0, 1])
+    return fig
+
+
+def profit_curve(curve: Mapping[str, Sequence[float]], cutoff: float, low: float, high: float,
+                 currency: str) -> go.Figure:
+    fig = _fig("Out-of-fold profit by approval cut-off", showlegend=False)
+    fig.add_scatter(x=list(curve["threshold"]), y=list(curve["profit"]), mode="lines",
+                    line_color="#4a6fa5")
+    fig.add_vline(x=cutoff, line_color="#1f2933", annotation_text=f"cut-off {cutoff:.3f}")
+    fig.add_vrect(x0=low, x1=high, fillcolor="#d39b2a", opacity=0.15, line_width=0,
+                  annotation_text="review band", annotation_position="bottom left")
+    fig.update_xaxes(title="approve when probability of default is below", range=[0, 1])
+    fig.update_yaxes(title=currency)
+    return fig
+
+
+def importance_bars(importance: Mapping[str, float], labels: Mapping[str, str]) -> go.Figure:
+    items = sorted(importance.items(), key=lambda t: t[1])
+    fig = _fig("What drives the model overall (mean |SHAP|)", height=max(320, 24 * len(items) + 80),
+               showlegend=False)
+    fig.add_bar(x=[v for _, v in items], y=[labels.get(k, k) for k, _ in items], orientation="h",
+                marker_color="#4a6fa5")
+    return fig
+
+
+def _short(v: Any) -> str:
+    if v is None:
+        return "missing"
+    if isinstance(v, float):
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        return f"{v:.3g}"
+    return str(v)

@@ -1,0 +1,626 @@
+"""The weekly run on a Dask cluster: the same decisions and PSI as one process, over partitions.
+
+``weekly_run_dask`` splits a batch into row-range partitions, validates, scores, explains
+and counts drift bins on the workers, and streams the partition results back, in partition
+order, into one store transaction through the same :class:`~finflow_core.batch_store.StoreSink`
+the single-process run uses. The summary is built exactly as
+:func:`finflow_core.weekly.process_batch` builds it.
+
+How it stays identical to the single-process run
+------------------------------------------------
+* **Partitions keep global row and line numbers.** A CSV is cut into byte ranges at record
+  boundaries (after a line break; when the file contains a quote character the cut points
+  come from a real CSV parse on the driver, so a quoted cell with a line break is never
+  split). Each range is parsed on a worker by :func:`finflow_core.batch_io.iter_chunks`
+  itself (the header is put in front of it), so blank lines, misshapen rows and cell text
+  are handled exactly as in one process; row and line numbers are then shifted to their
+  place in the whole file. A Parquet file is split by row groups; row ``k`` is record
+  ``k`` (line ``k + 1``) and its cells are the values cast to text.
+* **Duplicate ids are found globally first.** A first, cheap pass on the workers returns
+  each partition's record count and ids; the driver works out the global row numbers and,
+  for each id seen in more than one partition, the row of its first occurrence. Each
+  partition's :class:`~finflow_core.validation.BatchValidator` starts knowing the ids of
+  earlier partitions, so later occurrences are quarantined with the same message ("... on
+  row N") as in one process: first occurrence wins.
+* **Drift counts add up.** Bins are fixed at training, so per-partition bin counts summed
+  on the driver give the same PSI as one pass.
+
+The model is loaded (and its signature checked) on the driver and shipped to the workers
+once (``Client.scatter(..., broadcast=True)``); each worker builds its ScoringEngine once
+per run. Workers therefore need neither the model files nor ``FINFLOW_SECRET_KEY`` nor the
+database: only FinFlow installed (same version) and read access to the batch file.
+
+Pointing it at an existing cluster
+----------------------------------
+Start a scheduler and workers on machines that all have FinFlow (and its dependencies,
+same versions) installed::
+
+    dask scheduler --host 10.0.0.5 --port 8786                    # one machine
+    dask worker tcp://10.0.0.5:8786 --nthreads 1 --nworkers 2     # each worker machine
+    # one thread per worker process: LightGBM and SHAP are compiled code; set
+    # OMP_NUM_THREADS=1 on the workers so several OpenMP pools do not fight for the cores
+
+then run, on the machine that has the store and the model::
+
+    finflow weekly-run --data /shared/week.csv --engine dask --scheduler tcp://10.0.0.5:8786
+
+The workers read the batch file at the same path as the driver (shared storage such as
+NFS), or pass ``send_data=True`` to :func:`weekly_run_dask` to have the driver read each
+partition and send its bytes with the task. Without ``--scheduler`` a LocalCluster is
+started (one single-threaded worker process per core) and closed afterwards. On a single
+2-core machine the LocalCluster is no faster than the chunked single-process run (see
+``bench/README.md``): the value of Dask is more machines.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.exc import IntegrityError
+
+from finflow_core.auth import Principal
+from finflow_core.batch_io import BLOCK, BatchFile, RawChunk, iter_chunks, open_batch
+from finflow_core.batch_store import (
+    StoreSink,
+    _AlreadyStored,
+    export_batch,
+    scoring_engine,
+    stored_summary,
+)
+from finflow_core.bundle import ModelBundle
+from finflow_core.config import Config
+from finflow_core.errors import BatchRejected
+from finflow_core.permissions import require
+from finflow_core.scoring import DECISION_COLUMNS, ScoringEngine
+from finflow_core.store import Store
+from finflow_core.strategy import HIGH, LOW, Strategy
+from finflow_core.validation import BatchValidator, ChunkResult, ignored_column_warnings
+from finflow_core.weekly import BatchSummary, Progress, _Totals
+
+#: Default CSV partition size: about 75,000 applications of the shipped schema.
+DEFAULT_BLOCKSIZE = 8 << 20
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+# -- partitions ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Partition:
+    """One row range of the batch file.
+
+    CSV: bytes ``[start, end)``; ``lines_before`` is the number of line breaks before
+    ``start``. Parquet: row groups ``[start, end)``, ``lines_before`` the rows before them.
+    """
+
+    index: int
+    kind: str  # "csv" | "parquet"
+    start: int
+    end: int
+    lines_before: int
+
+
+@dataclass
+class _Plan:
+    """What a partition's worker needs besides the file: where its records stand globally."""
+
+    partition: Partition
+    rows_before: int  # records in all earlier partitions
+    seen_before: dict[str, int] = field(default_factory=dict)  # id -> first row, earlier partitions
+
+
+@dataclass
+class PartitionResult:
+    """What a worker sends back for one partition."""
+
+    index: int
+    chunk: ChunkResult
+    scored: pd.DataFrame
+    drift: dict[str, np.ndarray]
+    timings: dict[str, float]
+
+
+def csv_partitions(path: str | os.PathLike[str], blocksize: int = DEFAULT_BLOCKSIZE,
+                   partitions: int | None = None) -> list[Partition]:
+    """Byte ranges of a CSV file that start and end at record boundaries.
+
+    The first range starts at byte 0 (it holds the header). Cut points come after a line
+    break; if the file contains any quote character, they come from a CSV parse instead,
+    so a quoted cell that holds a line break is never cut.
+    """
+    size = os.path.getsize(path)
+    if partitions is not None:
+        blocksize = max(1, -(-size // max(1, partitions)))
+    cuts = _cuts_plain(path, blocksize)
+    if cuts is None:
+        cuts = _cuts_quoted(path, blocksize)
+    out: list[Partition] = []
+    start, lines = 0, 0
+    for end, lines_at_end in [*cuts, (size, -1)]:
+        if end <= start:
+            continue
+        out.append(Partition(len(out), "csv", start, end, lines))
+        start, lines = end, lines_at_end
+    return out
+
+
+def _cuts_plain(path: str | os.PathLike[str], blocksize: int) -> list[tuple[int, int]] | None:
+    """Cut points (byte offset, line breaks before it) after the first line break past each
+    multiple of ``blocksize``; None if the file holds a quote character."""
+    cuts: list[tuple[int, int]] = []
+    target = blocksize
+    offset, breaks = 0, 0
+    with open(path, "rb") as fh:
+        while block := fh.read(BLOCK):
+            if b'"' in block:
+                return None
+            end = offset + len(block)
+            pos = max(target - offset, 0)
+            while target < end:
+                nl = block.find(b"\n", pos)
+                if nl < 0:
+                    break
+                cut = offset + nl + 1
+                cuts.append((cut, breaks + block.count(b"\n", 0, nl + 1)))
+                target = max(target + blocksize, cut + 1)
+                pos = max(target - offset, nl + 1)
+            breaks += block.count(b"\n")
+            offset = end
+    return cuts
+
+
+def _cuts_quoted(path: str | os.PathLike[str], blocksize: int) -> list[tuple[int, int]]:
+    """Cut points found by parsing the CSV: only between records, never inside a quoted cell."""
+    state = {"offset": 0, "breaks": 0}
+
+    def lines() -> Iterator[str]:
+        with open(path, "rb") as fh:
+            first = True
+            for raw in fh:  # split at b"\n": the record ends after its last line break
+                state["offset"] += len(raw)
+                state["breaks"] += raw.endswith(b"\n")
+                yield raw.decode("utf-8-sig" if first else "utf-8")
+                first = False
+
+    cuts: list[tuple[int, int]] = []
+    target = blocksize
+    reader = csv.reader(lines())
+    next(reader, None)  # the header stays with the first partition
+    for _ in reader:
+        if state["offset"] >= target:
+            cuts.append((state["offset"], state["breaks"]))
+            target = state["offset"] + blocksize
+    return cuts
+
+
+def parquet_partitions(path: str | os.PathLike[str], partitions: int | None = None) -> list[Partition]:
+    """Row-group ranges of a Parquet file (``partitions`` merges row groups into that many)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    counts = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    groups = len(counts)
+    n = groups if partitions is None else max(1, min(partitions, groups))
+    bounds = np.linspace(0, groups, n + 1).round().astype(int)
+    out, rows = [], 0
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        if b > a:
+            out.append(Partition(len(out), "parquet", int(a), int(b), rows))
+            rows += sum(counts[a:b])
+    return out
+
+
+def open_parquet_batch(path: str | os.PathLike[str], config: Config, *, name: str | None = None) -> BatchFile:
+    """A Parquet batch's identity (content hash) and columns, checked like a CSV header."""
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    display = name or p.name
+    if not p.is_file():
+        raise BatchRejected(f"{display}: file not found", reason="not_found", file=str(path))
+    sha = hashlib.sha256()
+    with open(p, "rb") as fh:
+        while block := fh.read(BLOCK):
+            sha.update(block)
+    try:
+        pf = pq.ParquetFile(p)
+    except Exception as exc:  # pyarrow raises several types for a broken file
+        raise BatchRejected(f"{display}: not a readable Parquet file: {exc}", reason="not_parquet") from exc
+    header = tuple(pf.schema_arrow.names)
+    required = [c.name for c in config.input_columns]
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise BatchRejected(
+            f"{display}: missing required column(s) {', '.join(missing)}.",
+            reason="missing_columns", missing=missing, found=list(header),
+        )
+    used = tuple(c for c in header if c in required)
+    ignored = tuple(c for c in header if c not in required)
+    rows = pf.metadata.num_rows
+    return BatchFile(display, sha.hexdigest(), p.stat().st_size, header, used, ignored, str(p), rows + 1)
+
+
+def is_parquet(path: str | os.PathLike[str]) -> bool:
+    if str(path).lower().endswith(PARQUET_SUFFIXES):
+        return True
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PAR1"
+
+
+# -- reading a partition (on a worker) -------------------------------------------------------------
+
+def read_partition(path: str, part: Partition, header: tuple[str, ...], data: bytes | None = None,
+                   chunk_rows: int = 10**9) -> Iterator[RawChunk]:
+    """The partition's records as RawChunks with row numbers local to it (1 = its first
+    record) and line numbers global to the file."""
+    if part.kind == "parquet":
+        yield _parquet_chunk(path, part, header)
+        return
+    if data is None:
+        data = read_bytes(path, part)
+    if part.start == 0:
+        source, shift = data, 0
+    else:
+        head = _header_bytes(path)
+        source, shift = head + data, part.lines_before - head.count(b"\n")
+    batch = BatchFile("partition", "", len(source), header, (), (), source)
+    for raw in iter_chunks(batch, chunk_rows):
+        if shift:
+            raw.lines = [x + shift for x in raw.lines]
+            raw.misshapen = [(rn, line + shift, cells) for rn, line, cells in raw.misshapen]
+        yield raw
+
+
+def read_bytes(path: str, part: Partition) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(part.start)
+        return fh.read(part.end - part.start)
+
+
+_HEADERS: dict[str, bytes] = {}
+
+
+def _header_bytes(path: str) -> bytes:
+    """The file's header record as bytes (cached per file on each worker)."""
+    if path not in _HEADERS:
+        cuts = _header_end(path)
+        with open(path, "rb") as fh:
+            _HEADERS[path] = fh.read(cuts)
+    return _HEADERS[path]
+
+
+def _header_end(path: str) -> int:
+    offset = 0
+
+    def lines() -> Iterator[str]:
+        nonlocal offset
+        with open(path, "rb") as fh:
+            for raw in fh:
+                offset += len(raw)
+                yield raw.decode("utf-8-sig", errors="replace")
+
+    next(csv.reader(lines()))
+    return offset
+
+
+def _parquet_chunk(path: str, part: Partition, header: tuple[str, ...]) -> RawChunk:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.ParquetFile(path).read_row_groups(list(range(part.start, part.end)))
+    cols = {}
+    for name in header:
+        arr = table.column(name)
+        if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
+            arr = pc.cast(arr, pa.string())
+        cols[name] = np.asarray(pc.fill_null(arr, "").to_pylist(), dtype=object)
+    n = table.num_rows
+    frame = pd.DataFrame(cols, columns=list(header)) if n else pd.DataFrame(
+        {c: pd.Series(dtype=object) for c in header})
+    rows = list(range(1, n + 1))
+    lines = [part.lines_before + r + 1 for r in rows]  # as if a CSV with a one-line header
+    return RawChunk(frame, rows, lines, [])
+
+
+# -- the two passes (run on workers) -----------------------------------------------------------
+
+def scan_partition(path: str, part: Partition, header: tuple[str, ...], id_column: str,
+                   data: bytes | None = None) -> tuple[int, pd.DataFrame]:
+    """First pass: the partition's record count and each id's first local row number."""
+    n = 0
+    ids, rows = [], []
+    at = list(header).index(id_column)
+    for raw in read_partition(path, part, header, data):  # record numbers run on across chunks
+        n += len(raw.row_numbers) + len(raw.misshapen)
+        if len(raw.frame):
+            ids.append(raw.frame.iloc[:, at].astype(str).to_numpy())
+            rows.append(np.asarray(raw.row_numbers, dtype=np.int64))
+    frame = pd.DataFrame({
+        "id": np.concatenate(ids) if ids else np.array([], dtype=object),
+        "row": np.concatenate(rows) if rows else np.array([], dtype=np.int64),
+    })
+    return n, frame.drop_duplicates("id", keep="first")
+
+
+_ENGINES: dict[str, ScoringEngine] = {}
+
+
+def _engine(payload: dict[str, Any]) -> ScoringEngine:
+    """This run's ScoringEngine on this worker, built once."""
+    token = payload["token"]
+    if token not in _ENGINES:
+        _ENGINES.clear()  # one run at a time per worker process is the normal case
+        _ENGINES[token] = ScoringEngine(payload["bundle"], payload["config"], payload["strategy"])
+    return _ENGINES[token]
+
+
+def process_partition(payload: dict[str, Any], path: str, plan: _Plan, header: tuple[str, ...],
+                      data: bytes | None = None) -> PartitionResult:
+    """Second pass: validate, score, route, explain and count drift bins of one partition."""
+    engine = _engine(payload)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    raws = list(read_partition(path, plan.partition, header, data))
+    raw = raws[0] if len(raws) == 1 else _concat(raws)
+    raw.row_numbers = [r + plan.rows_before for r in raw.row_numbers]
+    raw.misshapen = [(rn + plan.rows_before, line, cells) for rn, line, cells in raw.misshapen]
+    timings["read"] = time.perf_counter() - t
+    t = time.perf_counter()
+    validator = BatchValidator(engine.config)
+    validator._first_row.update(plan.seen_before)  # ids of earlier partitions: first one wins
+    result = validator.validate(raw)
+    timings["validate"] = time.perf_counter() - t
+    drift: dict[str, np.ndarray] = {}
+    if len(result.valid):
+        scored = engine.score(result.valid, result.row_numbers, timings=timings, drift=drift)
+    else:  # nothing valid here: the models refuse an empty matrix
+        scored = pd.DataFrame({c: pd.Series(dtype=object) for c in DECISION_COLUMNS})
+    return PartitionResult(plan.partition.index, result, scored, drift, timings)
+
+
+def _concat(raws: list[RawChunk]) -> RawChunk:
+    frames = [r.frame for r in raws if len(r.frame)]
+    frame = pd.concat(frames, ignore_index=True) if frames else raws[0].frame
+    return RawChunk(frame, [x for r in raws for x in r.row_numbers], [x for r in raws for x in r.lines],
+                    [x for r in raws for x in r.misshapen])
+
+
+# -- the run (on the driver) ----------------------------------------------------------------------
+
+def weekly_run_dask(
+    store: Store,
+    actor: Principal,
+    source_path: str | os.PathLike[str],
+    config: Config,
+    *,
+    out_dir: Path | None = None,
+    scheduler: Any = None,
+    partitions: int | None = None,
+    blocksize: int = DEFAULT_BLOCKSIZE,
+    progress: Progress | None = None,
+    send_data: bool = False,
+    window: int | None = None,
+    name: str | None = None,
+) -> BatchSummary:
+    """The weekly run of ``source_path`` (CSV or Parquet) on a Dask cluster, stored in one transaction.
+
+    ``scheduler``: a scheduler address (``tcp://host:8786``), an existing
+    ``distributed.Client``, or None for a LocalCluster started for this run. ``partitions``
+    asks for about that many partitions (else CSV files are cut every ``blocksize`` bytes
+    and Parquet files by row group). ``send_data``: the driver reads each partition and
+    sends its bytes (for workers without access to the file). ``window``: partitions in
+    flight or waiting to be stored at once (default: two per worker thread), which bounds
+    the driver's memory. Same file twice: the stored summary, nothing added.
+    """
+    require(actor, "upload_batch")
+    path = str(source_path)
+    parquet = Path(path).is_file() and is_parquet(path)
+    batch = open_parquet_batch(path, config, name=name) if parquet else open_batch(path, config, name=name)
+    summary = stored_summary(store, batch.batch_id)
+    if summary is None:
+        try:
+            summary = _run(store, actor, batch, path, config, parquet=parquet, scheduler=scheduler,
+                           partitions=partitions, blocksize=blocksize, progress=progress,
+                           send_data=send_data, window=window)
+        except _AlreadyStored:
+            summary = None
+        except IntegrityError:
+            if stored_summary(store, batch.batch_id) is None:
+                raise
+            summary = None
+        if summary is None:  # another run stored the same file first
+            summary = stored_summary(store, batch.batch_id)
+            assert summary is not None
+    if out_dir is not None:
+        export_batch(store, summary.batch_id, Path(out_dir), config)
+    return summary
+
+
+def _run(store: Store, actor: Principal, batch: BatchFile, path: str, config: Config, *,
+         parquet: bool, scheduler: Any, partitions: int | None, blocksize: int,
+         progress: Progress | None, send_data: bool, window: int | None) -> BatchSummary:
+    started = time.perf_counter()
+    engine = scoring_engine(store, config, explain=False)  # the driver only stores
+    parts = parquet_partitions(path, partitions) if parquet else csv_partitions(path, blocksize, partitions)
+    with _client(scheduler) as client:
+        payload = client.scatter(_payload(engine.bundle, config, engine.strategy), broadcast=True,
+                                 hash=False)
+        threads = max(sum(client.nthreads().values()), 1)
+        plans, scan_seconds = _first_pass(client, path, parts, batch.header, config.id_column, send_data)
+        with store.begin() as conn:
+            sink = StoreSink(conn, batch, engine, actor)
+            summary = _second_pass(client, payload, path, plans, batch, engine, sink, send_data,
+                                   window or 2 * threads, progress)
+            t = time.perf_counter()
+        summary.timings["store"] = round(summary.timings.get("store", 0.0) + time.perf_counter() - t, 4)
+    summary.timings["first_pass"] = round(scan_seconds, 4)
+    summary.timings["partitions"] = len(parts)
+    summary.timings["wall"] = round(time.perf_counter() - started, 4)
+    return summary
+
+
+def _payload(bundle: ModelBundle, config: Config, strategy: Strategy) -> dict[str, Any]:
+    return {"token": uuid.uuid4().hex, "bundle": bundle, "config": config, "strategy": strategy}
+
+
+class _client:
+    """A Client for ``scheduler`` (address, Client, or None for a LocalCluster), closed after
+    use unless the caller passed it in."""
+
+    def __init__(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+        self.owned: list[Any] = []
+
+    def __enter__(self) -> Any:
+        from distributed import Client, LocalCluster
+
+        if self.scheduler is not None and not isinstance(self.scheduler, str):
+            return self.scheduler  # a Client given by the caller
+        if self.scheduler:
+            client = Client(self.scheduler)
+            self.owned = [client]
+            return client
+        cluster = LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+        self.owned = [client, cluster]
+        return client
+
+    def __exit__(self, *exc: Any) -> None:
+        for x in self.owned:
+            x.close()
+
+
+def _first_pass(client: Any, path: str, parts: list[Partition], header: tuple[str, ...],
+                id_column: str, send_data: bool) -> tuple[list[_Plan], float]:
+    """Record counts and ids of every partition; global row offsets and earlier ids per partition."""
+    t = time.perf_counter()
+    futures = [
+        client.submit(scan_partition, path, p, header, id_column,
+                      read_bytes(path, p) if send_data and p.kind == "csv" else None,
+                      pure=False, key=f"finflow-scan-{p.index}-{uuid.uuid4().hex[:8]}")
+        for p in parts
+    ]
+    results = client.gather(futures)
+    del futures
+    counts = [n for n, _ in results]
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int) if counts else np.array([], int)
+    ids = pd.concat(
+        [f.assign(row=f["row"] + off, part=i) for i, ((_, f), off) in enumerate(zip(results, offsets, strict=True))],
+        ignore_index=True,
+    ) if results else pd.DataFrame({"id": [], "row": [], "part": []})
+    # ids found in more than one partition: where each first appears
+    repeated = ids[ids["id"].duplicated(keep=False)]
+    first = repeated.drop_duplicates("id", keep="first")  # partitions are in file order
+    plans = []
+    for i, p in enumerate(parts):
+        earlier = first[first["part"] < i]
+        mine = repeated[repeated["part"] == i]["id"]
+        seen = earlier[earlier["id"].isin(mine)]
+        plans.append(_Plan(p, int(offsets[i]), dict(zip(seen["id"], seen["row"].astype(int), strict=True))))
+    return plans, time.perf_counter() - t
+
+
+def _second_pass(client: Any, payload: Any, path: str, plans: list[_Plan], batch: BatchFile,
+                 engine: ScoringEngine, sink: StoreSink, send_data: bool, window: int,
+                 progress: Progress | None) -> BatchSummary:
+    """Score partitions on the workers; store them in partition order as they arrive."""
+    from distributed import as_completed
+
+    config = engine.config
+    timings: dict[str, float] = {}
+    drift_counts: dict[str, np.ndarray] = {}
+    totals = _Totals()
+    todo = iter(plans)
+    index_of: dict[Any, int] = {}
+    ready: dict[int, PartitionResult] = {}
+    pending = as_completed()
+
+    def submit_next() -> None:
+        plan = next(todo, None)
+        if plan is None:
+            return
+        p = plan.partition
+        data = read_bytes(path, p) if send_data and p.kind == "csv" else None
+        fut = client.submit(process_partition, payload, path, plan, batch.header, data, pure=False,
+                            key=f"finflow-score-{p.index}-{uuid.uuid4().hex[:8]}")
+        index_of[fut.key] = p.index
+        pending.add(fut)
+
+    for _ in range(window):
+        submit_next()
+    next_index = 0
+    for fut in pending:
+        res: PartitionResult = fut.result()
+        ready[index_of.pop(fut.key)] = res
+        fut.release()
+        while next_index in ready:
+            part = ready.pop(next_index)
+            next_index += 1
+            for k, v in part.timings.items():
+                timings[k] = timings.get(k, 0.0) + v
+            for k, v in part.drift.items():
+                drift_counts[k] = drift_counts[k] + v if k in drift_counts else v
+            t = time.perf_counter()
+            if part.chunk.rows_in:
+                sink.write_chunk(part.chunk, part.scored)
+            _add(timings, "store", t)
+            totals.add(part.chunk, part.scored, config.economics.review_good_decline)
+            if progress is not None:
+                done = totals.rows_valid + totals.rows_quarantined
+                progress(done, max(batch.expected_rows, done))
+            submit_next()  # a slot is free once a result is stored
+    return _summarise(batch, engine, sink, totals, drift_counts, timings)
+
+
+def _summarise(batch: BatchFile, engine: ScoringEngine, sink: StoreSink, totals: _Totals,
+               drift_counts: dict[str, np.ndarray], timings: dict[str, float]) -> BatchSummary:
+    """The end of :func:`finflow_core.weekly.process_batch`, duplicated (see bench/README.md)."""
+    rows_in = totals.rows_valid + totals.rows_quarantined
+    if rows_in == 0:
+        raise BatchRejected(f"{batch.name}: the file has a header but no applications", reason="no_rows")
+    if not drift_counts:  # every row quarantined: nothing to compare
+        drift_counts = {k: np.zeros(s.n_bins, dtype=np.int64) for k, s in engine.bundle.baseline.specs.items()}
+    t = time.perf_counter()
+    drift = engine.bundle.baseline.report(drift_counts)
+    _add(timings, "drift", t)
+    n_valid = max(totals.rows_valid, 1)
+    summary = BatchSummary(
+        batch_id=batch.batch_id,
+        model_version=engine.bundle.version,
+        rows_in=rows_in,
+        rows_valid=totals.rows_valid,
+        rows_quarantined=totals.rows_quarantined,
+        bands=dict(totals.bands),
+        automation_rate=round((totals.bands[LOW] + totals.bands[HIGH]) / n_valid, 4)
+        if totals.rows_valid else 0.0,
+        expected_profit=round(totals.profit, 2),
+        drift=drift.summary(),
+        file_name=batch.name,
+        sha256=batch.sha256,
+        roi=round(totals.profit / totals.lent_expected, 4) if totals.lent_expected else 0.0,
+        amount_requested=round(totals.requested, 2),
+        amount_auto_approved=round(totals.auto_approved, 2),
+        issues_by_rule=totals.issues,
+        warnings=ignored_column_warnings(batch),
+    )
+    t = time.perf_counter()
+    sink.finish(summary, drift)
+    _add(timings, "store", t)
+    summary.timings = {k: round(v, 4) for k, v in timings.items()}
+    return summary
+
+
+def _add(timings: dict[str, float], stage: str, started: float) -> None:
+    timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
+

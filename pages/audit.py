@@ -1,0 +1,78 @@
+"""Audit trail: search it, check it has not been altered, export it."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from finflow_app import state
+
+user = state.guard("view_audit")
+
+import json  # noqa: E402
+from datetime import UTC, datetime, time, timedelta  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+from finflow_app.fmt import when  # noqa: E402
+from finflow_core.audit import audit_trail, export_audit_csv, verify_audit  # noqa: E402
+from finflow_core.decision_audit import application_trail, application_trail_csv, verify_decisions  # noqa: E402
+
+store = state.store()
+VERIFY_KEY = "au_verified"
+
+st.title("Audit trail")
+
+st.subheader("Integrity check")
+st.caption("Walks the whole hash chain and recomputes every stored decision against it.")
+if st.button("Verify the audit trail", key="au_verify", icon=":material/verified_user:"):
+    with st.spinner("Checking..."):
+        chain = verify_audit(store)
+        decisions = verify_decisions(store)
+    st.session_state[VERIFY_KEY] = (chain.ok, chain.message, decisions.ok, decisions.message,
+                                    datetime.now(UTC).isoformat())
+verified = st.session_state.get(VERIFY_KEY)
+if verified is not None:
+    chain_ok, chain_msg, dec_ok, dec_msg, at = verified
+    (st.success if chain_ok else st.error)(f"Audit chain: {chain_msg}", icon=":material/link:")
+    (st.success if dec_ok else st.error)(f"Decisions: {dec_msg}", icon=":material/gavel:")
+    st.caption(f"Checked {when(at)}.")
+
+st.subheader("Search")
+c = st.columns([2, 2, 1, 1, 1])
+application = c[0].text_input("Application id", key="au_application",
+                              help="An application's full trail: scoring, decisions, claims.").strip()
+actor = c[1].text_input("User", key="au_actor").strip().lower()
+since = c[2].date_input("From", value=None, key="au_since", format="YYYY-MM-DD")
+until = c[3].date_input("To (inclusive)", value=None, key="au_until", format="YYYY-MM-DD")
+limit = c[4].selectbox("Show", [100, 500, 2000], key="au_limit")
+since_at = datetime.combine(since, time(), UTC) if since else None
+until_at = datetime.combine(until, time(), UTC) + timedelta(days=1) if until else None
+
+if application:
+    events = application_trail(store, application)
+    if not events:
+        st.info(f"Nothing recorded about application {application}.")
+    else:
+        st.caption(f"{len(events):,} event(s) about application {application}, oldest first.")
+        st.dataframe(pd.DataFrame(events), hide_index=True, key="au_app_table")
+        st.download_button("Download this application's trail (CSV)", key="au_dl_app", on_click="ignore",
+                           data=lambda: application_trail_csv(store, application).encode("utf-8"),
+                           file_name=f"audit_{application}.csv", mime="text/csv", icon=":material/download:")
+else:
+    entries = audit_trail(store, actor=actor or None, since=since_at, until=until_at, limit=limit,
+                          newest_first=True)
+    if not entries:
+        st.info("No audit entry matches.")
+    else:
+        st.caption(f"{len(entries):,} newest matching entries.")
+        st.dataframe(pd.DataFrame([
+            {"seq": e["seq"], "at": when(e["at"]), "user": e["actor"], "action": e["action"],
+             "subject": f"{e['subject_type']} {e['subject_id']}", "model": e["model_version"],
+             "details": json.dumps(e["details"], sort_keys=True)}
+            for e in entries
+        ]), hide_index=True, key="au_table")
+    st.download_button(
+        "Export the matching trail (CSV, with hashes)", key="au_dl_all", on_click="ignore",
+        data=lambda: export_audit_csv(store, actor=actor or None, since=since_at, until=until_at).encode("utf-8"),
+        file_name="audit_trail.csv", mime="text/csv", icon=":material/download:",
+    )

@@ -1,0 +1,75 @@
+"""Drift: is this week's population still the one the model was trained on?"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from finflow_app import state
+
+user = state.guard("view_drift")
+
+import pandas as pd  # noqa: E402
+
+from finflow_app import charts  # noqa: E402
+from finflow_app.fmt import when  # noqa: E402
+from finflow_core.errors import FinFlowError  # noqa: E402
+from finflow_core.monitoring import ADVICE, distribution, drift_runs, psi_table  # noqa: E402
+
+cfg, store = state.config(), state.store()
+watch, alert = cfg.monitoring.psi_watch, cfg.monitoring.psi_alert
+
+st.title("Drift")
+runs = drift_runs(store, user, limit=52)
+if not runs:
+    st.info("No batch has been scored yet: drift is measured with every weekly batch.")
+    st.stop()
+
+
+def label(name: str) -> str:
+    if name == "score":
+        return "Score (probability of default)"
+    try:
+        return cfg.feature_display(name)
+    except KeyError:
+        return name
+
+
+names = {i: f"{r['file_name']} · week of {r['week_start']} · {r['status']}" for i, r in enumerate(runs)}
+idx = st.selectbox("Batch", list(names), format_func=names.__getitem__, key="dr_run",
+                   help="Newest first.")
+run = runs[idx]
+status = run["status"]
+banner = {"stable": st.success, "watch": st.warning, "alert": st.error}.get(status, st.info)
+score = run["score_psi"]
+banner(f"**{status.upper()}**: score PSI {score:.3f} (watch {watch:g}, alert {alert:g}). {ADVICE.get(status, '')}"
+       if score is not None else f"**{status.upper()}**. {ADVICE.get(status, '')}",
+       icon=":material/monitor_heart:")
+st.caption(f"Batch {run['batch_id']} scored {when(run['computed_at'])} by model {run['model_version']}.")
+
+psi = {"score": score, **run["features"]}
+labels = {k: label(k) for k in psi}
+st.plotly_chart(charts.psi_bars(psi, labels, watch, alert), key="dr_psi")
+
+st.subheader("Baseline against this batch")
+columns = list(run["counts"])
+column = st.selectbox("Column", columns, format_func=label, key="dr_column")
+try:
+    dist = distribution(state.bundle(run["model_version"]), run, column)
+except (FinFlowError, KeyError) as exc:
+    st.caption(f"No distribution: {getattr(exc, 'message', exc)}")
+else:
+    st.plotly_chart(charts.distribution_bars(dist, label(column)), key="dr_dist")
+
+st.subheader("Over time")
+table = psi_table(runs)
+latest = sorted(run["features"].items(), key=lambda t: -(t[1] or 0))[:3]
+default_cols = ["score", *[k for k, _ in latest]]
+shown = st.multiselect("Columns", list(psi), default=default_cols, format_func=label, key="dr_columns")
+if len(runs) > 1 and shown:
+    st.plotly_chart(charts.psi_over_time(table, shown, labels, watch, alert), key="dr_time")
+st.dataframe(pd.DataFrame([
+    {"batch": r["file_name"], "week of": r["week_start"], "scored": when(r["computed_at"]),
+     "status": r["status"], "score PSI": r["score_psi"],
+     "features on watch or alert": sum(1 for v in r["features"].values() if v is not None and v >= watch)}
+    for r in runs
+]), hide_index=True, key="dr_history")

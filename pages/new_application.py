@@ -1,0 +1,90 @@
+"""New application: an officer types one application and gets its decision at once."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from finflow_app import state
+
+user = state.guard("submit_application")
+
+import pandas as pd  # noqa: E402
+
+from finflow_app.fmt import BAND_NAMES, DECISION_NAMES, money, pct  # noqa: E402
+from finflow_core.errors import FinFlowError  # noqa: E402
+from finflow_core.single import submit_application  # noqa: E402
+
+cfg, store = state.config(), state.store()
+currency = cfg.economics.currency
+RESULT_KEY = "na_result"
+
+st.title("New application")
+st.write("Type one application: it goes through the same quality gate, model and strategy as a weekly "
+         "batch, and is stored and audited.")
+
+columns = list(cfg.input_columns)
+with st.form("new_application", enter_to_submit=False):
+    record: dict[str, object] = {}
+    grid = st.columns(3)
+    for i, col in enumerate(columns):
+        box = grid[i % 3]
+        key = f"na_{col.name}"
+        label = col.display + ("" if col.nullable or col.role == "id" else " *")
+        if col.role == "id":
+            record[col.name] = box.text_input(label, key=key, max_chars=col.max_length or 64)
+        elif col.type == "date":
+            value = box.date_input(label, value=None, key=key, format="YYYY-MM-DD")
+            record[col.name] = value.isoformat() if value else None
+        elif col.type == "category":
+            record[col.name] = box.selectbox(label, list(col.categories), index=None, key=key,
+                                             placeholder="Choose")
+        elif col.is_numeric:
+            integer = col.type == "integer"
+            conv = int if integer else float
+            record[col.name] = box.number_input(
+                label, value=None, key=key,
+                min_value=None if col.min is None else conv(col.min),
+                max_value=None if col.max is None else conv(col.max),
+                step=1 if integer else None, format="%d" if integer else None,
+                placeholder="optional" if col.nullable else None,
+            )
+        else:
+            record[col.name] = box.text_input(label, key=key, max_chars=col.max_length)
+    submitted = st.form_submit_button("Get decision", type="primary")
+
+if submitted:
+    engine = state.champion_engine()
+    if engine is None:
+        st.error("There is no champion model yet: an analyst trains one first.")
+        st.stop()
+    try:
+        st.session_state[RESULT_KEY] = submit_application(store, user, record, engine)
+    except FinFlowError as exc:
+        state.error(exc)
+        st.session_state.pop(RESULT_KEY, None)
+
+result = st.session_state.get(RESULT_KEY)
+if result is not None:
+    st.divider()
+    if not result.valid:
+        st.error("The application does not pass the quality gate; nothing was stored. Fix these fields:")
+        issues = pd.DataFrame(result.issues)
+        shown = [c for c in ("column", "value", "message") if c in issues.columns]
+        st.dataframe(issues[shown], hide_index=True, key="na_issues")
+    else:
+        decision = result.decision or ""
+        show = {"approve": st.success, "review": st.warning, "decline": st.error}.get(decision, st.info)
+        show(f"Decision: **{DECISION_NAMES.get(decision, decision)}**", icon=":material/gavel:")
+        c = st.columns(4)
+        c[0].metric("Probability of default", pct(result.probability))
+        c[1].metric("Risk band", BAND_NAMES.get(result.band or "", result.band))
+        c[2].metric("Expected profit", money(result.expected_profit, currency))
+        c[3].metric("Time taken", f"{result.seconds * 1000:,.0f} ms")
+        if result.reasons:
+            st.subheader("Reasons")
+            st.markdown("\n".join(f"{i + 1}. {r['text']}" for i, r in enumerate(result.reasons)))
+        elif decision == "approve":
+            st.caption("Approvals carry no adverse reasons.")
+        if decision == "review":
+            st.caption("The application is in the review queue.")
+        st.caption(f"Stored as application {result.stored_id} (batch {result.batch_id}).")

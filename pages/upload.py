@@ -1,0 +1,189 @@
+"""Batches: an analyst uploads the week's applications; analysts and managers see stored batches."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from finflow_app import state
+
+user = state.guard("view_batches")
+
+import pandas as pd  # noqa: E402
+
+from finflow_app import charts  # noqa: E402
+from finflow_app.fmt import compact, count, pct, when  # noqa: E402
+from finflow_core import batch_store  # noqa: E402
+from finflow_core.batch_io import open_batch  # noqa: E402
+from finflow_core.errors import BatchRejected, FinFlowError  # noqa: E402
+from finflow_core.monitoring import ADVICE  # noqa: E402
+from finflow_core.permissions import can  # noqa: E402
+from finflow_core.validation import validate_batch  # noqa: E402
+
+cfg, store = state.config(), state.store()
+currency = cfg.economics.currency
+DONE_KEY = "up_stored"  # sha256 of files this session stored
+REPORT_KEY = "up_report"
+
+
+def drift_banner(status: str, score_psi: float | None) -> None:
+    text = f"Drift: **{status}** (score PSI {score_psi:.3f}). {ADVICE.get(status, '')}" if score_psi is not None \
+        else f"Drift: **{status}**. {ADVICE.get(status, '')}"
+    {"stable": st.success, "watch": st.warning, "alert": st.error}.get(status, st.info)(text)
+
+
+def show_summary(summary: batch_store.BatchSummary) -> None:
+    target = cfg.strategy.automation_target
+    c = st.columns(4)
+    c[0].metric("Applications", count(summary.rows_in))
+    c[1].metric("Valid", count(summary.rows_valid))
+    c[2].metric("Quarantined", count(summary.rows_quarantined))
+    c[3].metric("Automation rate", pct(summary.automation_rate),
+                delta=f"{(summary.automation_rate - target) * 100:+.1f} pts vs target {pct(target, 0)}")
+    c = st.columns(4)
+    c[0].metric("Auto-approve", count(summary.bands.get("low", 0)))
+    c[1].metric("Manual review", count(summary.bands.get("medium", 0)))
+    c[2].metric("Auto-decline", count(summary.bands.get("high", 0)))
+    c[3].metric("Expected profit", compact(summary.expected_profit, currency),
+                delta=f"ROI {pct(summary.roi)}", delta_color="off")
+    drift = summary.drift or {}
+    drift_banner(str(drift.get("status", "stable")), drift.get("score_psi"))
+    st.plotly_chart(charts.bands_bar(summary.bands), key=f"up_bands_{summary.batch_id}")
+    for w in summary.warnings:
+        st.caption(f"Note: {w}")
+    st.download_button(
+        "Download decisions (CSV)", key=f"up_dl_decisions_{summary.batch_id}", on_click="ignore",
+        data=lambda: batch_store.csv_bytes(batch_store.decisions_frame(store, summary.batch_id, cfg)),
+        file_name=f"decisions_{summary.batch_id}.csv", mime="text/csv", icon=":material/download:",
+    )
+
+
+def quality_gate(report) -> None:  # type: ignore[no-untyped-def]
+    st.subheader("Quality gate")
+    c = st.columns(3)
+    c[0].metric("Rows in file", count(report.rows_in))
+    c[1].metric("Valid", count(report.rows_valid))
+    c[2].metric("Quarantined", count(report.rows_quarantined))
+    for w in report.warnings:
+        st.caption(f"Note: {w}")
+    if report.rows_quarantined:
+        rules = report.rule_counts()
+        st.warning(f"{report.rows_quarantined:,} row(s) fail the quality gate and will not be scored: "
+                   + ", ".join(f"{rule} ×{n:,}" for rule, n in rules.items()))
+        st.dataframe(report.quarantined.head(500), hide_index=True, key="up_quarantine")
+        d1, d2 = st.columns(2)
+        d1.download_button("Download quarantined rows (CSV)", batch_store.csv_bytes(report.quarantined),
+                           file_name="quarantine.csv", mime="text/csv", key="up_dl_quarantine",
+                           on_click="ignore", icon=":material/download:")
+        d2.download_button("Download issues (CSV)", batch_store.csv_bytes(report.issues),
+                           file_name="quarantine_issues.csv", mime="text/csv", key="up_dl_issues",
+                           on_click="ignore", icon=":material/download:")
+    else:
+        st.success("Every row passed the quality gate.")
+
+
+def upload_section() -> None:
+    st.subheader("Upload this week's applications")
+    file = st.file_uploader("Weekly batch (CSV, one application per row)", type=["csv"], key="up_file")
+    if file is None:
+        st.caption("Columns expected: " + ", ".join(c.name for c in cfg.input_columns))
+        return
+    try:
+        batch = open_batch(file.getvalue(), cfg, name=file.name)
+    except BatchRejected as exc:
+        st.error(f"File rejected, nothing was stored: {exc.message}", icon=":material/block:")
+        return
+    stored = set(st.session_state.get(DONE_KEY, ()))
+    existing = batch_store.find_batch_by_sha(store, batch.sha256)
+    if existing is not None:
+        summary = batch_store.stored_summary(store, existing)
+        if batch.sha256 in stored:
+            st.success(f"Stored as batch {existing}.")
+        else:
+            st.info(f"This file was uploaded before (batch {existing}): nothing new was stored. "
+                    "Its stored results:", icon=":material/content_copy:")
+        if summary is not None:
+            show_summary(summary)
+        return
+    cached = st.session_state.get(REPORT_KEY)
+    if cached is not None and cached[0] == batch.sha256:
+        report = cached[1]
+    else:
+        try:
+            report = validate_batch(batch, cfg)
+        except BatchRejected as exc:
+            st.error(f"File rejected, nothing was stored: {exc.message}", icon=":material/block:")
+            return
+        st.session_state[REPORT_KEY] = (batch.sha256, report)
+    quality_gate(report)
+    if report.rows_valid == 0:
+        st.error("No valid application to score: fix the file and upload it again.")
+        return
+    if not st.button(f"Score and store {report.rows_valid:,} applications", type="primary", key="up_score",
+                     icon=":material/play_arrow:"):
+        return
+    engine = state.champion_engine()
+    if engine is None:
+        st.error("There is no champion model yet: train one on the Model & strategy page first.")
+        return
+    bar = st.progress(0.0, text="Scoring...")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(min(done / max(total, 1), 1.0), text=f"Scored {done:,} of ~{total:,} rows")
+
+    try:
+        summary = batch_store.weekly_run(store, user, batch, cfg, progress=progress, engine=engine)
+    except FinFlowError as exc:
+        bar.empty()
+        state.error(exc)
+        return
+    bar.progress(1.0, text="Done")
+    st.session_state[DONE_KEY] = [*stored, batch.sha256]
+    st.session_state.pop(REPORT_KEY, None)
+    st.success(f"Stored as batch {summary.batch_id}.")
+    show_summary(summary)
+
+
+def recent_batches() -> None:
+    st.subheader("Recent batches")
+    rows = batch_store.list_batches(store, limit=30)
+    if not rows:
+        st.caption("No batch stored yet.")
+        return
+    table = pd.DataFrame([
+        {"batch": r["id"], "file": r["file_name"], "week of": r["week_start"],
+         "uploaded": when(r["uploaded_at"]), "by": r["uploaded_by"], "rows": r["rows_in"],
+         "quarantined": r["rows_quarantined"], "approve": r["n_low"], "review": r["n_medium"],
+         "decline": r["n_high"], "automation": r["automation_rate"],
+         f"expected profit ({currency})": r["expected_profit"], "drift": r["drift_status"],
+         "model": r["model_version"]}
+        for r in rows
+    ])
+    st.dataframe(table, hide_index=True, key="up_batches", column_config={
+        "automation": st.column_config.NumberColumn(format="percent"),
+        f"expected profit ({currency})": st.column_config.NumberColumn(format="localized"),
+    })
+    names = {r["id"]: f"{r['file_name']} · {r['id']}" for r in rows}
+    bid = st.selectbox("Batch", list(names), format_func=names.__getitem__, key="up_pick")
+    c = st.columns(3)
+    c[0].download_button(
+        "Decisions (CSV)", key="up_dl_b_decisions", on_click="ignore", mime="text/csv",
+        data=lambda: batch_store.csv_bytes(batch_store.decisions_frame(store, bid, cfg)),
+        file_name=f"decisions_{bid}.csv", icon=":material/download:",
+    )
+    c[1].download_button(
+        "Quarantined rows (CSV)", key="up_dl_b_quarantine", on_click="ignore", mime="text/csv",
+        data=lambda: batch_store.csv_bytes(batch_store.quarantine_frame(store, bid)),
+        file_name=f"quarantine_{bid}.csv", icon=":material/download:",
+    )
+    c[2].download_button(
+        "Quality issues (CSV)", key="up_dl_b_issues", on_click="ignore", mime="text/csv",
+        data=lambda: batch_store.csv_bytes(batch_store.issues_frame(store, bid)),
+        file_name=f"quarantine_issues_{bid}.csv", icon=":material/download:",
+    )
+
+
+st.title("Batches")
+if can(user, "upload_batch"):
+    upload_section()
+    st.divider()
+recent_batches()

@@ -1,0 +1,93 @@
+"""Batches: the quality gate, scoring with progress, the summary, re-uploads and bad files."""
+
+from __future__ import annotations
+
+import hashlib
+
+from app_support import no_exception, page_as, table_with, texts
+
+from finflow_core import batch_store
+from finflow_core.synthetic import generate_applications
+
+
+def batch_bytes(rows: int, seed: int, broken: int = 0) -> bytes:
+    df = generate_applications(rows, seed).drop(columns=["default"])
+    if broken:
+        df["credit_score"] = df["credit_score"].astype(object)
+        df.loc[: broken - 1, "credit_score"] = "n/a"  # the first rows fail the quality gate
+    return df.to_csv(index=False).encode("utf-8")
+
+
+def metric(at, label: str) -> str:  # type: ignore[no-untyped-def]
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_a_good_batch_shows_the_quality_gate_then_scores_and_stores(inst) -> None:
+    before = len(batch_store.list_batches(inst.store))
+    at = page_as(inst.users["analyst"], "pages/upload.py")
+    at.file_uploader(key="up_file").set_value(("week_9.csv", batch_bytes(400, 901, broken=7), "text/csv")).run()
+    no_exception(at)
+    # the quality gate comes first: counts, the quarantined rows and their download
+    assert metric(at, "Rows in file") == "400"
+    assert metric(at, "Valid") == "393"
+    assert metric(at, "Quarantined") == "7"
+    quarantined = table_with(at, "reasons")
+    assert len(quarantined) == 7 and quarantined["reasons"].str.contains("credit_score").all()
+    assert {b.label for b in at.get("download_button")} >= {"Download quarantined rows (CSV)",
+                                                             "Download issues (CSV)"}
+    assert len(batch_store.list_batches(inst.store)) == before  # nothing stored yet
+
+    at.button(key="up_score").click().run()
+    no_exception(at)
+    stored = batch_store.list_batches(inst.store)
+    assert len(stored) == before + 1
+    summary = batch_store.stored_summary(inst.store, stored[0]["id"])
+    assert summary is not None and summary.rows_valid == 393
+    assert f"Stored as batch {summary.batch_id}." in [s.value for s in at.success]
+    assert at.get("progress")  # the progress bar was drawn
+    assert metric(at, "Applications") == "400"
+    assert metric(at, "Auto-approve") == f"{summary.bands['low']:,}"
+    assert metric(at, "Manual review") == f"{summary.bands['medium']:,}"
+    assert metric(at, "Automation rate") == f"{summary.automation_rate:.1%}"
+    assert "Drift: **" in texts(at)
+    assert any(b.label == "Download decisions (CSV)" for b in at.get("download_button"))
+
+    # a rerun (any click) says it is this session's batch, not "uploaded before"
+    at.run()
+    assert f"Stored as batch {summary.batch_id}." in [s.value for s in at.success]
+
+
+def test_a_file_that_is_not_a_batch_is_rejected_and_nothing_is_stored(inst) -> None:
+    before = len(batch_store.list_batches(inst.store))
+    at = page_as(inst.users["analyst"], "pages/upload.py")
+    at.file_uploader(key="up_file").set_value(("notes.csv", b"name;amount\nx;1\n", "text/csv")).run()
+    no_exception(at)
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1
+    assert errors[0].startswith("File rejected, nothing was stored: notes.csv: missing required column(s)")
+    assert all(b.key != "up_score" for b in at.button)
+    assert len(batch_store.list_batches(inst.store)) == before
+
+
+def test_re_uploading_a_stored_file_says_so_and_shows_the_stored_batch(inst) -> None:
+    sample = inst.config.paths.data_dir / "samples" / "week_1.csv"
+    stored_id = batch_store.find_batch_by_sha(inst.store, hashlib.sha256(sample.read_bytes()).hexdigest())
+    assert stored_id is not None
+    before = len(batch_store.list_batches(inst.store))
+    at = page_as(inst.users["analyst"], "pages/upload.py")
+    at.file_uploader(key="up_file").set_value(("week_1_again.csv", sample.read_bytes(), "text/csv")).run()
+    no_exception(at)
+    assert any(f"uploaded before (batch {stored_id})" in i.value for i in at.info)
+    assert metric(at, "Applications") == "2,000"
+    assert all(b.key != "up_score" for b in at.button)
+    assert len(batch_store.list_batches(inst.store)) == before
+
+
+def test_managers_see_the_batches_but_cannot_upload(inst) -> None:
+    at = page_as(inst.users["manager"], "pages/upload.py")
+    no_exception(at)
+    assert not at.file_uploader
+    files = table_with(at, "file")["file"].tolist()
+    assert {"week_1.csv", "week_2.csv", "week_3.csv"} <= set(files)
+    assert {b.label for b in at.get("download_button")} == {"Decisions (CSV)", "Quarantined rows (CSV)",
+                                                            "Quality issues (CSV)"}

@@ -1,0 +1,125 @@
+"""Shared by the app tests (AppTest) and the browser tests: a small FinFlow installation.
+
+An installation is a FINFLOW_HOME in a temporary folder with a test config (small, fast
+models), a demo model trained on 3,000 generated rows, three sample weeks stored, and one
+user of every role (two officers).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # finflow_app lives beside app.py, it is not installed
+    sys.path.insert(0, str(ROOT))
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from finflow_core import auth  # noqa: E402
+from finflow_core.auth import Principal  # noqa: E402
+from finflow_core.config import Config, default_config_path, load_config  # noqa: E402
+from finflow_core.setup import bootstrap  # noqa: E402
+from finflow_core.store import Store, open_store  # noqa: E402
+
+APP = ROOT / "app.py"
+TIMEOUT = 60  # pages import pandas, scikit-learn and SHAP: far beyond AppTest's 3 s default
+PASSWORD = "correct-horse-battery"
+USERS = {
+    "admin": ["admin"],
+    "analyst": ["analyst"],
+    "officer": ["officer"],
+    "officer2": ["officer"],
+    "manager": ["manager"],
+}
+SECRET = "finflow-app-test-secret"
+
+
+def write_test_config(home: Path) -> Path:
+    """The shipped config with small, fast models (paths stay relative to FINFLOW_HOME)."""
+    raw = yaml.safe_load(default_config_path().read_text())
+    raw["model"]["cv_folds"] = 3
+    raw["model"]["random_forest"] = {**raw["model"]["random_forest"], "n_estimators": 40}
+    raw["model"]["lightgbm"] = {**raw["model"]["lightgbm"], "n_estimators": 80}
+    path = home / "finflow_test_config.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def app_env(home: Path, config_path: Path) -> dict[str, str]:
+    return {"FINFLOW_HOME": str(home), "FINFLOW_CONFIG": str(config_path), "FINFLOW_SECRET_KEY": SECRET}
+
+
+@dataclass
+class Installation:
+    home: Path
+    config: Config
+    store: Store
+    users: dict[str, Principal]
+    env: dict[str, str]
+
+
+def build_installation(home: Path, *, history_rows: int = 3000) -> Installation:
+    """A demo installation in ``home`` (the caller has set the environment)."""
+    config = load_config()
+    store = open_store(config.paths.database_url)
+    bootstrap(config, store, demo=True, history_rows=history_rows)
+    first = auth.add_user(store, None, "admin", PASSWORD, ["admin"]).principal()
+    users = {"admin": first}
+    for name, roles in USERS.items():
+        if name != "admin":
+            users[name] = auth.add_user(store, first, name, PASSWORD, roles).principal()
+    return Installation(home, config, store, users, dict(os.environ))
+
+
+def new_app() -> AppTest:
+    return AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+
+
+def app_as(user: Principal | None) -> AppTest:
+    """The app, run once, with ``user`` signed in (None: signed out)."""
+    at = new_app()
+    if user is not None:
+        at.session_state["ff_user"] = user
+    return at.run()
+
+
+def page_as(user: Principal, page: str) -> AppTest:
+    """The app with ``user`` signed in, switched to ``page`` (e.g. "pages/portfolio.py")."""
+    at = app_as(user)
+    return at.switch_page(page).run()
+
+
+def texts(at: AppTest) -> str:
+    """Every piece of text the run rendered (markdown, titles, alerts, captions, metrics)."""
+    parts: list[str] = []
+    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error",
+                 "success", "text"):
+        parts.extend(str(e.value) for e in getattr(at, kind))
+    parts.extend(f"{m.label} {m.value}" for m in at.metric)
+    return "\n".join(parts)
+
+
+def data_elements(at: AppTest) -> int:
+    """How many data-bearing elements were rendered (tables, charts, metrics, downloads, inputs)."""
+    return (len(at.dataframe) + len(at.metric) + len(at.get("plotly_chart")) + len(at.get("download_button"))
+            + len(at.table) + len(at.json) + len(at.text_input) + len(at.file_uploader)
+            + len(at.selectbox) + len(at.button))
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def table_with(at: AppTest, column: str):  # type: ignore[no-untyped-def]
+    """The first rendered table (as a DataFrame) that has ``column``."""
+    for df in at.dataframe:
+        value = df.value
+        if column in value.columns:
+            return value
+    raise AssertionError(f"no table with a {column!r} column; tables: "
+                         f"{[list(d.value.columns) for d in at.dataframe]}")

@@ -1,0 +1,274 @@
+"""Every event is in the audit trail; tampering with the trail or the decisions is found."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from sqlalchemy import select, text
+
+from finflow_core import auth, model_registry, review
+from finflow_core.artifacts import load_bundle, save_bundle
+from finflow_core.audit import audit_trail, verify_audit
+from finflow_core.cli import main
+from finflow_core.config import load_config
+from finflow_core.decision_audit import application_trail, application_trail_csv, verify_decisions
+from finflow_core.store import Store
+from finflow_core.store.lending_tables import applications, decisions
+from store_fixtures import (  # noqa: F401  (fixtures)
+    PASSWORD,
+    SECRET_KEY,
+    BatchFiles,
+    Lending,
+    batches_dir,
+    config_path,
+    ff,
+    ff_sqlite,
+    raw_sql,
+    small_config_raw,
+    store_session_dir,
+    trained_model,
+)
+
+
+def drop_audit_guards(store: Store) -> None:
+    """What an attacker with direct database access does first."""
+    if store.dialect == "sqlite":
+        raw_sql(store, "DROP TRIGGER audit_log_no_update", "DROP TRIGGER audit_log_no_delete")
+    else:
+        raw_sql(store, "DROP TRIGGER audit_log_append_only ON audit_log")
+
+
+def drop_decision_guards(store: Store) -> None:
+    if store.dialect == "sqlite":
+        raw_sql(store, "DROP TRIGGER decisions_no_update", "DROP TRIGGER decisions_no_delete")
+    else:
+        raw_sql(store, "DROP TRIGGER decisions_append_only ON decisions")
+
+
+def second_version(ff: Lending) -> str:
+    """A second registered version (a copy of the session model under a new version)."""
+    bundle = load_bundle(ff.model.folder, SECRET_KEY.encode())
+    bundle.version = ff.version[:-8] + "c0ffee00"
+    bundle.card = {**bundle.card, "version": bundle.version}
+    folder = save_bundle(bundle, ff.config.paths.models_dir, SECRET_KEY.encode())
+    analyst = auth.authenticate(ff.store, "ann.analyst", PASSWORD)
+    assert model_registry.register(ff.store, analyst, bundle, folder) is False
+    return bundle.version
+
+
+def test_every_event_is_in_the_trail_with_who_what_when_and_model_version(
+    ff: Lending, batches_dir: BatchFiles
+) -> None:
+    users = ff.users()  # user_created x4
+    analyst = auth.authenticate(ff.store, "ann.analyst", PASSWORD)  # login
+    officer = auth.authenticate(ff.store, "oscar.officer", PASSWORD)
+    manager = auth.authenticate(ff.store, "mia.manager", PASSWORD)
+    admin = auth.authenticate(ff.store, "ada.admin", PASSWORD)
+    with pytest.raises(auth.AuthError):
+        auth.authenticate(ff.store, "oscar.officer", "not the password")  # login_failed
+    summary = ff.run(batches_dir.a, actor=analyst)  # batch_uploaded, batch_scored, drift_measured
+    case = ff.pending_ids()[0]
+    review.claim_case(ff.store, officer, case, ff.config)  # case_claimed
+    decided = review.decide_case(ff.store, officer, case, "approve", note="ok")  # case_decided
+    model_registry.save_strategy(ff.store, manager, ff.version, 0.04, 0.35, "tighter")
+    new = second_version(ff)  # model_trained by the analyst
+    model_registry.promote(ff.store, manager, new, "challenger won")  # model_promoted
+    auth.set_roles(ff.store, admin, "oscar.officer", ["officer", "manager"])  # roles_changed
+    auth.disable_user(ff.store, admin, "mia.manager")  # user_disabled
+    assert users["admin"].username == admin.username
+
+    trail = audit_trail(ff.store)
+    by_action: dict[str, list[dict]] = {}
+    for e in trail:
+        assert e["at"] and e["actor"] and e["subject_type"] and e["subject_id"] is not None
+        by_action.setdefault(e["action"], []).append(e)
+
+    def one(action: str, **match: object) -> dict:
+        found = [e for e in by_action.get(action, [])
+                 if all(e[k] == v for k, v in match.items())]
+        assert found, f"no {action} entry matching {match}: {sorted(by_action)}"
+        return found[-1]
+
+    one("user_created", actor="system", subject_id="ada.admin")
+    one("user_created", actor="ada.admin", subject_id="oscar.officer")
+    one("login", actor="ann.analyst")
+    one("login_failed", subject_id="oscar.officer")
+    for action in ("batch_uploaded", "batch_scored", "drift_measured"):
+        e = one(action, actor="ann.analyst", subject_id=summary.batch_id)
+        assert e["model_version"] == ff.version
+    scored = one("batch_scored")["details"]
+    assert scored["automatic_approvals"] == summary.bands["low"]
+    assert scored["automatic_declines"] == summary.bands["high"]
+    external = ff_external_id(ff, case)
+    claim = one("case_claimed", actor="oscar.officer", subject_id=external)
+    assert claim["details"]["application"] == case
+    dec = one("case_decided", actor="oscar.officer", subject_id=external)
+    assert dec["model_version"] == ff.version
+    assert (dec["details"]["decision"], dec["details"]["outcome"]) == (decided.id, "approve")
+    assert one("strategy_saved", actor="mia.manager")["model_version"] == ff.version
+    first = one("model_trained", subject_id=ff.version)
+    assert (first["actor"], first["model_version"]) == ("system", ff.version)
+    assert one("model_trained", subject_id=new)["actor"] == "ann.analyst"
+    promoted = one("model_promoted", actor="mia.manager", subject_id=new)
+    assert promoted["model_version"] == new
+    assert promoted["details"]["previous_champion"] == ff.version
+    one("roles_changed", actor="ada.admin", subject_id="oscar.officer")
+    one("user_disabled", actor="ada.admin", subject_id="mia.manager")
+    assert [e["seq"] for e in trail] == list(range(1, len(trail) + 1))
+    assert [e["at"] for e in trail] == sorted(e["at"] for e in trail)
+    assert verify_audit(ff.store).ok
+    assert verify_decisions(ff.store).ok
+
+
+def ff_external_id(ff: Lending, application_id: int) -> str:
+    with ff.store.connect() as conn:
+        return conn.execute(select(applications.c.external_id)
+                            .where(applications.c.id == application_id)).scalar_one()
+
+
+def test_audit_verify_exits_12_and_names_the_changed_entry(
+    ff: Lending, batches_dir: BatchFiles, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ff.users()
+    ff.run(batches_dir.a)
+    monkeypatch.setenv("FINFLOW_USER", "ada.admin")
+    monkeypatch.setenv("FINFLOW_PASSWORD", PASSWORD)
+    assert main(["audit", "verify"]) == 0
+    assert "intact" in capsys.readouterr().out
+    target = audit_trail(ff.store, action="batch_scored")[0]["seq"]
+    drop_audit_guards(ff.store)
+    raw_sql(ff.store, "UPDATE audit_log SET details = replace(details, '\"automatic_declines\"', "
+                      f"'\"automatic_declines_\"') WHERE seq = {target}")
+    assert main(["audit", "verify"]) == 12
+    out = capsys.readouterr().out
+    assert f"entry {target} was changed" in out
+    assert main(["audit", "verify", "--json"]) == 12
+    report = json.loads(capsys.readouterr().out)
+    assert (report["ok"], report["chain"]["first_bad_seq"]) == (False, target)
+
+
+@pytest.mark.parametrize("tamper", ["outcome", "score", "shown_probability", "shown_status",
+                                    "manual_decision"])
+def test_changing_a_stored_decision_or_probability_is_reported_with_its_batch(
+    ff: Lending, batches_dir: BatchFiles, tamper: str
+) -> None:
+    a = ff.run(batches_dir.a)
+    b = ff.run(batches_dir.b)
+    case = ff.pending_ids(b.batch_id)[0]
+    manual = review.decide_case(ff.store, review_officer(), case, "decline", reason="thin file")
+    assert verify_decisions(ff.store).ok
+    with ff.store.connect() as conn:
+        auto = conn.execute(
+            select(decisions.c.id, decisions.c.application_id).join(
+                applications, applications.c.id == decisions.c.application_id)
+            .where(applications.c.batch_id == b.batch_id, decisions.c.outcome == "decline",
+                   decisions.c.kind == "auto").limit(1)).one()
+    drop_decision_guards(ff.store)
+    statement = {
+        "outcome": f"UPDATE decisions SET outcome = 'approve' WHERE id = {auto.id}",
+        "score": f"UPDATE scores SET probability = probability / 2 WHERE application_id = {auto.application_id}",
+        "shown_probability": f"UPDATE applications SET probability = 0.01 WHERE id = {auto.application_id}",
+        "shown_status": f"UPDATE applications SET status = 'approved' WHERE id = {auto.application_id}",
+        "manual_decision": f"UPDATE decisions SET outcome = 'approve' WHERE id = {manual.id}",
+    }[tamper]
+    raw_sql(ff.store, statement)
+    result = verify_decisions(ff.store)
+    assert not result.ok
+    if tamper == "manual_decision":
+        assert result.problems == [f"decision {manual.id} differs from audit entry "
+                                   f"{audit_trail(ff.store, action='case_decided')[0]['seq']}"]
+    else:
+        assert len(result.problems) == 1, result.problems
+        assert b.batch_id in result.problems[0] and a.batch_id not in result.message
+
+
+def review_officer() -> auth.Principal:
+    return auth.Principal(None, "oscar.officer", frozenset({"officer"}))
+
+
+def test_cli_audit_verify_also_checks_the_decisions(
+    ff_sqlite: Lending, batches_dir: BatchFiles, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ff_sqlite.users()
+    summary = ff_sqlite.run(batches_dir.a)
+    drop_decision_guards(ff_sqlite.store)
+    raw_sql(ff_sqlite.store, "UPDATE decisions SET outcome = 'approve' WHERE outcome = 'decline' "
+                             "AND id = (SELECT min(id) FROM decisions WHERE outcome = 'decline')")
+    monkeypatch.setenv("FINFLOW_USER", "mia.manager")
+    monkeypatch.setenv("FINFLOW_PASSWORD", PASSWORD)
+    assert main(["audit", "verify"]) == 12
+    assert summary.batch_id in capsys.readouterr().out
+
+
+def test_one_applications_trail_holds_its_scoring_claim_and_decisions(
+    ff: Lending, batches_dir: BatchFiles
+) -> None:
+    summary = ff.run(batches_dir.a)
+    case = ff.pending_ids()[0]
+    external = ff_external_id(ff, case)
+    officer, other = review_officer(), auth.Principal(None, "paula.officer", frozenset({"officer"}))
+    review.claim_case(ff.store, officer, case, ff.config)
+    first = review.decide_case(ff.store, officer, case, "refer", note="check the accounts")
+    review.decide_case(ff.store, other, case, "decline", reason="=SUM(A1)", supersedes=first.id)
+
+    events = application_trail(ff.store, external)
+    actions = [e["action"] for e in events]
+    for wanted in ("batch_uploaded", "batch_scored", "scored", "case_claimed", "decision_refer",
+                   "decision_decline", "case_decided"):
+        assert wanted in actions, f"{wanted} missing from {actions}"
+    assert actions.count("case_decided") == 2
+    scored = next(e for e in events if e["action"] == "scored")
+    assert scored["model_version"] == ff.version
+    assert json.loads(scored["details"])["batch"] == summary.batch_id
+
+    text_csv = application_trail_csv(ff.store, external)
+    rows = list(csv.DictReader(io.StringIO(text_csv)))
+    assert [r["action"] for r in rows] == actions
+    assert {r["actor"] for r in rows} >= {"oscar.officer", "paula.officer", "ann.analyst",
+                                          f"model:{ff.version}"}
+    assert not any(v.startswith("=") for r in rows for v in r.values())
+    # another application's trail does not carry this one's decisions
+    other_case = ff.pending_ids()[0]
+    other_actions = [e["action"] for e in application_trail(ff.store, ff_external_id(ff, other_case))]
+    assert "case_decided" not in other_actions and "case_claimed" not in other_actions
+
+
+def test_long_application_ids_do_not_break_the_decision_digest(
+    ff_sqlite: Lending, batches_dir: BatchFiles, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A lender whose config sets no max_length may send ids longer than the stored column."""
+    raw = small_config_raw()
+    for column in raw["dataset"]["columns"]:
+        column.pop("max_length", None)
+    path = tmp_path / "no_max_length.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("FINFLOW_CONFIG", str(path))
+    ff_sqlite.config = load_config()
+    df = pd.read_csv(batches_dir.b, dtype=str, keep_default_na=False).head(300)
+    df["application_id"] = [f"{'LONG-' * 30}{i:05d}" for i in range(len(df))]
+    summary = ff_sqlite.run(df.to_csv(index=False).encode(), name="long_ids.csv",
+                            engine=None)
+    assert summary.rows_valid > 0
+    check = verify_decisions(ff_sqlite.store)
+    assert check.ok, check.message
+
+
+def test_the_audit_trail_of_a_copy_is_unchanged_by_reading(ff: Lending, batches_dir: BatchFiles) -> None:
+    """Reading trails, exports and checks writes nothing (they are safe for auditors)."""
+    ff.run(batches_dir.a)
+    before = copy.deepcopy(ff.counts())
+    verify_audit(ff.store)
+    verify_decisions(ff.store)
+    application_trail_csv(ff.store, ff_external_id(ff, ff.pending_ids()[0]))
+    assert ff.counts() == before
+    with ff.store.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one() == 3

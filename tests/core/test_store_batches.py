@@ -1,0 +1,238 @@
+"""Nothing lost, nothing doubled: a batch is stored in one transaction, once per file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import select
+
+from finflow_core import batch_store
+from finflow_core.audit import audit_trail, verify_audit
+from finflow_core.decision_audit import verify_decisions
+from finflow_core.errors import BatchRejected
+from finflow_core.rollup import check_rollups
+from finflow_core.store.lending_tables import batches
+from finflow_core.synthetic import generate_applications
+from store_fixtures import (  # noqa: F401  (fixtures)
+    LENDING_TABLES,
+    BatchFiles,
+    Lending,
+    batches_dir,
+    config_path,
+    ff,
+    ff_sqlite,
+    store_session_dir,
+    trained_model,
+    with_bad_rows,
+)
+
+
+def test_the_same_file_twice_is_stored_once(ff: Lending, batches_dir: BatchFiles) -> None:
+    records = BatchFiles.records(batches_dir.a)
+    first = ff.run(batches_dir.a, chunk_rows=500)
+    assert not first.already_stored
+    assert first.rows_in == records and first.rows_quarantined > 0
+    after_first = ff.counts()
+
+    second = ff.run(batches_dir.a, chunk_rows=500)
+    assert second.already_stored
+    assert second.batch_id == first.batch_id
+    assert ff.counts() == after_first  # not one row more anywhere, audit included
+    assert ff.count("batches") == 1
+    assert ff.stored_rows(first.batch_id) == records
+    assert ff.count("applications") == first.rows_valid
+    assert ff.count("quarantine_rows") == first.rows_quarantined
+    assert ff.count("scores") == first.rows_valid
+    assert ff.count("decisions") == first.bands["low"] + first.bands["high"]
+    assert second.bands == first.bands and second.rows_valid == first.rows_valid
+    with ff.store.connect() as conn:
+        assert check_rollups(conn) == []
+
+
+def test_the_same_content_under_another_name_is_recognised_by_its_hash(
+    ff: Lending, batches_dir: BatchFiles, tmp_path: Path
+) -> None:
+    first = ff.run(batches_dir.a)
+    copy = tmp_path / "renamed_copy.csv"
+    copy.write_bytes(batches_dir.a.read_bytes())
+    again = ff.run(copy)
+    uploaded = ff.run(batches_dir.a.read_bytes(), name="upload.csv")  # as the app uploads it
+    assert again.already_stored and uploaded.already_stored
+    assert again.batch_id == uploaded.batch_id == first.batch_id
+    assert ff.count("batches") == 1
+
+
+def test_two_different_files_are_two_batches(ff: Lending, batches_dir: BatchFiles) -> None:
+    a, b = ff.run(batches_dir.a), ff.run(batches_dir.b)
+    assert a.batch_id != b.batch_id
+    assert ff.count("batches") == 2
+    assert ff.count("applications") + ff.count("quarantine_rows") == (
+        BatchFiles.records(batches_dir.a) + BatchFiles.records(batches_dir.b))
+    with ff.store.connect() as conn:
+        assert check_rollups(conn) == []
+    assert verify_decisions(ff.store).ok
+
+
+def test_a_run_that_fails_half_way_leaves_nothing_and_a_rerun_stores_it_once(
+    ff: Lending, batches_dir: BatchFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = ff.counts()
+    calls = {"n": 0}
+    real = batch_store.StoreSink.write_chunk
+
+    def fail_on_second(self: batch_store.StoreSink, chunk, scored) -> None:  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("disk unplugged half-way")
+        real(self, chunk, scored)
+
+    monkeypatch.setattr(batch_store.StoreSink, "write_chunk", fail_on_second)
+    with pytest.raises(RuntimeError, match="half-way"):
+        ff.run(batches_dir.a, chunk_rows=300)
+    assert calls["n"] == 2
+    after = ff.counts()
+    assert {t: after[t] for t in LENDING_TABLES} == dict.fromkeys(LENDING_TABLES, 0)
+    assert after == before  # audit_log and audit_head included: no entry for it
+    assert [e for e in audit_trail(ff.store) if e["subject_type"] == "batch"] == []
+    assert batch_store.stored_summary(ff.store, "B-" + "0" * 16) is None
+
+    monkeypatch.setattr(batch_store.StoreSink, "write_chunk", real)
+    summary = ff.run(batches_dir.a, chunk_rows=300)
+    assert not summary.already_stored
+    assert ff.count("batches") == 1
+    assert ff.stored_rows(summary.batch_id) == BatchFiles.records(batches_dir.a)
+    assert ff.run(batches_dir.a, chunk_rows=300).already_stored
+    assert ff.stored_rows(summary.batch_id) == BatchFiles.records(batches_dir.a)
+    assert [e["action"] for e in audit_trail(ff.store, "batch", summary.batch_id)] == [
+        "batch_uploaded", "batch_scored", "drift_measured"]
+    assert verify_audit(ff.store).ok and verify_decisions(ff.store).ok
+
+
+def test_a_failure_while_finishing_leaves_nothing(
+    ff: Lending, batches_dir: BatchFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After every chunk was written, a failure in the last step still rolls it all back."""
+    import finflow_core.batch_store as module
+
+    def broken_audit(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("audit unavailable")
+
+    before = ff.counts()
+    monkeypatch.setattr(module, "append_audit", broken_audit)
+    with pytest.raises(RuntimeError, match="audit unavailable"):
+        ff.run(batches_dir.a, chunk_rows=400)
+    assert ff.counts() == before
+
+
+@pytest.mark.parametrize("content", [
+    b"",
+    b"application_id,loan_amount\nA1,5000\n",
+    "\ufeffnot,a,batch\n1,2,3\n".encode(),
+])
+def test_files_that_are_not_batches_are_rejected_before_anything_is_stored(
+    ff_sqlite: Lending, content: bytes
+) -> None:
+    before = ff_sqlite.counts()
+    with pytest.raises(BatchRejected):
+        ff_sqlite.run(content, name="bad.csv")
+    assert ff_sqlite.counts() == before
+
+
+def test_a_header_only_file_is_rejected_and_nothing_is_stored(ff: Lending, batches_dir: BatchFiles) -> None:
+    header = batches_dir.a.read_text().splitlines()[0] + "\n"
+    before = ff.counts()
+    with pytest.raises(BatchRejected, match="no applications"):
+        ff.run(header.encode(), name="empty.csv")
+    assert ff.counts() == before
+
+
+def test_a_batch_where_every_row_is_quarantined_is_stored_whole(
+    ff_sqlite: Lending, batches_dir: BatchFiles
+) -> None:
+    df = pd.read_csv(batches_dir.a, dtype=str).head(40)
+    df["credit_score"] = "unknown"
+    summary = ff_sqlite.run(df.to_csv(index=False).encode(), name="all_bad.csv")
+    assert (summary.rows_in, summary.rows_valid, summary.rows_quarantined) == (40, 0, 40)
+    assert ff_sqlite.stored_rows(summary.batch_id) == 40
+    assert ff_sqlite.count("quarantine_issues") >= 40
+    with ff_sqlite.store.connect() as conn:
+        assert check_rollups(conn) == []
+    assert verify_decisions(ff_sqlite.store).ok
+
+
+def test_exports_are_made_from_the_store_and_match_it(
+    ff_sqlite: Lending, batches_dir: BatchFiles, tmp_path: Path
+) -> None:
+    summary = ff_sqlite.run(batches_dir.a, out_dir=tmp_path / "out")
+    decisions = pd.read_csv(tmp_path / "out" / "decisions.csv")
+    quarantine = pd.read_csv(tmp_path / "out" / "quarantine.csv", dtype=str)
+    assert len(decisions) == summary.rows_valid
+    assert len(quarantine) == summary.rows_quarantined
+    assert decisions["band"].value_counts().to_dict() == {k: v for k, v in summary.bands.items() if v}
+    # a hostile cell is defused in the export, as written in the file otherwise
+    assert quarantine["industry"].str.startswith("'=").any()
+    # the same file again: the same exports (nothing was added)
+    again = ff_sqlite.run(batches_dir.a, out_dir=tmp_path / "out2")
+    assert again.already_stored
+    for name in ("decisions.csv", "quarantine.csv", "quarantine_issues.csv", "summary.json"):
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "out2" / name).read_bytes()
+
+
+# -- a real kill --------------------------------------------------------------------------------
+
+@pytest.mark.heavy
+def test_a_killed_weekly_run_leaves_nothing_and_the_rerun_stores_the_file_exactly_once(
+    ff_sqlite: Lending, tmp_path: Path
+) -> None:
+    """SIGKILL `finflow weekly-run` part-way through a 60,000-row file, then run it again."""
+    users = ff_sqlite.users()
+    assert users["analyst"]
+    big = tmp_path / "big.csv"
+    with_bad_rows(generate_applications(60_000, seed=99), every=997).to_csv(big, index=False)
+    records = BatchFiles.records(big)
+    db = Path(ff_sqlite.url.removeprefix("sqlite:///"))
+    wal = db.with_name(db.name + "-wal")
+    env = dict(os.environ, FINFLOW_USER="ann.analyst", FINFLOW_PASSWORD="a long enough test password")
+    cmd = [sys.executable, "-m", "finflow_core.cli", "weekly-run", "--data", str(big),
+           "--chunk-rows", "5000", "--json"]
+    start_size = wal.stat().st_size if wal.exists() else 0
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        # wait until the run has written a good part of its transaction into the WAL
+        while time.monotonic() < deadline and proc.poll() is None:
+            if wal.exists() and wal.stat().st_size > start_size + 4_000_000:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run finished before it could be killed: use a bigger file"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+    # nothing partial is visible, to a new connection or a new process
+    with ff_sqlite.store.connect() as conn:
+        assert conn.execute(select(batches.c.id)).all() == []
+    assert {t: ff_sqlite.count(t) for t in LENDING_TABLES} == dict.fromkeys(LENDING_TABLES, 0)
+    assert verify_audit(ff_sqlite.store).ok
+
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    summary = json.loads(done.stdout)
+    assert summary["rows_in"] == records
+    assert ff_sqlite.count("batches") == 1
+    assert ff_sqlite.stored_rows(summary["batch_id"]) == records
+    assert ff_sqlite.count("applications") == summary["rows_valid"]
+    assert ff_sqlite.count("quarantine_rows") == summary["rows_quarantined"] > 0
+    with ff_sqlite.store.connect() as conn:
+        assert check_rollups(conn) == []
+    assert verify_audit(ff_sqlite.store).ok and verify_decisions(ff_sqlite.store).ok
