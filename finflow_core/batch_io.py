@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pandas as pd
+import pyarrow as pa
 
 from finflow_core.config import Config
 from finflow_core.errors import BatchRejected
@@ -99,10 +100,8 @@ def open_batch(
 def iter_chunks(batch: BatchFile, chunk_rows: int = 100_000) -> Iterator[RawChunk]:
     """Stream the records of a batch in chunks (blank lines are not records)."""
     with batch.open_binary() as raw:
-        text = _LineLog(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""))
-        reader = csv.reader(text)
+        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""))
         next(reader)  # header, already checked
-        text.take()
         width = len(batch.header)
         rows: list[list[str]] = []
         numbers: list[int] = []
@@ -110,11 +109,10 @@ def iter_chunks(batch: BatchFile, chunk_rows: int = 100_000) -> Iterator[RawChun
         misshapen: list[tuple[int, int, list[str]]] = []
         record = 0
         line = reader.line_num + 1
-        start, last = line, ""
+        start = line
         try:
             for cells in reader:
                 start, line = line, reader.line_num + 1
-                last = text.take()
                 if not cells or (len(cells) == 1 and cells[0].strip() == ""):
                     continue
                 record += 1
@@ -125,7 +123,6 @@ def iter_chunks(batch: BatchFile, chunk_rows: int = 100_000) -> Iterator[RawChun
                     numbers.append(record)
                     lines.append(start)
                 if len(rows) + len(misshapen) >= chunk_rows:
-                    _check_quotes_closed(batch, last, start)
                     yield _chunk(batch.header, rows, numbers, lines, misshapen)
                     rows, numbers, lines, misshapen = [], [], [], []
         except csv.Error as exc:
@@ -133,31 +130,18 @@ def iter_chunks(batch: BatchFile, chunk_rows: int = 100_000) -> Iterator[RawChun
                 f"{batch.name}: cannot read the CSV near line {reader.line_num}: {exc}",
                 reason="not_csv", line=reader.line_num,
             ) from exc
-        _check_quotes_closed(batch, last, start)
+        # An unclosed quote swallows every later line into the last record, so only the
+        # last record can hold one; read its raw text again only when it spans lines.
+        if line - start > 1:
+            _check_quotes_closed(batch, _raw_lines_from(batch, start), start)
         if rows or misshapen or record == 0:
             yield _chunk(batch.header, rows, numbers, lines, misshapen)
 
 
-class _LineLog:
-    """The lines of a text stream, logged until taken: the raw text of the record just read."""
-
-    def __init__(self, text: io.TextIOWrapper) -> None:
-        self._text = text
-        self._lines: list[str] = []
-
-    def __iter__(self) -> _LineLog:
-        return self
-
-    def __next__(self) -> str:
-        line = self._text.readline()
-        if not line:
-            raise StopIteration
-        self._lines.append(line)
-        return line
-
-    def take(self) -> str:
-        raw, self._lines = "".join(self._lines), []
-        return raw
+def _raw_lines_from(batch: BatchFile, first_line: int) -> str:
+    with batch.open_binary() as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        return "".join(line for i, line in enumerate(text, start=1) if i >= first_line)
 
 
 def _check_quotes_closed(batch: BatchFile, raw: str, line: int) -> None:
@@ -190,9 +174,12 @@ def _chunk(
     header: tuple[str, ...], rows: list[list[str]], numbers: list[int], lines: list[int],
     misshapen: list[tuple[int, int, list[str]]],
 ) -> RawChunk:
-    frame = pd.DataFrame(rows, columns=list(header), dtype=object) if rows else pd.DataFrame(
-        {c: pd.Series(dtype=object) for c in header}
-    )
+    # one Arrow-backed text column per header name: fast vectorised string checks later
+    cols = list(zip(*rows, strict=True)) if rows else [() for _ in header]
+    frame = pd.DataFrame({
+        h: pd.array(pa.array(col, type=pa.string()), dtype="str")
+        for h, col in zip(header, cols, strict=True)
+    })
     return RawChunk(frame, numbers, lines, misshapen)
 
 

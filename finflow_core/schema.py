@@ -1,19 +1,25 @@
-"""The declared quality rules of a batch, as pandera schemas built from the config.
+"""The declared quality rules of a batch: how cells are read, and the pandera schema of values.
 
-Two schemas, because a cell must be readable before it can be judged:
-  * the *cell* schema runs on the raw text of every cell: present when required, a
-    number / integer / ISO date where one is declared, no spreadsheet formula;
-  * the *value* schema runs on the typed values: ranges, categories, lengths, unique ids.
+Two steps, because a cell must be readable before it can be judged:
+  * *reading* turns each cell's text into its declared type — a number, a whole number,
+    an ISO date — and marks the cells that cannot be read (rules ``number``, ``integer``,
+    ``date``); it runs once per column with vectorised (Arrow) string operations;
+  * the *value* schema (pandera) judges what was read: required values, ranges,
+    categories, text length, spreadsheet formulas, duplicate application ids.
 Each check is named with a rule of :data:`RULES`, so a failure says which rule broke.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow as pyarrow
+import pyarrow.compute as pc
 
-from finflow_core.config import ColumnSpec, Config
+from finflow_core.config import ColumnSpec
 
 #: rule name -> what it means, for people reading a quarantine report.
 RULES: dict[str, str] = {
@@ -29,55 +35,77 @@ RULES: dict[str, str] = {
     "field_count": "the row does not have one cell per column",
 }
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+DATE_PATTERN = r"\d{4}-\d{2}-\d{2}"
+#: what counts as a number: optional sign, digits with an optional decimal part, optional
+#: exponent; no thousands separators, currency signs, "nan" or "inf".
+NUMBER_PATTERN = r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?"
 
 
-def is_blank(s: pd.Series) -> pd.Series:
-    return s.isna() | (s.astype(str).str.strip() == "")
+@dataclass
+class ReadColumn:
+    """One column after reading: typed values (missing where blank or unreadable)."""
+
+    values: pd.Series
+    blank: np.ndarray
+    unreadable: np.ndarray
 
 
-def cell_schema(config: Config, columns: list[ColumnSpec]) -> pa.DataFrameSchema:
-    """Checks on the raw text of each cell (all columns read as strings)."""
-    return pa.DataFrameSchema(
-        {c.name: pa.Column(object, _cell_checks(c), nullable=True, coerce=False) for c in columns},
-        strict=False,
-    )
+def as_text(s: pd.Series) -> pd.Series:
+    """The column as pandas' Arrow-backed text (a no-op for text read from a batch)."""
+    return s if isinstance(s.dtype, pd.StringDtype) else s.astype("str")
 
 
-def value_schema(config: Config, columns: list[ColumnSpec]) -> pa.DataFrameSchema:
-    """Checks on typed values; missing values were judged by the cell schema."""
+def read_column(raw: pd.Series, c: ColumnSpec) -> ReadColumn:
+    """Read a column of cell texts as its declared type, marking blanks and unreadable cells."""
+    text = as_text(raw)
+    stripped = text.str.strip()
+    blank = (stripped.isna() | (stripped == "")).to_numpy(dtype=bool)
+    n = len(text)
+    if c.is_numeric:
+        readable = stripped.str.fullmatch(NUMBER_PATTERN).fillna(False).to_numpy(dtype=bool, copy=True)
+        arr = pyarrow.array(stripped.where(readable, None), type=pyarrow.string(), from_pandas=True)
+        values = pc.cast(arr, pyarrow.float64()).to_numpy(zero_copy_only=False)
+        readable &= np.isfinite(values)  # 1e999 reads as infinity: not a usable number
+        if c.type == "integer":
+            readable &= np.mod(np.where(readable, values, 0.0), 1) == 0
+        unreadable = ~blank & ~readable
+        values = np.where(readable, values, np.nan)
+        return ReadColumn(pd.Series(values, index=raw.index, dtype="float64"), blank, unreadable)
+    if c.type == "date":
+        ok = stripped.str.fullmatch(DATE_PATTERN).fillna(False)
+        parsed = pd.to_datetime(stripped.where(ok), format="%Y-%m-%d", errors="coerce")
+        unreadable = ~blank & parsed.isna().to_numpy(dtype=bool)
+        return ReadColumn(parsed, blank, unreadable)
+    return ReadColumn(text.where(~blank), blank, np.zeros(n, dtype=bool))
+
+
+def reading_rule(c: ColumnSpec, raw: pd.Series, unreadable: np.ndarray) -> np.ndarray:
+    """The rule each unreadable cell broke: 'integer' for a readable number with a fraction."""
+    if c.type != "integer":
+        return np.full(int(unreadable.sum()), "number" if c.is_numeric else "date", dtype=object)
+    text = as_text(raw).str.strip()[unreadable]
+    is_number = text.str.fullmatch(NUMBER_PATTERN).fillna(False).to_numpy(dtype=bool)
+    return np.where(is_number, "integer", "number").astype(object)
+
+
+def value_schema(columns: list[ColumnSpec]) -> pa.DataFrameSchema:
+    """Checks on the values read; a cell that could not be read was already judged."""
     cols: dict[str, pa.Column] = {}
     for c in columns:
         checks: list[pa.Check] = []
         if c.is_numeric and (c.min is not None or c.max is not None):
             checks.append(_range_check(c))
         if c.type == "category":
-            allowed = set(c.categories)
+            allowed = list(c.categories)
             checks.append(pa.Check(lambda s, a=allowed: s.isin(a), name="category", ignore_na=True))
+        if c.type in ("string", "category"):
+            checks.append(pa.Check(lambda s: ~s.str.startswith(FORMULA_PREFIXES).fillna(False),
+                                   name="formula", ignore_na=True))
         if c.type == "string" and c.max_length:
             n = int(c.max_length)
             checks.append(pa.Check(lambda s, n=n: s.str.len() <= n, name="max_length", ignore_na=True))
-        unique = c.role == "id"
-        cols[c.name] = pa.Column(
-            object if not c.is_numeric else float, checks, nullable=True, coerce=False,
-            unique=unique, report_duplicates="exclude_first",
-        )
+        cols[c.name] = pa.Column(None, checks, nullable=c.nullable, coerce=False)
     return pa.DataFrameSchema(cols, strict=False)
-
-
-def _cell_checks(c: ColumnSpec) -> list[pa.Check]:
-    checks: list[pa.Check] = []
-    if not c.nullable:
-        checks.append(pa.Check(lambda s: ~is_blank(s), name="not_null"))
-    if c.is_numeric:
-        checks.append(pa.Check(lambda s: is_blank(s) | _parses(s), name="number"))
-        if c.type == "integer":
-            checks.append(pa.Check(lambda s: is_blank(s) | ~_parses(s) | _whole(s), name="integer"))
-    elif c.type == "date":
-        checks.append(pa.Check(lambda s: is_blank(s) | _is_date(s), name="date"))
-    else:
-        checks.append(pa.Check(lambda s: ~s.astype(str).str.startswith(FORMULA_PREFIXES), name="formula"))
-    return checks
 
 
 def _range_check(c: ColumnSpec) -> pa.Check:
@@ -86,43 +114,13 @@ def _range_check(c: ColumnSpec) -> pa.Check:
     return pa.Check(lambda s: (s >= lo) & (s <= hi), name="in_range", ignore_na=True)
 
 
-def _parses(s: pd.Series) -> pd.Series:
-    num = pd.to_numeric(s.astype(str).str.strip(), errors="coerce")
-    finite = num.notna() & (num.abs() != float("inf"))
-    return pd.Series(finite.to_numpy(), index=s.index)
-
-
-def _whole(s: pd.Series) -> pd.Series:
-    num = pd.to_numeric(s.astype(str).str.strip(), errors="coerce")
-    return pd.Series(((num % 1) == 0).to_numpy(), index=s.index)
-
-
-def _is_date(s: pd.Series) -> pd.Series:
-    text = s.astype(str).str.strip()
-    parsed = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
-    return text.str.match(DATE_PATTERN) & parsed.notna()
-
-
-def checkable(s: pd.Series, c: ColumnSpec) -> pd.Series:
-    """Values as the value schema judges them: numbers as floats, text as text, blanks missing."""
-    blank = is_blank(s)
-    if c.is_numeric:
-        num = pd.to_numeric(s.astype(str).str.strip().where(~blank), errors="coerce").astype("float64")
-        # "inf" already broke the "number" rule: judge it once, not again as out of range
-        return num.where(np.isfinite(num))
-    return s.where(~blank).astype(object)
-
-
-def typed_column(s: pd.Series, c: ColumnSpec) -> pd.Series:
-    """Final typed values of a column, for rows that passed every check."""
-    blank = is_blank(s)
-    text = s.astype(str).str.strip().where(~blank)
+def typed_column(read: ReadColumn, c: ColumnSpec, keep: np.ndarray) -> pd.Series:
+    """Final typed values of the rows that passed every check."""
+    values = read.values[keep].reset_index(drop=True)
     if c.type == "integer":
-        return pd.to_numeric(text, errors="coerce").round().astype("Int64")
-    if c.type == "float":
-        return pd.to_numeric(text, errors="coerce").astype("float64")
-    if c.type == "date":
-        return pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
+        return values.round().astype("Int64")
     if c.type == "category":
-        return pd.Series(pd.Categorical(s.where(~blank), categories=list(c.categories)), index=s.index)
-    return s.where(~blank).astype(object)
+        return pd.Series(pd.Categorical(values.astype(object), categories=list(c.categories)))
+    if c.type == "string":
+        return values.astype(object)
+    return values

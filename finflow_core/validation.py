@@ -17,10 +17,17 @@ import pandera.pandas as pa
 from finflow_core.batch_io import BatchFile, RawChunk, Source, iter_chunks, open_batch
 from finflow_core.config import ColumnSpec, Config
 from finflow_core.errors import BatchRejected
-from finflow_core.schema import RULES, cell_schema, checkable, typed_column, value_schema
+from finflow_core.schema import (
+    RULES,
+    ReadColumn,
+    read_column,
+    reading_rule,
+    typed_column,
+    value_schema,
+)
 
 ISSUE_COLUMNS = ["row_number", "line", "application_id", "column", "rule", "value", "message"]
-PANDERA_RULES = {"field_uniqueness": "duplicate_id"}
+PANDERA_RULES = {"field_uniqueness": "duplicate_id", "not_nullable": "not_null"}
 
 
 @dataclass
@@ -80,29 +87,34 @@ class BatchValidator:
             self.columns.append(config.column(config.target_column))
         self._id = config.id_column
         self._first_row: dict[str, int] = {}
-        self._cells = cell_schema(config, self.columns)
-        self._values = value_schema(config, self.columns)
-        self._values.columns[self._id].unique = False  # duplicates: handled across chunks below
+        self._chunk_rows = np.array([], dtype=np.int64)
+        self._values = value_schema(self.columns)
         self._values.columns[self._id].checks.append(
             pa.Check(self._not_seen, name="duplicate_id", ignore_na=True)
         )
-        self._chunk_ids: pd.Series | None = None
 
     def validate(self, chunk: RawChunk) -> ChunkResult:
         raw = chunk.frame
         n = len(raw)
         names = [c.name for c in self.columns]
         raw_used = raw[names].reset_index(drop=True)
-        failures = [_failures(self._cells, raw_used)]
-        typed_check = pd.DataFrame({c.name: checkable(raw_used[c.name], c) for c in self.columns})
-        self._chunk_rows = np.asarray(chunk.row_numbers)
-        failures.append(_failures(self._values, typed_check))
-        fc = pd.concat(failures, ignore_index=True) if n else _empty_failures()
+        self._chunk_rows = np.asarray(chunk.row_numbers, dtype=np.int64)
+        read = {c.name: read_column(raw_used[c.name], c) for c in self.columns}
+        failures = [self._reading_failures(raw_used, read)]
+        if n:
+            values = pd.DataFrame({name: r.values for name, r in read.items()})
+            fc = _failures(self._values, values)
+            # a cell that could not be read is missing here: it was judged by its reading rule
+            unread = np.array([read[c].unreadable[i] if c in read else False
+                               for c, i in zip(fc["column"], fc["index"].astype(int), strict=True)],
+                              dtype=bool)
+            failures.append(fc[~unread])
+        fc = pd.concat(failures, ignore_index=True)
 
         # remember ids (first occurrence wins) for later chunks
         ids = raw_used[self._id].astype(str)
-        dup_within = ids.duplicated(keep="first")
-        for rid, rn in zip(ids[~dup_within], self._chunk_rows[~dup_within.to_numpy()], strict=True):
+        dup_within = ids.duplicated(keep="first").to_numpy()
+        for rid, rn in zip(ids[~dup_within], self._chunk_rows[~dup_within], strict=True):
             self._first_row.setdefault(rid, int(rn))
 
         bad_pos = np.unique(fc["index"].to_numpy(dtype=np.int64)) if len(fc) else np.array([], dtype=np.int64)
@@ -113,8 +125,20 @@ class BatchValidator:
         issues = pd.concat([issues, self._shape_issues(chunk)], ignore_index=True)
         quarantined = self._quarantine(raw, chunk, bad_pos, issues)
         valid_raw = raw_used[good].reset_index(drop=True)
-        valid = pd.DataFrame({c.name: typed_column(valid_raw[c.name], c) for c in self.columns})
+        valid = pd.DataFrame({c.name: typed_column(read[c.name], c, good) for c in self.columns})
         return ChunkResult(valid, self._chunk_rows[good], quarantined, issues, valid_raw)
+
+    def _reading_failures(self, raw: pd.DataFrame, read: dict[str, ReadColumn]) -> pd.DataFrame:
+        parts = []
+        for c in self.columns:
+            r = read[c.name]
+            if r.unreadable.any():
+                parts.append(pd.DataFrame({
+                    "column": c.name, "check": reading_rule(c, raw[c.name], r.unreadable),
+                    "failure_case": raw[c.name][r.unreadable].to_numpy(dtype=object),
+                    "index": np.flatnonzero(r.unreadable),
+                }))
+        return pd.concat(parts, ignore_index=True) if parts else _empty_failures()
 
     # -- checks with state ---------------------------------------------------------------
     def _not_seen(self, s: pd.Series) -> pd.Series:
