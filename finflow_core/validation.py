@@ -109,7 +109,8 @@ class BatchValidator:
                                for c, i in zip(fc["column"], fc["index"].astype(int), strict=True)],
                               dtype=bool)
             failures.append(fc[~unread])
-        fc = pd.concat(failures, ignore_index=True)
+        failures = [f for f in failures if len(f)]
+        fc = pd.concat(failures, ignore_index=True) if failures else _empty_failures()
 
         # remember ids (first occurrence wins) for later chunks
         ids = raw_used[self._id].astype(str)
@@ -121,9 +122,13 @@ class BatchValidator:
         good = np.ones(n, dtype=bool)
         good[bad_pos] = False
 
-        issues = self._issues(fc, raw_used, chunk)
-        issues = pd.concat([issues, self._shape_issues(chunk)], ignore_index=True)
-        quarantined = self._quarantine(raw, chunk, bad_pos, issues)
+        if len(fc) or chunk.misshapen:
+            issues = self._issues(fc, raw_used, chunk)
+            issues = pd.concat([issues, self._shape_issues(chunk)], ignore_index=True)
+            quarantined = self._quarantine(raw, chunk, bad_pos, issues)
+        else:  # the common case: nothing to report
+            issues = pd.DataFrame(columns=ISSUE_COLUMNS)
+            quarantined = pd.DataFrame(columns=["row_number", "line", "reasons", *raw.columns])
         valid_raw = raw_used[good].reset_index(drop=True)
         valid = pd.DataFrame({c.name: typed_column(read[c.name], c, good) for c in self.columns})
         return ChunkResult(valid, self._chunk_rows[good], quarantined, issues, valid_raw)
