@@ -7,6 +7,8 @@ user's role itself (``state.guard``), so a deep link cannot get round this file.
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from finflow_app import state
@@ -34,13 +36,25 @@ else:
                 st.Page(spec.path, title=spec.title, icon=spec.icon, url_path=spec.url_path,
                         default=spec.url_path == home)
             )
-        page = st.navigation(sections)
+        # The menu is drawn here with page links: the config hides Streamlit's own page list
+        # (client.showSidebarNavigation = false, so the legacy pages/ listing never shows).
+        page = st.navigation([p for group in sections.values() for p in group], position="hidden")
         with st.sidebar:
+            st.markdown("### FinFlow")
+            for section, group in sections.items():
+                st.caption(section)
+                for p in group:
+                    st.page_link(p)
+            st.divider()
             st.markdown(f"**{user.username}**  \n{', '.join(sorted(user.roles))}")
             if st.button("Sign out", key="sign_out", icon=":material/logout:"):
                 state.sign_out()
                 st.rerun()
 
 state.show_notices()
-page.run()
+started = time.perf_counter()
+try:
+    page.run()
+finally:  # st.stop / st.rerun end a run with an exception: still log it
+    state.log_run(page.title, time.perf_counter() - started)
 state.warm_up()

@@ -20,7 +20,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.common import STORES, Timer, config, emit, fresh_store, label, median_p95, parse_size, peak_rss_mb
+from bench.common import (
+    STORES,
+    Timer,
+    config,
+    emit,
+    fresh_store,
+    label,
+    median_p95,
+    parse_size,
+    peak_rss_mb,
+)
 
 FILL_BATCH = 100_000
 
@@ -28,11 +38,10 @@ FILL_BATCH = 100_000
 def fill(n: int, tag: str) -> Path:
     """``n`` applications in batches of 100k, written by StoreSink with synthetic scores."""
     from finflow_core import auth, batch_store
-    from finflow_core.batch_io import BatchFile
-    from finflow_core.schema import typed_column
+    from finflow_core.batch_io import BatchFile, iter_chunks, open_batch
     from finflow_core.strategy import BAND_DECISION, HIGH, LOW, MEDIUM, assign_bands
     from finflow_core.synthetic import generate_applications
-    from finflow_core.validation import ISSUE_COLUMNS, ChunkResult
+    from finflow_core.validation import ISSUE_COLUMNS, BatchValidator, ChunkResult
     from finflow_core.weekly import BatchSummary
 
     cfg = config()
@@ -46,8 +55,11 @@ def fill(n: int, tag: str) -> Path:
         rows = min(FILL_BATCH, n - done)
         df = generate_applications(rows, seed=9000 + k, start=pd.Timestamp("2026-01-05").date()
                                    + pd.Timedelta(weeks=k).to_pytimedelta(), days=7).drop(columns="default")
-        raw = df.astype(str).replace({"<NA>": ""})
-        valid = pd.DataFrame({c.name: typed_column(raw[c.name], c) for c in cfg.input_columns})
+        # typed by the core's own quality gate (one chunk), as a weekly run would
+        raw_chunk = next(iter_chunks(open_batch(df.to_csv(index=False).encode(), cfg), rows + 1))
+        result = BatchValidator(cfg).validate(raw_chunk)
+        valid, raw = result.valid, result.valid_raw
+        rows = len(valid)
         p = np.clip(rng.beta(1.2, 9.0, rows), 1e-4, 1 - 1e-4)
         bands = assign_bands(p, s.low_edge, s.high_edge)
         amount = valid[cfg.amount_column].to_numpy(float)
@@ -55,13 +67,13 @@ def fill(n: int, tag: str) -> Path:
         reasons = [[{"feature": f, "text": f"{f} is high ({i})", "value": 1.0, "contribution": 0.1 / (j + 1)}
                     for j, f in enumerate(features[:4])] if b in (MEDIUM, HIGH) else [] for i, b in enumerate(bands)]
         scored = pd.DataFrame({
-            "row_number": np.arange(1, rows + 1), "application_id": raw[cfg.id_column].to_numpy(),
+            "row_number": result.row_numbers, "application_id": raw[cfg.id_column].astype(str).to_numpy(),
             "probability": p, "band": bands, "decision": [BAND_DECISION[b] for b in bands],
             "expected_profit": np.where(bands == LOW, ev_a, np.where(bands == MEDIUM, ev_r, 0.0)),
             "ev_approve": ev_a, "ev_review": ev_r, "loan_amount": amount, "reasons": reasons,
         })
-        chunk = ChunkResult(valid, scored["row_number"].to_numpy(), pd.DataFrame(columns=["row_number", "line", "reasons"]),
-                            pd.DataFrame(columns=ISSUE_COLUMNS), raw[[c.name for c in cfg.input_columns]])
+        chunk = ChunkResult(valid, result.row_numbers, pd.DataFrame(columns=["row_number", "line", "reasons"]),
+                            pd.DataFrame(columns=ISSUE_COLUMNS), raw)
         batch = BatchFile(f"fill_{k}.csv", hashlib.sha256(f"fill-{n}-{k}".encode()).hexdigest(), 0, tuple(raw.columns), tuple(raw.columns), (), b"")
         with store.begin() as conn:
             sink = batch_store.StoreSink(conn, batch, engine, auth.SYSTEM)

@@ -12,14 +12,12 @@ from bench.common import config, emit, fresh_store, median_p95, peak_rss_mb
 
 
 def records(n: int) -> list[dict]:
+    """Applications as an officer types them: every field as text, blank where not given."""
     from finflow_core.synthetic import generate_applications
 
     df = generate_applications(n, seed=777).drop(columns="default")
-    out = []
-    for rec in df.to_dict("records"):
-        out.append({k: ("" if v is None or (isinstance(v, float) and v != v) or v is getattr(
-            __import__("pandas"), "NA") else str(v)) for k, v in rec.items()})
-    return out
+    blank = {"<NA>", "nan", "None"}
+    return [{k: ("" if str(v) in blank else str(v)) for k, v in rec.items()} for rec in df.to_dict("records")]
 
 
 def main() -> None:

@@ -19,7 +19,15 @@ import warnings
 from pathlib import Path
 
 from bench.common import (
-    RESULTS, Timer, batch_csv, children_peak_rss_mb, config, emit, fresh_store, label, parse_size,
+    RESULTS,
+    Timer,
+    batch_csv,
+    children_peak_rss_mb,
+    config,
+    emit,
+    fresh_store,
+    label,
+    parse_size,
     peak_rss_mb,
 )
 

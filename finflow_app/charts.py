@@ -10,6 +10,8 @@ import plotly.graph_objects as go
 
 from finflow_app.fmt import BAND_COLOURS, BAND_NAMES
 
+STATUS_COLOURS = {"approved": "#3a8d5c", "declined": "#c2473d", "pending": "#d39b2a", "referred": "#7b61a8"}
+
 _LAYOUT: dict[str, Any] = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "height": 340,
                            "template": "plotly_white"}
 
@@ -37,7 +39,8 @@ def band_status_bar(frame: pd.DataFrame) -> go.Figure:
         part = frame[frame["status"] == status]
         counts = {str(r.band): int(r.n) for r in part.itertuples(index=False)}
         fig.add_bar(name=status, x=[BAND_NAMES[b] for b in ("low", "medium", "high")],
-                    y=[counts.get(b, 0) for b in ("low", "medium", "high")])
+                    y=[counts.get(b, 0) for b in ("low", "medium", "high")],
+                    marker_color=STATUS_COLOURS[status])
     fig.update_yaxes(title="applications")
     return fig
 
@@ -71,10 +74,16 @@ def waterfall(labels: Sequence[str], values: Sequence[Any], contributions: Seque
         decreasing={"marker": {"color": "#3a8d5c"}},
         totals={"marker": {"color": "#4a6fa5"}},
         text=[f"{base_value:+.3f}", *[f"{a:+.3f}" for a in amounts], f"{base_value + sum(amounts):+.3f}"],
-        textposition="outside",
+        textposition="outside", cliponaxis=False,
     ))
     unit = "log-odds" if model_name == "lightgbm" else "raw score"
-    fig.update_xaxes(title=f"contribution to the model's {unit} (right = more likely to default)")
+    running = [base_value]
+    for a in amounts:
+        running.append(running[-1] + a)
+    lo, hi = min(0.0, *running), max(0.0, *running)
+    pad = (hi - lo) * 0.18 or 0.1
+    fig.update_xaxes(title=f"contribution to the model's {unit} (right = more likely to default)",
+                     range=[lo - pad * 0.3, hi + pad])
     fig.update_yaxes(autorange="reversed")
     return fig
 
@@ -86,8 +95,10 @@ def psi_bars(psi: Mapping[str, float | None], labels: Mapping[str, str], watch: 
     fig = _fig(title, height=max(320, 24 * len(items) + 80), showlegend=False)
     fig.add_bar(x=[v for _, v in items], y=[labels.get(k, k) for k, _ in items], orientation="h",
                 marker_color=colours, text=[f"{v:.3f}" for _, v in items], textposition="auto")
-    fig.add_vline(x=watch, line_dash="dash", line_color="#d39b2a", annotation_text=f"watch {watch:g}")
-    fig.add_vline(x=alert, line_dash="dash", line_color="#c2473d", annotation_text=f"alert {alert:g}")
+    fig.add_vline(x=watch, line_dash="dash", line_color="#d39b2a", annotation_text=f"watch {watch:g}",
+                  annotation_position="bottom right")
+    fig.add_vline(x=alert, line_dash="dash", line_color="#c2473d", annotation_text=f"alert {alert:g}",
+                  annotation_position="top right")
     fig.update_xaxes(title="PSI")
     return fig
 

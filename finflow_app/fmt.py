@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 BAND_NAMES = {"low": "Low risk", "medium": "Medium (review)", "high": "High risk"}
+BAND_SHORT = {"low": "Low", "medium": "Medium", "high": "High"}
 DECISION_NAMES = {"approve": "Approve", "review": "Manual review", "decline": "Decline"}
 BAND_COLOURS = {"low": "#3a8d5c", "medium": "#d39b2a", "high": "#c2473d"}
 
@@ -39,3 +40,18 @@ def when(iso: str | None) -> str:
     if not iso:
         return "–"
     return iso[:16].replace("T", " ") + " UTC"
+
+
+def cell(text: str | None) -> str:
+    """A number as written in a file, made readable (3744600.0 -> 3,744,600); text unchanged."""
+    if text is None or text == "":
+        return ""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    if value != value:  # NaN
+        return text
+    if value.is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.4f}".rstrip("0").rstrip(".") if abs(value) < 1000 else f"{value:,.2f}"

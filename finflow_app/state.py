@@ -7,7 +7,9 @@ and scoring engines. Nothing per user and nothing live (the review queue) is cac
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +92,14 @@ def champion_engine() -> ScoringEngine | None:
 
 
 def version_engine(version: str) -> ScoringEngine:
-    """An engine for one model version (its own edges), e.g. to explain a case it scored."""
+    """An engine for one model version, e.g. to explain a case it scored (band edges do not
+    matter for an explanation: the champion's engine is reused for its own cases)."""
+    from finflow_core.model_registry import champion_version
+
+    if version == champion_version(store()):
+        engine = champion_engine()
+        if engine is not None:
+            return engine
     cfg = config()
     b = bundle(version)
     return _engine(cfg.paths.database_url, cfg.sha256, version, b.strategy.low_edge,
@@ -101,20 +110,39 @@ _warmed = threading.Event()
 
 
 def warm_up() -> None:
-    """Import the heavy modules (pandas, scikit-learn, SHAP, Plotly) in the background once,
-    so the first page after sign-in does not pay for them."""
+    """Once per server process, in the background: import the heavy modules (pandas,
+    scikit-learn, SHAP, Plotly) and load the champion's scoring engine, so neither the first
+    page after sign-in nor the first case opened pays for them."""
     if _warmed.is_set():
         return
     _warmed.set()
+    cfg, db = config(), store()
 
     def work() -> None:
-        import finflow_core.batch_store  # noqa: F401
-        import finflow_core.model_registry  # noqa: F401
-        import finflow_core.monitoring  # noqa: F401
-        import finflow_core.single  # noqa: F401
         import plotly.graph_objects  # noqa: F401
 
+        import finflow_core.batch_store  # noqa: F401
+        import finflow_core.monitoring  # noqa: F401
+        import finflow_core.single  # noqa: F401
+        from finflow_core.model_registry import active_strategy, champion_version
+
+        try:
+            version = champion_version(db)
+            if version is not None:
+                b = _bundle(cfg.paths.database_url, cfg.sha256, version, db, cfg)
+                s = active_strategy(db, b)
+                _engine(cfg.paths.database_url, cfg.sha256, version, s.low_edge, s.high_edge, db, cfg)
+        except Exception:  # a failed warm-up only means a slower first use
+            logging.getLogger(__name__).warning("warm-up could not load the champion", exc_info=True)
+
     threading.Thread(target=work, name="finflow-warm-up", daemon=True).start()
+
+
+def log_run(page: str, seconds: float) -> None:
+    """With FINFLOW_LOG_TIMINGS=1, one line per script run on stderr: how long the page took
+    on the server (the browser adds its own rendering on top)."""
+    if os.environ.get("FINFLOW_LOG_TIMINGS") == "1":
+        print(f"finflow-timing page={page!r} seconds={seconds:.3f}", file=sys.stderr, flush=True)
 
 
 # -- the signed-in user -----------------------------------------------------------------------

@@ -25,6 +25,7 @@ from finflow_core.audit import append_audit
 from finflow_core.auth import Principal
 from finflow_core.batch_io import BatchFile, Source, open_batch
 from finflow_core.config import Config
+from finflow_core.decision_audit import decision_digest_line
 from finflow_core.drift import DriftReport
 from finflow_core.errors import NotFound
 from finflow_core.model_registry import active_strategy, load_champion
@@ -49,6 +50,7 @@ from finflow_core.weekly import BatchSummary, Progress, process_batch
 STATUS_OF_BAND = {"low": "approved", "medium": "pending", "high": "declined"}
 AUTO_OUTCOME = {"low": "approve", "high": "decline"}
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+EXTERNAL_ID_LEN = applications.c.external_id.type.length
 
 
 class _AlreadyStored(Exception):
@@ -163,7 +165,7 @@ class StoreSink:
         kinds = [None if b == "medium" else "auto" for b in bands]
         rows = [
             {
-                "batch_id": self.batch.batch_id, "row_number": int(rn), "external_id": str(ext)[:128],
+                "batch_id": self.batch.batch_id, "row_number": int(rn), "external_id": str(ext)[:EXTERNAL_ID_LEN],
                 "week_start": wk, "amount": float(amt),
                 "segment_1": segs[0][i] if len(segs) > 0 else None,
                 "segment_2": segs[1][i] if len(segs) > 1 else None,
@@ -201,7 +203,8 @@ class StoreSink:
                 continue
             outcome = AUTO_OUTCOME[b]
             self.auto[outcome] += 1
-            self.digest.update(decision_digest_line(int(rn), str(ext), outcome, float(p)))
+            # the id as stored (see rows above): verify_decisions recomputes from the store
+            self.digest.update(decision_digest_line(int(rn), str(ext)[:EXTERNAL_ID_LEN], outcome, float(p)))
             auto_rows.append({
                 "application_id": app_id, "outcome": outcome, "kind": "auto",
                 "decided_by": f"model:{version}", "reason": reason_texts(rs) if b == HIGH else "",
@@ -285,10 +288,6 @@ class StoreSink:
             }
             for r in issues.itertuples(index=False)
         ])
-
-
-def decision_digest_line(row_number: int, external_id: str, outcome: str, probability: float) -> bytes:
-    return f"{row_number}|{external_id}|{outcome}|{probability:.17g}\n".encode()
 
 
 def week_start(d: date | datetime) -> str:

@@ -19,11 +19,15 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, or_, select
 
 from finflow_core.audit import audit_trail
-from finflow_core.batch_store import decision_digest_line
 from finflow_core.review import STATUS_OF_OUTCOME
 from finflow_core.store import Store
 from finflow_core.store.lending_tables import applications, batches, decisions, scores
 from finflow_core.store.tables import audit_log
+
+
+def decision_digest_line(row_number: int, external_id: str, outcome: str, probability: float) -> bytes:
+    """One automatic decision as hashed into its batch's ``batch_scored`` audit entry."""
+    return f"{row_number}|{external_id}|{outcome}|{probability:.17g}\n".encode()
 
 
 @dataclass

@@ -69,7 +69,7 @@ import pandas as pd
 from sqlalchemy.exc import IntegrityError
 
 from finflow_core.auth import Principal
-from finflow_core.batch_io import BLOCK, BatchFile, RawChunk, iter_chunks, open_batch
+from finflow_core.batch_io import BLOCK, BatchFile, RawChunk, _chunk, iter_chunks, open_batch
 from finflow_core.batch_store import (
     StoreSink,
     _AlreadyStored,
@@ -317,19 +317,18 @@ def _parquet_chunk(path: str, part: Partition, header: tuple[str, ...]) -> RawCh
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    table = pq.ParquetFile(path).read_row_groups(list(range(part.start, part.end)))
-    cols = {}
+    table = pq.ParquetFile(path).read_row_groups(list(range(part.start, part.end)), columns=list(header))
+    cols = []
     for name in header:
         arr = table.column(name)
         if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
             arr = pc.cast(arr, pa.string())
-        cols[name] = np.asarray(pc.fill_null(arr, "").to_pylist(), dtype=object)
-    n = table.num_rows
-    frame = pd.DataFrame(cols, columns=list(header)) if n else pd.DataFrame(
-        {c: pd.Series(dtype=object) for c in header})
-    rows = list(range(1, n + 1))
-    lines = [part.lines_before + r + 1 for r in rows]  # as if a CSV with a one-line header
-    return RawChunk(frame, rows, lines, [])
+        cols.append(pc.fill_null(arr, "").to_pylist())
+    records = [list(r) for r in zip(*cols, strict=True)] if cols else []
+    numbers = list(range(1, table.num_rows + 1))
+    lines = [part.lines_before + r + 1 for r in numbers]  # as if a CSV with a one-line header
+    # the frame is built exactly as batch_io builds a CSV chunk's
+    return _chunk(header, records, numbers, lines, [])
 
 
 # -- the two passes (run on workers) -----------------------------------------------------------

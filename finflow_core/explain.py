@@ -73,25 +73,45 @@ class ReasonExplainer:
 
     def reasons(self, frame: pd.DataFrame, explanation: Explanation | None = None) -> list[list[Reason]]:
         """Top risk-increasing reasons per row, strongest first."""
+        return [[Reason(**r) for r in row] for row in self.reason_records(frame, explanation)]
+
+    def reason_records(
+        self, frame: pd.DataFrame, explanation: Explanation | None = None
+    ) -> list[list[dict[str, Any]]]:
+        """The same reasons as plain dicts (feature, text, value, contribution), for storing.
+
+        Which features may be cited is decided for all rows at once; only the chosen
+        reasons (at most ``top_k`` per row) are worded one by one.
+        """
         if len(frame) == 0:  # nothing to explain (the tree models refuse an empty matrix)
             return []
         exp = explanation or self.explain(frame)
-        order = np.argsort(-exp.shap, axis=1, kind="stable")
         cat_values = {c: frame[c].astype(object).to_numpy() for c in self.bundle.categorical}
-        out: list[list[Reason]] = []
-        for i in range(len(frame)):
-            row: list[Reason] = []
-            for j in order[i]:
-                contribution = float(exp.shap[i, j])
-                if contribution <= 0 or len(row) == self.top_k:
-                    break
-                name = self.features[j]
-                value = cat_values[name][i] if name in cat_values else exp.values[i, j]
-                text = self._word(name, value)
-                if text is not None:
-                    row.append(Reason(name, text, _plain(value), contribution))
-            out.append(row)
+        citable = (exp.shap > 0) & self._has_wording(exp.values)
+        order = np.argsort(-exp.shap, axis=1, kind="stable")
+        chosen = np.take_along_axis(citable, order, axis=1)
+        chosen &= np.cumsum(chosen, axis=1) <= self.top_k
+        out: list[list[dict[str, Any]]] = [[] for _ in range(len(frame))]
+        for i, k in zip(*np.nonzero(chosen), strict=True):  # row-major: strongest first per row
+            j = order[i, k]
+            name = self.features[j]
+            value = cat_values[name][i] if name in cat_values else exp.values[i, j]
+            out[i].append({"feature": name, "text": self._word(name, value), "value": _plain(value),
+                           "contribution": float(exp.shap[i, j])})
         return out
+
+    def _has_wording(self, values: np.ndarray) -> np.ndarray:
+        """(rows, features): whether the config lets a value of that feature be cited."""
+        ok = np.ones(values.shape, dtype=bool)
+        for j, name in enumerate(self.features):
+            high, low, _ = self._templates[name]
+            if name in self.bundle.categorical or (high is None and low is None):
+                continue
+            v = values[:, j]
+            ref = self.bundle.reference.get(name, math.nan)
+            is_high = ~np.isnan(v) & (v >= ref) if not math.isnan(ref) else np.zeros(len(v), dtype=bool)
+            ok[:, j] = np.isnan(v) | np.where(is_high, high is not None, low is not None)
+        return ok
 
     def _word(self, name: str, value: Any) -> str | None:
         """The reason in words, or None where the config declares no adverse reason that way.

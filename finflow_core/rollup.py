@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, Integer, Table, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from finflow_core.store.lending_tables import applications, portfolio_rollup, probability_rollup
@@ -77,7 +77,8 @@ def _upsert(conn: Connection, table: Table, frame: pd.DataFrame, keys: Sequence[
 
 
 def check_rollups(conn: Connection) -> list[str]:
-    """Differences between the roll-ups and a fresh GROUP BY of the applications (empty = in step)."""
+    """Differences between the roll-ups (portfolio and probability) and a fresh GROUP BY of the
+    applications (empty = in step)."""
     a = applications.c
     kind = func.coalesce(a.decided_kind, "pending")
     segs = [func.coalesce(a.segment_1, ""), func.coalesce(a.segment_2, ""), func.coalesce(a.segment_3, "")]
@@ -93,7 +94,25 @@ def check_rollups(conn: Connection) -> list[str]:
         f, s = fresh.get(key), stored.get(key)
         if f is None or s is None or f[0] != s[0] or abs(f[1] - s[1]) > 0.05 or abs(f[2] - s[2]) > 0.05:
             problems.append(f"{key}: applications {f}, roll-up {s}")
-    return problems
+    return problems + _check_probability_rollup(conn)
+
+
+def _probability_bin_sql(conn: Connection) -> Any:
+    """:func:`probability_bin` in SQL: floor(p * 20), 1.0 in the last bin."""
+    scaled = applications.c.probability * HIST_BINS
+    raw = (func.floor(scaled) if conn.dialect.name == "postgresql" else scaled).cast(Integer)
+    return case((raw > HIST_BINS - 1, HIST_BINS - 1), (raw < 0, 0), else_=raw)
+
+
+def _check_probability_rollup(conn: Connection) -> list[str]:
+    a, h = applications.c, probability_rollup.c
+    segs = [func.coalesce(a.segment_1, ""), func.coalesce(a.segment_2, ""), func.coalesce(a.segment_3, "")]
+    dims = [a.week_start, a.batch_id, *segs, _probability_bin_sql(conn)]
+    fresh = {tuple(r[:6]): int(r[6]) for r in conn.execute(select(*dims, func.count()).group_by(*dims))}
+    stored = {tuple(r[:6]): int(r[6]) for r in conn.execute(
+        select(*[h[k] for k in PROBABILITY_KEYS], h.n).where(h.n != 0))}
+    return [f"probability {key}: applications {fresh.get(key)}, roll-up {stored.get(key)}"
+            for key in sorted(set(fresh) | set(stored)) if fresh.get(key) != stored.get(key)]
 
 
 def _plain(v: Any) -> Any:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -79,8 +78,8 @@ class ScoringEngine:
             return out
         idx = np.flatnonzero(mask)
         exp = self.explainer.explain_matrix(matrix[idx])
-        for i, row in zip(idx, self.explainer.reasons(frame.iloc[idx], exp), strict=True):
-            out[i] = [asdict(r) for r in row]
+        for i, row in zip(idx, self.explainer.reason_records(frame.iloc[idx], exp), strict=True):
+            out[i] = row
         return out
 
     def drift_counts(self, frame: pd.DataFrame, matrix: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from finflow_core.batch_io import BatchFile, RawChunk, iter_chunks
 from finflow_core.drift import DriftReport
-from finflow_core.scoring import DECISION_COLUMNS, ScoringEngine
+from finflow_core.scoring import ScoringEngine
 from finflow_core.strategy import BANDS, HIGH, LOW, MEDIUM
 from finflow_core.validation import BatchValidator, ChunkResult, ignored_column_warnings
 
@@ -114,10 +114,7 @@ def process_batch(
         t = time.perf_counter()
         result = validator.validate(raw)
         _add(timings, "validate", t)
-        if len(result.valid):
-            scored = engine.score(result.valid, result.row_numbers, timings=timings, drift=drift_counts)
-        else:  # every row of the chunk quarantined (or a header-only file): nothing to score
-            scored = _no_decisions()
+        scored = engine.score(result.valid, result.row_numbers, timings=timings, drift=drift_counts)
         t = time.perf_counter()
         sink.write_chunk(result, scored)
         _add(timings, "store", t)
@@ -160,13 +157,6 @@ def process_batch(
     _add(timings, "store", t)
     summary.timings = {k: round(v, 4) for k, v in timings.items()}
     return summary
-
-
-def _no_decisions() -> pd.DataFrame:
-    """An empty decision table (the models refuse to predict on zero rows)."""
-    numeric = {"row_number": "int64", "probability": "float64", "expected_profit": "float64",
-               "ev_approve": "float64", "ev_review": "float64", "loan_amount": "float64"}
-    return pd.DataFrame({c: pd.Series(dtype=numeric.get(c, object)) for c in DECISION_COLUMNS})
 
 
 def _add(timings: dict[str, float], stage: str, started: float) -> None:

@@ -10,7 +10,7 @@ user = state.guard("submit_application")
 
 import pandas as pd  # noqa: E402
 
-from finflow_app.fmt import BAND_NAMES, DECISION_NAMES, money, pct  # noqa: E402
+from finflow_app.fmt import BAND_SHORT, DECISION_NAMES, money, pct  # noqa: E402
 from finflow_core.errors import FinFlowError  # noqa: E402
 from finflow_core.single import submit_application  # noqa: E402
 
@@ -29,7 +29,7 @@ with st.form("new_application", enter_to_submit=False):
     for i, col in enumerate(columns):
         box = grid[i % 3]
         key = f"na_{col.name}"
-        label = col.display + ("" if col.nullable or col.role == "id" else " *")
+        label = col.display + ("" if col.nullable else " *")
         if col.role == "id":
             record[col.name] = box.text_input(label, key=key, max_chars=col.max_length or 64)
         elif col.type == "date":
@@ -45,7 +45,9 @@ with st.form("new_application", enter_to_submit=False):
                 label, value=None, key=key,
                 min_value=None if col.min is None else conv(col.min),
                 max_value=None if col.max is None else conv(col.max),
-                step=1 if integer else None, format="%d" if integer else None,
+                step=1 if integer else None,
+                # small-valued decimals (rates, ratios) keep four places, money two
+                format="%d" if integer else "%.4f" if col.max is not None and col.max <= 100 else "%.2f",
                 placeholder="optional" if col.nullable else None,
             )
         else:
@@ -77,7 +79,7 @@ if result is not None:
         show(f"Decision: **{DECISION_NAMES.get(decision, decision)}**", icon=":material/gavel:")
         c = st.columns(4)
         c[0].metric("Probability of default", pct(result.probability))
-        c[1].metric("Risk band", BAND_NAMES.get(result.band or "", result.band))
+        c[1].metric("Risk band", BAND_SHORT.get(result.band or "", result.band))
         c[2].metric("Expected profit", money(result.expected_profit, currency))
         c[3].metric("Time taken", f"{result.seconds * 1000:,.0f} ms")
         if result.reasons:

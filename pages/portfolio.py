@@ -10,7 +10,6 @@ user = state.guard("view_portfolio")
 
 from finflow_app import charts  # noqa: E402
 from finflow_app.fmt import compact, count, pct  # noqa: E402
-from finflow_core.batch_store import csv_bytes  # noqa: E402
 from finflow_core.permissions import can  # noqa: E402
 from finflow_core.portfolio import PortfolioFilter, filter_options, portfolio_summary  # noqa: E402
 
@@ -58,10 +57,10 @@ if k["applications"] == 0:
 
 c = st.columns(4)
 c[0].metric("Applications", count(k["applications"]))
-c[1].metric("Approved", count(k["approved"]), delta=f"{pct(k['approval_rate'])} of all", delta_color="off")
+c[1].metric("Approved", count(k["approved"]), delta=f"{pct(k['approval_rate'])} of all", delta_color="off", delta_arrow="off")
 c[2].metric("Declined", count(k["declined"]))
 c[3].metric("Pending review", count(k["pending"] + k["referred"]),
-            delta=f"{count(k['referred'])} referred", delta_color="off")
+            delta=f"{count(k['referred'])} referred", delta_color="off", delta_arrow="off")
 c = st.columns(4)
 target = k["automation_target"]
 c[0].metric("Automation rate", pct(k["automation_rate"]),
@@ -112,11 +111,20 @@ def report_html() -> bytes:
                                generated_by=user.username).encode("utf-8")
 
 
+def csv_of(frame):  # type: ignore[no-untyped-def]
+    """Spreadsheet-safe CSV, made only when the button is clicked."""
+    def make() -> bytes:
+        from finflow_core.batch_store import csv_bytes
+
+        return csv_bytes(frame)
+    return make
+
+
 d = st.columns(3)
-d[0].download_button("Weekly trends (CSV)", csv_bytes(weekly), file_name="portfolio_weekly.csv",
+d[0].download_button("Weekly trends (CSV)", csv_of(weekly), file_name="portfolio_weekly.csv",
                      mime="text/csv", key="pf_dl_weekly", on_click="ignore", icon=":material/download:")
 d[1].download_button("Breakdown shown (CSV)",
-                     csv_bytes(summary.by(*(["segment"] if group_by else []), "week_start", "band", "status")),
+                     csv_of(summary.by(*(["segment"] if group_by else []), "week_start", "band", "status")),
                      file_name="portfolio_breakdown.csv", mime="text/csv", key="pf_dl_groups",
                      on_click="ignore", icon=":material/download:")
 d[2].download_button("Weekly report (HTML)", report_html, file_name="finflow_weekly_report.html",

@@ -13,7 +13,7 @@ user = state.guard("view_queue")
 import pandas as pd  # noqa: E402
 
 from finflow_app import charts  # noqa: E402
-from finflow_app.fmt import BAND_NAMES, compact, count, pct, when  # noqa: E402
+from finflow_app.fmt import BAND_NAMES, BAND_SHORT, cell, compact, count, pct, when  # noqa: E402
 from finflow_core import review  # noqa: E402
 from finflow_core.errors import Conflict, FinFlowError  # noqa: E402
 from finflow_core.permissions import can  # noqa: E402
@@ -136,7 +136,7 @@ def show_case(application_id: int) -> None:
 
     c = st.columns(5)
     c[0].metric("Probability of default", pct(cv.probability))
-    c[1].metric("Risk band", BAND_NAMES.get(cv.band, cv.band))
+    c[1].metric("Risk band", BAND_SHORT.get(cv.band, cv.band))
     c[2].metric("Loan amount", compact(cv.amount, currency))
     c[3].metric("Expected profit (review)", compact(cv.expected_profit, currency))
     c[4].metric("Status", cv.status)
@@ -144,7 +144,8 @@ def show_case(application_id: int) -> None:
     left, right = st.columns([2, 3])
     with left:
         st.subheader("Application")
-        data_rows = [{"field": col.display, "value": cv.data.get(col.name, "")} for col in cfg.input_columns]
+        data_rows = [{"field": col.display, "value": cell(cv.data.get(col.name)) if col.is_numeric
+                      else cv.data.get(col.name, "")} for col in cfg.input_columns]
         st.dataframe(pd.DataFrame(data_rows), hide_index=True, key="rq_case_data", height=560)
     with right:
         st.subheader("Reasons")

@@ -44,7 +44,7 @@ def show_summary(summary: batch_store.BatchSummary) -> None:
     c[1].metric("Manual review", count(summary.bands.get("medium", 0)))
     c[2].metric("Auto-decline", count(summary.bands.get("high", 0)))
     c[3].metric("Expected profit", compact(summary.expected_profit, currency),
-                delta=f"ROI {pct(summary.roi)}", delta_color="off")
+                delta=f"ROI {pct(summary.roi)}", delta_color="off", delta_arrow="off")
     drift = summary.drift or {}
     drift_banner(str(drift.get("status", "stable")), drift.get("score_psi"))
     st.plotly_chart(charts.bands_bar(summary.bands), key=f"up_bands_{summary.batch_id}")

@@ -11,7 +11,6 @@ from finflow_core import auth
 from finflow_core.audit import export_audit_csv, verify_audit
 from finflow_core.cli.common import Context, ask_password, emit
 from finflow_core.permissions import ROLES, require
-from finflow_core.setup import bootstrap
 
 EXIT_AUDIT_BROKEN = 12
 
@@ -58,6 +57,8 @@ def register(sub: Any) -> None:
 
 
 def setup(ctx: Context, args: argparse.Namespace) -> int:
+    from finflow_core.setup import bootstrap
+
     result = bootstrap(ctx.config, ctx.store, demo=args.demo, history_rows=args.rows, log=_log)
     if result.setup_code:
         bar = "=" * 64

@@ -92,8 +92,9 @@ def test_page_file_run_directly_by_a_role_without_access_shows_only_the_guard(in
 
 
 def test_a_disabled_user_is_signed_out_at_the_next_run(inst) -> None:
-    from finflow_core import auth
     from app_support import PASSWORD
+
+    from finflow_core import auth
 
     temp = auth.add_user(inst.store, inst.users["admin"], "temp-manager", PASSWORD, ["manager"]).principal()
     at = page_as(temp, "pages/portfolio.py")
@@ -106,8 +107,9 @@ def test_a_disabled_user_is_signed_out_at_the_next_run(inst) -> None:
 
 
 def test_a_removed_role_takes_effect_at_once(inst) -> None:
-    from finflow_core import auth
     from app_support import PASSWORD
+
+    from finflow_core import auth
 
     temp = auth.add_user(inst.store, inst.users["admin"], "temp-analyst", PASSWORD, ["analyst"]).principal()
     at = AppTest.from_file(str(ROOT / "pages/drift.py"), default_timeout=TIMEOUT)

@@ -192,3 +192,31 @@ def test_admin_sees_the_audit_page_but_an_officer_cannot(inst) -> None:
     at = page_as(inst.users["admin"], "pages/audit.py")
     no_exception(at)
     assert "Audit trail" in texts(at) and table_with(at, "seq") is not None
+
+
+def test_zz_analyst_trains_a_candidate_and_a_manager_promotes_it(inst) -> None:
+    """Runs last in this file: the promotion changes the champion for later tests."""
+    from finflow_core.synthetic import generate_applications
+
+    champion = model_registry.champion_version(inst.store)
+    history = generate_applications(1500, seed=77).to_csv(index=False).encode("utf-8")
+    at = page_as(inst.users["analyst"], "pages/model.py")
+    at.file_uploader(key="md_train_file").set_value(("history.csv", history, "text/csv")).run()
+    at.button(key="md_train").click().run(timeout=180)
+    no_exception(at)
+    versions = model_registry.list_versions(inst.store)
+    new = next(v for v in versions if v["version"] != champion and v["status"] == "candidate")
+    assert any(s.value.startswith(f"Registered model {new['version']}") and "candidate" in s.value
+               for s in at.success)
+    assert f"champion {champion} reaches AUC" in texts(at)
+    assert model_registry.champion_version(inst.store) == champion  # training promotes nothing
+
+    mgr = page_as(inst.users["manager"], "pages/model.py")
+    assert not mgr.file_uploader
+    mgr.selectbox(key="md_promote_version").set_value(new["version"])
+    mgr.text_input(key="md_promote_note").input("better on recent data")
+    next(b for b in mgr.form_submit_button if b.label == "Promote").click().run()
+    no_exception(mgr)
+    assert model_registry.champion_version(inst.store) == new["version"]
+    assert any(f"Model {new['version']} is now the champion" in s.value for s in mgr.success)
+    assert f"Champion **{new['version']}**" in texts(mgr)

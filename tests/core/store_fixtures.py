@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -25,8 +26,9 @@ import pandas as pd
 import pytest
 import yaml
 from sqlalchemy import Connection, func, select, text
+from sqlalchemy.engine import make_url
 
-from finflow_core import batch_store
+from finflow_core import auth, batch_store
 from finflow_core.artifacts import load_bundle
 from finflow_core.auth import SYSTEM, Principal, add_user, create_first_admin
 from finflow_core.config import Config, default_config_path, load_config
@@ -40,7 +42,7 @@ from finflow_core.weekly import BatchSummary
 
 SECRET_KEY = "store-tests-installation-key-0123456789"
 TRAIN_ROWS = 3000
-BATCH_ROWS = 1200
+BATCH_ROWS = 600
 PASSWORD = "a long enough test password"
 
 #: Every table a stored batch writes to (what a failed run must leave empty).
@@ -68,16 +70,29 @@ def small_config_raw() -> dict[str, Any]:
     return raw
 
 
+#: Session-wide values. Each test module imports these fixtures, and pytest keeps one cache
+#: per module that defines a fixture, so without this the model would be trained per module.
+_ONCE: dict[str, Any] = {}
+
+
+def _once(key: str, make: Callable[[], Any]) -> Any:
+    if key not in _ONCE:
+        _ONCE[key] = make()
+    return _ONCE[key]
+
+
 @pytest.fixture(scope="session")
 def store_session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("store_session")
+    return _once("dir", lambda: tmp_path_factory.mktemp("store_session"))
 
 
 @pytest.fixture(scope="session")
 def config_path(store_session_dir: Path) -> Path:
-    path = store_session_dir / "config.yaml"
-    path.write_text(yaml.safe_dump(small_config_raw()))
-    return path
+    def make() -> Path:
+        path = store_session_dir / "config.yaml"
+        path.write_text(yaml.safe_dump(small_config_raw()))
+        return path
+    return _once("config", make)
 
 
 @dataclass(frozen=True)
@@ -88,8 +103,12 @@ class TrainedModel:
 
 
 @pytest.fixture(scope="session")
-def trained_model(store_session_dir: Path, config_path: Path) -> Iterator[TrainedModel]:
+def trained_model(store_session_dir: Path, config_path: Path) -> TrainedModel:
     """The session's one model, trained through train_and_register (~3 s)."""
+    return _once("model", lambda: _train(store_session_dir, config_path))
+
+
+def _train(store_session_dir: Path, config_path: Path) -> TrainedModel:
     home = store_session_dir / "train_home"
     home.mkdir()
     history = home / "history.csv"
@@ -101,7 +120,7 @@ def trained_model(store_session_dir: Path, config_path: Path) -> Iterator[Traine
             outcome = train_and_register(store, SYSTEM, history, config)
         folder = config.paths.models_dir / outcome.version
     assert outcome.became_champion and folder.is_dir()
-    yield TrainedModel(folder, outcome.version, history)
+    return TrainedModel(folder, outcome.version, history)
 
 
 def _set_env(mp: pytest.MonkeyPatch, home: Path, config_path: Path, url: str) -> None:
@@ -128,8 +147,8 @@ def with_bad_rows(df: pd.DataFrame, every: int = 97) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class BatchFiles:
-    a: Path  # 1,200 rows, some quarantined
-    b: Path  # another week, 1,200 rows
+    a: Path  # 600 rows, some quarantined
+    b: Path  # another week, 600 rows
     recession: Path  # a drifted population
     not_csv: Path  # a PNG renamed .csv
 
@@ -141,6 +160,10 @@ class BatchFiles:
 
 @pytest.fixture(scope="session")
 def batches_dir(store_session_dir: Path) -> BatchFiles:
+    return _once("batches", lambda: _write_batches(store_session_dir))
+
+
+def _write_batches(store_session_dir: Path) -> BatchFiles:
     folder = store_session_dir / "batches"
     folder.mkdir()
     a, b, rec, png = (folder / n for n in ("week_a.csv", "week_b.csv", "recession.csv", "image.csv"))
@@ -158,19 +181,22 @@ def batches_dir(store_session_dir: Path) -> BatchFiles:
 class Lending:
     """One test's FinFlow: its home, config, store (with the session model as champion)."""
 
-    def __init__(self, home: Path, url: str, model: TrainedModel) -> None:
+    def __init__(self, home: Path, url: str, model: TrainedModel, *, register_model: bool = True) -> None:
         self.home = home
         self.url = url
         self.model = model
         self.config: Config = load_config()
         self.store: Store = open_store(url)
         self.version = model.version
-        bundle = load_bundle(model.folder, SECRET_KEY.encode())
-        register(self.store, SYSTEM, bundle, model.folder)
+        if register_model:
+            bundle = load_bundle(model.folder, SECRET_KEY.encode())
+            register(self.store, SYSTEM, bundle, model.folder)
 
     @cached_property
     def engine(self) -> ScoringEngine:
-        return batch_store.scoring_engine(self.store, self.config)
+        """The champion ready to score; built once per session (it holds no per-batch state,
+        and a fresh store has no saved strategy, so every test's engine would be the same)."""
+        return _once("engine", lambda: batch_store.scoring_engine(self.store, self.config))
 
     def run(self, path: Path | bytes, actor: Principal = ANALYST, **kw: Any) -> BatchSummary:
         kw.setdefault("engine", self.engine)
@@ -190,6 +216,9 @@ class Lending:
             q = q.where(applications.c.batch_id == batch_id)
         with self.store.connect() as conn:
             return list(conn.execute(q).scalars())
+
+    def batch_ids(self) -> list[str]:
+        return list(batch_store.batch_ids(self.store))
 
     def stored_rows(self, batch_id: str) -> int:
         """Applications plus quarantined rows stored for a batch."""
@@ -215,38 +244,135 @@ class Lending:
 
 def make_lending(mp: pytest.MonkeyPatch, home: Path, config_path: Path, url: str,
                  model: TrainedModel) -> Lending:
+    """A fresh installation: open_store migrates the empty database, the model is registered."""
+    _prepare(mp, home, config_path, url)
+    return Lending(home, url, model)
+
+
+def _prepare(mp: pytest.MonkeyPatch, home: Path, config_path: Path, url: str) -> None:
     home.mkdir(parents=True, exist_ok=True)
     _set_env(mp, home, config_path, url)
-    return Lending(home, url, model)
+    # cheaper password hashes in process (the smallest cost verify_password accepts); a
+    # subprocess uses the real cost and simply rehashes at sign-in
+    mp.setattr(auth, "SCRYPT_N", 2**10)
+
+
+# Migrating and registering take a few tenths of a second per database, storing a batch
+# more: each kind of starting point is built once per backend, and every test gets a copy
+# (a file copy on SQLite, CREATE DATABASE ... TEMPLATE on PostgreSQL). The copy is exactly
+# what make_lending (and a run of batch a) would have produced.
+
+def _template(kind: str, url: str, mp: pytest.MonkeyPatch, home: Path, config_path: Path,
+              model: TrainedModel, batches: BatchFiles) -> str:
+    backend = make_url(url).get_backend_name()
+
+    def build() -> str:
+        if backend == "sqlite":
+            path = _ONCE["dir"] / "templates" / f"{kind}.db"
+            for leftover in path.parent.glob(path.name + "*"):  # from a failed attempt
+                leftover.unlink()
+            target = f"sqlite:///{path}"
+        else:
+            target = _pg_create(url, f"template_{kind}_{os.getpid()}")
+        lending = make_lending(mp, home / f"template_{kind}", config_path, target, model)
+        if kind == "batch_a":
+            lending.run(batches.a)
+        lending.close()  # the last connection to close checkpoints SQLite's WAL into the file
+        if backend == "sqlite":
+            assert not Path(str(make_url(target).database) + "-wal").exists()
+        return target
+
+    return _once(f"template-{kind}-{backend}", build)
+
+
+def _pg_admin(url: str) -> Any:
+    import psycopg
+
+    u = make_url(url)
+    return psycopg.connect(host=u.host, port=u.port, user=u.username, dbname="postgres",
+                           autocommit=True)
+
+
+def _pg_create(url: str, name: str, template: str | None = None) -> str:
+    with _pg_admin(url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')  # type: ignore[arg-type]
+        conn.execute(f'CREATE DATABASE "{name}"'  # type: ignore[arg-type]
+                     + (f' TEMPLATE "{template}"' if template else ""))
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def _clone(template: str, url: str) -> None:
+    """Make the (empty) database at ``url`` a copy of ``template``."""
+    if make_url(url).get_backend_name() == "sqlite":
+        path = Path(make_url(url).database or "")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(make_url(template).database or "", path)
+    else:
+        _pg_create(url, make_url(url).database or "", make_url(template).database)
+
+
+def cloned_lending(mp: pytest.MonkeyPatch, home: Path, config_path: Path, url: str,
+                   model: TrainedModel, batches: BatchFiles, kind: str = "fresh") -> Lending:
+    """A copy of the ``fresh`` (migrated, model registered) or ``batch_a`` starting point at ``url``."""
+    (_ONCE["dir"] / "templates").mkdir(exist_ok=True)
+    template = _template(kind, url, mp, home.parent / "templates", config_path, model, batches)
+    _prepare(mp, home, config_path, url)
+    _clone(template, url)
+    return Lending(home, url, model, register_model=False)
+
+
+def _sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'home' / 'data' / 'finflow.db'}"
 
 
 @pytest.fixture
 def ff(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config_path: Path,
-       trained_model: TrainedModel) -> Iterator[Lending]:
+       trained_model: TrainedModel, batches_dir: BatchFiles) -> Iterator[Lending]:
     """A fresh installation on each backend (SQLite and PostgreSQL)."""
-    lending = make_lending(monkeypatch, tmp_path / "home", config_path, store_url, trained_model)
+    lending = cloned_lending(monkeypatch, tmp_path / "home", config_path, store_url, trained_model,
+                             batches_dir)
     yield lending
     lending.close()
 
 
 @pytest.fixture
 def ff_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config_path: Path,
-              trained_model: TrainedModel) -> Iterator[Lending]:
+              trained_model: TrainedModel, batches_dir: BatchFiles) -> Iterator[Lending]:
     """A fresh installation on SQLite only (for tests about files, processes, the CLI)."""
-    home = tmp_path / "home"
-    lending = make_lending(monkeypatch, home, config_path,
-                           f"sqlite:///{home / 'data' / 'finflow.db'}", trained_model)
+    lending = cloned_lending(monkeypatch, tmp_path / "home", config_path, _sqlite_url(tmp_path),
+                             trained_model, batches_dir)
+    yield lending
+    lending.close()
+
+
+@pytest.fixture
+def ffa(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config_path: Path,
+        trained_model: TrainedModel, batches_dir: BatchFiles) -> Iterator[Lending]:
+    """An installation on each backend where ann.analyst has stored batch a."""
+    lending = cloned_lending(monkeypatch, tmp_path / "home", config_path, store_url, trained_model,
+                             batches_dir, "batch_a")
+    yield lending
+    lending.close()
+
+
+@pytest.fixture
+def ffa_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config_path: Path,
+               trained_model: TrainedModel, batches_dir: BatchFiles) -> Iterator[Lending]:
+    """On SQLite only, an installation where ann.analyst has stored batch a."""
+    lending = cloned_lending(monkeypatch, tmp_path / "home", config_path, _sqlite_url(tmp_path),
+                             trained_model, batches_dir, "batch_a")
     yield lending
     lending.close()
 
 
 @pytest.fixture
 def ff_pg(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-          config_path: Path, trained_model: TrainedModel) -> Iterator[Lending]:
+          config_path: Path, trained_model: TrainedModel, batches_dir: BatchFiles) -> Iterator[Lending]:
     """A fresh installation on PostgreSQL only (mark the test ``postgres``)."""
     cluster = request.getfixturevalue("pg_cluster")
     url = cluster.create_database(f"store_{os.getpid()}_{next(_pg_numbers)}")
-    lending = make_lending(monkeypatch, tmp_path / "home", config_path, url, trained_model)
+    lending = cloned_lending(monkeypatch, tmp_path / "home", config_path, url, trained_model,
+                             batches_dir)
     yield lending
     lending.close()
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +31,8 @@ from store_fixtures import (  # noqa: F401  (fixtures)
     config_path,
     ff,
     ff_sqlite,
+    ffa,
+    ffa_sqlite,
     raw_sql,
     small_config_raw,
     store_session_dir,
@@ -155,12 +158,25 @@ def test_audit_verify_exits_12_and_names_the_changed_entry(
     assert (report["ok"], report["chain"]["first_bad_seq"]) == (False, target)
 
 
-@pytest.mark.parametrize("tamper", ["outcome", "score", "shown_probability", "shown_status",
-                                    "manual_decision"])
+@contextmanager
+def tampered(store: Store, table: str, column: str, key: str, key_value: int, value: str) -> Iterator[None]:
+    """Change one stored value by hand (as someone with database access), then put it back."""
+    with store.connect() as conn:
+        original = conn.execute(text(f"SELECT {column} FROM {table} WHERE {key} = {key_value}")).scalar_one()
+    raw_sql(store, f"UPDATE {table} SET {column} = {value} WHERE {key} = {key_value}")
+    try:
+        yield
+    finally:
+        with store.begin() as conn:
+            conn.execute(text(f"UPDATE {table} SET {column} = :v WHERE {key} = {key_value}"),
+                         {"v": original})
+
+
 def test_changing_a_stored_decision_or_probability_is_reported_with_its_batch(
-    ff: Lending, batches_dir: BatchFiles, tamper: str
+    ffa: Lending, batches_dir: BatchFiles
 ) -> None:
-    a = ff.run(batches_dir.a)
+    ff = ffa
+    [a_id] = ff.batch_ids()
     b = ff.run(batches_dir.b)
     case = ff.pending_ids(b.batch_id)[0]
     manual = review.decide_case(ff.store, review_officer(), case, "decline", reason="thin file")
@@ -171,23 +187,29 @@ def test_changing_a_stored_decision_or_probability_is_reported_with_its_batch(
                 applications, applications.c.id == decisions.c.application_id)
             .where(applications.c.batch_id == b.batch_id, decisions.c.outcome == "decline",
                    decisions.c.kind == "auto").limit(1)).one()
+    seq = audit_trail(ff.store, action="case_decided")[0]["seq"]
     drop_decision_guards(ff.store)
-    statement = {
-        "outcome": f"UPDATE decisions SET outcome = 'approve' WHERE id = {auto.id}",
-        "score": f"UPDATE scores SET probability = probability / 2 WHERE application_id = {auto.application_id}",
-        "shown_probability": f"UPDATE applications SET probability = 0.01 WHERE id = {auto.application_id}",
-        "shown_status": f"UPDATE applications SET status = 'approved' WHERE id = {auto.application_id}",
-        "manual_decision": f"UPDATE decisions SET outcome = 'approve' WHERE id = {manual.id}",
-    }[tamper]
-    raw_sql(ff.store, statement)
-    result = verify_decisions(ff.store)
-    assert not result.ok
-    if tamper == "manual_decision":
-        assert result.problems == [f"decision {manual.id} differs from audit entry "
-                                   f"{audit_trail(ff.store, action='case_decided')[0]['seq']}"]
-    else:
-        assert len(result.problems) == 1, result.problems
-        assert b.batch_id in result.problems[0] and a.batch_id not in result.message
+    tampering = {
+        "an automatic decision's outcome": ("decisions", "outcome", "id", auto.id, "'approve'"),
+        "a stored score": ("scores", "probability", "application_id", auto.application_id,
+                           "probability / 2"),
+        "the probability an application shows": ("applications", "probability", "id",
+                                                 auto.application_id, "0.01"),
+        "the status an application shows": ("applications", "status", "id", auto.application_id,
+                                            "'approved'"),
+        "an officer's decision": ("decisions", "outcome", "id", manual.id, "'approve'"),
+    }
+    for what, change in tampering.items():
+        with tampered(ff.store, *change):
+            result = verify_decisions(ff.store)
+        assert not result.ok, f"changing {what} went unnoticed"
+        assert a_id not in result.message, what  # the untouched batch is not blamed
+        if change[3] == manual.id:
+            assert f"decision {manual.id} differs from audit entry {seq}" in result.problems
+        else:
+            assert any(b.batch_id in p for p in result.problems), (what, result.problems)
+        assert all(b.batch_id in p or f"decision {manual.id} " in p for p in result.problems), what
+        assert verify_decisions(ff.store).ok, f"{what}: restoring the value did not restore the check"
 
 
 def review_officer() -> auth.Principal:
@@ -209,10 +231,9 @@ def test_cli_audit_verify_also_checks_the_decisions(
     assert summary.batch_id in capsys.readouterr().out
 
 
-def test_one_applications_trail_holds_its_scoring_claim_and_decisions(
-    ff: Lending, batches_dir: BatchFiles
-) -> None:
-    summary = ff.run(batches_dir.a)
+def test_one_applications_trail_holds_its_scoring_claim_and_decisions(ffa: Lending) -> None:
+    ff = ffa
+    [batch_id] = ff.batch_ids()
     case = ff.pending_ids()[0]
     external = ff_external_id(ff, case)
     officer, other = review_officer(), auth.Principal(None, "paula.officer", frozenset({"officer"}))
@@ -228,7 +249,7 @@ def test_one_applications_trail_holds_its_scoring_claim_and_decisions(
     assert actions.count("case_decided") == 2
     scored = next(e for e in events if e["action"] == "scored")
     assert scored["model_version"] == ff.version
-    assert json.loads(scored["details"])["batch"] == summary.batch_id
+    assert json.loads(scored["details"])["batch"] == batch_id
 
     text_csv = application_trail_csv(ff.store, external)
     rows = list(csv.DictReader(io.StringIO(text_csv)))
@@ -262,13 +283,11 @@ def test_long_application_ids_do_not_break_the_decision_digest(
     assert check.ok, check.message
 
 
-def test_the_audit_trail_of_a_copy_is_unchanged_by_reading(ff: Lending, batches_dir: BatchFiles) -> None:
+def test_checks_and_exports_write_nothing(ffa_sqlite: Lending) -> None:
     """Reading trails, exports and checks writes nothing (they are safe for auditors)."""
-    ff.run(batches_dir.a)
-    before = copy.deepcopy(ff.counts())
-    verify_audit(ff.store)
-    verify_decisions(ff.store)
-    application_trail_csv(ff.store, ff_external_id(ff, ff.pending_ids()[0]))
-    assert ff.counts() == before
-    with ff.store.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one() == 3
+    ff_sqlite = ffa_sqlite
+    before = ff_sqlite.counts()
+    verify_audit(ff_sqlite.store)
+    verify_decisions(ff_sqlite.store)
+    application_trail_csv(ff_sqlite.store, ff_external_id(ff_sqlite, ff_sqlite.pending_ids()[0]))
+    assert ff_sqlite.counts() == before

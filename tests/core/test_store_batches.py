@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from finflow_core import batch_store
 from finflow_core.audit import audit_trail, verify_audit
@@ -22,11 +24,13 @@ from finflow_core.store.lending_tables import batches
 from finflow_core.synthetic import generate_applications
 from store_fixtures import (  # noqa: F401  (fixtures)
     LENDING_TABLES,
+    PASSWORD,
     BatchFiles,
     Lending,
     batches_dir,
     config_path,
     ff,
+    ff_pg,
     ff_sqlite,
     store_session_dir,
     trained_model,
@@ -57,8 +61,9 @@ def test_the_same_file_twice_is_stored_once(ff: Lending, batches_dir: BatchFiles
 
 
 def test_the_same_content_under_another_name_is_recognised_by_its_hash(
-    ff: Lending, batches_dir: BatchFiles, tmp_path: Path
+    ff_sqlite: Lending, batches_dir: BatchFiles, tmp_path: Path
 ) -> None:
+    ff = ff_sqlite
     first = ff.run(batches_dir.a)
     copy = tmp_path / "renamed_copy.csv"
     copy.write_bytes(batches_dir.a.read_bytes())
@@ -69,7 +74,8 @@ def test_the_same_content_under_another_name_is_recognised_by_its_hash(
     assert ff.count("batches") == 1
 
 
-def test_two_different_files_are_two_batches(ff: Lending, batches_dir: BatchFiles) -> None:
+def test_two_different_files_are_two_batches(ff_sqlite: Lending, batches_dir: BatchFiles) -> None:
+    ff = ff_sqlite
     a, b = ff.run(batches_dir.a), ff.run(batches_dir.b)
     assert a.batch_id != b.batch_id
     assert ff.count("batches") == 2
@@ -145,7 +151,10 @@ def test_files_that_are_not_batches_are_rejected_before_anything_is_stored(
     assert ff_sqlite.counts() == before
 
 
-def test_a_header_only_file_is_rejected_and_nothing_is_stored(ff: Lending, batches_dir: BatchFiles) -> None:
+def test_a_header_only_file_is_rejected_and_nothing_is_stored(
+    ff_sqlite: Lending, batches_dir: BatchFiles
+) -> None:
+    ff = ff_sqlite
     header = batches_dir.a.read_text().splitlines()[0] + "\n"
     before = ff.counts()
     with pytest.raises(BatchRejected, match="no applications"):
@@ -187,52 +196,82 @@ def test_exports_are_made_from_the_store_and_match_it(
 
 # -- a real kill --------------------------------------------------------------------------------
 
-@pytest.mark.heavy
-def test_a_killed_weekly_run_leaves_nothing_and_the_rerun_stores_the_file_exactly_once(
-    ff_sqlite: Lending, tmp_path: Path
-) -> None:
-    """SIGKILL `finflow weekly-run` part-way through a 60,000-row file, then run it again."""
-    users = ff_sqlite.users()
-    assert users["analyst"]
-    big = tmp_path / "big.csv"
-    with_bad_rows(generate_applications(60_000, seed=99), every=997).to_csv(big, index=False)
-    records = BatchFiles.records(big)
-    db = Path(ff_sqlite.url.removeprefix("sqlite:///"))
-    wal = db.with_name(db.name + "-wal")
-    env = dict(os.environ, FINFLOW_USER="ann.analyst", FINFLOW_PASSWORD="a long enough test password")
-    cmd = [sys.executable, "-m", "finflow_core.cli", "weekly-run", "--data", str(big),
-           "--chunk-rows", "5000", "--json"]
-    start_size = wal.stat().st_size if wal.exists() else 0
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
+def _kill_when(proc: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float = 120) -> None:
+    """SIGKILL ``proc`` once ``ready()`` says it is part-way through its transaction."""
+    deadline = time.monotonic() + timeout
     try:
-        # wait until the run has written a good part of its transaction into the WAL
-        while time.monotonic() < deadline and proc.poll() is None:
-            if wal.exists() and wal.stat().st_size > start_size + 4_000_000:
-                break
+        while time.monotonic() < deadline and proc.poll() is None and not ready():
             time.sleep(0.02)
         assert proc.poll() is None, "the run finished before it could be killed: use a bigger file"
+        assert ready(), "the run never got part-way"
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
 
-    # nothing partial is visible, to a new connection or a new process
-    with ff_sqlite.store.connect() as conn:
+
+def _after_the_kill(ff: Lending, cmd: list[str], env: dict[str, str], records: int) -> None:
+    """Nothing partial is visible; the rerun stores the file exactly once."""
+    with ff.store.connect() as conn:
         assert conn.execute(select(batches.c.id)).all() == []
-    assert {t: ff_sqlite.count(t) for t in LENDING_TABLES} == dict.fromkeys(LENDING_TABLES, 0)
-    assert verify_audit(ff_sqlite.store).ok
+    assert {t: ff.count(t) for t in LENDING_TABLES} == dict.fromkeys(LENDING_TABLES, 0)
+    assert verify_audit(ff.store).ok
+    assert [e for e in audit_trail(ff.store) if e["subject_type"] == "batch"] == []
 
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    import json
-
     summary = json.loads(done.stdout)
-    assert summary["rows_in"] == records
-    assert ff_sqlite.count("batches") == 1
-    assert ff_sqlite.stored_rows(summary["batch_id"]) == records
-    assert ff_sqlite.count("applications") == summary["rows_valid"]
-    assert ff_sqlite.count("quarantine_rows") == summary["rows_quarantined"] > 0
-    with ff_sqlite.store.connect() as conn:
+    assert summary["rows_in"] == records and not summary["already_stored"]
+    assert ff.count("batches") == 1
+    assert ff.stored_rows(summary["batch_id"]) == records
+    assert ff.count("applications") == ff.count("scores") == summary["rows_valid"]
+    assert ff.count("quarantine_rows") == summary["rows_quarantined"] > 0
+    with ff.store.connect() as conn:
         assert check_rollups(conn) == []
-    assert verify_audit(ff_sqlite.store).ok and verify_decisions(ff_sqlite.store).ok
+    assert verify_audit(ff.store).ok and verify_decisions(ff.store).ok
+
+
+def _weekly_run_command(ff: Lending, path: Path, chunk_rows: int) -> tuple[list[str], dict[str, str]]:
+    ff.users()
+    env = dict(os.environ, FINFLOW_USER="ann.analyst", FINFLOW_PASSWORD=PASSWORD)
+    cmd = [sys.executable, "-m", "finflow_core.cli", "weekly-run", "--data", str(path),
+           "--chunk-rows", str(chunk_rows), "--json"]
+    return cmd, env
+
+
+@pytest.mark.heavy
+def test_a_killed_weekly_run_leaves_nothing_and_the_rerun_stores_the_file_exactly_once(
+    ff_sqlite: Lending, tmp_path: Path
+) -> None:
+    """SIGKILL `finflow weekly-run` part-way through a 60,000-row file, then run it again."""
+    big = tmp_path / "big.csv"
+    with_bad_rows(generate_applications(60_000, seed=99), every=997).to_csv(big, index=False)
+    cmd, env = _weekly_run_command(ff_sqlite, big, 5000)
+    db = Path(ff_sqlite.url.removeprefix("sqlite:///"))
+    wal = db.with_name(db.name + "-wal")
+    start = wal.stat().st_size if wal.exists() else 0
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # several chunks of the one open transaction are in the WAL, none committed
+    _kill_when(proc, lambda: wal.exists() and wal.stat().st_size > start + 4_000_000)
+    _after_the_kill(ff_sqlite, cmd, env, BatchFiles.records(big))
+
+
+@pytest.mark.heavy
+@pytest.mark.postgres
+def test_a_killed_weekly_run_on_postgres_leaves_nothing_and_the_rerun_stores_it_once(
+    ff_pg: Lending, tmp_path: Path
+) -> None:
+    big = tmp_path / "big.csv"
+    with_bad_rows(generate_applications(30_000, seed=98), every=997).to_csv(big, index=False)
+    cmd, env = _weekly_run_command(ff_pg, big, 3000)
+    database = ff_pg.url.rsplit("/", 1)[1]
+
+    def written() -> bool:  # the run's transaction holds a transaction id: it has written rows
+        with ff_pg.store.connect() as conn:
+            return bool(conn.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND backend_xid IS NOT NULL "
+                "AND now() - xact_start > interval '1 second'"), {"db": database}).scalar_one())
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _kill_when(proc, written)
+    _after_the_kill(ff_pg, cmd, env, BatchFiles.records(big))

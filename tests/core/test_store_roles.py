@@ -24,6 +24,7 @@ from store_fixtures import (  # noqa: F401  (fixtures)
     config_path,
     ff,
     ff_sqlite,
+    ffa_sqlite,
     store_session_dir,
     trained_model,
 )
@@ -73,11 +74,11 @@ WRITES: dict[str, tuple[str, Call]] = {
 
 
 @pytest.fixture
-def world(ff_sqlite: Lending, batches_dir: BatchFiles) -> tuple[Lending, dict[str, Any]]:
+def world(ffa_sqlite: Lending, batches_dir: BatchFiles) -> tuple[Lending, dict[str, Any]]:
     """Real users, a stored batch, an open case and a claimed one."""
+    ff_sqlite = ffa_sqlite
     users = ff_sqlite.users()
     auth.add_user(ff_sqlite.store, users["admin"], "vic.victim", PASSWORD, ["officer"])
-    ff_sqlite.run(batches_dir.a, actor=users["analyst"])
     case, claimed = ff_sqlite.pending_ids()[:2]
     review.claim_case(ff_sqlite.store, users["officer"], claimed, ff_sqlite.config)
     from finflow_core.artifacts import load_bundle

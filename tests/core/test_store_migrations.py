@@ -1,0 +1,183 @@
+"""Migrations: a fresh database reaches head; an older one is upgraded keeping its rows; the
+lending schema's guards hold on both backends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, insert, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from finflow_core import auth, batch_store
+from finflow_core.audit import append_audit, audit_trail, verify_audit
+from finflow_core.auth import SYSTEM, Principal
+from finflow_core.decision_audit import verify_decisions
+from finflow_core.review import decide_case
+from finflow_core.store import Store, make_engine, open_store
+from finflow_core.store.lending_tables import applications, batches, decisions, model_versions
+from finflow_core.store.migrate import alembic_config, head_revision, load_all_tables
+from finflow_core.store.tables import users
+from store_fixtures import (  # noqa: F401  (fixtures)
+    LENDING_TABLES,
+    PASSWORD,
+    BatchFiles,
+    Lending,
+    batches_dir,
+    config_path,
+    ff,
+    ff_sqlite,
+    make_lending,
+    store_session_dir,
+    trained_model,
+)
+
+ALL_LENDING = (*LENDING_TABLES, "model_versions", "strategies", "claims")
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    s = open_store(store_url)
+    yield s
+    s.close()
+
+
+def test_a_fresh_database_reaches_head_with_every_lending_table(store: Store) -> None:
+    assert head_revision() == "0002_lending"
+    assert store.revision() == "0002_lending"
+    names = set(inspect(store.engine).get_table_names())
+    assert set(ALL_LENDING) <= names
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, load_all_tables()) == []
+
+
+def test_the_partial_unique_indexes_are_those_of_the_tables_module(store: Store) -> None:
+    """compare_metadata ignores an index's WHERE clause: check the ones that carry rules."""
+    indexes = {(t, i["name"]): i for t in ("decisions", "model_versions")
+               for i in inspect(store.engine).get_indexes(t)}
+    for table, name in (("decisions", "uq_decisions_first_per_application"),
+                        ("model_versions", "uq_model_versions_one_champion")):
+        assert indexes[(table, name)]["unique"]
+        dialect_options = indexes[(table, name)].get("dialect_options", {})
+        if store.dialect == "postgresql":
+            assert "postgresql_where" in dialect_options
+    with store.connect() as conn:
+        if store.dialect == "sqlite":
+            sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = "
+                                    "'uq_decisions_first_per_application'")).scalar_one()
+        else:
+            sql = conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = "
+                                    "'uq_decisions_first_per_application'")).scalar_one()
+    assert "supersedes_id IS NULL" in sql
+
+
+def test_an_older_database_at_0001_is_upgraded_keeping_users_and_audit(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config_path: Path,
+    trained_model, batches_dir: BatchFiles,  # noqa: ANN001
+) -> None:
+    engine = make_engine(store_url)
+    try:
+        with engine.begin() as conn:  # a database written by the FinFlow that shipped 0001 only
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0001_foundation")
+        old = Store(engine)
+        assert old.revision() == "0001_foundation"
+        assert "batches" not in inspect(engine).get_table_names()
+        admin = auth.create_first_admin(old, "ada.admin", PASSWORD)
+        auth.add_user(old, admin, "ann.analyst", PASSWORD, ["analyst"])
+        auth.authenticate(old, "ann.analyst", PASSWORD)
+        with old.begin() as conn:
+            append_audit(conn, "ada.admin", "note", "test", "1", {"text": "before the upgrade"})
+        trail_before = audit_trail(old)
+        with old.connect() as conn:
+            users_before = conn.execute(select(users).order_by(users.c.id)).all()
+    finally:
+        engine.dispose()
+
+    lending = make_lending(monkeypatch, tmp_path / "home", config_path, store_url, trained_model)
+    try:  # open_store upgraded it on the way (make_lending opens it)
+        store = lending.store
+        assert store.revision() == head_revision()
+        with store.connect() as conn:
+            assert conn.execute(select(users).order_by(users.c.id)).all() == users_before
+        assert audit_trail(store)[: len(trail_before)] == trail_before
+        assert verify_audit(store).ok
+        assert auth.authenticate(store, "ada.admin", PASSWORD).roles == frozenset({"admin"})
+        with store.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, load_all_tables()) == []
+        # the upgraded database works as a new one: a batch, a decision, the guards
+        analyst = auth.authenticate(store, "ann.analyst", PASSWORD)
+        summary = lending.run(batches_dir.a, actor=analyst)
+        decide_case(store, Principal(None, "oscar", frozenset({"officer"})),
+                    lending.pending_ids()[0], "approve")
+        with pytest.raises(DBAPIError, match="append-only"), store.begin() as conn:
+            conn.execute(update(decisions).values(outcome="decline"))
+        assert lending.stored_rows(summary.batch_id) == BatchFiles.records(batches_dir.a)
+        assert verify_audit(store).ok and verify_decisions(store).ok
+    finally:
+        lending.close()
+
+
+def test_reopening_a_current_database_changes_nothing(ff_sqlite: Lending, batches_dir: BatchFiles) -> None:
+    ff = ff_sqlite
+    ff.run(batches_dir.a)
+    before = ff.counts()
+    with open_store(ff.url) as again:
+        assert again.revision() == head_revision()
+    assert ff.counts() == before
+
+
+# -- the schema's own guards (they hold whatever the code does) ----------------------------------
+
+def test_one_first_decision_per_application_and_one_successor_per_decision(
+    ff: Lending, batches_dir: BatchFiles
+) -> None:
+    ff.run(batches_dir.a)
+    case = ff.pending_ids()[0]
+    first = decide_case(ff.store, Principal(None, "olga", frozenset({"officer"})), case, "approve")
+    base = {"application_id": case, "outcome": "decline", "kind": "manual", "decided_by": "mallory",
+            "reason": "r", "note": "", "decided_at": "2026-01-01T00:00:00.000000+00:00"}
+    with pytest.raises(IntegrityError), ff.store.begin() as conn:
+        conn.execute(insert(decisions).values(**base, supersedes_id=None))
+    with ff.store.begin() as conn:
+        second = conn.execute(insert(decisions).values(**base, supersedes_id=first.id)
+                              .returning(decisions.c.id)).scalar_one()
+    with pytest.raises(IntegrityError), ff.store.begin() as conn:
+        conn.execute(insert(decisions).values(**base, supersedes_id=first.id))
+    assert second != first.id
+
+
+def test_only_one_champion_and_batches_must_add_up(ff: Lending) -> None:
+    with pytest.raises(IntegrityError), ff.store.begin() as conn:
+        conn.execute(insert(model_versions).values(
+            version="other", model_name="x", status="champion", artifact_sha256="0" * 64,
+            training_data_sha256="0" * 64, rows=1, folder="/nowhere", card="{}",
+            created_at="2026-01-01T00:00:00.000000+00:00", trained_by="x"))
+    row = {"id": "B-x", "sha256": "f" * 64, "file_name": "f.csv", "uploaded_by": "x",
+           "uploaded_at": "2026-01-01T00:00:00.000000+00:00", "model_version": ff.version,
+           "low_edge": 0.1, "high_edge": 0.2, "week_start": "2026-01-05", "rows_in": 10,
+           "rows_valid": 9, "rows_quarantined": 2, "n_low": 0, "n_medium": 0, "n_high": 0,
+           "automation_rate": 0.0, "expected_profit": 0.0, "drift_status": "stable", "summary": "{}"}
+    with pytest.raises(IntegrityError), ff.store.begin() as conn:
+        conn.execute(insert(batches).values(**row))
+    with ff.store.connect() as conn:
+        assert conn.execute(select(applications.c.id)).first() is None
+
+
+def test_stores_refuse_a_batch_whose_model_is_not_registered(ff: Lending) -> None:
+    """Foreign keys are enforced on both backends (SQLite needs PRAGMA foreign_keys)."""
+    with pytest.raises(IntegrityError), ff.store.begin() as conn:
+        conn.execute(insert(batches).values(
+            id="B-y", sha256="e" * 64, file_name="f.csv", uploaded_by="x",
+            uploaded_at="2026-01-01T00:00:00.000000+00:00", model_version="not-registered",
+            low_edge=0.1, high_edge=0.2, week_start="2026-01-05", rows_in=0, rows_valid=0,
+            rows_quarantined=0, n_low=0, n_medium=0, n_high=0, automation_rate=0.0,
+            expected_profit=0.0, drift_status="stable", summary="{}"))
+    assert SYSTEM.has_role("analyst") and batch_store.find_batch_by_sha(ff.store, "e" * 64) is None
