@@ -47,22 +47,36 @@ class BinSpec:
     def counts(self, values: pd.Series | np.ndarray) -> np.ndarray:
         """Count values per bin (last bin: missing)."""
         if self.kind == "categorical":
-            s = pd.Series(values, copy=False).astype(object)
-            codes = pd.Index(list(self.categories), dtype=object).get_indexer(s).astype(np.int64)
-            missing = s.isna().to_numpy()
+            codes = _codes(values, self.categories)
+            missing = pd.isna(values) if isinstance(values, np.ndarray) else pd.Series(values).isna()
             codes = np.where(codes < 0, len(self.categories), codes)  # unseen
-            codes[missing] = len(self.categories) + 1
+            codes[np.asarray(missing)] = len(self.categories) + 1
             return np.bincount(codes, minlength=self.n_bins)
-        arr = pd.to_numeric(pd.Series(values, copy=False), errors="coerce").to_numpy(
-            dtype=np.float64, na_value=np.nan
-        )
-        missing = np.isnan(arr)
-        idx = np.searchsorted(np.asarray(self.edges), arr[~missing], side="left")
-        out = np.bincount(idx, minlength=len(self.edges) + 1)
-        return np.concatenate([out, [int(missing.sum())]])
+        if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+            arr = values
+        else:
+            arr = pd.to_numeric(pd.Series(values, copy=False), errors="coerce").to_numpy(
+                dtype=np.float64, na_value=np.nan
+            )
+        # cumulative counts at each edge (x <= edge): one vectorised comparison per edge,
+        # much cheaper than a binary search per value; NaN compares False everywhere
+        n_valid = int(arr.size - np.count_nonzero(np.isnan(arr)))
+        at_or_below = [np.count_nonzero(arr <= e) for e in self.edges]
+        cumulative = np.array([*at_or_below, n_valid], dtype=np.int64)
+        inner = np.diff(cumulative, prepend=0)
+        return np.concatenate([inner, [arr.size - n_valid]])
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _codes(values: pd.Series | np.ndarray, categories: tuple[str, ...]) -> np.ndarray:
+    """Position of each value among ``categories`` (-1: unseen or missing)."""
+    s = pd.Series(values, copy=False)
+    if isinstance(s.dtype, pd.CategoricalDtype) and tuple(s.cat.categories) == categories:
+        return s.cat.codes.to_numpy(dtype=np.int64)  # validated batches: already coded
+    index = pd.Index(list(categories), dtype=object)
+    return index.get_indexer(s.astype(object)).astype(np.int64)
 
 
 def numeric_bins(name: str, baseline: np.ndarray, bins: int = 10) -> BinSpec:

@@ -79,14 +79,18 @@ class BatchValidator:
     require_target : also require and check the target column (training data).
     """
 
-    def __init__(self, config: Config, require_target: bool = False) -> None:
+    def __init__(
+        self, config: Config, require_target: bool = False, seen_ids: dict[str, int] | None = None
+    ) -> None:
         self.config = config
         self.require_target = require_target
+        self.seen_ids = seen_ids
         self.columns: list[ColumnSpec] = list(config.input_columns)
         if require_target:
             self.columns.append(config.column(config.target_column))
         self._id = config.id_column
-        self._first_row: dict[str, int] = {}
+        # application id -> row it first appeared on (ids from earlier partitions may be given)
+        self._first_row: dict[str, int] = dict(seen_ids or {})
         self._chunk_rows = np.array([], dtype=np.int64)
         self._values = value_schema(self.columns)
         self._values.columns[self._id].checks.append(
@@ -148,8 +152,9 @@ class BatchValidator:
     # -- checks with state ---------------------------------------------------------------
     def _not_seen(self, s: pd.Series) -> pd.Series:
         text = s.astype(str)
-        repeated = text.duplicated(keep="first") | text.isin(self._first_row.keys())
-        return ~repeated
+        # a dict lookup per id: isin() would re-hash every id seen so far for each chunk
+        earlier = text.map(self._first_row.__contains__).astype(bool)
+        return ~(text.duplicated(keep="first") | earlier)
 
     # -- building the report ---------------------------------------------------------------
     def _issues(self, fc: pd.DataFrame, raw: pd.DataFrame, chunk: RawChunk) -> pd.DataFrame:
@@ -220,7 +225,8 @@ class BatchValidator:
         for rn, line, cells in chunk.misshapen:
             rec = {"row_number": rn, "line": line}
             rec.update({h: (cells[i] if i < len(cells) else "") for i, h in enumerate(header)})
-            rec["(extra cells)"] = ",".join(cells[len(header):])
+            if len(cells) > len(header):
+                rec["(extra cells)"] = ",".join(cells[len(header):])
             shaped.append(rec)
         if shaped:
             bad = pd.concat([bad, pd.DataFrame(shaped)], ignore_index=True)
