@@ -13,6 +13,14 @@ import pandas as pd
 import pytest
 import yaml
 from sqlalchemy import select, text
+from store_helpers import (
+    PASSWORD,
+    SECRET_KEY,
+    BatchFiles,
+    Lending,
+    raw_sql,
+    small_config_raw,
+)
 
 from finflow_core import auth, model_registry, review
 from finflow_core.artifacts import load_bundle, save_bundle
@@ -22,22 +30,8 @@ from finflow_core.config import load_config
 from finflow_core.decision_audit import application_trail, application_trail_csv, verify_decisions
 from finflow_core.store import Store
 from finflow_core.store.lending_tables import applications, decisions
-from store_fixtures import (  # noqa: F401  (fixtures)
-    PASSWORD,
-    SECRET_KEY,
-    BatchFiles,
-    Lending,
-    batches_dir,
-    config_path,
-    ff,
-    ff_sqlite,
-    ffa,
-    ffa_sqlite,
-    raw_sql,
-    small_config_raw,
-    store_session_dir,
-    trained_model,
-)
+
+pytest_plugins = ["store_fixtures"]  # the store tests' shared fixtures
 
 
 def drop_audit_guards(store: Store) -> None:
@@ -281,6 +275,7 @@ def test_long_application_ids_do_not_break_the_decision_digest(
     assert summary.rows_valid > 0
     check = verify_decisions(ff_sqlite.store)
     assert check.ok, check.message
+
 
 
 def test_checks_and_exports_write_nothing(ffa_sqlite: Lending) -> None:

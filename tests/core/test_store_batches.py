@@ -14,6 +14,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from sqlalchemy import select, text
+from store_helpers import (
+    LENDING_TABLES,
+    PASSWORD,
+    BatchFiles,
+    Lending,
+    with_bad_rows,
+)
 
 from finflow_core import batch_store
 from finflow_core.audit import audit_trail, verify_audit
@@ -22,20 +29,8 @@ from finflow_core.errors import BatchRejected
 from finflow_core.rollup import check_rollups
 from finflow_core.store.lending_tables import batches
 from finflow_core.synthetic import generate_applications
-from store_fixtures import (  # noqa: F401  (fixtures)
-    LENDING_TABLES,
-    PASSWORD,
-    BatchFiles,
-    Lending,
-    batches_dir,
-    config_path,
-    ff,
-    ff_pg,
-    ff_sqlite,
-    store_session_dir,
-    trained_model,
-    with_bad_rows,
-)
+
+pytest_plugins = ["store_fixtures"]  # the store tests' shared fixtures
 
 
 def test_the_same_file_twice_is_stored_once(ff: Lending, batches_dir: BatchFiles) -> None:
@@ -265,6 +260,7 @@ def test_a_killed_weekly_run_on_postgres_leaves_nothing_and_the_rerun_stores_it_
     with_bad_rows(generate_applications(30_000, seed=98), every=997).to_csv(big, index=False)
     cmd, env = _weekly_run_command(ff_pg, big, 3000)
     database = ff_pg.url.rsplit("/", 1)[1]
+
 
     def written() -> bool:  # the run's transaction holds a transaction id: it has written rows
         with ff_pg.store.connect() as conn:

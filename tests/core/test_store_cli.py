@@ -10,21 +10,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from finflow_core.cli import main
-from store_fixtures import (  # noqa: F401  (fixtures)
+from store_helpers import (
     LENDING_TABLES,
     PASSWORD,
     BatchFiles,
     Lending,
-    batches_dir,
-    config_path,
-    ff,
-    ff_sqlite,
     raw_sql,
-    store_session_dir,
-    trained_model,
 )
+
+from finflow_core.cli import main
+
+pytest_plugins = ["store_fixtures"]  # the store tests' shared fixtures
 
 DOCUMENTED_KEYS = ["batch_id", "model_version", "rows_in", "rows_valid", "rows_quarantined", "bands",
                    "automation_rate", "expected_profit", "drift"]
@@ -266,6 +262,7 @@ def test_the_installed_command_runs_end_to_end_in_subprocesses(
     env = dict(os.environ, FINFLOW_NEW_PASSWORD=PASSWORD)
     for name in ("FINFLOW_USER", "FINFLOW_PASSWORD"):
         env.pop(name, None)
+
 
     def finflow(*argv: object, **extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(FINFLOW), *map(str, argv)], env={**env, **extra},

@@ -10,8 +10,15 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, insert, select, text, update
+from sqlalchemy import insert, inspect, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from store_helpers import (
+    LENDING_TABLES,
+    PASSWORD,
+    BatchFiles,
+    Lending,
+    make_lending,
+)
 
 from finflow_core import auth, batch_store
 from finflow_core.audit import append_audit, audit_trail, verify_audit
@@ -22,19 +29,8 @@ from finflow_core.store import Store, make_engine, open_store
 from finflow_core.store.lending_tables import applications, batches, decisions, model_versions
 from finflow_core.store.migrate import alembic_config, head_revision, load_all_tables
 from finflow_core.store.tables import users
-from store_fixtures import (  # noqa: F401  (fixtures)
-    LENDING_TABLES,
-    PASSWORD,
-    BatchFiles,
-    Lending,
-    batches_dir,
-    config_path,
-    ff,
-    ff_sqlite,
-    make_lending,
-    store_session_dir,
-    trained_model,
-)
+
+pytest_plugins = ["store_fixtures"]  # the store tests' shared fixtures
 
 ALL_LENDING = (*LENDING_TABLES, "model_versions", "strategies", "claims")
 
@@ -152,6 +148,7 @@ def test_one_first_decision_per_application_and_one_successor_per_decision(
     with pytest.raises(IntegrityError), ff.store.begin() as conn:
         conn.execute(insert(decisions).values(**base, supersedes_id=first.id))
     assert second != first.id
+
 
 
 def test_only_one_champion_and_batches_must_add_up(ff: Lending) -> None:

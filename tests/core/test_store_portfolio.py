@@ -6,6 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import select, text
+from store_helpers import (
+    ANALYST,
+    MANAGER,
+    BatchFiles,
+    Lending,
+    raw_sql,
+)
 
 from finflow_core.auth import Principal
 from finflow_core.errors import PermissionDenied
@@ -13,21 +20,9 @@ from finflow_core.portfolio import PortfolioFilter, portfolio_summary
 from finflow_core.review import decide_case
 from finflow_core.rollup import check_rollups, probability_bin
 from finflow_core.store.lending_tables import applications
-from store_fixtures import (  # noqa: F401  (fixtures)
-    ANALYST,
-    MANAGER,
-    BatchFiles,
-    Lending,
-    batches_dir,
-    config_path,
-    ff,
-    ff_sqlite,
-    ffa,
-    ffa_sqlite,
-    raw_sql,
-    store_session_dir,
-    trained_model,
-)
+
+pytest_plugins = ["store_fixtures"]  # the store tests' shared fixtures
+
 
 OLGA = Principal(None, "olga.officer", frozenset({"officer"}))
 

@@ -10,6 +10,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
+from store_helpers import (
+    BatchFiles,
+    Lending,
+    first_decisions_per_application,
+    raw_sql,
+)
+from store_workers import decide_in_process
 
 from finflow_core.audit import audit_trail, verify_audit
 from finflow_core.auth import Principal
@@ -28,23 +35,8 @@ from finflow_core.review import (
 from finflow_core.rollup import check_rollups
 from finflow_core.store import Store, open_store
 from finflow_core.store.lending_tables import applications, claims, decisions
-from store_workers import decide_in_process
-from store_fixtures import (  # noqa: F401  (fixtures)
-    OFFICER,
-    BatchFiles,
-    Lending,
-    batches_dir,
-    config_path,
-    ff,
-    ff_pg,
-    ff_sqlite,
-    ffa,
-    ffa_sqlite,
-    first_decisions_per_application,
-    raw_sql,
-    store_session_dir,
-    trained_model,
-)
+
+pytest_plugins = ["store_fixtures"]  # the store tests' shared fixtures
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 OLGA = Principal(None, "olga.officer", frozenset({"officer"}))
@@ -387,6 +379,36 @@ def test_eight_officers_racing_for_the_same_cases_decide_each_exactly_once(
                 s.close()
     assert errors == []
     check_race(stored.store, cases, results)
+
+
+
+def test_officers_racing_to_claim_one_case_leave_exactly_one_holder(stored: Lending) -> None:
+    case = stored.pending_ids()[0]
+    clock = Clock()
+    barrier = threading.Barrier(len(OFFICERS))
+    outcomes: dict[str, Any] = {}
+
+    def grab(officer: Principal) -> None:
+        barrier.wait()
+        try:
+            outcomes[officer.username] = claim_case(stored.store, officer, case, stored.config, clock=clock)
+        except Conflict as exc:
+            outcomes[officer.username] = exc
+
+    threads = [threading.Thread(target=grab, args=(o,)) for o in OFFICERS]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    winners = [who for who, r in outcomes.items() if not isinstance(r, Conflict)]
+    assert len(outcomes) == len(OFFICERS) and len(winners) == 1
+    for who, r in outcomes.items():
+        if who != winners[0]:
+            assert r.details["claimed_by"] == winners[0] and winners[0] in r.message
+    with stored.store.connect() as conn:
+        assert conn.execute(select(claims.c.claimed_by).where(claims.c.application_id == case)).all() \
+            == [(winners[0],)]
+    assert [e["actor"] for e in audit_trail(stored.store, action="case_claimed")] == winners
 
 
 def same_group_pairs(store: Store, n: int) -> list[tuple[int, int]]:

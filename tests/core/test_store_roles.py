@@ -8,26 +8,23 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from store_helpers import (
+    ANALYST,
+    OFFICER,
+    PASSWORD,
+    SECRET_KEY,
+    BatchFiles,
+    Lending,
+)
 
 from finflow_core import auth, batch_store, model_registry, review, single
+from finflow_core.artifacts import load_bundle
 from finflow_core.auth import Principal
 from finflow_core.batch_io import open_batch
 from finflow_core.errors import AuthError, PermissionDenied
 from finflow_core.permissions import ROLES, allowed_roles
-from store_fixtures import (  # noqa: F401  (fixtures)
-    ANALYST,
-    OFFICER,
-    PASSWORD,
-    BatchFiles,
-    Lending,
-    batches_dir,
-    config_path,
-    ff,
-    ff_sqlite,
-    ffa_sqlite,
-    store_session_dir,
-    trained_model,
-)
+
+pytest_plugins = ["store_fixtures"]  # the store tests' shared fixtures
 
 Call = Callable[[Lending, Principal, dict[str, Any]], Any]
 
@@ -81,9 +78,6 @@ def world(ffa_sqlite: Lending, batches_dir: BatchFiles) -> tuple[Lending, dict[s
     auth.add_user(ff_sqlite.store, users["admin"], "vic.victim", PASSWORD, ["officer"])
     case, claimed = ff_sqlite.pending_ids()[:2]
     review.claim_case(ff_sqlite.store, users["officer"], claimed, ff_sqlite.config)
-    from finflow_core.artifacts import load_bundle
-    from store_fixtures import SECRET_KEY
-
     ctx = {"batch": batches_dir.b, "case": case, "claimed": claimed, "users": users,
            "record": record_of(batches_dir.b),
            "bundle": load_bundle(ff_sqlite.model.folder, SECRET_KEY.encode())}
@@ -188,3 +182,4 @@ def test_an_officer_may_store_a_single_application_but_not_a_batch(
         batch_store.weekly_run(ff.store, officer, ctx["batch"], ff.config, engine=ff.engine)
     assert ff.count("batches", f"WHERE id = '{open_batch(ctx['batch'], ff.config).batch_id}'") == 0
     assert ANALYST.has_role("analyst") and not OFFICER.has_role("analyst")
+
