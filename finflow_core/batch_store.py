@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from finflow_core.audit import append_audit
@@ -152,74 +152,57 @@ class StoreSink:
         self._write_quarantine(chunk)
         if scored.empty:
             return
-        cfg = self.config
+        cfg, n = self.config, len(scored)
         valid = chunk.valid
         weeks = self._weeks(valid)
-        for w, n in pd.Series(weeks).value_counts().items():
-            self.weeks[str(w)] = self.weeks.get(str(w), 0) + int(n)
-        segs = [valid[s].astype(object).where(valid[s].notna(), None).to_numpy() for s in cfg.segments]
+        for w, k in pd.Series(weeks).value_counts().items():
+            self.weeks[str(w)] = self.weeks.get(str(w), 0) + int(k)
+        bands = scored["band"].to_numpy(dtype=object)
+        auto = bands != "medium"
+        external = [str(e)[:EXTERNAL_ID_LEN] for e in scored["application_id"]]
+        # ids are allocated up front (under the transaction's write lock) so each table is
+        # one plain executemany, and every application points at its automatic decision
+        app_ids = allocate_ids(self.conn, applications, n)
+        decision_ids = np.full(n, None, dtype=object)
+        decision_ids[auto] = allocate_ids(self.conn, decisions, int(auto.sum()))
         raw = chunk.valid_raw if chunk.valid_raw is not None else valid.astype(str)
-        data = raw.to_json(orient="records", lines=True, force_ascii=False).splitlines()
-        bands = scored["band"].to_numpy()
-        status = [STATUS_OF_BAND[b] for b in bands]
-        kinds = [None if b == "medium" else "auto" for b in bands]
-        rows = [
-            {
-                "batch_id": self.batch.batch_id, "row_number": int(rn), "external_id": str(ext)[:EXTERNAL_ID_LEN],
-                "week_start": wk, "amount": float(amt),
-                "segment_1": segs[0][i] if len(segs) > 0 else None,
-                "segment_2": segs[1][i] if len(segs) > 1 else None,
-                "segment_3": segs[2][i] if len(segs) > 2 else None,
-                "data": data[i], "probability": float(p), "band": b, "status": st,
-                "expected_profit": float(ep), "decided_kind": kd,
-            }
-            for i, (rn, ext, wk, amt, p, b, st, ep, kd) in enumerate(zip(
-                scored["row_number"], scored["application_id"], weeks, scored["loan_amount"],
-                scored["probability"], bands, status, scored["expected_profit"], kinds, strict=True,
-            ))
-        ]
-        ids = list(self.conn.execute(
-            applications.insert().returning(applications.c.id, sort_by_parameter_order=True), rows
-        ).scalars())
-        add_applications(self.conn, pd.DataFrame(rows))
+        segs = [valid[c].astype(object).where(valid[c].notna(), None).to_numpy() for c in cfg.segments]
+        frame = pd.DataFrame({
+            "id": app_ids, "batch_id": self.batch.batch_id,
+            "row_number": scored["row_number"].to_numpy(dtype=np.int64), "external_id": external,
+            "week_start": weeks, "amount": scored["loan_amount"].to_numpy(dtype=float),
+            **{f"segment_{i + 1}": (segs[i] if i < len(segs) else None) for i in range(3)},
+            "data": raw.to_json(orient="records", lines=True, force_ascii=False).splitlines(),
+            "probability": scored["probability"].to_numpy(dtype=float), "band": bands,
+            "status": [STATUS_OF_BAND[b] for b in bands],
+            "expected_profit": scored["expected_profit"].to_numpy(dtype=float),
+            "decided_kind": np.where(auto, "auto", None), "current_decision_id": decision_ids,
+        })
+        self.conn.execute(applications.insert(), _records(frame))
+        add_applications(self.conn, frame)
         version = self.engine.bundle.version
-        self.conn.execute(scores.insert(), [
-            {
-                "application_id": app_id, "model_version": version, "probability": float(p),
-                "band": b, "ev_approve": float(ea), "ev_review": float(er),
-                "reasons": json.dumps(rs, default=_json_default), "scored_at": self.now,
-            }
-            for app_id, p, b, ea, er, rs in zip(
-                ids, scored["probability"], bands, scored["ev_approve"], scored["ev_review"],
-                scored["reasons"], strict=True,
-            )
-        ])
-        auto_rows = []
-        for app_id, rn, ext, p, b, rs in zip(
-            ids, scored["row_number"], scored["application_id"], scored["probability"], bands,
-            scored["reasons"], strict=True,
-        ):
-            if b not in AUTO_OUTCOME:
-                continue
-            outcome = AUTO_OUTCOME[b]
+        reasons = scored["reasons"].tolist()
+        self.conn.execute(scores.insert(), _records(pd.DataFrame({
+            "application_id": app_ids, "model_version": version, "probability": frame["probability"],
+            "band": bands, "ev_approve": scored["ev_approve"].to_numpy(dtype=float),
+            "ev_review": scored["ev_review"].to_numpy(dtype=float),
+            "reasons": [json.dumps(r, default=_json_default) for r in reasons], "scored_at": self.now,
+        })))
+        if not auto.any():
+            return
+        idx = np.flatnonzero(auto)
+        outcomes = [AUTO_OUTCOME[b] for b in bands[idx]]
+        for i, outcome in zip(idx, outcomes, strict=True):
             self.auto[outcome] += 1
-            # the id as stored (see rows above): verify_decisions recomputes from the store
-            self.digest.update(decision_digest_line(int(rn), str(ext)[:EXTERNAL_ID_LEN], outcome, float(p)))
-            auto_rows.append({
-                "application_id": app_id, "outcome": outcome, "kind": "auto",
-                "decided_by": f"model:{version}", "reason": reason_texts(rs) if b == HIGH else "",
-                "note": "", "decided_at": self.now, "model_version": version, "supersedes_id": None,
-            })
-        if auto_rows:
-            decision_ids = self.conn.execute(
-                decisions.insert().returning(decisions.c.id, sort_by_parameter_order=True), auto_rows
-            ).scalars()
-            self.conn.execute(
-                update(applications).where(applications.c.id == bindparam("app_id"))
-                .values(current_decision_id=bindparam("decision_id")),
-                [{"app_id": r["application_id"], "decision_id": d}
-                 for r, d in zip(auto_rows, decision_ids, strict=True)],
-            )
+            # the id as stored: verify_decisions recomputes this digest from the store
+            self.digest.update(decision_digest_line(
+                int(frame["row_number"].iat[i]), external[i], outcome, float(frame["probability"].iat[i])))
+        self.conn.execute(decisions.insert(), _records(pd.DataFrame({
+            "id": decision_ids[idx].astype(np.int64), "application_id": np.asarray(app_ids)[idx],
+            "outcome": outcomes, "kind": "auto", "decided_by": f"model:{version}",
+            "reason": [reason_texts(reasons[i]) if bands[i] == HIGH else "" for i in idx],
+            "note": "", "decided_at": self.now, "model_version": version, "supersedes_id": None,
+        })))
 
     def finish(self, summary: BatchSummary, drift: DriftReport) -> None:
         week = max(self.weeks, key=lambda w: (self.weeks[w], w)) if self.weeks else self.upload_week
@@ -288,6 +271,30 @@ class StoreSink:
             }
             for r in issues.itertuples(index=False)
         ])
+
+
+def allocate_ids(conn: Connection, table: Any, n: int) -> list[int]:
+    """``n`` fresh primary keys for ``table``, taken inside the caller's write transaction.
+
+    PostgreSQL hands them out from the table's sequence (safe under concurrency); on SQLite
+    the transaction holds the database's only write lock, so max(id) + 1 onwards is free.
+    """
+    if n == 0:
+        return []
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(
+            text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
+            {"t": table.name, "n": n},
+        )
+        return [int(r[0]) for r in rows]
+    start = int(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()) + 1
+    return list(range(start, start + n))
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as plain Python values (None for missing), ready for an executemany."""
+    out = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return out
 
 
 def week_start(d: date | datetime) -> str:

@@ -27,6 +27,8 @@ ROLES: tuple[str, ...] = (
 )
 #: Roles a dataset must have exactly one column for.
 REQUIRED_ROLES: tuple[str, ...] = ("id", "target", "loan_amount", "interest_rate", "term")
+#: Longest application id the store keeps (longer ones are quarantined, never cut).
+ID_MAX_LENGTH = 128
 KNOWN_CANDIDATES: tuple[str, ...] = ("random_forest", "lightgbm", "hist_gradient_boosting")
 #: Roles whose columns feed the model unless ``model_input: false``.
 MODEL_ROLES: tuple[str, ...] = ("feature", "loan_amount", "interest_rate", "term", "income")
@@ -434,6 +436,11 @@ def _column(raw: Any, i: int) -> ColumnSpec:
         raise ConfigError("min and max must be numbers", key=key) from None
     if lo is not None and hi is not None and lo > hi:
         raise ConfigError(f"min {lo:g} is above max {hi:g}", key=key)
+    max_length = raw.get("max_length")
+    if role == "id":  # the store keeps application ids of up to ID_MAX_LENGTH characters
+        max_length = ID_MAX_LENGTH if max_length is None else max_length
+        if not isinstance(max_length, int) or not 1 <= max_length <= ID_MAX_LENGTH:
+            raise ConfigError(f"an id column's max_length must be 1 to {ID_MAX_LENGTH}", key=key)
     return ColumnSpec(
         name=str(raw["name"]),
         type=ctype,
@@ -442,7 +449,7 @@ def _column(raw: Any, i: int) -> ColumnSpec:
         min=lo,
         max=hi,
         categories=cats,
-        max_length=raw.get("max_length"),
+        max_length=max_length,
         label=str(raw.get("label", "")),
         model_input=bool(raw.get("model_input", True)),
         reason_high=raw.get("reason_high"),

@@ -177,8 +177,9 @@ def decide_case(
 ) -> DecisionRecord:
     """Record an officer's decision; ``supersedes`` names the decision being revised.
 
-    Without ``supersedes`` the case must still be open (pending, or referred and this
-    decision follows the referral). Raises :class:`Conflict` naming who decided first.
+    Without ``supersedes`` the case must still be pending; a referred case (or a decision
+    being changed) is decided by passing the current decision's id, as the officer saw it.
+    Raises :class:`Conflict` naming who decided first when anything changed meanwhile.
     """
     require(actor, "decide_case")
     outcome, reason, note = _check_form(outcome, reason, note)
@@ -191,9 +192,9 @@ def decide_case(
                 raise _claim_conflict(held)
             expected = app.current_decision_id
             if supersedes is None:
-                if app.status == "referred":
-                    supersedes = expected
-                elif app.status != "pending":
+                # only a pending case takes a first decision; a referred one is decided by
+                # naming the referral, so nobody overrides a referral they have not seen
+                if app.status != "pending":
                     raise _decided_conflict(conn, app)
             elif supersedes != expected:
                 raise _decided_conflict(conn, app, f"decision {supersedes} is no longer the current one")

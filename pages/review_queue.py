@@ -180,10 +180,16 @@ def show_case(application_id: int) -> None:
         note = st.text_area("Note (a referral needs one)", key=f"dec_note_{cv.application_id}",
                             disabled=not can_decide, max_chars=review.MAX_TEXT, height=90)
         submitted = st.form_submit_button("Record decision", type="primary", disabled=not can_decide)
+    # the decision the officer saw when the form was drawn: if it changed before the form
+    # comes back (a referral meanwhile), the core refuses instead of overriding it unseen
+    seen_key = f"dec_seen_{cv.application_id}"
+    seen = st.session_state.get(seen_key, cv.current_decision_id)
+    st.session_state[seen_key] = cv.current_decision_id
     if submitted and can_decide:
         reason = (written or "").strip() or (chosen or "")
         try:
-            rec = review.decide_case(store, user, cv.application_id, outcome or "", reason, note or "")
+            rec = review.decide_case(store, user, cv.application_id, outcome or "", reason, note or "",
+                                     supersedes=seen)
         except (review.InvalidDecision, Conflict) as exc:
             state.error(exc)
         else:

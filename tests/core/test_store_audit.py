@@ -28,6 +28,7 @@ from finflow_core.audit import audit_trail, verify_audit
 from finflow_core.cli import main
 from finflow_core.config import load_config
 from finflow_core.decision_audit import application_trail, application_trail_csv, verify_decisions
+from finflow_core.errors import ConfigError
 from finflow_core.store import Store
 from finflow_core.store.lending_tables import applications, decisions
 
@@ -257,10 +258,11 @@ def test_one_applications_trail_holds_its_scoring_claim_and_decisions(ffa: Lendi
     assert "case_decided" not in other_actions and "case_claimed" not in other_actions
 
 
-def test_long_application_ids_do_not_break_the_decision_digest(
+def test_ids_longer_than_the_store_keeps_are_quarantined_never_cut(
     ff_sqlite: Lending, batches_dir: BatchFiles, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """A lender whose config sets no max_length may send ids longer than the stored column."""
+    """Without a max_length the id column takes the store's limit (128): a longer id is
+    quarantined with its full text, so two ids sharing a prefix never become one."""
     raw = small_config_raw()
     for column in raw["dataset"]["columns"]:
         column.pop("max_length", None)
@@ -269,13 +271,17 @@ def test_long_application_ids_do_not_break_the_decision_digest(
     monkeypatch.setenv("FINFLOW_CONFIG", str(path))
     ff_sqlite.config = load_config()
     df = pd.read_csv(batches_dir.b, dtype=str, keep_default_na=False).head(300)
-    df["application_id"] = [f"{'LONG-' * 30}{i:05d}" for i in range(len(df))]
-    summary = ff_sqlite.run(df.to_csv(index=False).encode(), name="long_ids.csv",
-                            engine=None)
-    assert summary.rows_valid > 0
+    long_id = "LONG-" * 30
+    df.loc[:9, "application_id"] = [f"{long_id}{i:05d}" for i in range(10)]
+    summary = ff_sqlite.run(df.to_csv(index=False).encode(), name="long_ids.csv", engine=None)
+    assert summary.issues_by_rule.get("max_length") == 10
+    assert summary.rows_valid + summary.rows_quarantined == 300 and summary.rows_valid > 0
     check = verify_decisions(ff_sqlite.store)
     assert check.ok, check.message
-
+    raw["dataset"]["columns"][0]["max_length"] = 500
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="max_length"):
+        load_config()
 
 
 def test_checks_and_exports_write_nothing(ffa_sqlite: Lending) -> None:

@@ -140,9 +140,15 @@ def test_a_referral_is_followed_by_a_decision_that_supersedes_it(stored_sqlite: 
     assert app_row(stored.store, case).status == "referred"
     rows, total = review_queue(stored.store, OLGA, status="referred")
     assert total == 1 and rows[0]["id"] == case
-    again = decide_case(stored.store, PAUL, case, "refer", note="senior officer, please")
+    # deciding a referred case names the referral it follows: without it, it is refused
+    with pytest.raises(Conflict, match="refer"):
+        decide_case(stored.store, PAUL, case, "approve")
+    again = decide_case(stored.store, PAUL, case, "refer", note="senior officer, please",
+                        supersedes=referral.id)
     assert again.supersedes_id == referral.id  # referred -> referred: the same roll-up group
-    final = decide_case(stored.store, OLGA, case, "approve")
+    with pytest.raises(Conflict, match="no longer the current one"):  # a stale view of the case
+        decide_case(stored.store, OLGA, case, "approve", supersedes=referral.id)
+    final = decide_case(stored.store, OLGA, case, "approve", supersedes=again.id)
     assert final.supersedes_id == again.id
     assert app_row(stored.store, case).status == "approved"
     with stored.store.connect() as conn:
