@@ -123,7 +123,7 @@ def iter_chunks(batch: BatchFile, chunk_rows: int = 100_000) -> Iterator[RawChun
                     numbers.append(record)
                     lines.append(start)
                 if len(rows) + len(misshapen) >= chunk_rows:
-                    yield _chunk(batch.header, rows, numbers, lines, misshapen)
+                    yield make_chunk(batch.header, rows, numbers, lines, misshapen)
                     rows, numbers, lines, misshapen = [], [], [], []
         except csv.Error as exc:
             raise BatchRejected(
@@ -135,7 +135,7 @@ def iter_chunks(batch: BatchFile, chunk_rows: int = 100_000) -> Iterator[RawChun
         if line - start > 1:
             _check_quotes_closed(batch, _raw_lines_from(batch, start), start)
         if rows or misshapen or record == 0:
-            yield _chunk(batch.header, rows, numbers, lines, misshapen)
+            yield make_chunk(batch.header, rows, numbers, lines, misshapen)
 
 
 def _raw_lines_from(batch: BatchFile, first_line: int) -> str:
@@ -170,10 +170,11 @@ def _check_quotes_closed(batch: BatchFile, raw: str, line: int) -> None:
         )
 
 
-def _chunk(
+def make_chunk(
     header: tuple[str, ...], rows: list[list[str]], numbers: list[int], lines: list[int],
     misshapen: list[tuple[int, int, list[str]]],
 ) -> RawChunk:
+    """A chunk from records already split into cells (text columns, Arrow-backed)."""
     # one Arrow-backed text column per header name: fast vectorised string checks later
     cols = list(zip(*rows, strict=True)) if rows else [() for _ in header]
     frame = pd.DataFrame({

@@ -8,8 +8,8 @@ of them, so ``audit verify`` can tell if any was changed later.
 
 from __future__ import annotations
 
-import csv
 import hashlib
+import itertools
 import json
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
@@ -33,6 +33,7 @@ from finflow_core.permissions import can, require
 from finflow_core.rollup import add_applications
 from finflow_core.scoring import ScoringEngine, reason_texts
 from finflow_core.store import Store
+from finflow_core.store.bulk import bulk_insert
 from finflow_core.store.lending_tables import (
     applications,
     batches,
@@ -47,13 +48,17 @@ from finflow_core.strategy import HIGH
 from finflow_core.validation import ChunkResult
 from finflow_core.weekly import BatchSummary, Progress, process_batch
 
+ROLLUP_COLUMNS = ("week_start", "batch_id", "band", "status", "decided_kind", "segment_1",
+                  "segment_2", "segment_3", "amount", "expected_profit", "probability")
 STATUS_OF_BAND = {"low": "approved", "medium": "pending", "high": "declined"}
 AUTO_OUTCOME = {"low": "approve", "high": "decline"}
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 EXTERNAL_ID_LEN = applications.c.external_id.type.length
 
 
-class _AlreadyStored(Exception):
+class AlreadyStored(Exception):
+    """Raised inside a run's transaction when the same file was stored first (a race)."""
+
     def __init__(self, batch_id: str) -> None:
         self.batch_id = batch_id
 
@@ -106,7 +111,7 @@ def store_batch(
         with store.begin() as conn:
             sink = StoreSink(conn, batch, engine, actor)
             return process_batch(batch, engine, sink, chunk_rows=chunk_rows, progress=progress)
-    except _AlreadyStored:
+    except AlreadyStored:
         pass
     except IntegrityError:
         if stored_summary(store, batch.batch_id) is None:
@@ -138,7 +143,7 @@ class StoreSink:
         self.digest = hashlib.sha256()
         self.auto = {"approve": 0, "decline": 0}
         if conn.execute(select(batches.c.id).where(batches.c.sha256 == batch.sha256)).first():
-            raise _AlreadyStored(batch.batch_id)
+            raise AlreadyStored(batch.batch_id)
         s = engine.strategy
         conn.execute(batches.insert().values(
             id=batch.batch_id, sha256=batch.sha256, file_name=batch.name[:255],
@@ -159,50 +164,52 @@ class StoreSink:
             self.weeks[str(w)] = self.weeks.get(str(w), 0) + int(k)
         bands = scored["band"].to_numpy(dtype=object)
         auto = bands != "medium"
+        row_numbers = scored["row_number"].to_numpy(dtype=np.int64)
+        probability = scored["probability"].to_numpy(dtype=float)
         external = [str(e)[:EXTERNAL_ID_LEN] for e in scored["application_id"]]
         # ids are allocated up front (under the transaction's write lock) so each table is
-        # one plain executemany, and every application points at its automatic decision
-        app_ids = allocate_ids(self.conn, applications, n)
+        # one bulk insert, and every application points at its automatic decision
+        app_ids = np.asarray(allocate_ids(self.conn, applications, n), dtype=np.int64)
         decision_ids = np.full(n, None, dtype=object)
         decision_ids[auto] = allocate_ids(self.conn, decisions, int(auto.sum()))
         raw = chunk.valid_raw if chunk.valid_raw is not None else valid.astype(str)
         segs = [valid[c].astype(object).where(valid[c].notna(), None).to_numpy() for c in cfg.segments]
-        frame = pd.DataFrame({
-            "id": app_ids, "batch_id": self.batch.batch_id,
-            "row_number": scored["row_number"].to_numpy(dtype=np.int64), "external_id": external,
-            "week_start": weeks, "amount": scored["loan_amount"].to_numpy(dtype=float),
+        columns = {
+            "id": app_ids, "batch_id": self.batch.batch_id, "row_number": row_numbers,
+            "external_id": external, "week_start": weeks,
+            "amount": scored["loan_amount"].to_numpy(dtype=float),
             **{f"segment_{i + 1}": (segs[i] if i < len(segs) else None) for i in range(3)},
             "data": raw.to_json(orient="records", lines=True, force_ascii=False).splitlines(),
-            "probability": scored["probability"].to_numpy(dtype=float), "band": bands,
-            "status": [STATUS_OF_BAND[b] for b in bands],
+            "probability": probability, "band": bands,
+            "status": np.array([STATUS_OF_BAND[b] for b in bands], dtype=object),
             "expected_profit": scored["expected_profit"].to_numpy(dtype=float),
             "decided_kind": np.where(auto, "auto", None), "current_decision_id": decision_ids,
-        })
-        self.conn.execute(applications.insert(), _records(frame))
-        add_applications(self.conn, frame)
+        }
+        bulk_insert(self.conn, applications, columns, n)
+        add_applications(self.conn, pd.DataFrame({k: columns[k] for k in ROLLUP_COLUMNS}))
         version = self.engine.bundle.version
         reasons = scored["reasons"].tolist()
-        self.conn.execute(scores.insert(), _records(pd.DataFrame({
-            "application_id": app_ids, "model_version": version, "probability": frame["probability"],
+        bulk_insert(self.conn, scores, {
+            "application_id": app_ids, "model_version": version, "probability": probability,
             "band": bands, "ev_approve": scored["ev_approve"].to_numpy(dtype=float),
             "ev_review": scored["ev_review"].to_numpy(dtype=float),
             "reasons": [json.dumps(r, default=_json_default) for r in reasons], "scored_at": self.now,
-        })))
-        if not auto.any():
-            return
+        }, n)
         idx = np.flatnonzero(auto)
+        if len(idx) == 0:
+            return
         outcomes = [AUTO_OUTCOME[b] for b in bands[idx]]
-        for i, outcome in zip(idx, outcomes, strict=True):
+        for i, outcome in zip(idx.tolist(), outcomes, strict=True):
             self.auto[outcome] += 1
             # the id as stored: verify_decisions recomputes this digest from the store
-            self.digest.update(decision_digest_line(
-                int(frame["row_number"].iat[i]), external[i], outcome, float(frame["probability"].iat[i])))
-        self.conn.execute(decisions.insert(), _records(pd.DataFrame({
-            "id": decision_ids[idx].astype(np.int64), "application_id": np.asarray(app_ids)[idx],
+            self.digest.update(decision_digest_line(int(row_numbers[i]), external[i], outcome,
+                                                    float(probability[i])))
+        bulk_insert(self.conn, decisions, {
+            "id": decision_ids[idx].astype(np.int64), "application_id": app_ids[idx],
             "outcome": outcomes, "kind": "auto", "decided_by": f"model:{version}",
-            "reason": [reason_texts(reasons[i]) if bands[i] == HIGH else "" for i in idx],
+            "reason": [reason_texts(reasons[i]) if bands[i] == HIGH else "" for i in idx.tolist()],
             "note": "", "decided_at": self.now, "model_version": version, "supersedes_id": None,
-        })))
+        }, len(idx))
 
     def finish(self, summary: BatchSummary, drift: DriftReport) -> None:
         week = max(self.weeks, key=lambda w: (self.weeks[w], w)) if self.weeks else self.upload_week
@@ -291,12 +298,6 @@ def allocate_ids(conn: Connection, table: Any, n: int) -> list[int]:
     return list(range(start, start + n))
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as plain Python values (None for missing), ready for an executemany."""
-    out = frame.astype(object).where(frame.notna(), None).to_dict("records")
-    return out
-
-
 def week_start(d: date | datetime) -> str:
     day = d.date() if isinstance(d, datetime) else d
     return (day - timedelta(days=day.weekday())).isoformat()
@@ -334,32 +335,54 @@ def list_batches(store: Store, limit: int = 100) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+DECISION_EXPORT = ("row_number", "application_id", "probability", "band", "decision", "status",
+                   "expected_profit", "loan_amount", "model_version")
+
+
+def iter_decision_frames(
+    store: Store, batch_id: str, config: Config, chunk_rows: int = 100_000
+) -> Iterator[pd.DataFrame]:
+    """The stored decision table of a batch, in row-number order, a chunk at a time."""
+    a = applications.c
+    last = 0
+    while True:
+        with store.connect() as conn:
+            rows = conn.execute(
+                select(a.row_number, a.external_id, a.probability, a.band, a.status, a.expected_profit,
+                       a.amount, scores.c.model_version, scores.c.reasons)
+                .join(scores, scores.c.application_id == a.id)
+                .where(a.batch_id == batch_id).where(a.row_number > last)
+                .order_by(a.row_number).limit(chunk_rows)
+            ).all()
+        if not rows:
+            return
+        yield _decision_table(rows, config.model.reason_codes)
+        last = int(rows[-1][0])
+
+
 def decisions_frame(store: Store, batch_id: str, config: Config) -> pd.DataFrame:
     """The stored decision table of a batch: one row per valid application."""
-    k = config.model.reason_codes
-    with store.connect() as conn:
-        rows = conn.execute(
-            select(applications.c.row_number, applications.c.external_id, applications.c.probability,
-                   applications.c.band, applications.c.status, applications.c.expected_profit,
-                   applications.c.amount, scores.c.model_version, scores.c.reasons)
-            .join(scores, scores.c.application_id == applications.c.id)
-            .where(applications.c.batch_id == batch_id)
-            .order_by(applications.c.row_number)
-        ).all()
-    records = []
-    for r in rows:
-        reasons = json.loads(r.reasons)
-        rec = {
-            "row_number": r.row_number, "application_id": r.external_id,
-            "probability": round(r.probability, 6), "band": r.band,
-            "decision": {"low": "approve", "medium": "review", "high": "decline"}[r.band],
-            "status": r.status, "expected_profit": round(r.expected_profit, 2),
-            "loan_amount": r.amount, "model_version": r.model_version,
-        }
-        for i in range(k):
-            rec[f"reason_{i + 1}"] = reasons[i]["text"] if i < len(reasons) else ""
-        records.append(rec)
-    return pd.DataFrame(records)
+    frames = list(iter_decision_frames(store, batch_id, config))
+    if not frames:
+        k = config.model.reason_codes
+        return pd.DataFrame(columns=[*DECISION_EXPORT, *(f"reason_{i + 1}" for i in range(k))])
+    return pd.concat(frames, ignore_index=True)
+
+
+def _decision_table(rows: list[Any], k: int) -> pd.DataFrame:
+    df = pd.DataFrame.from_records(
+        [tuple(r) for r in rows],
+        columns=["row_number", "application_id", "probability", "band", "status", "expected_profit",
+                 "loan_amount", "model_version", "reasons"],
+    )
+    reasons = [json.loads(x) for x in df.pop("reasons")]
+    df["probability"] = df["probability"].round(6)
+    df["expected_profit"] = df["expected_profit"].round(2)
+    df["decision"] = df["band"].map({"low": "approve", "medium": "review", "high": "decline"})
+    df = df[list(DECISION_EXPORT)]
+    for i in range(k):
+        df[f"reason_{i + 1}"] = [r[i]["text"] if i < len(r) else "" for r in reasons]
+    return df
 
 
 def quarantine_frame(store: Store, batch_id: str) -> pd.DataFrame:
@@ -415,7 +438,12 @@ def export_batch(store: Store, batch_id: str, out_dir: Path, config: Config) -> 
         "issues": out_dir / "quarantine_issues.csv",
         "summary": out_dir / "summary.json",
     }
-    write_csv(decisions_frame(store, batch_id, config), paths["decisions"])
+    frames = iter_decision_frames(store, batch_id, config)
+    first = next(frames, None)
+    if first is None:  # no valid application: the header alone
+        write_csv(decisions_frame(store, batch_id, config), paths["decisions"])
+    else:
+        write_csv(itertools.chain([first], frames), paths["decisions"])
     write_csv(quarantine_frame(store, batch_id), paths["quarantine"])
     write_csv(issues_frame(store, batch_id), paths["issues"])
     d = summary.to_dict()
@@ -425,36 +453,42 @@ def export_batch(store: Store, batch_id: str, out_dir: Path, config: Config) -> 
     return paths
 
 
-def write_csv(df: pd.DataFrame, path: Path) -> None:
-    """CSV that is safe to open in a spreadsheet: text that would run as a formula gets a '."""
+def write_csv(frames: pd.DataFrame | Iterable[pd.DataFrame], path: Path) -> None:
+    """CSV that is safe to open in a spreadsheet (see :func:`safe_frame`), chunk by chunk."""
+    chunks = [frames] if isinstance(frames, pd.DataFrame) else frames
     with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow([spreadsheet_safe(c) for c in df.columns])
-        for row in _rows(df):
-            writer.writerow(row)
+        first = True
+        for df in chunks:
+            safe_frame(df).to_csv(fh, index=False, header=first, lineterminator="\r\n")
+            first = False
 
 
 def csv_bytes(df: pd.DataFrame) -> bytes:
     """The same safe CSV, in memory (for downloads)."""
-    import io
+    return safe_frame(df).to_csv(index=False, lineterminator="\r\n").encode("utf-8")
 
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow([spreadsheet_safe(c) for c in df.columns])
-    for row in _rows(df):
-        writer.writerow(row)
-    return buf.getvalue().encode("utf-8")
+
+def safe_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Text that a spreadsheet would run as a formula (=, +, -, @, tab, CR first) gets a '."""
+    out = df.copy()
+    out.columns = [spreadsheet_safe(str(c)) for c in df.columns]
+    for i in range(out.shape[1]):
+        col = out.iloc[:, i]
+        if col.dtype == object or isinstance(col.dtype, pd.StringDtype):
+            text = col.astype(object)
+            try:  # all text (the common case): one vectorised test
+                risky = text.str.startswith(FORMULA_START, na=False).fillna(False).astype(bool)
+            except AttributeError:  # mixed values: test the text ones
+                risky = text.map(lambda v: isinstance(v, str) and v.startswith(FORMULA_START)).astype(bool)
+            if risky.any():
+                out.isetitem(i, text.where(~risky, "'" + text.astype(str)))
+    return out
 
 
 def spreadsheet_safe(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(FORMULA_START):
         return "'" + value
     return value
-
-
-def _rows(df: pd.DataFrame) -> Iterator[list[Any]]:
-    for rec in df.itertuples(index=False, name=None):
-        yield [("" if v is None or (isinstance(v, float) and np.isnan(v)) else spreadsheet_safe(v)) for v in rec]
 
 
 def _stored_summary_dict(summary: BatchSummary) -> dict[str, Any]:

@@ -69,10 +69,10 @@ import pandas as pd
 from sqlalchemy.exc import IntegrityError
 
 from finflow_core.auth import Principal
-from finflow_core.batch_io import BLOCK, BatchFile, RawChunk, _chunk, iter_chunks, open_batch
+from finflow_core.batch_io import BLOCK, BatchFile, RawChunk, iter_chunks, make_chunk, open_batch
 from finflow_core.batch_store import (
+    AlreadyStored,
     StoreSink,
-    _AlreadyStored,
     export_batch,
     scoring_engine,
     stored_summary,
@@ -83,9 +83,9 @@ from finflow_core.errors import BatchRejected
 from finflow_core.permissions import require
 from finflow_core.scoring import DECISION_COLUMNS, ScoringEngine
 from finflow_core.store import Store
-from finflow_core.strategy import HIGH, LOW, Strategy
-from finflow_core.validation import BatchValidator, ChunkResult, ignored_column_warnings
-from finflow_core.weekly import BatchSummary, Progress, _Totals
+from finflow_core.strategy import Strategy
+from finflow_core.validation import BatchValidator, ChunkResult
+from finflow_core.weekly import BatchSummary, Progress, Totals, finish_batch
 
 #: Default CSV partition size: about 75,000 applications of the shipped schema.
 DEFAULT_BLOCKSIZE = 8 << 20
@@ -328,7 +328,7 @@ def _parquet_chunk(path: str, part: Partition, header: tuple[str, ...]) -> RawCh
     numbers = list(range(1, table.num_rows + 1))
     lines = [part.lines_before + r + 1 for r in numbers]  # as if a CSV with a one-line header
     # the frame is built exactly as batch_io builds a CSV chunk's
-    return _chunk(header, records, numbers, lines, [])
+    return make_chunk(header, records, numbers, lines, [])
 
 
 # -- the two passes (run on workers) -----------------------------------------------------------
@@ -375,8 +375,8 @@ def process_partition(payload: dict[str, Any], path: str, plan: _Plan, header: t
     raw.misshapen = [(rn + plan.rows_before, line, cells) for rn, line, cells in raw.misshapen]
     timings["read"] = time.perf_counter() - t
     t = time.perf_counter()
-    validator = BatchValidator(engine.config)
-    validator._first_row.update(plan.seen_before)  # ids of earlier partitions: first one wins
+    # ids of earlier partitions: the first occurrence wins, as in one process
+    validator = BatchValidator(engine.config, seen_ids=plan.seen_before)
     result = validator.validate(raw)
     timings["validate"] = time.perf_counter() - t
     drift: dict[str, np.ndarray] = {}
@@ -431,7 +431,7 @@ def weekly_run_dask(
             summary = _run(store, actor, batch, path, config, parquet=parquet, scheduler=scheduler,
                            partitions=partitions, blocksize=blocksize, progress=progress,
                            send_data=send_data, window=window)
-        except _AlreadyStored:
+        except AlreadyStored:
             summary = None
         except IntegrityError:
             if stored_summary(store, batch.batch_id) is None:
@@ -539,7 +539,7 @@ def _second_pass(client: Any, payload: Any, path: str, plans: list[_Plan], batch
     config = engine.config
     timings: dict[str, float] = {}
     drift_counts: dict[str, np.ndarray] = {}
-    totals = _Totals()
+    totals = Totals()
     todo = iter(plans)
     index_of: dict[Any, int] = {}
     ready: dict[int, PartitionResult] = {}
@@ -579,45 +579,7 @@ def _second_pass(client: Any, payload: Any, path: str, plans: list[_Plan], batch
                 done = totals.rows_valid + totals.rows_quarantined
                 progress(done, max(batch.expected_rows, done))
             submit_next()  # a slot is free once a result is stored
-    return _summarise(batch, engine, sink, totals, drift_counts, timings)
-
-
-def _summarise(batch: BatchFile, engine: ScoringEngine, sink: StoreSink, totals: _Totals,
-               drift_counts: dict[str, np.ndarray], timings: dict[str, float]) -> BatchSummary:
-    """The end of :func:`finflow_core.weekly.process_batch`, duplicated (see bench/README.md)."""
-    rows_in = totals.rows_valid + totals.rows_quarantined
-    if rows_in == 0:
-        raise BatchRejected(f"{batch.name}: the file has a header but no applications", reason="no_rows")
-    if not drift_counts:  # every row quarantined: nothing to compare
-        drift_counts = {k: np.zeros(s.n_bins, dtype=np.int64) for k, s in engine.bundle.baseline.specs.items()}
-    t = time.perf_counter()
-    drift = engine.bundle.baseline.report(drift_counts)
-    _add(timings, "drift", t)
-    n_valid = max(totals.rows_valid, 1)
-    summary = BatchSummary(
-        batch_id=batch.batch_id,
-        model_version=engine.bundle.version,
-        rows_in=rows_in,
-        rows_valid=totals.rows_valid,
-        rows_quarantined=totals.rows_quarantined,
-        bands=dict(totals.bands),
-        automation_rate=round((totals.bands[LOW] + totals.bands[HIGH]) / n_valid, 4)
-        if totals.rows_valid else 0.0,
-        expected_profit=round(totals.profit, 2),
-        drift=drift.summary(),
-        file_name=batch.name,
-        sha256=batch.sha256,
-        roi=round(totals.profit / totals.lent_expected, 4) if totals.lent_expected else 0.0,
-        amount_requested=round(totals.requested, 2),
-        amount_auto_approved=round(totals.auto_approved, 2),
-        issues_by_rule=totals.issues,
-        warnings=ignored_column_warnings(batch),
-    )
-    t = time.perf_counter()
-    sink.finish(summary, drift)
-    _add(timings, "store", t)
-    summary.timings = {k: round(v, 4) for k, v in timings.items()}
-    return summary
+    return finish_batch(batch, engine, sink, totals, drift_counts, timings)
 
 
 def _add(timings: dict[str, float], stage: str, started: float) -> None:

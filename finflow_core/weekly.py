@@ -17,6 +17,7 @@ import pandas as pd
 
 from finflow_core.batch_io import BatchFile, RawChunk, iter_chunks
 from finflow_core.drift import DriftReport
+from finflow_core.errors import BatchRejected
 from finflow_core.scoring import ScoringEngine
 from finflow_core.strategy import BANDS, HIGH, LOW, MEDIUM
 from finflow_core.validation import BatchValidator, ChunkResult, ignored_column_warnings
@@ -60,7 +61,9 @@ class BatchSink(Protocol):
 
 
 @dataclass
-class _Totals:
+class Totals:
+    """Running totals of a batch, added chunk by chunk (or partition by partition)."""
+
     rows_valid: int = 0
     rows_quarantined: int = 0
     bands: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BANDS, 0))
@@ -102,7 +105,7 @@ def process_batch(
     validator = BatchValidator(config)
     timings: dict[str, float] = {}
     drift_counts: dict[str, np.ndarray] = {}
-    totals = _Totals()
+    totals = Totals()
     expected = batch.expected_rows
     source = chunks if chunks is not None else iter_chunks(batch, chunk_rows)
     while True:
@@ -122,10 +125,16 @@ def process_batch(
         if progress is not None:
             done = totals.rows_valid + totals.rows_quarantined
             progress(done, max(expected, done))
+    return finish_batch(batch, engine, sink, totals, drift_counts, timings)
+
+
+def finish_batch(
+    batch: BatchFile, engine: ScoringEngine, sink: BatchSink, totals: Totals,
+    drift_counts: dict[str, np.ndarray], timings: dict[str, float],
+) -> BatchSummary:
+    """Turn a batch's totals and drift counts into its summary, and close the sink with it."""
     rows_in = totals.rows_valid + totals.rows_quarantined
     if rows_in == 0:
-        from finflow_core.errors import BatchRejected
-
         raise BatchRejected(f"{batch.name}: the file has a header but no applications", reason="no_rows")
     if not drift_counts:  # every row quarantined: nothing to compare
         drift_counts = {k: np.zeros(s.n_bins, dtype=np.int64) for k, s in engine.bundle.baseline.specs.items()}

@@ -115,7 +115,8 @@ applications = Table(
     CheckConstraint("band IN ('low', 'medium', 'high')", name="band_known"),
     CheckConstraint("status IN ('approved', 'declined', 'pending', 'referred')", name="status_known"),
     Index("ix_applications_external_id", "external_id"),
-    Index("ix_applications_queue", "status", "band", "id"),
+    Index("ix_applications_queue", "status", "id"),
+    Index("ix_applications_queue_amount", "status", "amount", "id"),
     Index("ix_applications_batch", "batch_id", "band"),
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,3 +68,22 @@ def navigation_mode(monkeypatch: pytest.MonkeyPatch) -> None:
             PagesManager.uses_pages_directory = False
 
     monkeypatch.setattr(app_test_module, "PagesManager", NavigationPagesManager)
+
+
+@pytest.fixture(autouse=True)
+def keep_main_module() -> Iterator[None]:
+    """Give back pytest's own ``__main__`` after each test.
+
+    AppTest runs each script as ``__main__``, leaving it pointing at a page file; any later
+    test that spawns processes (the Dask cluster) would have every child re-run that page
+    on start-up.
+    """
+    main = sys.modules["__main__"]
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__", "__loader__") if k in main.__dict__}
+    yield
+    sys.modules["__main__"] = main
+    for k in ("__file__", "__spec__", "__loader__"):
+        if k in saved:
+            main.__dict__[k] = saved[k]
+        else:
+            main.__dict__.pop(k, None)

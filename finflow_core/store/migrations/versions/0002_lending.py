@@ -119,7 +119,8 @@ def upgrade() -> None:
                            name=op.f("ck_applications_status_known")),
     )
     op.create_index("ix_applications_external_id", "applications", ["external_id"])
-    op.create_index("ix_applications_queue", "applications", ["status", "band", "id"])
+    op.create_index("ix_applications_queue", "applications", ["status", "id"])
+    op.create_index("ix_applications_queue_amount", "applications", ["status", "amount", "id"])
     op.create_index("ix_applications_batch", "applications", ["batch_id", "band"])
 
     op.create_table(
