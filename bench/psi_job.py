@@ -62,8 +62,8 @@ def main() -> None:
     # the current batch, typed as the quality gate would type it
     frame = pd.concat([generate_applications(min(200_000, n - i), seed=5000 + i // 200_000)
                        for i in range(0, n, 200_000)], ignore_index=True).drop(columns="default")
-    for c in bundle.categorical:
-        frame[c] = frame[c].astype(object)
+    for c, cats in bundle.categorical.items():  # as the quality gate types them
+        frame[c] = pd.Categorical(frame[c], categories=list(cats))
     matrix = engine.features(frame)
     p = engine.predict(matrix)
 

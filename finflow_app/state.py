@@ -48,9 +48,19 @@ def _store(url: str) -> Store:
     return open_store(url)
 
 
+@st.cache_resource(show_spinner=False)
+def _config_recorded(url: str, config_sha: str, _store: Store, _config: Config) -> bool:
+    from finflow_core.config_audit import record_config
+
+    return record_config(_store, _config)
+
+
 def store() -> Store:
     """The database handle (a connection pool shared by all sessions)."""
-    return _store(config().paths.database_url)
+    cfg = config()
+    handle = _store(cfg.paths.database_url)
+    _config_recorded(cfg.paths.database_url, cfg.sha256, handle, cfg)  # audit a changed config once
+    return handle
 
 
 @st.cache_resource(show_spinner=False, max_entries=6)

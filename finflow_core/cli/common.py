@@ -36,7 +36,11 @@ class Context:
 
     @cached_property
     def store(self) -> Store:
-        return open_store(self.config.paths.database_url)
+        from finflow_core.config_audit import record_config
+
+        store = open_store(self.config.paths.database_url)
+        record_config(store, self.config)  # a changed config file is an audit event
+        return store
 
     @cached_property
     def actor(self) -> Principal:

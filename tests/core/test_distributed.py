@@ -255,3 +255,45 @@ def test_dask_run_needs_upload_role(dist_config: Config, base_db: Path, tmp_path
     path.write_bytes(pd.DataFrame({"a": [1]}).to_csv().encode())
     with pytest.raises(PermissionDenied):
         weekly_run_dask(fresh_store(base_db, tmp_path, "x"), viewer, path, dist_config)
+
+
+@pytest.mark.heavy
+def test_cli_weekly_run_on_dask_gives_the_documented_summary(
+    dist_config: Config, base_db: Path, small_raw: dict[str, Any], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`finflow weekly-run --engine dask` (a LocalCluster of its own) stores the batch once."""
+    import yaml
+
+    from finflow_core.cli import main
+
+    db = tmp_path / "cli.db"
+    shutil.copy(base_db, db)
+    raw = copy.deepcopy(small_raw)
+    raw["model"]["cv_folds"] = 3
+    raw["paths"] = {"models_dir": str(dist_config.paths.models_dir),
+                    "data_dir": str(dist_config.paths.data_dir), "database_url": f"sqlite:///{db}"}
+    config_path = tmp_path / "finflow.yaml"
+    config_path.write_text(yaml.safe_dump(raw))
+    store = open_store(f"sqlite:///{db}")
+    admin = auth.add_user(store, None, "root", "admin-pass-123", ["admin"]).principal()
+    auth.add_user(store, admin, "ana", "analyst-pass-1", ["analyst"])
+    store.close()
+    batch = tmp_path / "week.csv"
+    generate_applications(900, seed=31).drop(columns="default").to_csv(batch, index=False)
+    monkeypatch.setenv("FINFLOW_CONFIG", str(config_path))
+    monkeypatch.setenv("FINFLOW_USER", "ana")
+    monkeypatch.setenv("FINFLOW_PASSWORD", "analyst-pass-1")
+
+    assert main(["weekly-run", "--data", str(batch), "--engine", "dask", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert list(summary)[:9] == ["batch_id", "model_version", "rows_in", "rows_valid",
+                                 "rows_quarantined", "bands", "automation_rate", "expected_profit",
+                                 "drift"]
+    assert summary["rows_in"] == 900 and summary["rows_valid"] + summary["rows_quarantined"] == 900
+    assert main(["weekly-run", "--data", str(batch), "--json"]) == 0  # same file, local engine
+    again = json.loads(capsys.readouterr().out)
+    assert again["batch_id"] == summary["batch_id"] and again["already_stored"] is True
+    store = open_store(f"sqlite:///{db}")
+    with store.connect() as conn:
+        assert conn.execute(select(applications.c.id)).all().__len__() == summary["rows_valid"]

@@ -1,0 +1,53 @@
+"""Config changes are audit events too.
+
+The configuration is a file edited outside FinFlow, so its changes are noticed where it
+is read: every entry point (the app, the CLI) records the config's SHA-256 against the
+store, and a hash different from the last one recorded appends a ``config_changed``
+entry (who noticed it, old and new hash, file). The first use records ``config_loaded``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select
+
+from finflow_core.audit import append_audit
+from finflow_core.config import Config
+from finflow_core.store import Store
+from finflow_core.store.tables import audit_log
+
+SUBJECT = "config"
+
+
+def last_recorded(store: Store, config: Config) -> str | None:
+    """The config hash last recorded for this dataset, or None."""
+    with store.connect() as conn:
+        details = conn.execute(
+            select(audit_log.c.details)
+            .where(audit_log.c.subject_type == SUBJECT)
+            .where(audit_log.c.subject_id == config.dataset_name)
+            .order_by(audit_log.c.seq.desc()).limit(1)
+        ).scalar()
+    return None if details is None else json.loads(details).get("sha256")
+
+
+def record_config(store: Store, config: Config, actor: str = "system") -> bool:
+    """Append an audit entry if the config differs from the one last recorded; True if so."""
+    if not config.sha256 or last_recorded(store, config) == config.sha256:
+        return False
+    with store.begin() as conn:
+        # read again under the write lock: another process may have recorded it meanwhile
+        row = conn.execute(
+            select(audit_log.c.details)
+            .where(audit_log.c.subject_type == SUBJECT)
+            .where(audit_log.c.subject_id == config.dataset_name)
+            .order_by(audit_log.c.seq.desc()).limit(1)
+        ).scalar()
+        previous = None if row is None else json.loads(row).get("sha256")
+        if previous == config.sha256:
+            return False
+        append_audit(conn, actor, "config_loaded" if previous is None else "config_changed",
+                     SUBJECT, config.dataset_name,
+                     {"sha256": config.sha256, "previous_sha256": previous, "source": config.source})
+    return True

@@ -1,0 +1,34 @@
+"""A change of the config file is an audit event, noticed by whichever entry point reads it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from finflow_core.audit import audit_trail, verify_audit
+from finflow_core.config import default_config_path, load_config
+from finflow_core.config_audit import last_recorded, record_config
+from finflow_core.store import open_store
+
+
+def test_first_use_then_a_change_are_recorded_once_each(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'ff.db'}")
+    path = tmp_path / "finflow.yaml"
+    raw = yaml.safe_load(default_config_path().read_text())
+    path.write_text(yaml.safe_dump(raw))
+    first = load_config(path)
+    assert record_config(store, first) is True
+    assert record_config(store, first) is False  # same file: nothing new
+    raw["economics"]["review_cost"] = 250.0
+    path.write_text(yaml.safe_dump(raw))
+    changed = load_config(path)
+    assert changed.sha256 != first.sha256
+    assert record_config(store, changed, actor="ana") is True
+    entries = audit_trail(store, "config", first.dataset_name)
+    assert [e["action"] for e in entries] == ["config_loaded", "config_changed"]
+    assert entries[1]["actor"] == "ana"
+    assert entries[1]["details"] == {"sha256": changed.sha256, "previous_sha256": first.sha256,
+                                     "source": str(path)}
+    assert last_recorded(store, changed) == changed.sha256
+    assert verify_audit(store).ok
