@@ -14,14 +14,15 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
-HOME = RESULTS / "home"
+# FINFLOW_BENCH_HOME measures another model set-up (with FINFLOW_CONFIG) in its own home
+HOME = Path(os.environ.get("FINFLOW_BENCH_HOME") or RESULTS / "home").resolve()
 DATA = RESULTS / "data"
 STORES = RESULTS / "stores"
 LOGS = RESULTS / "logs"
 HISTORY_ROWS = 20_000  # the demo model: `finflow setup --demo` (random forest vs LightGBM)
 GEN_CHUNK = 100_000
 
-os.environ.setdefault("FINFLOW_HOME", str(HOME))  # before any config is loaded
+os.environ["FINFLOW_HOME"] = str(HOME)  # before any config is loaded
 
 
 def parse_size(text: str) -> int:

@@ -34,6 +34,7 @@ class ModelBundle:
     card: dict[str, Any] = field(default_factory=dict)
     #: margin / loss / amount of each training loan, for what-ifs on the out-of-fold scores
     loan_values: dict[str, np.ndarray] | None = None
+    notes: str = ""
 
     def check_compatible(self, config: Config) -> None:
         """Refuse to score with a config that lacks columns this model was trained on."""
@@ -88,6 +89,7 @@ def build_bundle(
         dataset_name=config.dataset_name,
         config_sha256=config.sha256,
         loan_values=asdict(LoanValues.from_frame(frame, config)),
+        notes=config.model.notes,
     )
     bundle.card = model_card(bundle, result, training_sha256)
     return bundle
@@ -102,6 +104,7 @@ def model_card(bundle: ModelBundle, result: TrainingResult, training_sha256: str
 
     champ = result.champion
     s = champ.strategy
+    bundle_notes = bundle.notes
     return {
         "version": bundle.version,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -116,6 +119,7 @@ def model_card(bundle: ModelBundle, result: TrainingResult, training_sha256: str
         "challengers": [c.card() for c in result.candidates if c is not champ],
         "cv_folds": champ.model.cv,
         "calibration": champ.model.calibration_,
+        "notes": bundle_notes,
         "metrics_out_of_fold": champ.metrics,
         "strategy": {
             "cutoff": s.cutoff,

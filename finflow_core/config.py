@@ -109,6 +109,7 @@ class ModelSettings:
     candidates: tuple[str, ...] = ("random_forest", "lightgbm")
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     reason_codes: int = 4
+    notes: str = ""
 
 
 @dataclass(frozen=True)
@@ -290,7 +291,7 @@ def parse_config(raw: dict[str, Any], *, source: str = "<dict>", sha256: str = "
     _check_fraction(strat.automation_target, "strategy.automation_target")
 
     model_raw = dict(raw.get("model") or {})
-    known = ("cv_folds", "random_state", "calibration", "candidates", "reason_codes")
+    known = ("cv_folds", "random_state", "calibration", "candidates", "reason_codes", "notes")
     params = {k: dict(v) for k, v in model_raw.items() if k not in known and isinstance(v, dict)}
     unknown = [k for k, v in model_raw.items() if k not in known and not isinstance(v, dict)]
     if unknown:
@@ -311,6 +312,7 @@ def parse_config(raw: dict[str, Any], *, source: str = "<dict>", sha256: str = "
         candidates=tuple(candidates),
         params=params,
         reason_codes=_int(model_raw, "reason_codes", 4, "model"),
+        notes=str(model_raw.get("notes", "")),
     )
     if model.reason_codes < 1:
         raise ConfigError("model.reason_codes must be at least 1: declines are owed reasons",

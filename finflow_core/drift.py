@@ -53,7 +53,8 @@ class BinSpec:
             codes[np.asarray(missing)] = len(self.categories) + 1
             return np.bincount(codes, minlength=self.n_bins)
         if isinstance(values, np.ndarray) and values.dtype.kind == "f":
-            arr = values
+            # a column of the model matrix is a strided view: one copy, then fast passes
+            arr = np.ascontiguousarray(values)
         else:
             arr = pd.to_numeric(pd.Series(values, copy=False), errors="coerce").to_numpy(
                 dtype=np.float64, na_value=np.nan

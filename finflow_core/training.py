@@ -7,6 +7,7 @@ probabilities are cross-fitted, so the profit and calibration figures are honest
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -155,6 +156,7 @@ class CandidateResult:
     metrics: dict[str, float]
     strategy: Strategy
     fit_seconds: float
+    costs: dict[str, float] = field(default_factory=dict)
 
     def card(self) -> dict[str, Any]:
         return {
@@ -164,6 +166,7 @@ class CandidateResult:
             "cutoff": self.strategy.cutoff,
             "automation_rate": self.strategy.automation_rate,
             "fit_seconds": round(self.fit_seconds, 2),
+            **self.costs,
         }
 
 
@@ -180,8 +183,6 @@ class TrainingResult:
 
 def train(frame: pd.DataFrame, config: Config) -> TrainingResult:
     """Fit every configured candidate with cross-validation; champion = higher OOF profit."""
-    import time
-
     target = config.target_column
     if target not in frame.columns:
         raise TrainingError(
@@ -212,7 +213,9 @@ def train(frame: pd.DataFrame, config: Config) -> TrainingResult:
             model.fit(frame, y_arr)
         strategy = fit_strategy(model.oof_proba_, y_arr, values, config)
         metrics = classification_metrics(y_arr, model.oof_proba_, strategy.cutoff)
-        results.append(CandidateResult(name, model, metrics, strategy, time.perf_counter() - started))
+        fit_seconds = time.perf_counter() - started
+        results.append(CandidateResult(name, model, metrics, strategy, fit_seconds,
+                                       serving_costs(model, frame)))
     champion = max(results, key=lambda r: r.strategy.profit)
     return TrainingResult(
         champion=champion,
@@ -221,6 +224,31 @@ def train(frame: pd.DataFrame, config: Config) -> TrainingResult:
         default_rate=round(float(y_arr.mean()), 4),
         roc=roc_points(y_arr, champion.model.oof_proba_),
     )
+
+
+def serving_costs(model: CreditModel, frame: pd.DataFrame, rows: int = 200) -> dict[str, float]:
+    """What a candidate costs where people wait: scoring speed and TreeSHAP per explained row.
+
+    Measured at training so the model card shows the trade-off the champion choice made
+    (every review and decline case is explained, so SHAP cost scales with the batch).
+    """
+    import shap
+
+    sample = frame.iloc[: min(rows, len(frame))]
+    matrix = model.features_.transform(sample)
+    started = time.perf_counter()
+    model.predict_proba(sample)
+    score_seconds = time.perf_counter() - started
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        explainer = shap.TreeExplainer(model.estimator_)
+        started = time.perf_counter()
+        explainer.shap_values(matrix, check_additivity=False)
+        shap_seconds = time.perf_counter() - started
+    return {
+        "score_ms_per_row": round(1000 * score_seconds / len(sample), 4),
+        "explain_ms_per_row": round(1000 * shap_seconds / len(sample), 4),
+    }
 
 
 def _positive_proba(model: Any, X: pd.DataFrame) -> np.ndarray:

@@ -117,7 +117,6 @@ applications = Table(
     Index("ix_applications_external_id", "external_id"),
     Index("ix_applications_queue", "status", "id"),
     Index("ix_applications_queue_amount", "status", "amount", "id"),
-    Index("ix_applications_batch", "batch_id", "band"),
 )
 
 scores = Table(
@@ -153,7 +152,6 @@ decisions = Table(
           sqlite_where=text("supersedes_id IS NULL"),
           postgresql_where=text("supersedes_id IS NULL")),
     Index("ix_decisions_application", "application_id", "id"),
-    Index("ix_decisions_decided_by", "decided_by", "decided_at"),
 )
 
 claims = Table(

@@ -121,7 +121,6 @@ def upgrade() -> None:
     op.create_index("ix_applications_external_id", "applications", ["external_id"])
     op.create_index("ix_applications_queue", "applications", ["status", "id"])
     op.create_index("ix_applications_queue_amount", "applications", ["status", "amount", "id"])
-    op.create_index("ix_applications_batch", "applications", ["batch_id", "band"])
 
     op.create_table(
         "scores",
@@ -165,7 +164,6 @@ def upgrade() -> None:
                     sqlite_where=sa.text("supersedes_id IS NULL"),
                     postgresql_where=sa.text("supersedes_id IS NULL"))
     op.create_index("ix_decisions_application", "decisions", ["application_id", "id"])
-    op.create_index("ix_decisions_decided_by", "decisions", ["decided_by", "decided_at"])
 
     op.create_table(
         "claims",
