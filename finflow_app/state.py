@@ -212,6 +212,19 @@ def show_notices() -> None:
         getattr(st, kind)(message)
 
 
+def act(action: Any, success: str) -> None:
+    """Run a core write; show its error, or report success at the top of the next run."""
+    from finflow_core.errors import FinFlowError
+
+    try:
+        action()
+    except FinFlowError as exc:
+        error(exc)
+    else:
+        notify(success)
+        st.rerun()
+
+
 def error(exc: Any) -> None:
     """Show a FinFlow error's message (never a traceback)."""
     st.error(getattr(exc, "message", None) or str(exc))

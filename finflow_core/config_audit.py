@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from finflow_core.audit import append_audit
 from finflow_core.config import Config
@@ -23,13 +23,7 @@ SUBJECT = "config"
 def last_recorded(store: Store, config: Config) -> str | None:
     """The config hash last recorded for this dataset, or None."""
     with store.connect() as conn:
-        details = conn.execute(
-            select(audit_log.c.details)
-            .where(audit_log.c.subject_type == SUBJECT)
-            .where(audit_log.c.subject_id == config.dataset_name)
-            .order_by(audit_log.c.seq.desc()).limit(1)
-        ).scalar()
-    return None if details is None else json.loads(details).get("sha256")
+        return _recorded(conn, config)
 
 
 def record_config(store: Store, config: Config, actor: str = "system") -> bool:
@@ -38,16 +32,20 @@ def record_config(store: Store, config: Config, actor: str = "system") -> bool:
         return False
     with store.begin() as conn:
         # read again under the write lock: another process may have recorded it meanwhile
-        row = conn.execute(
-            select(audit_log.c.details)
-            .where(audit_log.c.subject_type == SUBJECT)
-            .where(audit_log.c.subject_id == config.dataset_name)
-            .order_by(audit_log.c.seq.desc()).limit(1)
-        ).scalar()
-        previous = None if row is None else json.loads(row).get("sha256")
+        previous = _recorded(conn, config)
         if previous == config.sha256:
             return False
         append_audit(conn, actor, "config_loaded" if previous is None else "config_changed",
                      SUBJECT, config.dataset_name,
                      {"sha256": config.sha256, "previous_sha256": previous, "source": config.source})
     return True
+
+
+def _recorded(conn: Connection, config: Config) -> str | None:
+    details = conn.execute(
+        select(audit_log.c.details)
+        .where(audit_log.c.subject_type == SUBJECT)
+        .where(audit_log.c.subject_id == config.dataset_name)
+        .order_by(audit_log.c.seq.desc()).limit(1)
+    ).scalar()
+    return None if details is None else json.loads(details).get("sha256")

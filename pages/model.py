@@ -141,13 +141,8 @@ if can(user, "edit_strategy"):
         note = st.text_input("Why (recorded in the audit trail)", key="md_note")
         save = st.form_submit_button(f"Save edges {low:.3f} / {high:.3f} for {champion}", type="primary")
     if save:
-        try:
-            registry.save_strategy(store, user, champion, low, high, note)
-        except FinFlowError as exc:
-            state.error(exc)
-        else:
-            state.notify(f"Saved band edges {low:.3f} / {high:.3f}: new batches use them.")
-            st.rerun()
+        state.act(lambda: registry.save_strategy(store, user, champion, low, high, note),
+                  f"Saved band edges {low:.3f} / {high:.3f}: new batches use them.")
 
 st.subheader("What drives the model")
 importance = card.get("global_importance") or {}
@@ -169,13 +164,8 @@ if can(user, "promote_model"):
             why = st.text_input("Why (recorded in the audit trail)", key="md_promote_note")
             go = st.form_submit_button("Promote", type="primary")
         if go:
-            try:
-                registry.promote(store, user, chosen, why)
-            except FinFlowError as exc:
-                state.error(exc)
-            else:
-                state.notify(f"Model {chosen} is now the champion: new batches are scored with it.")
-                st.rerun()
+            state.act(lambda: registry.promote(store, user, chosen, why),
+                      f"Model {chosen} is now the champion: new batches are scored with it.")
     else:
         st.caption("No other version to promote.")
 

@@ -62,43 +62,18 @@ with right, st.form(f"us_password_{chosen}", enter_to_submit=False):
     reset = st.text_input("New password", type="password", key=f"us_reset_{chosen}")
     do_reset = st.form_submit_button("Reset password")
 if set_roles:
-    try:
-        auth.set_roles(store, user, chosen, roles)
-    except FinFlowError as exc:
-        state.error(exc)
-    else:
-        state.notify(f"{chosen} now holds {', '.join(sorted(roles))}.")
-        st.rerun()
+    state.act(lambda: auth.set_roles(store, user, chosen, roles),
+              f"{chosen} now holds {', '.join(sorted(roles))}.")
 if do_reset:
-    try:
-        auth.set_password(store, user, chosen, reset)
-    except FinFlowError as exc:
-        state.error(exc)
-    else:
-        state.notify(f"Password of {chosen} reset (and any sign-in lock cleared).")
-        st.rerun()
+    state.act(lambda: auth.set_password(store, user, chosen, reset),
+              f"Password of {chosen} reset (and any sign-in lock cleared).")
 if target.active:
     if st.button(f"Disable {chosen}", key="us_disable", icon=":material/block:"):
-        try:
-            auth.disable_user(store, user, chosen)
-        except FinFlowError as exc:
-            state.error(exc)
-        else:
-            state.notify(f"{chosen} is disabled: their open sessions end at their next click.")
-            st.rerun()
+        state.act(lambda: auth.disable_user(store, user, chosen),
+                  f"{chosen} is disabled: their open sessions end at their next click.")
 elif st.button(f"Enable {chosen}", key="us_enable", icon=":material/check_circle:"):
-    try:
-        auth.enable_user(store, user, chosen)
-    except FinFlowError as exc:
-        state.error(exc)
-    else:
-        state.notify(f"{chosen} is enabled.")
-        st.rerun()
+    state.act(lambda: auth.enable_user(store, user, chosen),
+              f"{chosen} is enabled.")
 if target.active and target.locked_until and st.button(f"Clear {chosen}'s sign-in lock", key="us_unlock"):
-    try:
-        auth.enable_user(store, user, chosen)
-    except FinFlowError as exc:
-        state.error(exc)
-    else:
-        state.notify(f"Sign-in lock of {chosen} cleared.")
-        st.rerun()
+    state.act(lambda: auth.enable_user(store, user, chosen),
+              f"Sign-in lock of {chosen} cleared.")

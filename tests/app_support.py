@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,3 +125,20 @@ def table_with(at: AppTest, column: str):  # type: ignore[no-untyped-def]
             return value
     raise AssertionError(f"no table with a {column!r} column; tables: "
                          f"{[list(d.value.columns) for d in at.dataframe]}")
+
+
+@contextmanager
+def installed(home: Path) -> Iterator[Installation]:
+    """A test installation in ``home`` with its environment set for the duration."""
+    import pytest
+
+    env = app_env(home, write_test_config(home))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("FINFLOW_DATABASE_URL", raising=False)
+        for k, v in env.items():
+            mp.setenv(k, v)
+        inst = build_installation(home)
+        try:
+            yield inst
+        finally:
+            inst.store.close()

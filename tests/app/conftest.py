@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from app_support import Installation, app_env, build_installation, write_test_config
+from app_support import Installation, app_env, installed, write_test_config
 
 from finflow_core import auth
 from finflow_core.config import load_config
@@ -16,15 +16,8 @@ from finflow_core.store import Store, open_store
 
 @pytest.fixture(scope="session")
 def installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation]:
-    home = tmp_path_factory.mktemp("finflow_app_home")
-    env = app_env(home, write_test_config(home))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("FINFLOW_DATABASE_URL", raising=False)
-        for k, v in env.items():
-            mp.setenv(k, v)
-        inst = build_installation(home)
+    with installed(tmp_path_factory.mktemp("finflow_app_home")) as inst:
         yield inst
-        inst.store.close()
 
 
 @pytest.fixture

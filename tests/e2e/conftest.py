@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from app_support import ROOT, Installation, app_env, build_installation, write_test_config
+from app_support import ROOT, Installation, installed
 from e2e_support import (
     ARTIFACTS,
     CHROMIUM,
@@ -53,15 +53,8 @@ def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]
 
 @pytest.fixture(scope="session")
 def e2e_installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation]:
-    home = tmp_path_factory.mktemp("finflow_e2e_home")
-    env = app_env(home, write_test_config(home))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("FINFLOW_DATABASE_URL", raising=False)
-        for k, v in env.items():
-            mp.setenv(k, v)
-        inst = build_installation(home)
+    with installed(tmp_path_factory.mktemp("finflow_e2e_home")) as inst:
         yield inst
-        inst.store.close()
 
 
 @pytest.fixture(scope="session")
