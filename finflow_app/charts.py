@@ -128,9 +128,9 @@ def distribution_bars(dist: pd.DataFrame, label: str) -> go.Figure:
 
 def weekly_counts(weekly: pd.DataFrame) -> go.Figure:
     fig = _fig("Week by week: decisions")
-    w = weekly.sort_values("week_start")
+    w = weekly.sort_values("week_start").assign(open=lambda d: d["pending"] + d["referred"])
     for col, name in (("applications", "applications"), ("approved", "approved"),
-                      ("declined", "declined"), ("pending", "pending / referred")):
+                      ("declined", "declined"), ("open", "pending / referred")):
         fig.add_scatter(x=w["week_start"], y=w[col], mode="lines+markers", name=name)
     fig.update_xaxes(title="week of")
     return fig

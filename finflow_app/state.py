@@ -90,15 +90,18 @@ def champion_engine() -> ScoringEngine | None:
 
     Cached per (model version, band edges): a promotion or saved edges give a new engine.
     """
+    return _champion_engine(config(), store())
+
+
+def _champion_engine(cfg: Config, db: Store) -> ScoringEngine | None:
     from finflow_core.model_registry import active_strategy, champion_version
 
-    s, cfg = store(), config()
-    version = champion_version(s)
+    version = champion_version(db)
     if version is None:
         return None
-    strategy = active_strategy(s, bundle(version))
+    strategy = active_strategy(db, _bundle(cfg.paths.database_url, cfg.sha256, version, db, cfg))
     return _engine(cfg.paths.database_url, cfg.sha256, version, strategy.low_edge,
-                   strategy.high_edge, s, cfg)
+                   strategy.high_edge, db, cfg)
 
 
 def version_engine(version: str) -> ScoringEngine:
@@ -134,14 +137,9 @@ def warm_up() -> None:
         import finflow_core.batch_store  # noqa: F401
         import finflow_core.monitoring  # noqa: F401
         import finflow_core.single  # noqa: F401
-        from finflow_core.model_registry import active_strategy, champion_version
 
         try:
-            version = champion_version(db)
-            if version is not None:
-                b = _bundle(cfg.paths.database_url, cfg.sha256, version, db, cfg)
-                s = active_strategy(db, b)
-                _engine(cfg.paths.database_url, cfg.sha256, version, s.low_edge, s.high_edge, db, cfg)
+            _champion_engine(cfg, db)
         except Exception:  # a failed warm-up only means a slower first use
             logging.getLogger(__name__).warning("warm-up could not load the champion", exc_info=True)
 
@@ -223,6 +221,15 @@ def act(action: Any, success: str) -> None:
     else:
         notify(success)
         st.rerun()
+
+
+def drift_banner(status: str, score_psi: float | None, limits: str = "") -> None:
+    """The drift status as a coloured banner, with what to do about it."""
+    from finflow_core.monitoring import ADVICE
+
+    psi = f": score PSI {score_psi:.3f}" if score_psi is not None else ""
+    show = {"stable": st.success, "watch": st.warning, "alert": st.error}.get(status, st.info)
+    show(f"Drift: **{status.upper()}**{psi}{limits}. {ADVICE.get(status, '')}", icon=":material/monitor_heart:")
 
 
 def error(exc: Any) -> None:

@@ -36,6 +36,7 @@ from typing import Any, Literal, Protocol
 from sqlalchemy import Connection, Select, insert, select, update
 
 from finflow_core.errors import FinFlowError
+from finflow_core.spreadsheet import spreadsheet_safe
 from finflow_core.store.engine import READ_ONLY_OPTION, Store
 from finflow_core.store.tables import (
     GENESIS_HASH,
@@ -53,7 +54,6 @@ CSV_FIELDS: tuple[str, ...] = HASHED_FIELDS + ("prev_hash", "hash")
 _MAX_LENGTHS = {"actor": 64, "action": 64, "subject_type": 64, "subject_id": 255,
                 "model_version": 128}
 _PAGE = 2000
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 Problem = Literal["changed", "removed", "inserted", "truncated", "head_missing"]
 
@@ -356,7 +356,7 @@ def export_audit_csv(
         for row in conn.execute(query).mappings():
             cells = {k: "" if row[k] is None else str(row[k]) for k in CSV_FIELDS}
             if excel_safe:
-                cells = {k: "'" + v if v.startswith(_FORMULA_START) else v for k, v in cells.items()}
+                cells = {k: spreadsheet_safe(v) for k, v in cells.items()}
             writer.writerow(cells)
     text = buffer.getvalue()
     if path is not None:

@@ -12,7 +12,7 @@ import csv
 import hashlib
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -79,12 +79,23 @@ def open_batch(
     with stream:
         sha, size, head, breaks = _first_pass(stream, display)
     header = _read_header(head, display)
+    try:
+        used, ignored = split_columns(header, config, display, require_target=require_target)
+    except BatchRejected:
+        _reject_structured_text(head, display)  # a JSON or HTML file says so, not "missing columns"
+        raise
+    return BatchFile(display, sha, size, tuple(header), used, ignored, source, breaks)
+
+
+def split_columns(
+    header: Sequence[str], config: Config, display: str, *, require_target: bool = False
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The header's used and ignored columns; BatchRejected if a required one is missing."""
     required = [c.name for c in config.input_columns]
     if require_target:
         required.append(config.target_column)
     missing = [c for c in required if c not in header]
     if missing:
-        _reject_structured_text(head, display)
         hint = ""
         if len(header) == 1 and any(sep in header[0] for sep in (";", "\t", "|")):
             hint = " The header looks separated by ';', tab or '|': save the file as comma-separated CSV."
@@ -92,9 +103,7 @@ def open_batch(
             f"{display}: missing required column(s) {', '.join(missing)}.{hint}",
             reason="missing_columns", missing=missing, found=list(header),
         )
-    used = tuple(c for c in header if c in required)
-    ignored = tuple(c for c in header if c not in required)
-    return BatchFile(display, sha, size, tuple(header), used, ignored, source, breaks)
+    return tuple(c for c in header if c in required), tuple(c for c in header if c not in required)
 
 
 def iter_chunks(batch: BatchFile, chunk_rows: int = 100_000) -> Iterator[RawChunk]:

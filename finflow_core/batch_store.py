@@ -32,6 +32,7 @@ from finflow_core.model_registry import active_strategy, load_champion
 from finflow_core.permissions import can, require
 from finflow_core.rollup import add_applications
 from finflow_core.scoring import ScoringEngine, reason_texts
+from finflow_core.spreadsheet import FORMULA_PREFIXES, spreadsheet_safe
 from finflow_core.store import Store
 from finflow_core.store.bulk import bulk_insert
 from finflow_core.store.lending_tables import (
@@ -44,15 +45,14 @@ from finflow_core.store.lending_tables import (
     scores,
 )
 from finflow_core.store.tables import iso_utc, utcnow
-from finflow_core.strategy import HIGH
+from finflow_core.strategy import BAND_DECISION, HIGH, MEDIUM
 from finflow_core.validation import ChunkResult
 from finflow_core.weekly import BatchSummary, Progress, process_batch
 
 ROLLUP_COLUMNS = ("week_start", "batch_id", "band", "status", "decided_kind", "segment_1",
                   "segment_2", "segment_3", "amount", "expected_profit", "probability")
 STATUS_OF_BAND = {"low": "approved", "medium": "pending", "high": "declined"}
-AUTO_OUTCOME = {"low": "approve", "high": "decline"}
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+AUTO_OUTCOME = {band: outcome for band, outcome in BAND_DECISION.items() if band != MEDIUM}
 EXTERNAL_ID_LEN = applications.c.external_id.type.length
 
 
@@ -378,7 +378,7 @@ def _decision_table(rows: list[Any], k: int) -> pd.DataFrame:
     reasons = json.loads("[" + ",".join(df.pop("reasons")) + "]")  # one parse for the chunk
     df["probability"] = df["probability"].round(6)
     df["expected_profit"] = df["expected_profit"].round(2)
-    df["decision"] = df["band"].map({"low": "approve", "medium": "review", "high": "decline"})
+    df["decision"] = df["band"].map(BAND_DECISION)
     df = df[list(DECISION_EXPORT)]
     for i in range(k):
         df[f"reason_{i + 1}"] = [r[i]["text"] if i < len(r) else "" for r in reasons]
@@ -476,16 +476,11 @@ def safe_frame(df: pd.DataFrame) -> pd.DataFrame:
         col = out.iloc[:, i]
         if col.dtype == object or isinstance(col.dtype, pd.StringDtype):
             text = col.astype("str")  # Arrow strings: one vectorised test over the column
-            risky = text.str.startswith(FORMULA_START).fillna(False).to_numpy(dtype=bool)
+            risky = text.str.startswith(FORMULA_PREFIXES).fillna(False).to_numpy(dtype=bool)
             if risky.any():
                 out.isetitem(i, col.astype(object).where(~risky, "'" + text))
     return out
 
-
-def spreadsheet_safe(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
 
 
 def _stored_summary_dict(summary: BatchSummary) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, and_, func, or_, select
 
 from finflow_core.audit import audit_trail
 from finflow_core.review import STATUS_OF_OUTCOME
+from finflow_core.spreadsheet import spreadsheet_safe
 from finflow_core.store import Store
 from finflow_core.store.lending_tables import applications, batches, decisions, scores
 from finflow_core.store.tables import audit_log
@@ -155,8 +156,6 @@ def application_trail(store: Store, external_id: str) -> list[dict[str, Any]]:
 
 
 def application_trail_csv(store: Store, external_id: str) -> str:
-    from finflow_core.batch_store import spreadsheet_safe
-
     events = application_trail(store, external_id)
     buf = io.StringIO()
     fields = ["at", "source", "seq", "actor", "action", "model_version", "details"]

@@ -55,7 +55,6 @@ started (one single-threaded worker process per core) and closed afterwards. On 
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import time
 import uuid
@@ -68,8 +67,17 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.exc import IntegrityError
 
+from finflow_core.artifacts import sha256_file
 from finflow_core.auth import Principal
-from finflow_core.batch_io import BLOCK, BatchFile, RawChunk, iter_chunks, make_chunk, open_batch
+from finflow_core.batch_io import (
+    BLOCK,
+    BatchFile,
+    RawChunk,
+    iter_chunks,
+    make_chunk,
+    open_batch,
+    split_columns,
+)
 from finflow_core.batch_store import (
     AlreadyStored,
     StoreSink,
@@ -227,26 +235,14 @@ def open_parquet_batch(path: str | os.PathLike[str], config: Config, *, name: st
     display = name or p.name
     if not p.is_file():
         raise BatchRejected(f"{display}: file not found", reason="not_found", file=str(path))
-    sha = hashlib.sha256()
-    with open(p, "rb") as fh:
-        while block := fh.read(BLOCK):
-            sha.update(block)
     try:
         pf = pq.ParquetFile(p)
     except Exception as exc:  # pyarrow raises several types for a broken file
         raise BatchRejected(f"{display}: not a readable Parquet file: {exc}", reason="not_parquet") from exc
     header = tuple(pf.schema_arrow.names)
-    required = [c.name for c in config.input_columns]
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise BatchRejected(
-            f"{display}: missing required column(s) {', '.join(missing)}.",
-            reason="missing_columns", missing=missing, found=list(header),
-        )
-    used = tuple(c for c in header if c in required)
-    ignored = tuple(c for c in header if c not in required)
+    used, ignored = split_columns(header, config, display)
     rows = pf.metadata.num_rows
-    return BatchFile(display, sha.hexdigest(), p.stat().st_size, header, used, ignored, str(p), rows + 1)
+    return BatchFile(display, sha256_file(p), p.stat().st_size, header, used, ignored, str(p), rows + 1)
 
 
 def is_parquet(path: str | os.PathLike[str]) -> bool:

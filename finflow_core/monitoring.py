@@ -9,7 +9,7 @@ import pandas as pd
 from finflow_core.auth import Principal
 from finflow_core.batch_store import drift_history
 from finflow_core.bundle import ModelBundle
-from finflow_core.drift import ALERT, WATCH
+from finflow_core.drift import ALERT, WATCH, status_of
 from finflow_core.permissions import require
 from finflow_core.store import Store
 
@@ -25,6 +25,12 @@ ADVICE = {
 def drift_runs(store: Store, actor: Principal, limit: int = 52) -> list[dict[str, Any]]:
     require(actor, "view_drift")
     return drift_history(store, limit)
+
+
+def flagged(run: dict[str, Any], watch: float, alert: float) -> list[str]:
+    """Features of a drift run at watch or alert (by the same rule as the run's status)."""
+    return [name for name, psi in run["features"].items()
+            if psi is not None and status_of(psi, watch, alert) != "stable"]
 
 
 def psi_table(runs: list[dict[str, Any]]) -> pd.DataFrame:

@@ -43,32 +43,8 @@ class PortfolioSummary:
         return int(self.groups["n"].sum()) if not self.groups.empty else 0
 
     def kpis(self) -> dict[str, float]:
-        g = self.groups
-        if g.empty:
-            return {"applications": 0, "approved": 0, "declined": 0, "pending": 0, "referred": 0,
-                    "automation_rate": 0.0, "expected_profit": 0.0, "amount_approved": 0.0, "roi": 0.0,
-                    "approval_rate": 0.0, "automation_target": self.automation_target}
-        n = g["n"].sum()
-        by_status = g.groupby("status")["n"].sum()
-        approved_amount = g.loc[g["status"] == "approved", "amount"].sum()
-        profit = g["expected_profit"].sum()
-        auto = g.loc[g["kind"] == "auto", "n"].sum()
-        automated_by_band = g.loc[g["band"] != "medium", "n"].sum()
-        return {
-            "applications": int(n),
-            "approved": int(by_status.get("approved", 0)),
-            "declined": int(by_status.get("declined", 0)),
-            "pending": int(by_status.get("pending", 0)),
-            "referred": int(by_status.get("referred", 0)),
-            # decided without a person: the low and high bands (every one of them is automatic)
-            "automation_rate": float(automated_by_band / n),
-            "auto_decisions": int(auto),
-            "expected_profit": float(profit),
-            "amount_approved": float(approved_amount),
-            "roi": float(profit / approved_amount) if approved_amount else 0.0,
-            "approval_rate": float(by_status.get("approved", 0) / n),
-            "automation_target": self.automation_target,
-        }
+        """Headline figures of everything selected."""
+        return {**_figures(self.groups), "automation_target": self.automation_target}
 
     def by(self, *keys: str) -> pd.DataFrame:
         """Counts, amounts and expected profit grouped by any of week_start, band, status, kind, segment."""
@@ -78,25 +54,36 @@ class PortfolioSummary:
 
     def weekly(self) -> pd.DataFrame:
         """Week by week: applications, approvals, automation rate, expected profit, ROI."""
-        g = self.groups
-        if g.empty:
-            return pd.DataFrame(columns=["week_start", "applications", "approved", "declined", "pending",
-                                         "automation_rate", "expected_profit", "amount_approved", "roi"])
-        rows = []
-        for week, w in g.groupby("week_start"):
-            n = w["n"].sum()
-            approved = w.loc[w["status"] == "approved"]
-            amount = approved["amount"].sum()
-            profit = w["expected_profit"].sum()
-            rows.append({
-                "week_start": week, "applications": int(n), "approved": int(approved["n"].sum()),
-                "declined": int(w.loc[w["status"] == "declined", "n"].sum()),
-                "pending": int(w.loc[w["status"].isin(["pending", "referred"]), "n"].sum()),
-                "automation_rate": float(w.loc[w["band"] != "medium", "n"].sum() / n),
-                "expected_profit": float(profit), "amount_approved": float(amount),
-                "roi": float(profit / amount) if amount else 0.0,
-            })
-        return pd.DataFrame(rows)
+        rows = [{"week_start": week, **_figures(w)} for week, w in self.groups.groupby("week_start")]
+        return pd.DataFrame(rows, columns=["week_start", *WEEKLY_COLUMNS])
+
+
+WEEKLY_COLUMNS = ("applications", "approved", "declined", "pending", "referred", "automation_rate",
+                  "auto_decisions", "expected_profit", "amount_approved", "roi", "approval_rate")
+
+
+def _figures(g: pd.DataFrame) -> dict[str, float]:
+    """The portfolio's figures for a set of roll-up groups (one rule for totals and weeks)."""
+    n = int(g["n"].sum()) if not g.empty else 0
+    if n == 0:
+        return dict.fromkeys(WEEKLY_COLUMNS, 0)
+    by_status = g.groupby("status")["n"].sum()
+    approved_amount = float(g.loc[g["status"] == "approved", "amount"].sum())
+    profit = float(g["expected_profit"].sum())
+    return {
+        "applications": n,
+        "approved": int(by_status.get("approved", 0)),
+        "declined": int(by_status.get("declined", 0)),
+        "pending": int(by_status.get("pending", 0)),
+        "referred": int(by_status.get("referred", 0)),
+        # decided without a person: the low and high bands (every one of them is automatic)
+        "automation_rate": float(g.loc[g["band"] != "medium", "n"].sum() / n),
+        "auto_decisions": int(g.loc[g["kind"] == "auto", "n"].sum()),
+        "expected_profit": profit,
+        "amount_approved": approved_amount,
+        "roi": profit / approved_amount if approved_amount else 0.0,
+        "approval_rate": float(by_status.get("approved", 0) / n),
+    }
 
 
 def _segment_key(config: Config, name: str | None) -> str | None:

@@ -140,7 +140,7 @@ def _weekly_table(summary: PortfolioSummary, currency: str) -> str:
         return '<p class="note">No applications in the selection.</p>'
     rows = "".join(
         f"<tr><td>{_e(str(r.week_start))}</td><td>{_int(r.applications)}</td><td>{_int(r.approved)}</td>"
-        f"<td>{_int(r.declined)}</td><td>{_int(r.pending)}</td><td>{_pct(r.automation_rate)}</td>"
+        f"<td>{_int(r.declined)}</td><td>{_int(r.pending + r.referred)}</td><td>{_pct(r.automation_rate)}</td>"
         f"<td>{_e(_money(r.expected_profit, currency))}</td><td>{_pct(r.roi)}</td></tr>"
         for r in w.sort_values("week_start").itertuples(index=False)
     )

@@ -20,6 +20,7 @@ import pyarrow as pyarrow
 import pyarrow.compute as pc
 
 from finflow_core.config import ColumnSpec
+from finflow_core.spreadsheet import FORMULA_PREFIXES
 
 #: rule name -> what it means, for people reading a quarantine report.
 RULES: dict[str, str] = {
@@ -34,7 +35,6 @@ RULES: dict[str, str] = {
     "duplicate_id": "application id already used earlier in the batch",
     "field_count": "the row does not have one cell per column",
 }
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 DATE_PATTERN = r"\d{4}-\d{2}-\d{2}"
 #: what counts as a number: optional sign, digits with an optional decimal part, optional
 #: exponent; no thousands separators, currency signs, "nan" or "inf".

@@ -112,7 +112,7 @@ class ScoringEngine:
         matrix = clock.run("features", self.features, frame)
         p = clock.run("predict", self.predict, matrix)
         routed = self.route(frame, p)
-        mask = np.isin(routed["band"], [MEDIUM, HIGH])
+        mask = needs_reasons(routed["band"])
         reasons = clock.run("explain", self.reasons, frame, matrix, mask)
         if drift is not None:
             counts = clock.run("drift", self.drift_counts, frame, matrix, p)
@@ -140,6 +140,7 @@ def reason_texts(reasons: list[dict[str, Any]]) -> str:
 
 
 def needs_reasons(bands: np.ndarray) -> np.ndarray:
+    """Review and decline cases are explained: officers need reasons, declined applicants are owed them."""
     return np.isin(bands, [MEDIUM, HIGH])
 
 

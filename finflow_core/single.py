@@ -23,6 +23,7 @@ from finflow_core.permissions import require
 from finflow_core.scoring import ScoringEngine
 from finflow_core.store import Store
 from finflow_core.store.lending_tables import applications, scores
+from finflow_core.strategy import BAND_DECISION
 from finflow_core.validation import BatchValidator, validate_batch
 
 
@@ -87,7 +88,7 @@ def submit_application(
             .join(scores, scores.c.application_id == applications.c.id)
             .where(applications.c.batch_id == summary.batch_id)
         ).first()
-    decision = {"low": "approve", "medium": "review", "high": "decline"}[row.band]
+    decision = BAND_DECISION[row.band]
     return SingleDecision(
         True, probability=row.probability, band=row.band, decision=decision,
         expected_profit=row.expected_profit, reasons=json.loads(row.reasons),

@@ -13,7 +13,7 @@ import pandas as pd  # noqa: E402
 from finflow_app import charts  # noqa: E402
 from finflow_app.fmt import when  # noqa: E402
 from finflow_core.errors import FinFlowError  # noqa: E402
-from finflow_core.monitoring import ADVICE, distribution, drift_runs, psi_table  # noqa: E402
+from finflow_core.monitoring import distribution, drift_runs, flagged, psi_table  # noqa: E402
 
 cfg, store = state.config(), state.store()
 watch, alert = cfg.monitoring.psi_watch, cfg.monitoring.psi_alert
@@ -38,12 +38,8 @@ names = {i: f"{r['file_name']} · week of {r['week_start']} · {r['status']}" fo
 idx = st.selectbox("Batch", list(names), format_func=names.__getitem__, key="dr_run",
                    help="Newest first.")
 run = runs[idx]
-status = run["status"]
-banner = {"stable": st.success, "watch": st.warning, "alert": st.error}.get(status, st.info)
 score = run["score_psi"]
-banner(f"**{status.upper()}**: score PSI {score:.3f} (watch {watch:g}, alert {alert:g}). {ADVICE.get(status, '')}"
-       if score is not None else f"**{status.upper()}**. {ADVICE.get(status, '')}",
-       icon=":material/monitor_heart:")
+state.drift_banner(run["status"], score, f" (watch from {watch:g}, alert above {alert:g})")
 st.caption(f"Batch {run['batch_id']} scored {when(run['computed_at'])} by model {run['model_version']}.")
 
 psi = {"score": score, **run["features"]}
@@ -70,6 +66,6 @@ if len(runs) > 1 and shown:
 st.dataframe(pd.DataFrame([
     {"batch": r["file_name"], "week of": r["week_start"], "scored": when(r["computed_at"]),
      "status": r["status"], "score PSI": r["score_psi"],
-     "features on watch or alert": sum(1 for v in r["features"].values() if v is not None and v >= watch)}
+     "features on watch or alert": len(flagged(r, watch, alert))}
     for r in runs
 ]), hide_index=True, key="dr_history")

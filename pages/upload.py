@@ -15,7 +15,6 @@ from finflow_app.fmt import compact, count, pct, when  # noqa: E402
 from finflow_core import batch_store  # noqa: E402
 from finflow_core.batch_io import open_batch  # noqa: E402
 from finflow_core.errors import BatchRejected, FinFlowError  # noqa: E402
-from finflow_core.monitoring import ADVICE  # noqa: E402
 from finflow_core.permissions import can  # noqa: E402
 from finflow_core.validation import validate_batch  # noqa: E402
 
@@ -23,12 +22,6 @@ cfg, store = state.config(), state.store()
 currency = cfg.economics.currency
 DONE_KEY = "up_stored"  # sha256 of files this session stored
 REPORT_KEY = "up_report"
-
-
-def drift_banner(status: str, score_psi: float | None) -> None:
-    text = f"Drift: **{status}** (score PSI {score_psi:.3f}). {ADVICE.get(status, '')}" if score_psi is not None \
-        else f"Drift: **{status}**. {ADVICE.get(status, '')}"
-    {"stable": st.success, "watch": st.warning, "alert": st.error}.get(status, st.info)(text)
 
 
 def show_summary(summary: batch_store.BatchSummary) -> None:
@@ -46,7 +39,7 @@ def show_summary(summary: batch_store.BatchSummary) -> None:
     c[3].metric("Expected profit", compact(summary.expected_profit, currency),
                 delta=f"ROI {pct(summary.roi)}", delta_color="off", delta_arrow="off")
     drift = summary.drift or {}
-    drift_banner(str(drift.get("status", "stable")), drift.get("score_psi"))
+    state.drift_banner(str(drift.get("status", "stable")), drift.get("score_psi"))
     st.plotly_chart(charts.bands_bar(summary.bands), key=f"up_bands_{summary.batch_id}")
     for w in summary.warnings:
         st.caption(f"Note: {w}")

@@ -23,6 +23,8 @@ TITLES = {
     "account": "My account",
 }
 GUARD_TEXTS = ("You are not signed in", "Your role does not give access")
+#: AppTest's refusal of a page st.navigation did not register (a missing file says otherwise).
+NOT_REGISTERED = "Could not find a navigation page"
 
 
 def allowed_for(principal, spec) -> bool:  # type: ignore[no-untyped-def]
@@ -43,7 +45,7 @@ def test_navigation_lists_exactly_the_pages_of_the_role(inst, username: str) -> 
             assert not any(g in shown for g in GUARD_TEXTS), (username, spec.url_path)
         else:
             # st.navigation did not register the page for this role: it cannot be reached
-            with pytest.raises(ValueError):
+            with pytest.raises(ValueError, match=NOT_REGISTERED):
                 at.switch_page(spec.path)
 
 
@@ -65,7 +67,7 @@ def test_signed_out_visitor_sees_only_the_sign_in_form(inst) -> None:
     assert len(at.text_input) == 2  # username, password
     assert not at.dataframe and not at.metric and not at.get("plotly_chart")
     for spec in PAGES:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=NOT_REGISTERED):
             at.switch_page(spec.path)
 
 

@@ -53,44 +53,49 @@ def batches_dir(store_session_dir: Path) -> BatchFiles:
     return once("batches", lambda: write_batches(store_session_dir))
 
 
+def _installation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, config_path: Path, url: str,
+                  trained_model: TrainedModel, batches_dir: BatchFiles,
+                  kind: str = "fresh") -> Iterator[Lending]:
+    """The body of every installation fixture: a copy of the ``kind`` template at ``url``,
+    closed after the test."""
+    lending = cloned_lending(monkeypatch, tmp_path / "home", config_path, url, trained_model,
+                             batches_dir, kind)
+    try:
+        yield lending
+    finally:
+        lending.close()
+
+
 @pytest.fixture
 def ff(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config_path: Path,
        trained_model: TrainedModel, batches_dir: BatchFiles) -> Iterator[Lending]:
     """A fresh installation on each backend (SQLite and PostgreSQL)."""
-    lending = cloned_lending(monkeypatch, tmp_path / "home", config_path, store_url, trained_model,
+    yield from _installation(monkeypatch, tmp_path, config_path, store_url, trained_model,
                              batches_dir)
-    yield lending
-    lending.close()
 
 
 @pytest.fixture
 def ff_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config_path: Path,
               trained_model: TrainedModel, batches_dir: BatchFiles) -> Iterator[Lending]:
     """A fresh installation on SQLite only (for tests about files, processes, the CLI)."""
-    lending = cloned_lending(monkeypatch, tmp_path / "home", config_path, sqlite_url(tmp_path),
+    yield from _installation(monkeypatch, tmp_path, config_path, sqlite_url(tmp_path),
                              trained_model, batches_dir)
-    yield lending
-    lending.close()
 
 
 @pytest.fixture
 def ffa(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config_path: Path,
         trained_model: TrainedModel, batches_dir: BatchFiles) -> Iterator[Lending]:
     """An installation on each backend where ann.analyst has stored batch a."""
-    lending = cloned_lending(monkeypatch, tmp_path / "home", config_path, store_url, trained_model,
+    yield from _installation(monkeypatch, tmp_path, config_path, store_url, trained_model,
                              batches_dir, "batch_a")
-    yield lending
-    lending.close()
 
 
 @pytest.fixture
 def ffa_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config_path: Path,
                trained_model: TrainedModel, batches_dir: BatchFiles) -> Iterator[Lending]:
     """On SQLite only, an installation where ann.analyst has stored batch a."""
-    lending = cloned_lending(monkeypatch, tmp_path / "home", config_path, sqlite_url(tmp_path),
+    yield from _installation(monkeypatch, tmp_path, config_path, sqlite_url(tmp_path),
                              trained_model, batches_dir, "batch_a")
-    yield lending
-    lending.close()
 
 
 @pytest.fixture
@@ -99,10 +104,7 @@ def ff_pg(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
     """A fresh installation on PostgreSQL only (mark the test ``postgres``)."""
     cluster = request.getfixturevalue("pg_cluster")
     url = cluster.create_database(f"store_{os.getpid()}_{next(_pg_numbers)}")
-    lending = cloned_lending(monkeypatch, tmp_path / "home", config_path, url, trained_model,
-                             batches_dir)
-    yield lending
-    lending.close()
+    yield from _installation(monkeypatch, tmp_path, config_path, url, trained_model, batches_dir)
 
 
 _pg_numbers = itertools.count(1)

@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime
 
 import pandas as pd
+import pytest
 
 from finflow_core.config import Config
 from finflow_core.monitoring import ADVICE
@@ -44,12 +45,16 @@ def test_report_carries_kpis_bands_weeks_and_drift(config: Config) -> None:
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
     k = s.kpis()
     assert k["applications"] == 200 and k["approved"] == 120
+    # worked out by hand from GROUPS: 160 of 200 in the automatic bands; profit 625,000 on
+    # 12,000,000 approved
+    assert (k["automation_rate"], k["expected_profit"]) == (0.8, 625_000.0)
+    assert k["roi"] == pytest.approx(625_000 / 12_000_000)
     assert "<td>Applications</td><td class=\"v\">200</td>" in html
     assert "<td>Approved</td><td class=\"v\">120</td>" in html
     assert "<td>Declined</td><td class=\"v\">50</td>" in html
-    assert f"{k['automation_rate']:.1%} (meets target 70.0%)" in html
-    assert f"USD {k['expected_profit']:,.0f}" in html
-    assert f"{k['roi']:.1%}" in html
+    assert "<td>Automation rate</td><td class=\"v\">80.0% (meets target 70.0%)</td>" in html
+    assert "<td>Expected profit</td><td class=\"v\">USD 625,000</td>" in html
+    assert "<td>Return on amount approved (ROI)</td><td class=\"v\">5.2%</td>" in html
     # bands: counts and shares
     assert "<td>Low risk (auto-approve)</td><td>110</td><td>55.0%</td>" in html
     assert "<td>High risk (auto-decline)</td><td>50</td><td>25.0%</td>" in html

@@ -254,6 +254,7 @@ def test_one_applications_trail_holds_its_scoring_claim_and_decisions(ffa: Lendi
     assert not any(v.startswith("=") for r in rows for v in r.values())
     # another application's trail does not carry this one's decisions
     other_case = ff.pending_ids()[0]
+    assert other_case != case  # (the decided case left the queue)
     other_actions = [e["action"] for e in application_trail(ff.store, ff_external_id(ff, other_case))]
     assert "case_decided" not in other_actions and "case_claimed" not in other_actions
 

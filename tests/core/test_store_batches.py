@@ -226,12 +226,17 @@ def _after_the_kill(ff: Lending, cmd: list[str], env: dict[str, str], records: i
     assert verify_audit(ff.store).ok and verify_decisions(ff.store).ok
 
 
-def _weekly_run_command(ff: Lending, path: Path, chunk_rows: int) -> tuple[list[str], dict[str, str]]:
+def _big_weekly_run(ff: Lending, tmp_path: Path, rows: int, seed: int,
+                    chunk_rows: int) -> tuple[Path, list[str], dict[str, str]]:
+    """A ``rows``-row file (a few bad rows) and the `finflow weekly-run` command that stores it
+    as ann.analyst, in chunks of ``chunk_rows``."""
+    big = tmp_path / "big.csv"
+    with_bad_rows(generate_applications(rows, seed=seed), every=997).to_csv(big, index=False)
     ff.users()
     env = dict(os.environ, FINFLOW_USER="ann.analyst", FINFLOW_PASSWORD=PASSWORD)
-    cmd = [sys.executable, "-m", "finflow_core.cli", "weekly-run", "--data", str(path),
+    cmd = [sys.executable, "-m", "finflow_core.cli", "weekly-run", "--data", str(big),
            "--chunk-rows", str(chunk_rows), "--json"]
-    return cmd, env
+    return big, cmd, env
 
 
 @pytest.mark.heavy
@@ -239,9 +244,7 @@ def test_a_killed_weekly_run_leaves_nothing_and_the_rerun_stores_the_file_exactl
     ff_sqlite: Lending, tmp_path: Path
 ) -> None:
     """SIGKILL `finflow weekly-run` part-way through a 60,000-row file, then run it again."""
-    big = tmp_path / "big.csv"
-    with_bad_rows(generate_applications(60_000, seed=99), every=997).to_csv(big, index=False)
-    cmd, env = _weekly_run_command(ff_sqlite, big, 5000)
+    big, cmd, env = _big_weekly_run(ff_sqlite, tmp_path, 60_000, seed=99, chunk_rows=5000)
     db = Path(ff_sqlite.url.removeprefix("sqlite:///"))
     wal = db.with_name(db.name + "-wal")
     start = wal.stat().st_size if wal.exists() else 0
@@ -256,11 +259,8 @@ def test_a_killed_weekly_run_leaves_nothing_and_the_rerun_stores_the_file_exactl
 def test_a_killed_weekly_run_on_postgres_leaves_nothing_and_the_rerun_stores_it_once(
     ff_pg: Lending, tmp_path: Path
 ) -> None:
-    big = tmp_path / "big.csv"
-    with_bad_rows(generate_applications(30_000, seed=98), every=997).to_csv(big, index=False)
-    cmd, env = _weekly_run_command(ff_pg, big, 3000)
+    big, cmd, env = _big_weekly_run(ff_pg, tmp_path, 30_000, seed=98, chunk_rows=3000)
     database = ff_pg.url.rsplit("/", 1)[1]
-
 
     def written() -> bool:  # the run's transaction holds a transaction id: it has written rows
         with ff_pg.store.connect() as conn:

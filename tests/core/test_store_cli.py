@@ -71,6 +71,8 @@ def test_train_needs_a_signed_in_analyst(
     ff_sqlite.users()
     history = ff_sqlite.model.history
     before = ff_sqlite.counts()
+    models_dir = ff_sqlite.config.paths.models_dir
+    folders_before = sorted(p for p in models_dir.glob("*") if p.is_dir())
     signed_in(None)
     code, _, err = run(capsys, "train", "--data", history)
     assert code == 7
@@ -83,8 +85,7 @@ def test_train_needs_a_signed_in_analyst(
     assert code == 7 and "wrong username or password" in err
     after = ff_sqlite.counts()
     assert after["model_versions"] == before["model_versions"]
-    assert not any(p.is_dir() for p in ff_sqlite.config.paths.models_dir.glob("*")) \
-        if ff_sqlite.config.paths.models_dir.exists() else True
+    assert sorted(p for p in models_dir.glob("*") if p.is_dir()) == folders_before  # no model saved
 
 
 @pytest.mark.heavy

@@ -33,6 +33,12 @@ from finflow_core.store.tables import users
 pytest_plugins = ["store_fixtures"]  # the store tests' shared fixtures
 
 ALL_LENDING = (*LENDING_TABLES, "model_versions", "strategies", "claims")
+#: What each backend says when a given guard refuses a row (so a test's IntegrityError is
+#: the guard it is about, not some other constraint the row happens to break).
+FIRST_DECISION = r"decisions\.application_id|uq_decisions_first_per_application"
+ONE_SUCCESSOR = r"decisions\.supersedes_id|decisions_supersedes_id"
+ONE_CHAMPION = r"model_versions\.status|uq_model_versions_one_champion"
+FOREIGN_KEY = r"(?i)foreign key constraint"
 
 
 @pytest.fixture
@@ -140,19 +146,18 @@ def test_one_first_decision_per_application_and_one_successor_per_decision(
     first = decide_case(ff.store, Principal(None, "olga", frozenset({"officer"})), case, "approve")
     base = {"application_id": case, "outcome": "decline", "kind": "manual", "decided_by": "mallory",
             "reason": "r", "note": "", "decided_at": "2026-01-01T00:00:00.000000+00:00"}
-    with pytest.raises(IntegrityError), ff.store.begin() as conn:
+    with pytest.raises(IntegrityError, match=FIRST_DECISION), ff.store.begin() as conn:
         conn.execute(insert(decisions).values(**base, supersedes_id=None))
     with ff.store.begin() as conn:
         second = conn.execute(insert(decisions).values(**base, supersedes_id=first.id)
                               .returning(decisions.c.id)).scalar_one()
-    with pytest.raises(IntegrityError), ff.store.begin() as conn:
+    with pytest.raises(IntegrityError, match=ONE_SUCCESSOR), ff.store.begin() as conn:
         conn.execute(insert(decisions).values(**base, supersedes_id=first.id))
     assert second != first.id
 
 
-
 def test_only_one_champion_and_batches_must_add_up(ff: Lending) -> None:
-    with pytest.raises(IntegrityError), ff.store.begin() as conn:
+    with pytest.raises(IntegrityError, match=ONE_CHAMPION), ff.store.begin() as conn:
         conn.execute(insert(model_versions).values(
             version="other", model_name="x", status="champion", artifact_sha256="0" * 64,
             training_data_sha256="0" * 64, rows=1, folder="/nowhere", card="{}",
@@ -162,7 +167,7 @@ def test_only_one_champion_and_batches_must_add_up(ff: Lending) -> None:
            "low_edge": 0.1, "high_edge": 0.2, "week_start": "2026-01-05", "rows_in": 10,
            "rows_valid": 9, "rows_quarantined": 2, "n_low": 0, "n_medium": 0, "n_high": 0,
            "automation_rate": 0.0, "expected_profit": 0.0, "drift_status": "stable", "summary": "{}"}
-    with pytest.raises(IntegrityError), ff.store.begin() as conn:
+    with pytest.raises(IntegrityError, match="rows_add_up"), ff.store.begin() as conn:
         conn.execute(insert(batches).values(**row))
     with ff.store.connect() as conn:
         assert conn.execute(select(applications.c.id)).first() is None
@@ -170,7 +175,7 @@ def test_only_one_champion_and_batches_must_add_up(ff: Lending) -> None:
 
 def test_stores_refuse_a_batch_whose_model_is_not_registered(ff: Lending) -> None:
     """Foreign keys are enforced on both backends (SQLite needs PRAGMA foreign_keys)."""
-    with pytest.raises(IntegrityError), ff.store.begin() as conn:
+    with pytest.raises(IntegrityError, match=FOREIGN_KEY), ff.store.begin() as conn:
         conn.execute(insert(batches).values(
             id="B-y", sha256="e" * 64, file_name="f.csv", uploaded_by="x",
             uploaded_at="2026-01-01T00:00:00.000000+00:00", model_version="not-registered",

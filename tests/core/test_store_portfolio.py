@@ -47,6 +47,7 @@ def make_busy(ff: Lending, batches_dir: BatchFiles) -> Lending:
     [a] = ff.batch_ids()  # batch a is stored already
     ff.run(batches_dir.b)
     pending = ff.pending_ids()
+    assert len(pending) >= 30
     for i, case in enumerate(pending[:30]):
         outcome = ("approve", "decline", "refer")[i % 3]
         d = decide_case(ff.store, OLGA, case, outcome, reason="r", note="n")
@@ -57,6 +58,7 @@ def make_busy(ff: Lending, batches_dir: BatchFiles) -> Lending:
         autos = conn.execute(select(applications.c.id, applications.c.current_decision_id)
                              .where(applications.c.decided_kind == "auto",
                                     applications.c.batch_id == a).limit(5)).all()
+    assert len(autos) == 5  # the overrides happen: the roll-ups see every kind of decision
     for app_id, decision_id in autos:  # officers override automatic decisions
         decide_case(ff.store, OLGA, app_id, "refer", note="override", supersedes=decision_id)
     return ff

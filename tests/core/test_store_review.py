@@ -317,6 +317,7 @@ def race(stores: list[Store], cases: list[int]) -> tuple[dict[tuple[str, int], A
 
 
 def check_race(store: Store, cases: list[int], results: dict[tuple[str, int], Any]) -> None:
+    assert cases, "no cases were raced for: every check below would hold vacuously"
     with store.connect() as conn:
         firsts = first_decisions_per_application(conn)
         assert {c: firsts.get(c, 0) for c in cases} == dict.fromkeys(cases, 1)
@@ -351,6 +352,7 @@ def test_officers_in_separate_processes_decide_each_case_exactly_once(
 
     ff_sqlite.run(batches_dir.a)
     cases = ff_sqlite.pending_ids()[:15]
+    assert len(cases) == 15
     ctx = multiprocessing.get_context("spawn")
     barrier, queue = ctx.Barrier(len(OFFICERS)), ctx.Queue()
     procs = [ctx.Process(target=decide_in_process,
@@ -376,6 +378,7 @@ def test_eight_officers_racing_for_the_same_cases_decide_each_exactly_once(
     stored: Lending, own_store: bool
 ) -> None:
     cases = stored.pending_ids()[:12]
+    assert len(cases) == 12
     stores = [open_store(stored.url) for _ in OFFICERS] if own_store else [stored.store]
     try:
         results, errors = race(stores, cases)
@@ -385,7 +388,6 @@ def test_eight_officers_racing_for_the_same_cases_decide_each_exactly_once(
                 s.close()
     assert errors == []
     check_race(stored.store, cases, results)
-
 
 
 def test_officers_racing_to_claim_one_case_leave_exactly_one_holder(stored: Lending) -> None:
@@ -462,10 +464,16 @@ def test_officers_revising_decisions_both_ways_at_once_do_not_deadlock(stored: L
         t.start()
     for t in threads:
         t.join(120)
+    assert not any(t.is_alive() for t in threads), "a flipping officer hung"
+    # the root cause first; a BrokenBarrierError alone means a barrier timed out (a hang)
     assert [e for e in errors if not isinstance(e, threading.BrokenBarrierError)] == []
+    assert errors == []
     with stored.store.connect() as conn:
         assert check_rollups(conn) == []
         for case, decision in current.items():
             assert conn.execute(select(applications.c.current_decision_id)
                                 .where(applications.c.id == case)).scalar_one() == decision
+    # every worker did every round: the first decision and one revision per round
+    assert {case: len(decision_rows(stored.store, case)) for case in current} == \
+        dict.fromkeys(current, 1 + rounds)
     assert verify_decisions(stored.store).ok
