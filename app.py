@@ -14,7 +14,7 @@ import streamlit as st
 from finflow_app import state
 from finflow_app.pages import allowed, landing
 from finflow_app.screens import setup_screen, sign_in_screen
-from finflow_core import auth
+from finflow_core.services import auth
 
 st.set_page_config(page_title="FinFlow", page_icon=":material/account_balance:", layout="wide")
 

@@ -24,8 +24,8 @@ def main() -> None:
     import shap
     from sklearn.metrics import roc_auc_score
 
-    from finflow_core import batch_store
-    from finflow_core.validation import validate_batch
+    from finflow_core.lending.intake.validation import validate_batch
+    from finflow_core.services import batches as batch_store
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--explain-rows", type=int, default=4000)

@@ -36,7 +36,7 @@ def label(n: int) -> str:
 
 
 def config() -> Any:
-    from finflow_core.config import load_config
+    from finflow_core.lending.config import load_config
 
     return load_config()
 
@@ -47,8 +47,8 @@ def base_db() -> Path:
 
 def ensure_model(log: Any = print) -> str:
     """Train and register the demo champion in the bench home once (as `finflow setup --demo`)."""
-    from finflow_core import model_registry
-    from finflow_core.setup import bootstrap
+    from finflow_core.services import models as model_registry
+    from finflow_core.services.demo_setup import bootstrap
     from finflow_core.store import open_store
 
     cfg = config()
@@ -79,7 +79,7 @@ def fresh_store(tag: str) -> Any:
 
 def batch_csv(n: int, seed: int = 2026) -> Path:
     """A weekly batch of ``n`` synthetic applications (no outcome column), written once."""
-    from finflow_core.synthetic import generate_applications
+    from finflow_core.lending.synthetic import generate_applications
 
     DATA.mkdir(parents=True, exist_ok=True)
     path = DATA / f"batch_{label(n)}.csv"

@@ -37,12 +37,13 @@ FILL_BATCH = 100_000
 
 def fill(n: int, tag: str) -> Path:
     """``n`` applications in batches of 100k, written by StoreSink with synthetic scores."""
-    from finflow_core import auth, batch_store
-    from finflow_core.batch_io import BatchFile, iter_chunks, open_batch
-    from finflow_core.strategy import BAND_DECISION, HIGH, LOW, MEDIUM, assign_bands
-    from finflow_core.synthetic import generate_applications
-    from finflow_core.validation import ISSUE_COLUMNS, BatchValidator, ChunkResult
-    from finflow_core.weekly import BatchSummary
+    from finflow_core.lending.intake.reader import BatchFile, iter_chunks, open_batch
+    from finflow_core.lending.intake.validation import ISSUE_COLUMNS, BatchValidator, ChunkResult
+    from finflow_core.lending.strategy import BAND_DECISION, HIGH, LOW, MEDIUM, assign_bands
+    from finflow_core.lending.synthetic import generate_applications
+    from finflow_core.pipeline.batch_run import BatchSummary
+    from finflow_core.services import auth
+    from finflow_core.services import batches as batch_store
 
     cfg = config()
     store = fresh_store(tag)
@@ -94,12 +95,12 @@ def fill(n: int, tag: str) -> Path:
 def main() -> None:
     from sqlalchemy import func, select
 
-    from finflow_core import auth
-    from finflow_core.portfolio import portfolio_summary
-    from finflow_core.review import review_queue
-    from finflow_core.rollup import check_rollups
+    from finflow_core.services import auth
+    from finflow_core.services.portfolio import portfolio_summary
+    from finflow_core.services.review import review_queue
     from finflow_core.store import open_store
     from finflow_core.store.lending_tables import applications
+    from finflow_core.store.rollup import check_rollups
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", default="1M")

@@ -17,8 +17,8 @@ from bench.common import RESULTS, batch_csv, config, emit, fresh_store, label, p
 
 
 def main() -> None:
-    from finflow_core import auth, batch_store
-
+    from finflow_core.services import auth
+    from finflow_core.services import batches as batch_store
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", default="100k")
     ap.add_argument("--top", type=int, default=45)

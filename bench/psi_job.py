@@ -41,10 +41,10 @@ def bin_index(spec, values) -> np.ndarray:
 
 
 def main() -> None:
-    from finflow_core import batch_store
-    from finflow_core.drift import SCORE, psi_from_counts
-    from finflow_core.synthetic import generate_applications
-    from finflow_core.validation import validate_batch
+    from finflow_core.lending.drift import SCORE, psi_from_counts
+    from finflow_core.lending.intake.validation import validate_batch
+    from finflow_core.lending.synthetic import generate_applications
+    from finflow_core.services import batches as batch_store
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", default="1M")

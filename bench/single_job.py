@@ -13,7 +13,7 @@ from bench.common import config, emit, fresh_store, median_p95, peak_rss_mb
 
 def records(n: int) -> list[dict]:
     """Applications as an officer types them: every field as text, blank where not given."""
-    from finflow_core.synthetic import generate_applications
+    from finflow_core.lending.synthetic import generate_applications
 
     df = generate_applications(n, seed=777).drop(columns="default")
     blank = {"<NA>", "nan", "None"}
@@ -21,8 +21,9 @@ def records(n: int) -> list[dict]:
 
 
 def main() -> None:
-    from finflow_core import auth, batch_store
-    from finflow_core.single import score_one, submit_application
+    from finflow_core.services import auth
+    from finflow_core.services import batches as batch_store
+    from finflow_core.services.applications import score_one, submit_application
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=200)
@@ -49,8 +50,8 @@ def main() -> None:
         submit_application(store, actor, r, engine)
         stored.append(time.perf_counter() - t)
     # where one in-process decision's time goes
-    from finflow_core.single import record_csv
-    from finflow_core.validation import validate_batch
+    from finflow_core.lending.intake.validation import validate_batch
+    from finflow_core.services.applications import record_csv
 
     cols = [c.name for c in cfg.input_columns]
     parts = {"validate": [], "features+predict": [], "explain": [], "score_total": []}

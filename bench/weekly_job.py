@@ -33,8 +33,8 @@ from bench.common import (
 
 
 def run_finflow(n: int, chunk_rows: int) -> dict:
-    from finflow_core import auth, batch_store
-
+    from finflow_core.services import auth
+    from finflow_core.services import batches as batch_store
     path = batch_csv(n)
     cfg = config()
     store = fresh_store(f"weekly_{label(n)}")
@@ -75,8 +75,8 @@ def run_bare(n: int) -> dict:
     import pandas as pd
     import shap
 
-    from finflow_core import batch_store
-    from finflow_core.strategy import HIGH, MEDIUM, assign_bands
+    from finflow_core.lending.strategy import HIGH, MEDIUM, assign_bands
+    from finflow_core.services import batches as batch_store
 
     path = batch_csv(n)
     cfg = config()
@@ -110,8 +110,8 @@ def run_bare(n: int) -> dict:
 
 
 def run_dask(n: int, workers: int | None) -> dict:
-    from finflow_core import auth
-    from finflow_core.distributed import weekly_run_dask
+    from finflow_core.pipeline.dask_engine import weekly_run_dask
+    from finflow_core.services import auth
 
     path = batch_csv(n)
     cfg = config()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from finflow_core.auth import Principal
-from finflow_core.permissions import can
+from finflow_core.services.access import can
+from finflow_core.services.auth import Principal
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from finflow_app import state
-from finflow_core import auth
 from finflow_core.errors import FinFlowError
+from finflow_core.services import auth
 
 
 def setup_screen() -> None:

@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from finflow_core import auth
-from finflow_core.auth import Principal
-from finflow_core.config import ENV_CONFIG, ENV_DATABASE_URL, ENV_HOME, Config, load_config
 from finflow_core.errors import AuthError
-from finflow_core.permissions import can
+from finflow_core.lending.config import ENV_CONFIG, ENV_DATABASE_URL, ENV_HOME, Config, load_config
+from finflow_core.services import auth
+from finflow_core.services.access import can
+from finflow_core.services.auth import Principal
 from finflow_core.store import Store, open_store
 
 if TYPE_CHECKING:
-    from finflow_core.bundle import ModelBundle
-    from finflow_core.scoring import ScoringEngine
+    from finflow_core.lending.model.bundle import ModelBundle
+    from finflow_core.lending.scoring import ScoringEngine
 
 USER_KEY = "ff_user"
 NOTICE_KEY = "ff_notice"
@@ -50,7 +50,7 @@ def _store(url: str) -> Store:
 
 @st.cache_resource(show_spinner=False)
 def _config_recorded(url: str, config_sha: str, _store: Store, _config: Config) -> bool:
-    from finflow_core.config_audit import record_config
+    from finflow_core.store.config_log import record_config
 
     return record_config(_store, _config)
 
@@ -65,7 +65,7 @@ def store() -> Store:
 
 @st.cache_resource(show_spinner=False, max_entries=6)
 def _bundle(url: str, config_sha: str, version: str, _store: Store, _config: Config) -> ModelBundle:
-    from finflow_core.model_registry import load_version
+    from finflow_core.services.models import load_version
 
     return load_version(_store, _config, version)
 
@@ -79,7 +79,7 @@ def bundle(version: str) -> ModelBundle:
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _engine(url: str, config_sha: str, version: str, low: float, high: float,
             _store: Store, _config: Config) -> ScoringEngine:
-    from finflow_core.scoring import ScoringEngine
+    from finflow_core.lending.scoring import ScoringEngine
 
     b = _bundle(url, config_sha, version, _store, _config)
     return ScoringEngine(b, _config, b.strategy.with_edges(low, high))
@@ -94,7 +94,7 @@ def champion_engine() -> ScoringEngine | None:
 
 
 def _champion_engine(cfg: Config, db: Store) -> ScoringEngine | None:
-    from finflow_core.model_registry import active_strategy, champion_version
+    from finflow_core.services.models import active_strategy, champion_version
 
     version = champion_version(db)
     if version is None:
@@ -107,7 +107,7 @@ def _champion_engine(cfg: Config, db: Store) -> ScoringEngine | None:
 def version_engine(version: str) -> ScoringEngine:
     """An engine for one model version, e.g. to explain a case it scored (band edges do not
     matter for an explanation: the champion's engine is reused for its own cases)."""
-    from finflow_core.model_registry import champion_version
+    from finflow_core.services.models import champion_version
 
     if version == champion_version(store()):
         engine = champion_engine()
@@ -134,9 +134,9 @@ def warm_up() -> None:
     def work() -> None:
         import plotly.graph_objects  # noqa: F401
 
-        import finflow_core.batch_store  # noqa: F401
-        import finflow_core.monitoring  # noqa: F401
-        import finflow_core.single  # noqa: F401
+        import finflow_core.services.applications  # noqa: F401
+        import finflow_core.services.batches  # noqa: F401
+        import finflow_core.services.monitoring  # noqa: F401
 
         try:
             _champion_engine(cfg, db)
@@ -225,7 +225,7 @@ def act(action: Any, success: str) -> None:
 
 def drift_banner(status: str, score_psi: float | None, limits: str = "") -> None:
     """The drift status as a coloured banner, with what to do about it."""
-    from finflow_core.monitoring import ADVICE
+    from finflow_core.services.monitoring import ADVICE
 
     psi = f": score PSI {score_psi:.3f}" if score_psi is not None else ""
     show = {"stable": st.success, "watch": st.warning, "alert": st.error}.get(status, st.info)

@@ -8,8 +8,8 @@ from finflow_app import state
 
 user = state.guard(None)
 
-from finflow_core import auth  # noqa: E402
 from finflow_core.errors import FinFlowError  # noqa: E402
+from finflow_core.services import auth  # noqa: E402
 
 st.title("My account")
 st.markdown(f"Signed in as **{user.username}** with the role(s) **{', '.join(sorted(user.roles))}**.")

@@ -14,8 +14,12 @@ from datetime import UTC, datetime, time, timedelta  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from finflow_app.fmt import when  # noqa: E402
-from finflow_core.audit import audit_trail, export_audit_csv, verify_audit  # noqa: E402
-from finflow_core.decision_audit import application_trail, application_trail_csv, verify_decisions  # noqa: E402
+from finflow_core.store.audit_chain import audit_trail, export_audit_csv, verify_audit  # noqa: E402
+from finflow_core.store.decision_check import (  # noqa: E402
+    application_trail,
+    application_trail_csv,
+    verify_decisions,
+)
 
 store = state.store()
 VERIFY_KEY = "au_verified"

@@ -13,7 +13,7 @@ import pandas as pd  # noqa: E402
 from finflow_app import charts  # noqa: E402
 from finflow_app.fmt import when  # noqa: E402
 from finflow_core.errors import FinFlowError  # noqa: E402
-from finflow_core.monitoring import distribution, drift_runs, flagged, psi_table  # noqa: E402
+from finflow_core.services.monitoring import distribution, drift_runs, flagged, psi_table  # noqa: E402
 
 cfg, store = state.config(), state.store()
 watch, alert = cfg.monitoring.psi_watch, cfg.monitoring.psi_alert

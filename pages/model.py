@@ -12,9 +12,9 @@ import pandas as pd  # noqa: E402
 
 from finflow_app import charts  # noqa: E402
 from finflow_app.fmt import compact, money, pct, when  # noqa: E402
-from finflow_core import model_registry as registry  # noqa: E402
 from finflow_core.errors import FinFlowError  # noqa: E402
-from finflow_core.permissions import can  # noqa: E402
+from finflow_core.services import models as registry  # noqa: E402
+from finflow_core.services.access import can  # noqa: E402
 
 cfg, store = state.config(), state.store()
 currency = cfg.economics.currency

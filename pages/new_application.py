@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 
 from finflow_app.fmt import BAND_SHORT, DECISION_NAMES, money, pct  # noqa: E402
 from finflow_core.errors import FinFlowError  # noqa: E402
-from finflow_core.single import submit_application  # noqa: E402
+from finflow_core.services.applications import submit_application  # noqa: E402
 
 cfg, store = state.config(), state.store()
 currency = cfg.economics.currency

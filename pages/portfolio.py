@@ -10,8 +10,8 @@ user = state.guard("view_portfolio")
 
 from finflow_app import charts  # noqa: E402
 from finflow_app.fmt import compact, count, pct  # noqa: E402
-from finflow_core.permissions import can  # noqa: E402
-from finflow_core.portfolio import PortfolioFilter, filter_options, portfolio_summary  # noqa: E402
+from finflow_core.services.access import can  # noqa: E402
+from finflow_core.services.portfolio import PortfolioFilter, filter_options, portfolio_summary  # noqa: E402
 
 cfg, store = state.config(), state.store()
 currency = cfg.economics.currency
@@ -103,8 +103,8 @@ filters_text = "; ".join(parts)
 
 
 def report_html() -> bytes:
-    from finflow_core.monitoring import drift_runs
-    from finflow_core.report import build_weekly_report
+    from finflow_core.lending.report import build_weekly_report
+    from finflow_core.services.monitoring import drift_runs
 
     runs = drift_runs(store, user, limit=1) if can(user, "view_drift") else []
     return build_weekly_report(summary, cfg, drift_run=runs[0] if runs else None, filters_text=filters_text,
@@ -114,7 +114,7 @@ def report_html() -> bytes:
 def csv_of(frame):  # type: ignore[no-untyped-def]
     """Spreadsheet-safe CSV, made only when the button is clicked."""
     def make() -> bytes:
-        from finflow_core.batch_store import csv_bytes
+        from finflow_core.services.batches import csv_bytes
 
         return csv_bytes(frame)
     return make

@@ -14,9 +14,9 @@ import pandas as pd  # noqa: E402
 
 from finflow_app import charts  # noqa: E402
 from finflow_app.fmt import BAND_NAMES, BAND_SHORT, cell, compact, count, pct, when  # noqa: E402
-from finflow_core import review  # noqa: E402
 from finflow_core.errors import Conflict, FinFlowError  # noqa: E402
-from finflow_core.permissions import can  # noqa: E402
+from finflow_core.services import review  # noqa: E402
+from finflow_core.services.access import can  # noqa: E402
 
 PAGE_SIZE = 25
 CASE_KEY = "rq_case"
@@ -42,7 +42,7 @@ def back_to_queue(cv: review.CaseView | None) -> None:
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def explanation(url: str, version: str, application_id: int, _data: dict[str, str]) -> object:
-    from finflow_core.single import explain_record
+    from finflow_core.services.applications import explain_record
 
     return explain_record(state.version_engine(version), _data)
 

@@ -12,11 +12,11 @@ import pandas as pd  # noqa: E402
 
 from finflow_app import charts  # noqa: E402
 from finflow_app.fmt import compact, count, pct, when  # noqa: E402
-from finflow_core import batch_store  # noqa: E402
-from finflow_core.batch_io import open_batch  # noqa: E402
 from finflow_core.errors import BatchRejected, FinFlowError  # noqa: E402
-from finflow_core.permissions import can  # noqa: E402
-from finflow_core.validation import validate_batch  # noqa: E402
+from finflow_core.lending.intake.reader import open_batch  # noqa: E402
+from finflow_core.lending.intake.validation import validate_batch  # noqa: E402
+from finflow_core.services import batches as batch_store  # noqa: E402
+from finflow_core.services.access import can  # noqa: E402
 
 cfg, store = state.config(), state.store()
 currency = cfg.economics.currency

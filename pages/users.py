@@ -11,9 +11,9 @@ user = state.guard("manage_users")
 import pandas as pd  # noqa: E402
 
 from finflow_app.fmt import when  # noqa: E402
-from finflow_core import auth  # noqa: E402
 from finflow_core.errors import FinFlowError  # noqa: E402
-from finflow_core.permissions import ROLES  # noqa: E402
+from finflow_core.services import auth  # noqa: E402
+from finflow_core.services.access import ROLES  # noqa: E402
 
 store = state.store()
 ROLE_HELP = {"analyst": "uploads batches, trains models", "officer": "works the review queue",

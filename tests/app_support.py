@@ -22,10 +22,10 @@ if str(ROOT) not in sys.path:  # finflow_app lives beside app.py, it is not inst
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from finflow_core import auth  # noqa: E402
-from finflow_core.auth import Principal  # noqa: E402
-from finflow_core.config import Config, default_config_path, load_config  # noqa: E402
-from finflow_core.setup import bootstrap  # noqa: E402
+from finflow_core.lending.config import Config, default_config_path, load_config  # noqa: E402
+from finflow_core.services import auth  # noqa: E402
+from finflow_core.services.auth import Principal  # noqa: E402
+from finflow_core.services.demo_setup import bootstrap  # noqa: E402
 from finflow_core.store import Store, open_store  # noqa: E402
 
 APP = ROOT / "app.py"

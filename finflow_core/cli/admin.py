@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from finflow_core import auth
-from finflow_core.audit import export_audit_csv, verify_audit
 from finflow_core.cli.common import Context, ask_password, emit
-from finflow_core.permissions import ROLES, require
+from finflow_core.services import auth
+from finflow_core.services.access import ROLES, require
+from finflow_core.store.audit_chain import export_audit_csv, verify_audit
 
 EXIT_AUDIT_BROKEN = 12
 
@@ -57,7 +57,7 @@ def register(sub: Any) -> None:
 
 
 def setup(ctx: Context, args: argparse.Namespace) -> int:
-    from finflow_core.setup import bootstrap
+    from finflow_core.services.demo_setup import bootstrap
 
     result = bootstrap(ctx.config, ctx.store, demo=args.demo, history_rows=args.rows, log=_log)
     if result.setup_code:
@@ -117,7 +117,7 @@ def users_passwd(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def audit_verify(ctx: Context, args: argparse.Namespace) -> int:
-    from finflow_core.decision_audit import verify_decisions
+    from finflow_core.store.decision_check import verify_decisions
 
     require(ctx.actor, "view_audit")
     chain = verify_audit(ctx.store)
@@ -129,7 +129,7 @@ def audit_verify(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def audit_export(ctx: Context, args: argparse.Namespace) -> int:
-    from finflow_core.decision_audit import application_trail_csv
+    from finflow_core.store.decision_check import application_trail_csv
 
     require(ctx.actor, "view_audit")
     if args.application:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from finflow_core.auth import Principal, authenticate
-from finflow_core.config import Config, load_config
 from finflow_core.errors import AuthError, FinFlowError
+from finflow_core.lending.config import Config, load_config
+from finflow_core.services.auth import Principal, authenticate
 from finflow_core.store import Store, open_store
 
 ENV_USER = "FINFLOW_USER"
@@ -36,7 +36,7 @@ class Context:
 
     @cached_property
     def store(self) -> Store:
-        from finflow_core.config_audit import record_config
+        from finflow_core.store.config_log import record_config
 
         store = open_store(self.config.paths.database_url)
         record_config(store, self.config)  # a changed config file is an audit event

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from finflow_core.cli.common import Context, emit
-from finflow_core.drift import ALERT
-from finflow_core.permissions import require
-from finflow_core.synthetic import SCENARIOS, generate_applications
+from finflow_core.lending.drift import ALERT
+from finflow_core.lending.synthetic import SCENARIOS, generate_applications
+from finflow_core.services.access import require
 
 # The scoring stack (scikit-learn, LightGBM, SHAP) is imported by the commands that use it,
 # so `finflow users ...`, `finflow audit ...` and `--help` start in a fraction of a second.
@@ -88,8 +88,7 @@ def demo_data(ctx: Context, args: argparse.Namespace) -> int:
 
 def train(ctx: Context, args: argparse.Namespace) -> int:
     actor = ctx.actor  # sign in before loading the training stack
-    from finflow_core import model_registry
-
+    from finflow_core.services import models as model_registry
     outcome = model_registry.train_and_register(ctx.store, actor, args.data, ctx.config)
     card = outcome.card
     lines = [
@@ -112,11 +111,10 @@ def train(ctx: Context, args: argparse.Namespace) -> int:
 
 def weekly_run(ctx: Context, args: argparse.Namespace) -> int:
     actor = ctx.actor  # sign in before any work
-    from finflow_core import batch_store
-
+    from finflow_core.services import batches as batch_store
     progress = _progress_printer() if args.progress or sys.stderr.isatty() else None
     if args.engine == "dask":
-        from finflow_core.distributed import weekly_run_dask
+        from finflow_core.pipeline.dask_engine import weekly_run_dask
 
         summary = weekly_run_dask(ctx.store, actor, args.data, ctx.config, out_dir=args.out,
                                   scheduler=args.scheduler)
@@ -146,8 +144,7 @@ def weekly_run(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def models_list(ctx: Context, args: argparse.Namespace) -> int:
-    from finflow_core import model_registry
-
+    from finflow_core.services import models as model_registry
     require(ctx.actor, "view_models")
     rows = model_registry.list_versions(ctx.store)
     text = "\n".join(
@@ -159,8 +156,7 @@ def models_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def models_show(ctx: Context, args: argparse.Namespace) -> int:
-    from finflow_core import model_registry
-
+    from finflow_core.services import models as model_registry
     require(ctx.actor, "view_models")
     version = args.version or model_registry.champion_version(ctx.store)
     if version is None:
@@ -171,16 +167,14 @@ def models_show(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def models_promote(ctx: Context, args: argparse.Namespace) -> int:
-    from finflow_core import model_registry
-
+    from finflow_core.services import models as model_registry
     model_registry.promote(ctx.store, ctx.actor, args.version, args.note)
     print(f"model {args.version} is now the champion")
     return 0
 
 
 def batches_list(ctx: Context, args: argparse.Namespace) -> int:
-    from finflow_core import batch_store
-
+    from finflow_core.services import batches as batch_store
     require(ctx.actor, "view_batches")
     rows = batch_store.list_batches(ctx.store)
     text = "\n".join(
@@ -192,8 +186,7 @@ def batches_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def batches_export(ctx: Context, args: argparse.Namespace) -> int:
-    from finflow_core import batch_store
-
+    from finflow_core.services import batches as batch_store
     require(ctx.actor, "view_batches")
     paths = batch_store.export_batch(ctx.store, args.batch_id, args.out, ctx.config)
     print("\n".join(f"{k}: {v}" for k, v in paths.items()))

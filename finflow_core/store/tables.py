@@ -108,7 +108,7 @@ setup_codes = Table(
 
 # -- audit trail ----------------------------------------------------------------------------
 
-#: Append-only (database triggers refuse UPDATE and DELETE); hash-chained, see finflow_core.audit.
+#: Append-only (database triggers refuse UPDATE and DELETE); hash-chained, see finflow_core.store.audit_chain.
 audit_log = Table(
     "audit_log",
     metadata,

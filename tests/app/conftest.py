@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from app_support import Installation, app_env, installed, write_test_config
 
-from finflow_core import auth
-from finflow_core.config import load_config
+from finflow_core.lending.config import load_config
+from finflow_core.services import auth
 from finflow_core.store import Store, open_store
 
 

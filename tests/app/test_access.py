@@ -7,7 +7,7 @@ from app_support import ROOT, TIMEOUT, app_as, data_elements, no_exception, page
 from streamlit.testing.v1 import AppTest
 
 from finflow_app.pages import PAGES, landing
-from finflow_core.permissions import can
+from finflow_core.services.access import can
 
 ROLE_USERS = ("admin", "analyst", "officer", "manager")
 #: A title (or other fixed text) each page shows when the user may see it.
@@ -96,8 +96,7 @@ def test_page_file_run_directly_by_a_role_without_access_shows_only_the_guard(in
 def test_a_disabled_user_is_signed_out_at_the_next_run(inst) -> None:
     from app_support import PASSWORD
 
-    from finflow_core import auth
-
+    from finflow_core.services import auth
     temp = auth.add_user(inst.store, inst.users["admin"], "temp-manager", PASSWORD, ["manager"]).principal()
     at = page_as(temp, "pages/portfolio.py")
     assert "Portfolio" in [t.value for t in at.title]
@@ -111,8 +110,7 @@ def test_a_disabled_user_is_signed_out_at_the_next_run(inst) -> None:
 def test_a_removed_role_takes_effect_at_once(inst) -> None:
     from app_support import PASSWORD
 
-    from finflow_core import auth
-
+    from finflow_core.services import auth
     temp = auth.add_user(inst.store, inst.users["admin"], "temp-analyst", PASSWORD, ["analyst"]).principal()
     at = AppTest.from_file(str(ROOT / "pages/drift.py"), default_timeout=TIMEOUT)
     at.session_state["ff_user"] = temp

@@ -9,8 +9,8 @@ import pytest
 from app_support import app_as, no_exception, page_as, table_with, texts
 from sqlalchemy import func, select
 
-from finflow_core import model_registry
-from finflow_core.portfolio import portfolio_summary
+from finflow_core.services import models as model_registry
+from finflow_core.services.portfolio import portfolio_summary
 from finflow_core.store.lending_tables import applications, strategies
 
 
@@ -99,7 +99,7 @@ def test_portfolio_filters_narrow_the_figures(inst) -> None:
     no_exception(at)
     west = int(metric(at, "Applications").replace(",", ""))
     assert 0 < west < total
-    from finflow_core.portfolio import PortfolioFilter
+    from finflow_core.services.portfolio import PortfolioFilter
 
     expected = portfolio_summary(inst.store, manager, inst.config,
                                  PortfolioFilter(segments={"region": ("west",)})).kpis()["applications"]
@@ -109,7 +109,7 @@ def test_portfolio_filters_narrow_the_figures(inst) -> None:
 def test_drift_shows_the_status_with_advice_and_psi_bars(inst) -> None:
     at = page_as(inst.users["analyst"], "pages/drift.py")
     no_exception(at)
-    from finflow_core.monitoring import ADVICE, drift_runs
+    from finflow_core.services.monitoring import ADVICE, drift_runs
 
     latest = drift_runs(inst.store, inst.users["analyst"], limit=1)[0]
     banner = [*at.success, *at.warning, *at.error]
@@ -204,7 +204,7 @@ def test_admin_sees_the_audit_page_but_an_officer_cannot(inst) -> None:
 
 def test_zz_analyst_trains_a_candidate_and_a_manager_promotes_it(inst) -> None:
     """Runs last in this file: the promotion changes the champion for later tests."""
-    from finflow_core.synthetic import generate_applications
+    from finflow_core.lending.synthetic import generate_applications
 
     champion = model_registry.champion_version(inst.store)
     history = generate_applications(1500, seed=77).to_csv(index=False).encode("utf-8")

@@ -6,7 +6,7 @@ import json
 
 from app_support import no_exception, page_as, table_with, texts
 
-from finflow_core import review
+from finflow_core.services import review
 
 
 def pending_ids(inst, limit: int = 5000) -> list[int]:  # type: ignore[no-untyped-def]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from app_support import PASSWORD, app_as, no_exception, page_as, texts
 
-from finflow_core import auth
 from finflow_core.errors import AuthError
+from finflow_core.services import auth
 
 
 def sign_in(at, username: str, password: str):  # type: ignore[no-untyped-def]

@@ -6,8 +6,8 @@ import hashlib
 
 from app_support import no_exception, page_as, table_with, texts
 
-from finflow_core import batch_store
-from finflow_core.synthetic import generate_applications
+from finflow_core.lending.synthetic import generate_applications
+from finflow_core.services import batches as batch_store
 
 
 def batch_bytes(rows: int, seed: int, broken: int = 0) -> bytes:

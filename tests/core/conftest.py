@@ -13,13 +13,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from finflow_core.artifacts import save_bundle
-from finflow_core.bundle import ModelBundle, build_bundle
-from finflow_core.config import Config, default_config_path, parse_config
-from finflow_core.scoring import ScoringEngine
-from finflow_core.synthetic import generate_applications
-from finflow_core.training import TrainingResult, train
-from finflow_core.validation import ValidationReport, validate_batch
+from finflow_core.lending.config import Config, default_config_path, parse_config
+from finflow_core.lending.intake.validation import ValidationReport, validate_batch
+from finflow_core.lending.model.bundle import ModelBundle, build_bundle
+from finflow_core.lending.model.training import TrainingResult, train
+from finflow_core.lending.scoring import ScoringEngine
+from finflow_core.lending.synthetic import generate_applications
+from finflow_core.store.model_files import save_bundle
 
 TRAIN_ROWS = 4000
 TRAIN_SEED = 1

@@ -26,17 +26,18 @@ import yaml
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.engine import make_url
 
-from finflow_core import auth, batch_store
-from finflow_core.artifacts import load_bundle
-from finflow_core.auth import SYSTEM, Principal, add_user, create_first_admin
-from finflow_core.config import Config, default_config_path, load_config
-from finflow_core.model_registry import register, train_and_register
-from finflow_core.scoring import ScoringEngine
+from finflow_core.lending.config import Config, default_config_path, load_config
+from finflow_core.lending.scoring import ScoringEngine
+from finflow_core.lending.synthetic import generate_applications
+from finflow_core.pipeline.batch_run import BatchSummary
+from finflow_core.services import auth
+from finflow_core.services import batches as batch_store
+from finflow_core.services.auth import SYSTEM, Principal, add_user, create_first_admin
+from finflow_core.services.models import register, train_and_register
 from finflow_core.store import Store, open_store
 from finflow_core.store.lending_tables import applications, quarantine_rows
 from finflow_core.store.migrate import load_all_tables
-from finflow_core.synthetic import generate_applications
-from finflow_core.weekly import BatchSummary
+from finflow_core.store.model_files import load_bundle
 
 SECRET_KEY = "store-tests-installation-key-0123456789"
 TRAIN_ROWS = 3000

@@ -9,9 +9,9 @@ from typing import Any
 def decide_in_process(url: str, officer: str, cases: list[int], seed: int, barrier: Any,
                       results: Any) -> None:
     """Open the store in this process and try to decide every case (the race's other side)."""
-    from finflow_core.auth import Principal
     from finflow_core.errors import Conflict
-    from finflow_core.review import decide_case
+    from finflow_core.services.auth import Principal
+    from finflow_core.services.review import decide_case
     from finflow_core.store import open_store
 
     actor = Principal(None, officer, frozenset({"officer"}))

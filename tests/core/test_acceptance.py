@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from finflow_core.bundle import build_bundle
-from finflow_core.config import Config, load_config
-from finflow_core.scoring import ScoringEngine
-from finflow_core.setup import HISTORY_SEED
-from finflow_core.synthetic import generate_applications
-from finflow_core.training import train
-from finflow_core.validation import validate_batch
+from finflow_core.lending.config import Config, load_config
+from finflow_core.lending.intake.validation import validate_batch
+from finflow_core.lending.model.bundle import build_bundle
+from finflow_core.lending.model.training import train
+from finflow_core.lending.scoring import ScoringEngine
+from finflow_core.lending.synthetic import generate_applications
+from finflow_core.services.demo_setup import HISTORY_SEED
 
 pytestmark = pytest.mark.heavy
 

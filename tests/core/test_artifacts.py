@@ -15,7 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from finflow_core.artifacts import (
+from finflow_core.errors import ModelError, ModelIntegrityError
+from finflow_core.lending.config import Config, parse_config
+from finflow_core.lending.model.bundle import ModelBundle
+from finflow_core.store.model_files import (
     ARTIFACT,
     CARD,
     ENV_SECRET,
@@ -25,9 +28,6 @@ from finflow_core.artifacts import (
     save_bundle,
     sign_card,
 )
-from finflow_core.bundle import ModelBundle
-from finflow_core.config import Config, parse_config
-from finflow_core.errors import ModelError, ModelIntegrityError
 
 
 @pytest.fixture()

@@ -19,7 +19,8 @@ import pytest
 from sqlalchemy import Connection, delete, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from finflow_core.audit import (
+from finflow_core.store import Store, open_store
+from finflow_core.store.audit_chain import (
     AuditChainError,
     append_audit,
     audit_trail,
@@ -29,7 +30,6 @@ from finflow_core.audit import (
     verify_audit,
     verify_entries,
 )
-from finflow_core.store import Store, open_store
 from finflow_core.store.tables import audit_head, audit_log
 
 ZERO = "0" * 64
@@ -82,7 +82,7 @@ def test_entries_follow_the_documented_hash_formula(store: Store) -> None:
     assert stored[0]["details"] == '{"a":[1,"x"],"b":2}'
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", stored[0]["at"])
     prev = ZERO
-    for row in stored:  # recompute independently of finflow_core.audit
+    for row in stored:  # recompute independently of finflow_core.store.audit_chain
         payload = {k: row[k] for k in ("seq", "at", "actor", "action", "subject_type",
                                        "subject_id", "model_version", "details")}
         body = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from finflow_core import auth
-from finflow_core.audit import audit_trail, verify_audit
-from finflow_core.auth import (
+from finflow_core.errors import AuthError, Conflict, NotFound, PermissionDenied
+from finflow_core.services import auth
+from finflow_core.services.access import PERMISSIONS, ROLES, allowed_roles, can, require
+from finflow_core.services.auth import (
     BAD_CREDENTIALS,
     SYSTEM,
     InvalidInput,
@@ -40,9 +41,8 @@ from finflow_core.auth import (
     set_roles,
     verify_password,
 )
-from finflow_core.errors import AuthError, Conflict, NotFound, PermissionDenied
-from finflow_core.permissions import PERMISSIONS, ROLES, allowed_roles, can, require
 from finflow_core.store import Store, open_store
+from finflow_core.store.audit_chain import audit_trail, verify_audit
 from finflow_core.store.tables import setup_codes, users
 
 ALICE_PW = "correct horse battery"

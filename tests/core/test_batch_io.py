@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from finflow_core.batch_io import iter_chunks, open_batch
-from finflow_core.config import Config
 from finflow_core.errors import BatchRejected
-from finflow_core.synthetic import generate_applications
-from finflow_core.validation import validate_batch
+from finflow_core.lending.config import Config
+from finflow_core.lending.intake.reader import iter_chunks, open_batch
+from finflow_core.lending.intake.validation import validate_batch
+from finflow_core.lending.synthetic import generate_applications
 
 
 @pytest.fixture(scope="module")

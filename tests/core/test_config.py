@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 import yaml
 
-from finflow_core.config import (
+from finflow_core.errors import ConfigError
+from finflow_core.lending.config import (
     ENV_CONFIG,
     ENV_HOME,
     default_config_path,
     load_config,
     parse_config,
 )
-from finflow_core.errors import ConfigError
 
 
 def _cols(raw: dict[str, Any]) -> list[dict[str, Any]]:

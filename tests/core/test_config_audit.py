@@ -6,10 +6,10 @@ from pathlib import Path
 
 import yaml
 
-from finflow_core.audit import audit_trail, verify_audit
-from finflow_core.config import default_config_path, load_config
-from finflow_core.config_audit import last_recorded, record_config
+from finflow_core.lending.config import default_config_path, load_config
 from finflow_core.store import open_store
+from finflow_core.store.audit_chain import audit_trail, verify_audit
+from finflow_core.store.config_log import last_recorded, record_config
 
 
 def test_first_use_then_a_change_are_recorded_once_each(tmp_path: Path) -> None:

@@ -21,10 +21,13 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from finflow_core import auth, batch_store, model_registry
-from finflow_core.config import Config, parse_config
-from finflow_core.distributed import csv_partitions, parquet_partitions, weekly_run_dask
 from finflow_core.errors import PermissionDenied
+from finflow_core.lending.config import Config, parse_config
+from finflow_core.lending.synthetic import generate_applications
+from finflow_core.pipeline.dask_engine import csv_partitions, parquet_partitions, weekly_run_dask
+from finflow_core.services import auth
+from finflow_core.services import batches as batch_store
+from finflow_core.services import models as model_registry
 from finflow_core.store import Store, open_store
 from finflow_core.store.lending_tables import (
     applications,
@@ -34,7 +37,6 @@ from finflow_core.store.lending_tables import (
     quarantine_rows,
     scores,
 )
-from finflow_core.synthetic import generate_applications
 
 distributed = pytest.importorskip("distributed")
 

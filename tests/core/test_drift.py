@@ -10,9 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from finflow_core.bundle import ModelBundle
-from finflow_core.config import Config
-from finflow_core.drift import (
+from finflow_core.lending.config import Config
+from finflow_core.lending.drift import (
     ALERT,
     SCORE,
     STABLE,
@@ -25,9 +24,10 @@ from finflow_core.drift import (
     psi_from_counts,
     status_of,
 )
-from finflow_core.scoring import ScoringEngine
-from finflow_core.synthetic import generate_applications
-from finflow_core.validation import validate_batch
+from finflow_core.lending.intake.validation import validate_batch
+from finflow_core.lending.model.bundle import ModelBundle
+from finflow_core.lending.scoring import ScoringEngine
+from finflow_core.lending.synthetic import generate_applications
 
 # -- the reference: loops and plain Python, written from the definition --------------------
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from finflow_core.bundle import ModelBundle
-from finflow_core.config import Config
-from finflow_core.explain import Explanation, ReasonExplainer, format_value
-from finflow_core.scoring import ScoringEngine
+from finflow_core.lending.config import Config
+from finflow_core.lending.explain import Explanation, ReasonExplainer, format_value
+from finflow_core.lending.model.bundle import ModelBundle
+from finflow_core.lending.scoring import ScoringEngine
 
 REASON = re.compile(r"^(?P<text>.+) \((?P<feature>[a-z_]+) (?P<value>[^()]+)\)$")
 

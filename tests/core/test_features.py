@@ -10,8 +10,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
-from finflow_core.config import Config
-from finflow_core.features import FeatureBuilder
+from finflow_core.lending.config import Config
+from finflow_core.lending.features import FeatureBuilder
 
 
 @pytest.fixture()

@@ -9,14 +9,20 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from finflow_core.artifacts import installation_key, load_bundle, save_bundle
-from finflow_core.bundle import build_bundle
-from finflow_core.config import ENV_CONFIG, ENV_HOME, Config, default_config_path, load_config
 from finflow_core.errors import BatchRejected
-from finflow_core.scoring import ScoringEngine
-from finflow_core.synthetic import generate_applications
-from finflow_core.training import train
-from finflow_core.validation import validate_batch
+from finflow_core.lending.config import (
+    ENV_CONFIG,
+    ENV_HOME,
+    Config,
+    default_config_path,
+    load_config,
+)
+from finflow_core.lending.intake.validation import validate_batch
+from finflow_core.lending.model.bundle import build_bundle
+from finflow_core.lending.model.training import train
+from finflow_core.lending.scoring import ScoringEngine
+from finflow_core.lending.synthetic import generate_applications
+from finflow_core.store.model_files import installation_key, load_bundle, save_bundle
 
 CONFIG_PATH = Path(__file__).parent / "fixtures" / "other_lender.yaml"
 SECTOR_RISK = {"retail": 0.2, "services": -0.3, "industry": 0.0, "farming": 0.4}

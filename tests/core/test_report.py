@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from finflow_core.config import Config
-from finflow_core.monitoring import ADVICE
-from finflow_core.portfolio import PortfolioSummary
-from finflow_core.report import build_weekly_report
+from finflow_core.lending.config import Config
+from finflow_core.lending.report import build_weekly_report
+from finflow_core.services.monitoring import ADVICE
+from finflow_core.services.portfolio import PortfolioSummary
 
 
 def summary(groups: list[tuple], hist: list[int] | None = None) -> PortfolioSummary:

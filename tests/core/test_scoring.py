@@ -8,17 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from finflow_core.bundle import ModelBundle
-from finflow_core.config import Config
 from finflow_core.errors import ModelError
-from finflow_core.scoring import (
+from finflow_core.lending.config import Config
+from finflow_core.lending.model.bundle import ModelBundle
+from finflow_core.lending.scoring import (
     DECISION_COLUMNS,
     REASON_SEP,
     ScoringEngine,
     needs_reasons,
     reason_texts,
 )
-from finflow_core.strategy import BAND_DECISION, LoanValues, assign_bands, expected_values
+from finflow_core.lending.strategy import BAND_DECISION, LoanValues, assign_bands, expected_values
 
 
 def test_one_row_per_valid_application(fresh_scored: object) -> None:

@@ -22,15 +22,20 @@ from store_helpers import (
     small_config_raw,
 )
 
-from finflow_core import auth, model_registry, review
-from finflow_core.artifacts import load_bundle, save_bundle
-from finflow_core.audit import audit_trail, verify_audit
 from finflow_core.cli import main
-from finflow_core.config import load_config
-from finflow_core.decision_audit import application_trail, application_trail_csv, verify_decisions
 from finflow_core.errors import ConfigError
+from finflow_core.lending.config import load_config
+from finflow_core.services import auth, review
+from finflow_core.services import models as model_registry
 from finflow_core.store import Store
+from finflow_core.store.audit_chain import audit_trail, verify_audit
+from finflow_core.store.decision_check import (
+    application_trail,
+    application_trail_csv,
+    verify_decisions,
+)
 from finflow_core.store.lending_tables import applications, decisions
+from finflow_core.store.model_files import load_bundle, save_bundle
 
 pytest_plugins = ["store_fixtures"]  # the store tests' shared fixtures
 

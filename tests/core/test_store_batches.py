@@ -22,13 +22,13 @@ from store_helpers import (
     with_bad_rows,
 )
 
-from finflow_core import batch_store
-from finflow_core.audit import audit_trail, verify_audit
-from finflow_core.decision_audit import verify_decisions
 from finflow_core.errors import BatchRejected
-from finflow_core.rollup import check_rollups
+from finflow_core.lending.synthetic import generate_applications
+from finflow_core.services import batches as batch_store
+from finflow_core.store.audit_chain import audit_trail, verify_audit
+from finflow_core.store.decision_check import verify_decisions
 from finflow_core.store.lending_tables import batches
-from finflow_core.synthetic import generate_applications
+from finflow_core.store.rollup import check_rollups
 
 pytest_plugins = ["store_fixtures"]  # the store tests' shared fixtures
 
@@ -120,7 +120,7 @@ def test_a_failure_while_finishing_leaves_nothing(
     ff: Lending, batches_dir: BatchFiles, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After every chunk was written, a failure in the last step still rolls it all back."""
-    import finflow_core.batch_store as module
+    import finflow_core.services.batches as module
 
     def broken_audit(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("audit unavailable")

@@ -233,7 +233,7 @@ def test_users_add_makes_the_first_admin_then_needs_an_admin(
 
 
 def ff_sqlite_trail(ff: Lending) -> list[tuple[str, str, str]]:
-    from finflow_core.audit import audit_trail
+    from finflow_core.store.audit_chain import audit_trail
 
     return [(e["action"], e["actor"], e["subject_id"]) for e in audit_trail(ff.store)]
 

@@ -15,9 +15,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from finflow_core.audit import append_audit, verify_audit
-from finflow_core.auth import authenticate, hash_password
+from finflow_core.services.auth import authenticate, hash_password
 from finflow_core.store import SchemaVersionError, Store, normalise_url, open_store
+from finflow_core.store.audit_chain import append_audit, verify_audit
 from finflow_core.store.migrate import (
     MIGRATIONS_DIR,
     head_revision,

@@ -20,12 +20,13 @@ from store_helpers import (
     make_lending,
 )
 
-from finflow_core import auth, batch_store
-from finflow_core.audit import append_audit, audit_trail, verify_audit
-from finflow_core.auth import SYSTEM, Principal
-from finflow_core.decision_audit import verify_decisions
-from finflow_core.review import decide_case
+from finflow_core.services import auth
+from finflow_core.services import batches as batch_store
+from finflow_core.services.auth import SYSTEM, Principal
+from finflow_core.services.review import decide_case
 from finflow_core.store import Store, make_engine, open_store
+from finflow_core.store.audit_chain import append_audit, audit_trail, verify_audit
+from finflow_core.store.decision_check import verify_decisions
 from finflow_core.store.lending_tables import applications, batches, decisions, model_versions
 from finflow_core.store.migrate import alembic_config, head_revision, load_all_tables
 from finflow_core.store.tables import users

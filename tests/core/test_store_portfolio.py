@@ -14,12 +14,12 @@ from store_helpers import (
     raw_sql,
 )
 
-from finflow_core.auth import Principal
 from finflow_core.errors import PermissionDenied
-from finflow_core.portfolio import PortfolioFilter, portfolio_summary
-from finflow_core.review import decide_case
-from finflow_core.rollup import check_rollups, probability_bin
+from finflow_core.services.auth import Principal
+from finflow_core.services.portfolio import PortfolioFilter, portfolio_summary
+from finflow_core.services.review import decide_case
 from finflow_core.store.lending_tables import applications
+from finflow_core.store.rollup import check_rollups, probability_bin
 
 pytest_plugins = ["store_fixtures"]  # the store tests' shared fixtures
 

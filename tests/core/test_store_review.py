@@ -18,11 +18,9 @@ from store_helpers import (
 )
 from store_workers import decide_in_process
 
-from finflow_core.audit import audit_trail, verify_audit
-from finflow_core.auth import Principal
-from finflow_core.decision_audit import verify_decisions
 from finflow_core.errors import Conflict
-from finflow_core.review import (
+from finflow_core.services.auth import Principal
+from finflow_core.services.review import (
     InvalidDecision,
     case_view,
     claim_case,
@@ -32,9 +30,11 @@ from finflow_core.review import (
     release_claim,
     review_queue,
 )
-from finflow_core.rollup import check_rollups
 from finflow_core.store import Store, open_store
+from finflow_core.store.audit_chain import audit_trail, verify_audit
+from finflow_core.store.decision_check import verify_decisions
 from finflow_core.store.lending_tables import applications, claims, decisions
+from finflow_core.store.rollup import check_rollups
 
 pytest_plugins = ["store_fixtures"]  # the store tests' shared fixtures
 

@@ -17,12 +17,15 @@ from store_helpers import (
     Lending,
 )
 
-from finflow_core import auth, batch_store, model_registry, review, single
-from finflow_core.artifacts import load_bundle
-from finflow_core.auth import Principal
-from finflow_core.batch_io import open_batch
 from finflow_core.errors import AuthError, PermissionDenied
-from finflow_core.permissions import ROLES, allowed_roles
+from finflow_core.lending.intake.reader import open_batch
+from finflow_core.services import applications as single
+from finflow_core.services import auth, review
+from finflow_core.services import batches as batch_store
+from finflow_core.services import models as model_registry
+from finflow_core.services.access import ROLES, allowed_roles
+from finflow_core.services.auth import Principal
+from finflow_core.store.model_files import load_bundle
 
 pytest_plugins = ["store_fixtures"]  # the store tests' shared fixtures
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from finflow_core.config import Config, Economics
-from finflow_core.strategy import (
+from finflow_core.lending.config import Config, Economics
+from finflow_core.lending.strategy import (
     BAND_DECISION,
     HIGH,
     LOW,
@@ -24,7 +24,7 @@ from finflow_core.strategy import (
     profit_curve,
     realised_values,
 )
-from finflow_core.synthetic import generate_applications
+from finflow_core.lending.synthetic import generate_applications
 
 
 def test_amortised_interest_hand_computed() -> None:

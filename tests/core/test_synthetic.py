@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from finflow_core.config import Config
-from finflow_core.synthetic import SCENARIOS, expected_logistic, generate_applications
-from finflow_core.validation import validate_batch
+from finflow_core.lending.config import Config
+from finflow_core.lending.intake.validation import validate_batch
+from finflow_core.lending.synthetic import SCENARIOS, expected_logistic, generate_applications
 
 
 @pytest.mark.parametrize("seed", [0, 3, 11, 42, 2026])

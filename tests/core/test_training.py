@@ -13,12 +13,18 @@ import pytest
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
-from finflow_core.artifacts import read_card
-from finflow_core.bundle import ModelBundle
-from finflow_core.config import Config
 from finflow_core.errors import TrainingError
-from finflow_core.metrics import classification_metrics, ks_statistic, roc_points
-from finflow_core.training import Calibrator, CreditModel, TrainingResult, make_candidate, train
+from finflow_core.lending.config import Config
+from finflow_core.lending.model.bundle import ModelBundle
+from finflow_core.lending.model.metrics import classification_metrics, ks_statistic, roc_points
+from finflow_core.lending.model.training import (
+    Calibrator,
+    CreditModel,
+    TrainingResult,
+    make_candidate,
+    train,
+)
+from finflow_core.store.model_files import read_card
 
 
 def test_five_stratified_folds(trained: TrainingResult, training_frame: pd.DataFrame,

@@ -8,16 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from finflow_core.batch_io import iter_chunks, open_batch
-from finflow_core.config import Config
-from finflow_core.schema import RULES
-from finflow_core.synthetic import generate_applications
-from finflow_core.validation import (
+from finflow_core.lending.config import Config
+from finflow_core.lending.intake.reader import iter_chunks, open_batch
+from finflow_core.lending.intake.schema import RULES
+from finflow_core.lending.intake.validation import (
     BatchValidator,
     ValidationReport,
     validate_batch,
     validate_chunks,
 )
+from finflow_core.lending.synthetic import generate_applications
 
 ROWS = 240
 

@@ -11,8 +11,8 @@ from e2e_support import IDLE, Server, Timings
 from playwright.sync_api import Browser, Page, expect
 
 from finflow_app.pages import PAGES
-from finflow_core import review
-from finflow_core.synthetic import generate_applications
+from finflow_core.lending.synthetic import generate_applications
+from finflow_core.services import review
 
 pytestmark = pytest.mark.browser
 

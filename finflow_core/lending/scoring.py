@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from finflow_core.bundle import ModelBundle
-from finflow_core.config import Config
-from finflow_core.drift import SCORE
-from finflow_core.explain import ReasonExplainer
-from finflow_core.strategy import (
+from finflow_core.lending.config import Config
+from finflow_core.lending.drift import SCORE
+from finflow_core.lending.explain import ReasonExplainer
+from finflow_core.lending.model.bundle import ModelBundle
+from finflow_core.lending.strategy import (
     BAND_DECISION,
     HIGH,
     LOW,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from finflow_core.config import Config, Economics
+from finflow_core.lending.config import Config, Economics
 
 LOW, MEDIUM, HIGH = "low", "medium", "high"
 BANDS = (LOW, MEDIUM, HIGH)

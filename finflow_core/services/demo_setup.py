@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
-from finflow_core import auth, batch_store, model_registry
-from finflow_core.config import Config
+from finflow_core.lending.config import Config
+from finflow_core.lending.synthetic import generate_applications
+from finflow_core.services import auth
+from finflow_core.services import batches as batch_store
+from finflow_core.services import models as model_registry
 from finflow_core.store import Store
-from finflow_core.synthetic import generate_applications
 
 HISTORY_SEED = 42
 #: (file name, seed, drift scenario, week offset from the first sample week)

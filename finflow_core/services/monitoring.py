@@ -6,11 +6,11 @@ from typing import Any
 
 import pandas as pd
 
-from finflow_core.auth import Principal
-from finflow_core.batch_store import drift_history
-from finflow_core.bundle import ModelBundle
-from finflow_core.drift import ALERT, WATCH, status_of
-from finflow_core.permissions import require
+from finflow_core.lending.drift import ALERT, WATCH, status_of
+from finflow_core.lending.model.bundle import ModelBundle
+from finflow_core.services.access import require
+from finflow_core.services.auth import Principal
+from finflow_core.services.batches import drift_history
 from finflow_core.store import Store
 
 ADVICE = {

@@ -16,15 +16,15 @@ from typing import Any
 
 from sqlalchemy import select
 
-from finflow_core.auth import Principal
-from finflow_core.batch_io import iter_chunks, open_batch
-from finflow_core.batch_store import store_batch
-from finflow_core.permissions import require
-from finflow_core.scoring import ScoringEngine
+from finflow_core.lending.intake.reader import iter_chunks, open_batch
+from finflow_core.lending.intake.validation import BatchValidator, validate_batch
+from finflow_core.lending.scoring import ScoringEngine
+from finflow_core.lending.strategy import BAND_DECISION
+from finflow_core.services.access import require
+from finflow_core.services.auth import Principal
+from finflow_core.services.batches import store_batch
 from finflow_core.store import Store
 from finflow_core.store.lending_tables import applications, scores
-from finflow_core.strategy import BAND_DECISION
-from finflow_core.validation import BatchValidator, validate_batch
 
 
 @dataclass

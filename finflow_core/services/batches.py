@@ -21,20 +21,22 @@ import pandas as pd
 from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from finflow_core.audit import append_audit
-from finflow_core.auth import Principal
-from finflow_core.batch_io import BatchFile, Source, open_batch
-from finflow_core.config import Config
-from finflow_core.decision_audit import decision_digest_line
-from finflow_core.drift import DriftReport
 from finflow_core.errors import NotFound
-from finflow_core.model_registry import active_strategy, load_champion
-from finflow_core.permissions import can, require
-from finflow_core.rollup import add_applications
-from finflow_core.scoring import ScoringEngine, reason_texts
-from finflow_core.spreadsheet import FORMULA_PREFIXES, spreadsheet_safe
+from finflow_core.lending.config import Config
+from finflow_core.lending.drift import DriftReport
+from finflow_core.lending.intake.reader import BatchFile, Source, open_batch
+from finflow_core.lending.intake.validation import ChunkResult
+from finflow_core.lending.scoring import ScoringEngine, reason_texts
+from finflow_core.lending.spreadsheet import FORMULA_PREFIXES, spreadsheet_safe
+from finflow_core.lending.strategy import BAND_DECISION, HIGH, MEDIUM
+from finflow_core.pipeline.batch_run import BatchSummary, Progress, process_batch
+from finflow_core.services.access import can, require
+from finflow_core.services.auth import Principal
+from finflow_core.services.models import active_strategy, load_champion
 from finflow_core.store import Store
+from finflow_core.store.audit_chain import append_audit
 from finflow_core.store.bulk import bulk_insert
+from finflow_core.store.decision_check import decision_digest_line
 from finflow_core.store.lending_tables import (
     applications,
     batches,
@@ -44,10 +46,8 @@ from finflow_core.store.lending_tables import (
     quarantine_rows,
     scores,
 )
+from finflow_core.store.rollup import add_applications
 from finflow_core.store.tables import iso_utc, utcnow
-from finflow_core.strategy import BAND_DECISION, HIGH, MEDIUM
-from finflow_core.validation import ChunkResult
-from finflow_core.weekly import BatchSummary, Progress, process_batch
 
 ROLLUP_COLUMNS = ("week_start", "batch_id", "band", "status", "decided_kind", "segment_1",
                   "segment_2", "segment_3", "amount", "expected_profit", "probability")

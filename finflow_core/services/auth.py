@@ -33,9 +33,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, delete, func, insert, select, update
 
-from finflow_core.audit import append_audit, lock_chain
 from finflow_core.errors import AuthError, Conflict, FinFlowError, NotFound, PermissionDenied
-from finflow_core.permissions import ROLES, allowed_roles, require
+from finflow_core.services.access import ROLES, allowed_roles, require
+from finflow_core.store.audit_chain import append_audit, lock_chain
 from finflow_core.store.engine import Store
 from finflow_core.store.tables import (
     Clock,

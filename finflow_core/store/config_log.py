@@ -12,9 +12,9 @@ import json
 
 from sqlalchemy import Connection, select
 
-from finflow_core.audit import append_audit
-from finflow_core.config import Config
+from finflow_core.lending.config import Config
 from finflow_core.store import Store
+from finflow_core.store.audit_chain import append_audit
 from finflow_core.store.tables import audit_log
 
 SUBJECT = "config"

@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 
-from finflow_core.config import Config
+from finflow_core.lending.config import Config
 
 
 class FeatureBuilder(TransformerMixin, BaseEstimator):

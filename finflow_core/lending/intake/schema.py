@@ -19,8 +19,8 @@ import pandera.pandas as pa
 import pyarrow as pyarrow
 import pyarrow.compute as pc
 
-from finflow_core.config import ColumnSpec
-from finflow_core.spreadsheet import FORMULA_PREFIXES
+from finflow_core.lending.config import ColumnSpec
+from finflow_core.lending.spreadsheet import FORMULA_PREFIXES
 
 #: rule name -> what it means, for people reading a quarantine report.
 RULES: dict[str, str] = {

@@ -18,14 +18,14 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from finflow_core.audit import append_audit
-from finflow_core.auth import Principal
-from finflow_core.config import Config
 from finflow_core.errors import Conflict, FinFlowError, NotFound
-from finflow_core.permissions import require
-from finflow_core.rollup import move_application
+from finflow_core.lending.config import Config
+from finflow_core.services.access import require
+from finflow_core.services.auth import Principal
 from finflow_core.store import Store
+from finflow_core.store.audit_chain import append_audit
 from finflow_core.store.lending_tables import applications, batches, claims, decisions, scores
+from finflow_core.store.rollup import move_application
 from finflow_core.store.tables import Clock, iso_utc, parse_utc, utcnow
 
 OUTCOMES = ("approve", "decline", "refer")

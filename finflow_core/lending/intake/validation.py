@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from finflow_core.batch_io import BatchFile, RawChunk, Source, iter_chunks, open_batch
-from finflow_core.config import ColumnSpec, Config
 from finflow_core.errors import BatchRejected
-from finflow_core.schema import (
+from finflow_core.lending.config import ColumnSpec, Config
+from finflow_core.lending.intake.reader import BatchFile, RawChunk, Source, iter_chunks, open_batch
+from finflow_core.lending.intake.schema import (
     RULES,
     ReadColumn,
     read_column,

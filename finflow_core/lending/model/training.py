@@ -22,11 +22,11 @@ from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
-from finflow_core.config import Config
 from finflow_core.errors import TrainingError
-from finflow_core.features import FeatureBuilder
-from finflow_core.metrics import classification_metrics, roc_points
-from finflow_core.strategy import LoanValues, Strategy, fit_strategy
+from finflow_core.lending.config import Config
+from finflow_core.lending.features import FeatureBuilder
+from finflow_core.lending.model.metrics import classification_metrics, roc_points
+from finflow_core.lending.strategy import LoanValues, Strategy, fit_strategy
 
 P_MIN, P_MAX = 1e-4, 1 - 1e-4
 MIN_ROWS, MIN_DEFAULTS = 200, 20

@@ -15,12 +15,16 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from finflow_core.batch_io import BatchFile, RawChunk, iter_chunks
-from finflow_core.drift import DriftReport
 from finflow_core.errors import BatchRejected
-from finflow_core.scoring import ScoringEngine
-from finflow_core.strategy import BANDS, HIGH, LOW, MEDIUM
-from finflow_core.validation import BatchValidator, ChunkResult, ignored_column_warnings
+from finflow_core.lending.drift import DriftReport
+from finflow_core.lending.intake.reader import BatchFile, RawChunk, iter_chunks
+from finflow_core.lending.intake.validation import (
+    BatchValidator,
+    ChunkResult,
+    ignored_column_warnings,
+)
+from finflow_core.lending.scoring import ScoringEngine
+from finflow_core.lending.strategy import BANDS, HIGH, LOW, MEDIUM
 
 Progress = Callable[[int, int], None]  # (rows done, rows expected)
 

@@ -13,12 +13,12 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import and_, func, select
 
-from finflow_core.auth import Principal
-from finflow_core.config import Config
-from finflow_core.permissions import require
-from finflow_core.rollup import HIST_BINS
+from finflow_core.lending.config import Config
+from finflow_core.services.access import require
+from finflow_core.services.auth import Principal
 from finflow_core.store import Store
 from finflow_core.store.lending_tables import batches, portfolio_rollup, probability_rollup
+from finflow_core.store.rollup import HIST_BINS
 
 
 @dataclass(frozen=True)

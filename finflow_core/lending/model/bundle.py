@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from finflow_core.config import Config
-from finflow_core.drift import DriftBaseline, build_baseline
-from finflow_core.strategy import LoanValues, Strategy
-from finflow_core.training import CreditModel, TrainingResult
+from finflow_core.lending.config import Config
+from finflow_core.lending.drift import DriftBaseline, build_baseline
+from finflow_core.lending.model.training import CreditModel, TrainingResult
+from finflow_core.lending.strategy import LoanValues, Strategy
 
 
 @dataclass

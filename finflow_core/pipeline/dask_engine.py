@@ -2,16 +2,16 @@
 
 ``weekly_run_dask`` splits a batch into row-range partitions, validates, scores, explains
 and counts drift bins on the workers, and streams the partition results back, in partition
-order, into one store transaction through the same :class:`~finflow_core.batch_store.StoreSink`
+order, into one store transaction through the same :class:`~finflow_core.services.batches.StoreSink`
 the single-process run uses. The summary is built exactly as
-:func:`finflow_core.weekly.process_batch` builds it.
+:func:`finflow_core.pipeline.batch_run.process_batch` builds it.
 
 How it stays identical to the single-process run
 ------------------------------------------------
 * **Partitions keep global row and line numbers.** A CSV is cut into byte ranges at record
   boundaries (after a line break; when the file contains a quote character the cut points
   come from a real CSV parse on the driver, so a quoted cell with a line break is never
-  split). Each range is parsed on a worker by :func:`finflow_core.batch_io.iter_chunks`
+  split). Each range is parsed on a worker by :func:`finflow_core.lending.intake.reader.iter_chunks`
   itself (the header is put in front of it), so blank lines, misshapen rows and cell text
   are handled exactly as in one process; row and line numbers are then shifted to their
   place in the whole file. A Parquet file is split by row groups; row ``k`` is record
@@ -19,7 +19,7 @@ How it stays identical to the single-process run
 * **Duplicate ids are found globally first.** A first, cheap pass on the workers returns
   each partition's record count and ids; the driver works out the global row numbers and,
   for each id seen in more than one partition, the row of its first occurrence. Each
-  partition's :class:`~finflow_core.validation.BatchValidator` starts knowing the ids of
+  partition's :class:`~finflow_core.lending.intake.validation.BatchValidator` starts knowing the ids of
   earlier partitions, so later occurrences are quarantined with the same message ("... on
   row N") as in one process: first occurrence wins.
 * **Drift counts add up.** Bins are fixed at training, so per-partition bin counts summed
@@ -67,9 +67,9 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.exc import IntegrityError
 
-from finflow_core.artifacts import sha256_file
-from finflow_core.auth import Principal
-from finflow_core.batch_io import (
+from finflow_core.errors import BatchRejected
+from finflow_core.lending.config import Config
+from finflow_core.lending.intake.reader import (
     BLOCK,
     BatchFile,
     RawChunk,
@@ -78,22 +78,22 @@ from finflow_core.batch_io import (
     open_batch,
     split_columns,
 )
-from finflow_core.batch_store import (
+from finflow_core.lending.intake.validation import BatchValidator, ChunkResult
+from finflow_core.lending.model.bundle import ModelBundle
+from finflow_core.lending.scoring import DECISION_COLUMNS, ScoringEngine
+from finflow_core.lending.strategy import Strategy
+from finflow_core.pipeline.batch_run import BatchSummary, Progress, Totals, finish_batch
+from finflow_core.services.access import require
+from finflow_core.services.auth import Principal
+from finflow_core.services.batches import (
     AlreadyStored,
     StoreSink,
     export_batch,
     scoring_engine,
     stored_summary,
 )
-from finflow_core.bundle import ModelBundle
-from finflow_core.config import Config
-from finflow_core.errors import BatchRejected
-from finflow_core.permissions import require
-from finflow_core.scoring import DECISION_COLUMNS, ScoringEngine
 from finflow_core.store import Store
-from finflow_core.strategy import Strategy
-from finflow_core.validation import BatchValidator, ChunkResult
-from finflow_core.weekly import BatchSummary, Progress, Totals, finish_batch
+from finflow_core.store.model_files import sha256_file
 
 #: Default CSV partition size: about 75,000 applications of the shipped schema.
 DEFAULT_BLOCKSIZE = 8 << 20

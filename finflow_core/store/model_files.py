@@ -17,9 +17,9 @@ from typing import Any
 
 import joblib
 
-from finflow_core.bundle import ModelBundle
-from finflow_core.config import Config
 from finflow_core.errors import ModelError, ModelIntegrityError
+from finflow_core.lending.config import Config
+from finflow_core.lending.model.bundle import ModelBundle
 
 ARTIFACT = "model.joblib"
 CARD = "model_card.json"

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from finflow_core.errors import PermissionDenied
 
 if TYPE_CHECKING:
-    from finflow_core.auth import Principal
+    from finflow_core.services.auth import Principal
 
 ROLES: tuple[str, ...] = ("analyst", "officer", "manager", "admin")
 
@@ -67,7 +67,7 @@ def allowed_roles(action: str) -> tuple[str, ...]:
         roles = PERMISSIONS[action]
     except KeyError:
         raise ValueError(
-            f"unknown action {action!r}: add it to finflow_core.permissions.PERMISSIONS"
+            f"unknown action {action!r}: add it to finflow_core.services.access.PERMISSIONS"
         ) from None
     return tuple(r for r in ROLES if r in roles)
 

@@ -13,9 +13,9 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from finflow_core.config import Config
-from finflow_core.drift import ALERT, STABLE, WATCH
-from finflow_core.portfolio import PortfolioSummary
+from finflow_core.lending.config import Config
+from finflow_core.lending.drift import ALERT, STABLE, WATCH
+from finflow_core.services.portfolio import PortfolioSummary
 
 BAND_LABELS = {"low": "Low risk (auto-approve)", "medium": "Medium (manual review)",
                "high": "High risk (auto-decline)"}
@@ -152,7 +152,7 @@ def _weekly_table(summary: PortfolioSummary, currency: str) -> str:
 def _drift_section(run: dict[str, Any] | None, config: Config) -> str:
     if run is None:
         return '<p class="note">No drift measurement yet: no batch has been scored.</p>'
-    from finflow_core.monitoring import ADVICE
+    from finflow_core.services.monitoring import ADVICE
 
     status = str(run.get("status", STABLE))
     colour = STATUS_COLOURS.get(status, "#5f6b7a")

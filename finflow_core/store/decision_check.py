@@ -1,6 +1,6 @@
 """Checking stored decisions against the audit trail, and one application's full trail.
 
-The hash chain (``finflow_core.audit``) proves the trail itself is intact. This module
+The hash chain (``finflow_core.store.audit_chain``) proves the trail itself is intact. This module
 proves the decision records agree with it: each batch's automatic decisions must hash to
 the digest its ``batch_scored`` entry recorded, and each officer's decision must match
 its ``case_decided`` entry. Years later a lender can answer: which model, what it said
@@ -18,10 +18,10 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select
 
-from finflow_core.audit import audit_trail
-from finflow_core.review import STATUS_OF_OUTCOME
-from finflow_core.spreadsheet import spreadsheet_safe
+from finflow_core.lending.spreadsheet import spreadsheet_safe
+from finflow_core.services.review import STATUS_OF_OUTCOME
 from finflow_core.store import Store
+from finflow_core.store.audit_chain import audit_trail
 from finflow_core.store.lending_tables import applications, batches, decisions, scores
 from finflow_core.store.tables import audit_log
 

@@ -20,8 +20,8 @@ from typing import BinaryIO
 import pandas as pd
 import pyarrow as pa
 
-from finflow_core.config import Config
 from finflow_core.errors import BatchRejected
+from finflow_core.lending.config import Config
 
 Source = str | os.PathLike[str] | bytes
 BLOCK = 1 << 20

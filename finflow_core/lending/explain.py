@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from finflow_core.bundle import ModelBundle
-from finflow_core.config import Config
+from finflow_core.lending.config import Config
+from finflow_core.lending.model.bundle import ModelBundle
 
 
 @dataclass(frozen=True)

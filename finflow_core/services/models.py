@@ -16,21 +16,21 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select, update
 
-from finflow_core.artifacts import installation_key, load_bundle, save_bundle
-from finflow_core.audit import append_audit
-from finflow_core.auth import Principal
-from finflow_core.batch_io import Source
-from finflow_core.bundle import ModelBundle, build_bundle
-from finflow_core.config import Config
 from finflow_core.errors import Conflict, ModelError, NotFound
-from finflow_core.explain import global_importance
-from finflow_core.permissions import require
+from finflow_core.lending.config import Config
+from finflow_core.lending.explain import global_importance
+from finflow_core.lending.intake.reader import Source
+from finflow_core.lending.intake.validation import ValidationReport, validate_batch
+from finflow_core.lending.model.bundle import ModelBundle, build_bundle
+from finflow_core.lending.model.training import TrainingResult, train
+from finflow_core.lending.strategy import LoanValues, Strategy, evaluate_edges
+from finflow_core.services.access import require
+from finflow_core.services.auth import Principal
 from finflow_core.store import Store
+from finflow_core.store.audit_chain import append_audit
 from finflow_core.store.lending_tables import model_versions, strategies
+from finflow_core.store.model_files import installation_key, load_bundle, save_bundle
 from finflow_core.store.tables import iso_utc, utcnow
-from finflow_core.strategy import LoanValues, Strategy, evaluate_edges
-from finflow_core.training import TrainingResult, train
-from finflow_core.validation import ValidationReport, validate_batch
 
 
 @dataclass

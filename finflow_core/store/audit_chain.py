@@ -36,7 +36,7 @@ from typing import Any, Literal, Protocol
 from sqlalchemy import Connection, Select, insert, select, update
 
 from finflow_core.errors import FinFlowError
-from finflow_core.spreadsheet import spreadsheet_safe
+from finflow_core.lending.spreadsheet import spreadsheet_safe
 from finflow_core.store.engine import READ_ONLY_OPTION, Store
 from finflow_core.store.tables import (
     GENESIS_HASH,
