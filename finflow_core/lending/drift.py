@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-STABLE, WATCH, ALERT = "stable", "watch", "alert"
+from finflow_core.lending.terms import DriftStatus
+
+STABLE, WATCH, ALERT = DriftStatus.STABLE, DriftStatus.WATCH, DriftStatus.ALERT
 SCORE = "score"
 
 

@@ -18,11 +18,10 @@ import numpy as np
 import pandas as pd
 
 from finflow_core.lending.config import Config, Economics
+from finflow_core.lending.terms import BAND_RECOMMENDATION, BANDS, Band
 
-LOW, MEDIUM, HIGH = "low", "medium", "high"
-BANDS = (LOW, MEDIUM, HIGH)
-APPROVE, DECLINE, REVIEW = "approve", "decline", "review"
-BAND_DECISION = {LOW: APPROVE, MEDIUM: REVIEW, HIGH: DECLINE}
+LOW, MEDIUM, HIGH = Band.LOW, Band.MEDIUM, Band.HIGH
+BAND_DECISION = BAND_RECOMMENDATION
 
 
 def amortised_interest(amount: np.ndarray, annual_rate: np.ndarray, months: np.ndarray) -> np.ndarray:
