@@ -14,21 +14,21 @@ import streamlit as st
 from finflow_app import state
 from finflow_app.pages import allowed, landing
 from finflow_app.screens import setup_screen, sign_in_screen
-from finflow_core.services import auth
 
 st.set_page_config(page_title="FinFlow", page_icon=":material/account_balance:", layout="wide")
 
-if not auth.has_users(state.store()):
+if not state.gate().has_users():
     page = st.navigation([st.Page(setup_screen, title="Set up FinFlow", url_path="setup", default=True)],
                          position="hidden")
 else:
-    user = state.current_user()
-    if user is None:
+    wb = state.current()
+    if wb is None:
         page = st.navigation(
             [st.Page(sign_in_screen, title="Sign in", url_path="sign_in", default=True)],
             position="hidden",
         )
     else:
+        user = wb.actor
         home = landing(user)
         sections: dict[str, list[st.Page]] = {}
         for spec in allowed(user):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from finflow_core.services.access import can
-from finflow_core.services.auth import Principal
+from finflow_core.services.access import Action, Principal, can
 
 
 @dataclass(frozen=True)
@@ -13,25 +12,25 @@ class PageSpec:
     path: str  # relative to app.py
     title: str
     url_path: str  # the page's URL (same as the file name, so legacy URLs are the same pages)
-    action: str | None  # None: any signed-in user
+    action: Action | None  # None: any signed-in user
     icon: str
     section: str
 
 
 PAGES: tuple[PageSpec, ...] = (
-    PageSpec("pages/review_queue.py", "Review queue", "review_queue", "view_queue",
+    PageSpec("pages/review_queue.py", "Review queue", "review_queue", Action.VIEW_QUEUE,
              ":material/inbox:", "Decisions"),
-    PageSpec("pages/new_application.py", "New application", "new_application", "submit_application",
+    PageSpec("pages/new_application.py", "New application", "new_application", Action.SUBMIT_APPLICATION,
              ":material/edit_note:", "Decisions"),
-    PageSpec("pages/upload.py", "Batches", "upload", "view_batches", ":material/upload_file:", "Data"),
-    PageSpec("pages/portfolio.py", "Portfolio", "portfolio", "view_portfolio",
+    PageSpec("pages/upload.py", "Batches", "upload", Action.VIEW_BATCHES, ":material/upload_file:", "Data"),
+    PageSpec("pages/portfolio.py", "Portfolio", "portfolio", Action.VIEW_PORTFOLIO,
              ":material/monitoring:", "Oversight"),
-    PageSpec("pages/drift.py", "Drift", "drift", "view_drift", ":material/trending_up:", "Oversight"),
-    PageSpec("pages/model.py", "Model & strategy", "model", "view_models", ":material/model_training:",
+    PageSpec("pages/drift.py", "Drift", "drift", Action.VIEW_DRIFT, ":material/trending_up:", "Oversight"),
+    PageSpec("pages/model.py", "Model & strategy", "model", Action.VIEW_MODELS, ":material/model_training:",
              "Oversight"),
-    PageSpec("pages/audit.py", "Audit trail", "audit", "view_audit", ":material/fact_check:",
+    PageSpec("pages/audit.py", "Audit trail", "audit", Action.VIEW_AUDIT, ":material/fact_check:",
              "Administration"),
-    PageSpec("pages/users.py", "Users", "users", "manage_users", ":material/group:", "Administration"),
+    PageSpec("pages/users.py", "Users", "users", Action.MANAGE_USERS, ":material/group:", "Administration"),
     PageSpec("pages/account.py", "My account", "account", None, ":material/person:", "Account"),
 )
 

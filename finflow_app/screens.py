@@ -6,7 +6,7 @@ import streamlit as st
 
 from finflow_app import state
 from finflow_core.errors import FinFlowError
-from finflow_core.services import auth
+from finflow_core.security.password_policy import MIN_PASSWORD_LENGTH
 
 
 def setup_screen() -> None:
@@ -20,7 +20,7 @@ def setup_screen() -> None:
         code = st.text_input("Set-up code", placeholder="XXXX-XXXX-XXXX", key="setup_code")
         username = st.text_input("Administrator username", key="setup_username")
         password = st.text_input("Password", type="password", key="setup_password",
-                                 help=f"At least {auth.MIN_PASSWORD_LENGTH} characters.")
+                                 help=f"At least {MIN_PASSWORD_LENGTH} characters.")
         repeat = st.text_input("Repeat the password", type="password", key="setup_repeat")
         submitted = st.form_submit_button("Create administrator", type="primary")
     if not submitted:
@@ -29,12 +29,12 @@ def setup_screen() -> None:
         st.error("The two passwords differ.")
         return
     try:
-        principal = auth.complete_setup(state.store(), code, username, password)
+        wb = state.gate().complete_setup(code, username, password)
     except FinFlowError as exc:
         state.error(exc)
         return
-    state.sign_in(principal)
-    state.notify(f"Welcome, {principal.username}: you are FinFlow's first administrator. "
+    state.sign_in(wb)
+    state.notify(f"Welcome, {wb.actor.username}: you are FinFlow's first administrator. "
                  "Add your colleagues on the Users page.")
     st.rerun()
 
@@ -53,9 +53,9 @@ def sign_in_screen() -> None:
     if not submitted:
         return
     try:
-        principal = auth.authenticate(state.store(), username, password)
+        wb = state.gate().sign_in(username, password)
     except FinFlowError as exc:
         state.error(exc)
         return
-    state.sign_in(principal)
+    state.sign_in(wb)
     st.rerun()

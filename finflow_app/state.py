@@ -1,8 +1,9 @@
-"""Shared resources and the signed-in user of a Streamlit session.
+"""The Streamlit session: the installation's services, the signed-in user, notices.
 
-Cached with ``st.cache_resource`` (one per server process, shared by every session, never
-mutated): the config, the database Store (a pooled engine, not a session), model bundles
-and scoring engines. Nothing per user and nothing live (the review queue) is cached.
+UI glue only: every figure, rule and change comes from ``finflow_core``'s services. The
+config, the store (a pooled engine) and the service context are cached once per server
+process (``st.cache_resource``, shared by every session, never mutated); loaded models are
+cached by the core's own model cache. Nothing per user and nothing live is cached.
 """
 
 from __future__ import annotations
@@ -11,20 +12,18 @@ import logging
 import os
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import streamlit as st
 
 from finflow_core.errors import AuthError
 from finflow_core.lending.config import ENV_CONFIG, ENV_DATABASE_URL, ENV_HOME, Config, load_config
-from finflow_core.services import auth
-from finflow_core.services.access import can
-from finflow_core.services.auth import Principal
-from finflow_core.store import Store, open_store
-
-if TYPE_CHECKING:
-    from finflow_core.lending.model.bundle import ModelBundle
-    from finflow_core.lending.scoring import ScoringEngine
+from finflow_core.lending.terms import DriftStatus
+from finflow_core.services.access import Action, Principal
+from finflow_core.services.context import Context
+from finflow_core.services.sessions import Gate
+from finflow_core.services.workbench import Workbench
+from finflow_core.store import open_store
 
 USER_KEY = "ff_user"
 NOTICE_KEY = "ff_notice"
@@ -33,90 +32,27 @@ NOTICE_KEY = "ff_notice"
 # -- resources --------------------------------------------------------------------------------
 
 @st.cache_resource(show_spinner=False)
-def _config(config_path: str | None, home: str, database_url: str | None) -> Config:
-    return load_config()
+def _context(config_path: str | None, home: str, database_url: str | None) -> Context:
+    from finflow_core.store.config_log import record_config
+
+    cfg = load_config()
+    store = open_store(cfg.paths.database_url)
+    record_config(store, cfg)  # a changed config file is an audit event
+    return Context(cfg, store)
+
+
+def context() -> Context:
+    """The installation's services context (cached per config file, home and database URL)."""
+    return _context(os.environ.get(ENV_CONFIG), os.environ.get(ENV_HOME) or os.getcwd(),
+                    os.environ.get(ENV_DATABASE_URL))
 
 
 def config() -> Config:
-    """The installation's config (cached per config file, home and database URL)."""
-    return _config(os.environ.get(ENV_CONFIG), os.environ.get(ENV_HOME) or os.getcwd(),
-                   os.environ.get(ENV_DATABASE_URL))
+    return context().config
 
 
-@st.cache_resource(show_spinner=False)
-def _store(url: str) -> Store:
-    return open_store(url)
-
-
-@st.cache_resource(show_spinner=False)
-def _config_recorded(url: str, config_sha: str, _store: Store, _config: Config) -> bool:
-    from finflow_core.store.config_log import record_config
-
-    return record_config(_store, _config)
-
-
-def store() -> Store:
-    """The database handle (a connection pool shared by all sessions)."""
-    cfg = config()
-    handle = _store(cfg.paths.database_url)
-    _config_recorded(cfg.paths.database_url, cfg.sha256, handle, cfg)  # audit a changed config once
-    return handle
-
-
-@st.cache_resource(show_spinner=False, max_entries=6)
-def _bundle(url: str, config_sha: str, version: str, _store: Store, _config: Config) -> ModelBundle:
-    from finflow_core.services.models import load_version
-
-    return load_version(_store, _config, version)
-
-
-def bundle(version: str) -> ModelBundle:
-    """A registered model version, loaded (and integrity-checked) once per process."""
-    cfg = config()
-    return _bundle(cfg.paths.database_url, cfg.sha256, version, store(), cfg)
-
-
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _engine(url: str, config_sha: str, version: str, low: float, high: float,
-            _store: Store, _config: Config) -> ScoringEngine:
-    from finflow_core.lending.scoring import ScoringEngine
-
-    b = _bundle(url, config_sha, version, _store, _config)
-    return ScoringEngine(b, _config, b.strategy.with_edges(low, high))
-
-
-def champion_engine() -> ScoringEngine | None:
-    """The champion with its active strategy, or None before any model is trained.
-
-    Cached per (model version, band edges): a promotion or saved edges give a new engine.
-    """
-    return _champion_engine(config(), store())
-
-
-def _champion_engine(cfg: Config, db: Store) -> ScoringEngine | None:
-    from finflow_core.services.models import active_strategy, champion_version
-
-    version = champion_version(db)
-    if version is None:
-        return None
-    strategy = active_strategy(db, _bundle(cfg.paths.database_url, cfg.sha256, version, db, cfg))
-    return _engine(cfg.paths.database_url, cfg.sha256, version, strategy.low_edge,
-                   strategy.high_edge, db, cfg)
-
-
-def version_engine(version: str) -> ScoringEngine:
-    """An engine for one model version, e.g. to explain a case it scored (band edges do not
-    matter for an explanation: the champion's engine is reused for its own cases)."""
-    from finflow_core.services.models import champion_version
-
-    if version == champion_version(store()):
-        engine = champion_engine()
-        if engine is not None:
-            return engine
-    cfg = config()
-    b = bundle(version)
-    return _engine(cfg.paths.database_url, cfg.sha256, version, b.strategy.low_edge,
-                   b.strategy.high_edge, store(), cfg)
+def gate() -> Gate:
+    return Gate(context())
 
 
 _warmed = threading.Event()
@@ -129,17 +65,17 @@ def warm_up() -> None:
     if _warmed.is_set():
         return
     _warmed.set()
-    cfg, db = config(), store()
+    ctx = context()
 
     def work() -> None:
         import plotly.graph_objects  # noqa: F401
 
-        import finflow_core.services.applications  # noqa: F401
         import finflow_core.services.batches  # noqa: F401
         import finflow_core.services.monitoring  # noqa: F401
+        from finflow_core.services.models import champion_engine
 
         try:
-            _champion_engine(cfg, db)
+            champion_engine(ctx)
         except Exception:  # a failed warm-up only means a slower first use
             logging.getLogger(__name__).warning("warm-up could not load the champion", exc_info=True)
 
@@ -155,25 +91,25 @@ def log_run(page: str, seconds: float) -> None:
 
 # -- the signed-in user -----------------------------------------------------------------------
 
-def current_user() -> Principal | None:
-    """The session's user with roles re-read from the store (a disabled user is signed out)."""
+def current() -> Workbench | None:
+    """The session user's workbench, roles re-read from the store (a disabled user is signed out)."""
     p = st.session_state.get(USER_KEY)
     if p is None:
         return None
     try:
-        fresh = auth.refresh_principal(store(), p)
+        wb = gate().workbench(p)
     except AuthError as exc:
         st.session_state.pop(USER_KEY, None)
         st.session_state[NOTICE_KEY] = exc.message
         return None
-    st.session_state[USER_KEY] = fresh
-    return fresh
+    st.session_state[USER_KEY] = wb.actor
+    return wb
 
 
-def sign_in(principal: Principal) -> None:
+def sign_in(wb: Workbench) -> None:
     for key in list(st.session_state.keys()):
         del st.session_state[key]
-    st.session_state[USER_KEY] = principal
+    st.session_state[USER_KEY] = wb.actor
 
 
 def sign_out() -> None:
@@ -181,23 +117,27 @@ def sign_out() -> None:
         del st.session_state[key]
 
 
-def guard(action: str | None = None) -> Principal:
-    """Stop the page unless a signed-in user may perform ``action``.
+def guard(action: Action | None = None) -> Workbench:
+    """Stop the page unless a signed-in user may perform ``action``; their workbench.
 
     Runs first in every page file: a deep link to a page URL on a freshly started server
     runs the page without ``app.py``, so the page itself must refuse a signed-out visitor.
     """
-    user = current_user()
-    if user is None:
+    wb = current()
+    if wb is None:
         notice = st.session_state.pop(NOTICE_KEY, None)
         if notice:
             st.warning(notice)
         st.info("You are not signed in. [Sign in to FinFlow](./)")
         st.stop()
-    if action is not None and not can(user, action):
+    if action is not None and not wb.can(action):
         st.warning("Your role does not give access to this page.")
         st.stop()
-    return user
+    return wb
+
+
+def principal() -> Principal | None:
+    return st.session_state.get(USER_KEY)
 
 
 def notify(message: str, kind: str = "success") -> None:
@@ -228,8 +168,10 @@ def drift_banner(status: str, score_psi: float | None, limits: str = "") -> None
     from finflow_core.services.monitoring import ADVICE
 
     psi = f": score PSI {score_psi:.3f}" if score_psi is not None else ""
-    show = {"stable": st.success, "watch": st.warning, "alert": st.error}.get(status, st.info)
-    show(f"Drift: **{status.upper()}**{psi}{limits}. {ADVICE.get(status, '')}", icon=":material/monitor_heart:")
+    show = {DriftStatus.STABLE: st.success, DriftStatus.WATCH: st.warning,
+            DriftStatus.ALERT: st.error}.get(DriftStatus(status), st.info)
+    show(f"Drift: **{status.upper()}**{psi}{limits}. {ADVICE.get(DriftStatus(status), '')}",
+         icon=":material/monitor_heart:")
 
 
 def error(exc: Any) -> None:

@@ -82,3 +82,13 @@ class Conflict(FinFlowError):
     """Someone else changed the record first (a claimed or already decided case)."""
 
     exit_code = 10
+
+
+class InvalidInput(FinFlowError):
+    """A value a person typed does not meet the rules; ``field`` says which one."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, field: str, **details: Any) -> None:
+        super().__init__(message, field=field, **details)
+        self.field = field

@@ -5,8 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from finflow_app import state
+from finflow_core.services.access import Action  # noqa: E402
 
-user = state.guard("view_audit")
+wb = state.guard(Action.VIEW_AUDIT)
 
 import json  # noqa: E402
 from datetime import UTC, datetime, time, timedelta  # noqa: E402
@@ -14,14 +15,8 @@ from datetime import UTC, datetime, time, timedelta  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from finflow_app.fmt import when  # noqa: E402
-from finflow_core.store.audit_chain import audit_trail, export_audit_csv, verify_audit  # noqa: E402
-from finflow_core.store.decision_check import (  # noqa: E402
-    application_trail,
-    application_trail_csv,
-    verify_decisions,
-)
+from finflow_core.services.audit import AuditFilter  # noqa: E402
 
-store = state.store()
 VERIFY_KEY = "au_verified"
 
 st.title("Audit trail")
@@ -30,10 +25,9 @@ st.subheader("Integrity check")
 st.caption("Walks the whole hash chain and recomputes every stored decision against it.")
 if st.button("Verify the audit trail", key="au_verify", icon=":material/verified_user:"):
     with st.spinner("Checking..."):
-        chain = verify_audit(store)
-        decisions = verify_decisions(store)
-    st.session_state[VERIFY_KEY] = (chain.ok, chain.message, decisions.ok, decisions.message,
-                                    datetime.now(UTC).isoformat())
+        report = wb.audit.verify()
+    st.session_state[VERIFY_KEY] = (report.chain.ok, report.chain.message, report.decisions.ok,
+                                    report.decisions.message, datetime.now(UTC).isoformat())
 verified = st.session_state.get(VERIFY_KEY)
 if verified is not None:
     chain_ok, chain_msg, dec_ok, dec_msg, at = verified
@@ -53,30 +47,34 @@ since_at = datetime.combine(since, time(), UTC) if since else None
 until_at = datetime.combine(until, time(), UTC) + timedelta(days=1) if until else None
 
 if application:
-    events = application_trail(store, application)
+    events = wb.audit.application_trail(application)
     if not events:
         st.info(f"Nothing recorded about application {application}.")
     else:
         st.caption(f"{len(events):,} event(s) about application {application}, oldest first.")
-        st.dataframe(pd.DataFrame(events), hide_index=True, key="au_app_table")
+        st.dataframe(pd.DataFrame([
+            {"at": when(e.at), "source": e.source, "seq": e.seq, "user": e.actor, "action": e.action,
+             "model": e.model_version, "details": json.dumps(e.details, sort_keys=True)}
+            for e in events
+        ]), hide_index=True, key="au_app_table")
         st.download_button("Download this application's trail (CSV)", key="au_dl_app", on_click="ignore",
-                           data=lambda: application_trail_csv(store, application).encode("utf-8"),
+                           data=lambda: wb.audit.application_trail_csv(application).encode("utf-8"),
                            file_name=f"audit_{application}.csv", mime="text/csv", icon=":material/download:")
 else:
-    entries = audit_trail(store, actor=actor or None, since=since_at, until=until_at, limit=limit,
-                          newest_first=True)
+    filt = AuditFilter(actor=actor or None, since=since_at, until=until_at)
+    entries = wb.audit.entries(filt, limit=limit, newest_first=True)
     if not entries:
         st.info("No audit entry matches.")
     else:
         st.caption(f"{len(entries):,} newest matching entries.")
         st.dataframe(pd.DataFrame([
-            {"seq": e["seq"], "at": when(e["at"]), "user": e["actor"], "action": e["action"],
-             "subject": f"{e['subject_type']} {e['subject_id']}", "model": e["model_version"],
-             "details": json.dumps(e["details"], sort_keys=True)}
+            {"seq": e.seq, "at": when(e.at), "user": e.actor, "action": e.action,
+             "subject": f"{e.subject_type} {e.subject_id}", "model": e.model_version,
+             "details": e.details}
             for e in entries
         ]), hide_index=True, key="au_table")
     st.download_button(
         "Export the matching trail (CSV, with hashes)", key="au_dl_all", on_click="ignore",
-        data=lambda: export_audit_csv(store, actor=actor or None, since=since_at, until=until_at).encode("utf-8"),
+        data=lambda: wb.audit.export_csv(filt).encode("utf-8"),
         file_name="audit_trail.csv", mime="text/csv", icon=":material/download:",
     )

@@ -5,21 +5,22 @@ from __future__ import annotations
 import streamlit as st
 
 from finflow_app import state
+from finflow_core.services.access import Action  # noqa: E402
 
-user = state.guard("view_drift")
+wb = state.guard(Action.VIEW_DRIFT)
 
 import pandas as pd  # noqa: E402
 
 from finflow_app import charts  # noqa: E402
 from finflow_app.fmt import when  # noqa: E402
 from finflow_core.errors import FinFlowError  # noqa: E402
-from finflow_core.services.monitoring import distribution, drift_runs, flagged, psi_table  # noqa: E402
+from finflow_core.services.monitoring import flagged, psi_table  # noqa: E402
 
-cfg, store = state.config(), state.store()
+cfg = wb.context.config
 watch, alert = cfg.monitoring.psi_watch, cfg.monitoring.psi_alert
 
 st.title("Drift")
-runs = drift_runs(store, user, limit=52)
+runs = wb.drift.runs(limit=52)
 if not runs:
     st.info("No batch has been scored yet: drift is measured with every weekly batch.")
     st.stop()
@@ -34,23 +35,23 @@ def label(name: str) -> str:
         return name
 
 
-names = {i: f"{r['file_name']} · week of {r['week_start']} · {r['status']}" for i, r in enumerate(runs)}
+names = {i: f"{r.file_name} · week of {r.week_start} · {r.status}" for i, r in enumerate(runs)}
 idx = st.selectbox("Batch", list(names), format_func=names.__getitem__, key="dr_run",
                    help="Newest first.")
 run = runs[idx]
-score = run["score_psi"]
-state.drift_banner(run["status"], score, f" (watch from {watch:g}, alert above {alert:g})")
-st.caption(f"Batch {run['batch_id']} scored {when(run['computed_at'])} by model {run['model_version']}.")
+score = run.score_psi
+state.drift_banner(run.status, score, f" (watch from {watch:g}, alert above {alert:g})")
+st.caption(f"Batch {run.batch_id} scored {when(run.computed_at)} by model {run.model_version}.")
 
-psi = {"score": score, **run["features"]}
+psi = {"score": score, **run.features}
 labels = {k: label(k) for k in psi}
 st.plotly_chart(charts.psi_bars(psi, labels, watch, alert), key="dr_psi")
 
 st.subheader("Baseline against this batch")
-columns = list(run["counts"])
+columns = list(run.counts)
 column = st.selectbox("Column", columns, format_func=label, key="dr_column")
 try:
-    dist = distribution(state.bundle(run["model_version"]), run, column)
+    dist = wb.drift.distribution(run, column)
 except (FinFlowError, KeyError) as exc:
     st.caption(f"No distribution: {getattr(exc, 'message', exc)}")
 else:
@@ -58,14 +59,14 @@ else:
 
 st.subheader("Over time")
 table = psi_table(runs)
-latest = sorted(run["features"].items(), key=lambda t: -(t[1] or 0))[:3]
+latest = sorted(run.features.items(), key=lambda t: -(t[1] or 0))[:3]
 default_cols = ["score", *[k for k, _ in latest]]
 shown = st.multiselect("Columns", list(psi), default=default_cols, format_func=label, key="dr_columns")
 if len(runs) > 1 and shown:
     st.plotly_chart(charts.psi_over_time(table, shown, labels, watch, alert), key="dr_time")
 st.dataframe(pd.DataFrame([
-    {"batch": r["file_name"], "week of": r["week_start"], "scored": when(r["computed_at"]),
-     "status": r["status"], "score PSI": r["score_psi"],
+    {"batch": r.file_name, "week of": r.week_start, "scored": when(r.computed_at),
+     "status": r.status, "score PSI": r.score_psi,
      "features on watch or alert": len(flagged(r, watch, alert))}
     for r in runs
 ]), hide_index=True, key="dr_history")

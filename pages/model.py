@@ -5,18 +5,19 @@ from __future__ import annotations
 import streamlit as st
 
 from finflow_app import state
+from finflow_core.services.access import Action  # noqa: E402
 
-user = state.guard("view_models")
+wb = state.guard(Action.VIEW_MODELS)
 
 import pandas as pd  # noqa: E402
 
 from finflow_app import charts  # noqa: E402
 from finflow_app.fmt import compact, money, pct, when  # noqa: E402
 from finflow_core.errors import FinFlowError  # noqa: E402
-from finflow_core.services import models as registry  # noqa: E402
-from finflow_core.services.access import can  # noqa: E402
+from finflow_core.lending.terms import ModelStatus  # noqa: E402
+from finflow_core.services.models import TrainingOutcome  # noqa: E402
 
-cfg, store = state.config(), state.store()
+cfg = wb.context.config
 currency = cfg.economics.currency
 target = cfg.strategy.automation_target
 
@@ -41,7 +42,7 @@ def training_section() -> None:
         return
     with st.spinner("Training: cross-validating every candidate model..."):
         try:
-            outcome = registry.train_and_register(store, user, file.getvalue(), cfg, name=file.name)
+            outcome = wb.models.train(file.getvalue(), name=file.name)
         except FinFlowError as exc:
             state.error(exc)
             return
@@ -49,7 +50,7 @@ def training_section() -> None:
     show_outcome(outcome)
 
 
-def show_outcome(outcome: registry.TrainingOutcome) -> None:
+def show_outcome(outcome: TrainingOutcome) -> None:
     card = outcome.card
     status = "champion (the first model)" if outcome.became_champion else "candidate: a manager can promote it"
     st.success(f"Registered model {outcome.version} ({card['model']}) as {status}.")
@@ -71,23 +72,22 @@ def show_outcome(outcome: registry.TrainingOutcome) -> None:
 
 
 st.title("Model & strategy")
-champion = registry.champion_version(store)
-if champion is None:
+meta = wb.models.champion()
+if meta is None:
     st.info("No model yet.")
-    if can(user, "train_model"):
+    if wb.can(Action.TRAIN_MODEL):
         training_section()
     st.stop()
 
-card = registry.model_card(store, champion)
-bundle = state.bundle(champion)
-active = registry.active_strategy(store, bundle)
+champion = meta.version
+card = wb.models.card(champion)
+active = wb.models.active_strategy(champion)
 m = card["metrics_out_of_fold"]
-versions = registry.list_versions(store)
-meta = next((v for v in versions if v["version"] == champion), {})
+versions = wb.models.versions()
 
 st.markdown(f"Champion **{champion}** · {card['model']} · trained on {card['rows']:,} applications "
-            f"(default rate {pct(card['default_rate'])}) by {meta.get('trained_by', '?')} · "
-            f"promoted {when(meta.get('promoted_at'))}")
+            f"(default rate {pct(card['default_rate'])}) by {meta.trained_by} · "
+            f"promoted {when(meta.promoted_at)}")
 st.subheader(f"Cross-validated metrics ({card['cv_folds']}-fold, out of fold)")
 c = st.columns(6)
 c[0].metric("AUC", f"{m['auc']:.3f}")
@@ -121,27 +121,27 @@ st.markdown(
 low, high = st.slider("What if the band edges were...", min_value=0.0, max_value=1.0,
                       value=(round(active.low_edge, 3), round(active.high_edge, 3)), step=0.001,
                       format="%.3f", key="md_edges")
-now = registry.what_if(bundle, cfg, active.low_edge, active.high_edge)
-then = registry.what_if(bundle, cfg, low, high)
+now = wb.models.what_if(active.low_edge, active.high_edge, champion)
+then = wb.models.what_if(low, high, champion)
 c = st.columns(4)
-c[0].metric("Automation rate", pct(then["automation_rate"]),
-            delta=f"{(then['automation_rate'] - now['automation_rate']) * 100:+.1f} pts",
+c[0].metric("Automation rate", pct(then.automation_rate),
+            delta=f"{(then.automation_rate - now.automation_rate) * 100:+.1f} pts",
             help=f"Target {pct(target, 0)}")
-c[1].metric("Expected profit", compact(then["expected_profit"], currency),
-            delta=money(then["expected_profit"] - now["expected_profit"], currency))
-c[2].metric("ROI", pct(then["roi"]), delta=f"{(then['roi'] - now['roi']) * 100:+.2f} pts")
+c[1].metric("Expected profit", compact(then.expected_profit, currency),
+            delta=money(then.expected_profit - now.expected_profit, currency))
+c[2].metric("ROI", pct(then.roi), delta=f"{(then.roi - now.roi) * 100:+.2f} pts")
 c[3].metric("Approve / review / decline",
-            f"{then['share_low']:.0%} / {then['share_medium']:.0%} / {then['share_high']:.0%}")
-if then["automation_rate"] < target:
-    st.warning(f"These edges automate {pct(then['automation_rate'])}: below the {pct(target, 0)} target.")
+            f"{then.share_low:.0%} / {then.share_medium:.0%} / {then.share_high:.0%}")
+if then.automation_rate < target:
+    st.warning(f"These edges automate {pct(then.automation_rate)}: below the {pct(target, 0)} target.")
 st.caption("Measured on the model's out-of-fold training scores. Moving the sliders changes nothing: "
            "the edges in use change only when a manager saves them.")
-if can(user, "edit_strategy"):
+if wb.can(Action.EDIT_STRATEGY):
     with st.form("md_save", enter_to_submit=False):
         note = st.text_input("Why (recorded in the audit trail)", key="md_note")
         save = st.form_submit_button(f"Save edges {low:.3f} / {high:.3f} for {champion}", type="primary")
     if save:
-        state.act(lambda: registry.save_strategy(store, user, champion, low, high, note),
+        state.act(lambda: wb.models.save_strategy(low, high, note, champion),
                   f"Saved band edges {low:.3f} / {high:.3f}: new batches use them.")
 
 st.subheader("What drives the model")
@@ -151,25 +151,25 @@ if importance:
 
 st.subheader("Versions")
 st.dataframe(pd.DataFrame([
-    {"version": v["version"], "status": v["status"], "model": v["model"], "AUC": v["auc"],
-     "cut-off": v["cutoff"], f"out-of-fold profit ({currency})": v["oof_profit"], "rows": v["rows"],
-     "trained": when(v["created_at"]), "by": v["trained_by"], "promoted by": v["promoted_by"]}
+    {"version": v.version, "status": v.status, "model": v.model, "AUC": v.auc,
+     "cut-off": v.cutoff, f"out-of-fold profit ({currency})": v.oof_profit, "rows": v.rows,
+     "trained": when(v.created_at), "by": v.trained_by, "promoted by": v.promoted_by}
     for v in versions
 ]), hide_index=True, key="md_versions")
-if can(user, "promote_model"):
-    candidates = [v["version"] for v in versions if v["status"] != "champion"]
+if wb.can(Action.PROMOTE_MODEL):
+    candidates = [v.version for v in versions if v.status != ModelStatus.CHAMPION]
     if candidates:
         with st.form("md_promote", enter_to_submit=False):
             chosen = st.selectbox("Promote to champion", candidates, key="md_promote_version")
             why = st.text_input("Why (recorded in the audit trail)", key="md_promote_note")
             go = st.form_submit_button("Promote", type="primary")
         if go:
-            state.act(lambda: registry.promote(store, user, chosen, why),
+            state.act(lambda: wb.models.promote(chosen, why),
                       f"Model {chosen} is now the champion: new batches are scored with it.")
     else:
         st.caption("No other version to promote.")
 
-if can(user, "train_model"):
+if wb.can(Action.TRAIN_MODEL):
     training_section()
 
 with st.expander("Libraries and data fingerprints"):

@@ -5,16 +5,16 @@ from __future__ import annotations
 import streamlit as st
 
 from finflow_app import state
+from finflow_core.services.access import Action  # noqa: E402
 
-user = state.guard("submit_application")
+wb = state.guard(Action.SUBMIT_APPLICATION)
 
 import pandas as pd  # noqa: E402
 
 from finflow_app.fmt import BAND_SHORT, DECISION_NAMES, money, pct  # noqa: E402
 from finflow_core.errors import FinFlowError  # noqa: E402
-from finflow_core.services.applications import submit_application  # noqa: E402
 
-cfg, store = state.config(), state.store()
+cfg = wb.context.config
 currency = cfg.economics.currency
 RESULT_KEY = "na_result"
 
@@ -55,12 +55,8 @@ with st.form("new_application", enter_to_submit=False):
     submitted = st.form_submit_button("Get decision", type="primary")
 
 if submitted:
-    engine = state.champion_engine()
-    if engine is None:
-        st.error("There is no champion model yet: an analyst trains one first.")
-        st.stop()
     try:
-        st.session_state[RESULT_KEY] = submit_application(store, user, record, engine)
+        st.session_state[RESULT_KEY] = wb.applications.submit(record)
     except FinFlowError as exc:
         state.error(exc)
         st.session_state.pop(RESULT_KEY, None)

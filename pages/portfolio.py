@@ -5,21 +5,21 @@ from __future__ import annotations
 import streamlit as st
 
 from finflow_app import state
+from finflow_core.services.access import Action  # noqa: E402
 
-user = state.guard("view_portfolio")
+wb = state.guard(Action.VIEW_PORTFOLIO)
 
 from finflow_app import charts  # noqa: E402
 from finflow_app.fmt import compact, count, pct  # noqa: E402
-from finflow_core.services.access import can  # noqa: E402
-from finflow_core.services.portfolio import PortfolioFilter, filter_options, portfolio_summary  # noqa: E402
+from finflow_core.services.portfolio import PortfolioFilter  # noqa: E402
 
-cfg, store = state.config(), state.store()
+cfg = wb.context.config
 currency = cfg.economics.currency
 
 st.title("Portfolio")
-opts = filter_options(store, user, cfg)
-weeks: list[str] = opts["weeks"]
-batch_names = {b["id"]: f"{b['file_name']} (week of {b['week_start']})" for b in opts["batches"]}
+opts = wb.portfolio.filter_options()
+weeks: list[str] = opts.weeks
+batch_names = {b.id: f"{b.file_name} (week of {b.week_start})" for b in opts.batches}
 
 with st.expander("Filters", expanded=True, icon=":material/filter_list:"):
     c = st.columns([2, 2, 1])
@@ -36,7 +36,7 @@ with st.expander("Filters", expanded=True, icon=":material/filter_list:"):
     seg_cols = st.columns(max(1, len(cfg.segments)))
     seg_filter: dict[str, tuple[str, ...]] = {}
     for i, name in enumerate(cfg.segments):
-        values = seg_cols[i].multiselect(cfg.column(name).display, opts["segments"][name], key=f"pf_seg_{name}",
+        values = seg_cols[i].multiselect(cfg.column(name).display, opts.segments[name], key=f"pf_seg_{name}",
                                          placeholder="All")
         if values:
             seg_filter[name] = tuple(values)
@@ -46,7 +46,7 @@ filt = PortfolioFilter(
     week_to=week_to if week_to != (weeks[-1] if weeks else None) else None,
     batch_ids=tuple(chosen_batches), segments=seg_filter,
 )
-summary = portfolio_summary(store, user, cfg, filt, segment=group_by)
+summary = wb.portfolio.summary(filt, segment=group_by)
 k = summary.kpis()
 
 if k["applications"] == 0:
@@ -104,11 +104,9 @@ filters_text = "; ".join(parts)
 
 def report_html() -> bytes:
     from finflow_core.lending.report import build_weekly_report
-    from finflow_core.services.monitoring import drift_runs
-
-    runs = drift_runs(store, user, limit=1) if can(user, "view_drift") else []
+    runs = wb.drift.runs(limit=1) if wb.can(Action.VIEW_DRIFT) else []
     return build_weekly_report(summary, cfg, drift_run=runs[0] if runs else None, filters_text=filters_text,
-                               generated_by=user.username).encode("utf-8")
+                               generated_by=wb.actor.username).encode("utf-8")
 
 
 def csv_of(frame):  # type: ignore[no-untyped-def]

@@ -7,64 +7,64 @@ import math
 import streamlit as st
 
 from finflow_app import state
+from finflow_core.services.access import Action  # noqa: E402
 
-user = state.guard("view_queue")
+wb = state.guard(Action.VIEW_QUEUE)
 
 import pandas as pd  # noqa: E402
 
 from finflow_app import charts  # noqa: E402
 from finflow_app.fmt import BAND_NAMES, BAND_SHORT, cell, compact, count, pct, when  # noqa: E402
 from finflow_core.errors import Conflict, FinFlowError  # noqa: E402
-from finflow_core.services import review  # noqa: E402
-from finflow_core.services.access import can  # noqa: E402
+from finflow_core.lending.terms import Status  # noqa: E402
+from finflow_core.services.review import MAX_TEXT, CaseView, InvalidDecision  # noqa: E402
 
 PAGE_SIZE = 25
 CASE_KEY = "rq_case"
 OUTCOME_LABELS = {"approve": "Approve", "decline": "Decline", "refer": "Refer"}
 
-cfg, store = state.config(), state.store()
-officer = can(user, "decide_case")
+cfg = wb.context.config
+user = wb.actor
+officer = wb.can(Action.DECIDE_CASE)
 currency = cfg.economics.currency
 
 
 def open_case(application_id: int) -> None:
     """Show a case; an officer claims it when it is free."""
     if officer:
-        review.open_case(store, user, application_id, cfg)
+        wb.review.open(application_id)
     st.session_state[CASE_KEY] = application_id
 
 
-def back_to_queue(cv: review.CaseView | None) -> None:
+def back_to_queue(cv: CaseView | None) -> None:
     if cv is not None and officer and cv.claim is not None and cv.claim.claimed_by == user.username:
-        review.release_claim(store, user, cv.application_id)
+        wb.review.release(cv.application_id)
     st.session_state.pop(CASE_KEY, None)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def explanation(url: str, version: str, application_id: int, _data: dict[str, str]) -> object:
-    from finflow_core.services.applications import explain_record
-
-    return explain_record(state.version_engine(version), _data)
+def explanation(url: str, version: str, application_id: int, _case: CaseView) -> object:
+    return wb.review.explain(_case)
 
 
 def show_queue() -> None:
     st.title("Review queue")
-    counts = review.queue_counts(store, user)
+    counts = wb.review.counts()
     c1, c2, c3 = st.columns([1, 1, 2])
-    c1.metric("Pending review", count(counts["pending"]))
-    c2.metric("Referred", count(counts["referred"]))
+    c1.metric("Pending review", count(counts[Status.PENDING]))
+    c2.metric("Referred", count(counts[Status.REFERRED]))
     if not officer:
         c3.info("Read-only: only credit officers claim and decide cases.")
     left, right = st.columns(2)
     status = left.radio(
-        "Cases", ["pending", "referred"], horizontal=True, key="rq_status",
+        "Cases", [Status.PENDING, Status.REFERRED], horizontal=True, key="rq_status",
         format_func=lambda s: f"{s.capitalize()} ({counts[s]:,})",
     )
     order = right.radio("Order", ["oldest", "amount"], horizontal=True, key="rq_order",
                         format_func=lambda o: "Oldest first" if o == "oldest" else "Largest amount first")
     if officer and st.button("Work the next case", type="primary", key="rq_next",
                              icon=":material/play_arrow:"):
-        nxt = review.next_case(store, user, order=order)
+        nxt = wb.review.next_case(order)
         if nxt is None:
             st.info("No pending case is free: the queue is empty or every case is being reviewed.")
         else:
@@ -75,19 +75,19 @@ def show_queue() -> None:
     if total_pages > 1:
         page_no = int(st.number_input(f"Page (of {total_pages:,})", min_value=1, max_value=total_pages,
                                       value=1, step=1, key="rq_page"))
-    rows, total = review.review_queue(store, user, status=status, order=order, limit=PAGE_SIZE,
-                                      offset=(page_no - 1) * PAGE_SIZE)
+    page = wb.review.queue(status, order, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE)
+    rows, total = page.rows, page.total
     if not rows:
         st.success(f"No {status} cases: the queue is empty.")
         return
     seg_names = list(cfg.segments)
     table = pd.DataFrame([
         {
-            "case": r["id"], "application": r["external_id"], "amount": r["amount"],
-            "probability of default": r["probability"], "band": BAND_NAMES.get(r["band"], r["band"]),
-            "week of": r["week_start"],
-            **{seg_names[i]: r.get(f"segment_{i + 1}") for i in range(min(2, len(seg_names)))},
-            "being reviewed by": r["claimed_by"] or "",
+            "case": r.id, "application": r.external_id, "amount": r.amount,
+            "probability of default": r.probability, "band": BAND_NAMES.get(r.band, r.band),
+            "week of": r.week_start,
+            **{seg_names[i]: getattr(r, f"segment_{i + 1}") for i in range(min(2, len(seg_names)))},
+            "being reviewed by": r.claimed_by or "",
         }
         for r in rows
     ])
@@ -100,8 +100,8 @@ def show_queue() -> None:
                                                                       max_value=1),
         },
     )
-    labels = {r["id"]: f"{r['external_id']} · {compact(r['amount'], currency)}"
-                       + (f" · with {r['claimed_by']}" if r["claimed_by"] else "") for r in rows}
+    labels = {r.id: f"{r.external_id} · {compact(r.amount, currency)}"
+                    + (f" · with {r.claimed_by}" if r.claimed_by else "") for r in rows}
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     chosen = c1.selectbox("Case", list(labels), format_func=labels.__getitem__, key="rq_choice")
     if c2.button("Open case", key="rq_open", icon=":material/open_in_new:"):
@@ -111,7 +111,7 @@ def show_queue() -> None:
 
 def show_case(application_id: int) -> None:
     try:
-        cv = review.case_view(store, user, application_id, cfg)
+        cv = wb.review.case(application_id)
     except FinFlowError as exc:
         state.error(exc)
         st.session_state.pop(CASE_KEY, None)
@@ -154,11 +154,11 @@ def show_case(application_id: int) -> None:
         else:
             st.caption("The model gave no adverse reasons for this case.")
         try:
-            exp = explanation(cfg.paths.database_url, cv.model_version, cv.application_id, cv.data)
+            exp = explanation(cfg.paths.database_url, cv.model_version, cv.application_id, cv)
         except (FinFlowError, ValueError) as exc:
             st.caption(f"No explanation chart: {getattr(exc, 'message', exc)}")
         else:
-            name = state.bundle(cv.model_version).model_name
+            name = wb.review.model_name(cv.model_version)
             st.plotly_chart(charts.waterfall(exp.labels, exp.values, exp.contributions, exp.base_value,
                                              model_name=name), key="rq_waterfall")
         st.caption(f"Scored by model {cv.model_version}; uploaded {when(cv.uploaded_at)}; batch {cv.batch_id}.")
@@ -176,9 +176,9 @@ def show_case(application_id: int) -> None:
                               placeholder="Choose a reason code", key=f"dec_code_{cv.application_id}",
                               disabled=not can_decide)
         written = st.text_input("... or write the reason", key=f"dec_reason_{cv.application_id}",
-                                disabled=not can_decide, max_chars=review.MAX_TEXT)
+                                disabled=not can_decide, max_chars=MAX_TEXT)
         note = st.text_area("Note (a referral needs one)", key=f"dec_note_{cv.application_id}",
-                            disabled=not can_decide, max_chars=review.MAX_TEXT, height=90)
+                            disabled=not can_decide, max_chars=MAX_TEXT, height=90)
         submitted = st.form_submit_button("Record decision", type="primary", disabled=not can_decide)
     # the decision the officer saw when the form was drawn: if it changed before the form
     # comes back (a referral meanwhile), the core refuses instead of overriding it unseen
@@ -188,13 +188,12 @@ def show_case(application_id: int) -> None:
     if submitted and can_decide:
         reason = (written or "").strip() or (chosen or "")
         try:
-            rec = review.decide_case(store, user, cv.application_id, outcome or "", reason, note or "",
-                                     supersedes=seen)
-        except (review.InvalidDecision, Conflict) as exc:
+            rec = wb.review.decide(cv.application_id, outcome or "", reason, note or "", supersedes=seen)
+        except (InvalidDecision, Conflict) as exc:
             state.error(exc)
         else:
             state.notify(f"Case {cv.external_id}: {OUTCOME_LABELS[rec.outcome].lower()} recorded.")
-            nxt = review.next_case(store, user, order=st.session_state.get("rq_order", "oldest"))
+            nxt = wb.review.next_case(st.session_state.get("rq_order", "oldest"))
             if nxt is None:
                 st.session_state.pop(CASE_KEY, None)
                 state.notify("No further pending case is free.", "info")

@@ -5,26 +5,25 @@ from __future__ import annotations
 import streamlit as st
 
 from finflow_app import state
+from finflow_core.services.access import Action  # noqa: E402
 
-user = state.guard("view_batches")
+wb = state.guard(Action.VIEW_BATCHES)
 
 import pandas as pd  # noqa: E402
 
 from finflow_app import charts  # noqa: E402
 from finflow_app.fmt import compact, count, pct, when  # noqa: E402
 from finflow_core.errors import BatchRejected, FinFlowError  # noqa: E402
-from finflow_core.lending.intake.reader import open_batch  # noqa: E402
-from finflow_core.lending.intake.validation import validate_batch  # noqa: E402
-from finflow_core.services import batches as batch_store  # noqa: E402
-from finflow_core.services.access import can  # noqa: E402
+from finflow_core.pipeline.run import BatchSummary  # noqa: E402
+from finflow_core.services.batches import BatchPreview, csv_bytes  # noqa: E402
 
-cfg, store = state.config(), state.store()
+cfg = wb.context.config
 currency = cfg.economics.currency
 DONE_KEY = "up_stored"  # sha256 of files this session stored
 REPORT_KEY = "up_report"
 
 
-def show_summary(summary: batch_store.BatchSummary) -> None:
+def show_summary(summary: BatchSummary) -> None:
     target = cfg.strategy.automation_target
     c = st.columns(4)
     c[0].metric("Applications", count(summary.rows_in))
@@ -45,12 +44,12 @@ def show_summary(summary: batch_store.BatchSummary) -> None:
         st.caption(f"Note: {w}")
     st.download_button(
         "Download decisions (CSV)", key=f"up_dl_decisions_{summary.batch_id}", on_click="ignore",
-        data=lambda: batch_store.csv_bytes(batch_store.decisions_frame(store, summary.batch_id, cfg)),
+        data=lambda: csv_bytes(wb.batches.decisions(summary.batch_id)),
         file_name=f"decisions_{summary.batch_id}.csv", mime="text/csv", icon=":material/download:",
     )
 
 
-def quality_gate(report) -> None:  # type: ignore[no-untyped-def]
+def quality_gate(report: BatchPreview) -> None:
     st.subheader("Quality gate")
     c = st.columns(3)
     c[0].metric("Rows in file", count(report.rows_in))
@@ -64,10 +63,10 @@ def quality_gate(report) -> None:  # type: ignore[no-untyped-def]
                    + ", ".join(f"{rule} ×{n:,}" for rule, n in rules.items()))
         st.dataframe(report.quarantined.head(500), hide_index=True, key="up_quarantine")
         d1, d2 = st.columns(2)
-        d1.download_button("Download quarantined rows (CSV)", batch_store.csv_bytes(report.quarantined),
+        d1.download_button("Download quarantined rows (CSV)", csv_bytes(report.quarantined),
                            file_name="quarantine.csv", mime="text/csv", key="up_dl_quarantine",
                            on_click="ignore", icon=":material/download:")
-        d2.download_button("Download issues (CSV)", batch_store.csv_bytes(report.issues),
+        d2.download_button("Download issues (CSV)", csv_bytes(report.issues),
                            file_name="quarantine_issues.csv", mime="text/csv", key="up_dl_issues",
                            on_click="ignore", icon=":material/download:")
     else:
@@ -80,33 +79,27 @@ def upload_section() -> None:
     if file is None:
         st.caption("Columns expected: " + ", ".join(c.name for c in cfg.input_columns))
         return
-    try:
-        batch = open_batch(file.getvalue(), cfg, name=file.name)
-    except BatchRejected as exc:
-        st.error(f"File rejected, nothing was stored: {exc.message}", icon=":material/block:")
-        return
-    stored = set(st.session_state.get(DONE_KEY, ()))
-    existing = batch_store.find_batch_by_sha(store, batch.sha256)
-    if existing is not None:
-        summary = batch_store.stored_summary(store, existing)
-        if batch.sha256 in stored:
-            st.success(f"Stored as batch {existing}.")
-        else:
-            st.info(f"This file was uploaded before (batch {existing}): nothing new was stored. "
-                    "Its stored results:", icon=":material/content_copy:")
-        if summary is not None:
-            show_summary(summary)
-        return
     cached = st.session_state.get(REPORT_KEY)
-    if cached is not None and cached[0] == batch.sha256:
-        report = cached[1]
+    data = file.getvalue()
+    if cached is not None and cached[0] == (file.name, len(data), file.file_id):
+        report: BatchPreview = cached[1]
     else:
         try:
-            report = validate_batch(batch, cfg)
+            report = wb.batches.preview(data, name=file.name)
         except BatchRejected as exc:
             st.error(f"File rejected, nothing was stored: {exc.message}", icon=":material/block:")
             return
-        st.session_state[REPORT_KEY] = (batch.sha256, report)
+        st.session_state[REPORT_KEY] = ((file.name, len(data), file.file_id), report)
+    batch = report.batch
+    stored = set(st.session_state.get(DONE_KEY, ()))
+    if report.stored is not None:
+        if batch.sha256 in stored:
+            st.success(f"Stored as batch {report.stored.batch_id}.")
+        else:
+            st.info(f"This file was uploaded before (batch {report.stored.batch_id}): nothing new was "
+                    "stored. Its stored results:", icon=":material/content_copy:")
+        show_summary(report.stored)
+        return
     quality_gate(report)
     if report.rows_valid == 0:
         st.error("No valid application to score: fix the file and upload it again.")
@@ -114,17 +107,13 @@ def upload_section() -> None:
     if not st.button(f"Score and store {report.rows_valid:,} applications", type="primary", key="up_score",
                      icon=":material/play_arrow:"):
         return
-    engine = state.champion_engine()
-    if engine is None:
-        st.error("There is no champion model yet: train one on the Model & strategy page first.")
-        return
     bar = st.progress(0.0, text="Scoring...")
 
     def progress(done: int, total: int) -> None:
         bar.progress(min(done / max(total, 1), 1.0), text=f"Scored {done:,} of ~{total:,} rows")
 
     try:
-        summary = batch_store.weekly_run(store, user, batch, cfg, progress=progress, engine=engine)
+        summary = wb.batches.commit(report, progress=progress)
     except FinFlowError as exc:
         bar.empty()
         state.error(exc)
@@ -138,45 +127,45 @@ def upload_section() -> None:
 
 def recent_batches() -> None:
     st.subheader("Recent batches")
-    rows = batch_store.list_batches(store, limit=30)
+    rows = wb.batches.list(limit=30)
     if not rows:
         st.caption("No batch stored yet.")
         return
     table = pd.DataFrame([
-        {"batch": r["id"], "file": r["file_name"], "week of": r["week_start"],
-         "uploaded": when(r["uploaded_at"]), "by": r["uploaded_by"], "rows": r["rows_in"],
-         "quarantined": r["rows_quarantined"], "approve": r["n_low"], "review": r["n_medium"],
-         "decline": r["n_high"], "automation": r["automation_rate"],
-         f"expected profit ({currency})": r["expected_profit"], "drift": r["drift_status"],
-         "model": r["model_version"]}
+        {"batch": r.id, "file": r.file_name, "week of": r.week_start,
+         "uploaded": when(r.uploaded_at), "by": r.uploaded_by, "rows": r.rows_in,
+         "quarantined": r.rows_quarantined, "approve": r.n_low, "review": r.n_medium,
+         "decline": r.n_high, "automation": r.automation_rate,
+         f"expected profit ({currency})": r.expected_profit, "drift": r.drift_status,
+         "model": r.model_version}
         for r in rows
     ])
     st.dataframe(table, hide_index=True, key="up_batches", column_config={
         "automation": st.column_config.NumberColumn(format="percent"),
         f"expected profit ({currency})": st.column_config.NumberColumn(format="localized"),
     })
-    names = {r["id"]: f"{r['file_name']} · {r['id']}" for r in rows}
+    names = {r.id: f"{r.file_name} · {r.id}" for r in rows}
     bid = st.selectbox("Batch", list(names), format_func=names.__getitem__, key="up_pick")
     c = st.columns(3)
     c[0].download_button(
         "Decisions (CSV)", key="up_dl_b_decisions", on_click="ignore", mime="text/csv",
-        data=lambda: batch_store.csv_bytes(batch_store.decisions_frame(store, bid, cfg)),
+        data=lambda: csv_bytes(wb.batches.decisions(bid)),
         file_name=f"decisions_{bid}.csv", icon=":material/download:",
     )
     c[1].download_button(
         "Quarantined rows (CSV)", key="up_dl_b_quarantine", on_click="ignore", mime="text/csv",
-        data=lambda: batch_store.csv_bytes(batch_store.quarantine_frame(store, bid)),
+        data=lambda: csv_bytes(wb.batches.quarantine(bid)),
         file_name=f"quarantine_{bid}.csv", icon=":material/download:",
     )
     c[2].download_button(
         "Quality issues (CSV)", key="up_dl_b_issues", on_click="ignore", mime="text/csv",
-        data=lambda: batch_store.csv_bytes(batch_store.issues_frame(store, bid)),
+        data=lambda: csv_bytes(wb.batches.issues(bid)),
         file_name=f"quarantine_issues_{bid}.csv", icon=":material/download:",
     )
 
 
 st.title("Batches")
-if can(user, "upload_batch"):
+if wb.can(Action.UPLOAD_BATCH):
     upload_section()
     st.divider()
 recent_batches()

@@ -23,9 +23,11 @@ if str(ROOT) not in sys.path:  # finflow_app lives beside app.py, it is not inst
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from finflow_core.lending.config import Config, default_config_path, load_config  # noqa: E402
-from finflow_core.services import auth  # noqa: E402
-from finflow_core.services.auth import Principal  # noqa: E402
+from finflow_core.services.access import Principal  # noqa: E402
+from finflow_core.services.context import Context  # noqa: E402
 from finflow_core.services.demo_setup import bootstrap  # noqa: E402
+from finflow_core.services.sessions import Gate  # noqa: E402
+from finflow_core.services.workbench import Workbench  # noqa: E402
 from finflow_core.store import Store, open_store  # noqa: E402
 
 APP = ROOT / "app.py"
@@ -64,17 +66,30 @@ class Installation:
     users: dict[str, Principal]
     env: dict[str, str]
 
+    @property
+    def context(self) -> Context:
+        return Context(self.config, self.store)
+
+    @property
+    def gate(self) -> Gate:
+        return Gate(self.context)
+
+    def wb(self, name: str) -> Workbench:
+        """The services as the named test user sees them."""
+        return Workbench(self.context, self.users[name])
+
 
 def build_installation(home: Path, *, history_rows: int = 3000) -> Installation:
     """A demo installation in ``home`` (the caller has set the environment)."""
     config = load_config()
     store = open_store(config.paths.database_url)
-    bootstrap(config, store, demo=True, history_rows=history_rows)
-    first = auth.add_user(store, None, "admin", PASSWORD, ["admin"]).principal()
-    users = {"admin": first}
+    context = Context(config, store)
+    bootstrap(context, demo=True, history_rows=history_rows)
+    admin = Gate(context).create_first_admin("admin", PASSWORD)
+    users = {"admin": admin.actor}
     for name, roles in USERS.items():
         if name != "admin":
-            users[name] = auth.add_user(store, first, name, PASSWORD, roles).principal()
+            users[name] = admin.users.add(name, PASSWORD, roles).principal()
     return Installation(home, config, store, users, dict(os.environ))
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from finflow_core.cli.common import Context, ask_password, emit
-from finflow_core.services import auth
-from finflow_core.services.access import ROLES, require
-from finflow_core.store.audit_chain import export_audit_csv, verify_audit
+from finflow_core.errors import InvalidInput
+from finflow_core.lending.terms import ROLES
+from finflow_core.services.sessions import normalise_username
 
 EXIT_AUDIT_BROKEN = 12
 
@@ -25,14 +26,14 @@ def register(sub: Any) -> None:
     usub = p.add_subparsers(dest="users_command", required=True)
     q = usub.add_parser("add", help="add a user; with no users yet, the first admin (no --user needed)")
     q.add_argument("username")
-    q.add_argument("--role", action="append", choices=ROLES, required=True, help="repeat for several roles")
+    q.add_argument("--role", action="append", choices=[str(r) for r in ROLES], required=True, help="repeat for several roles")
     q.set_defaults(handler=users_add)
     q = usub.add_parser("list")
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=users_list)
     q = usub.add_parser("set-roles")
     q.add_argument("username")
-    q.add_argument("--role", action="append", choices=ROLES, required=True)
+    q.add_argument("--role", action="append", choices=[str(r) for r in ROLES], required=True)
     q.set_defaults(handler=users_set_roles)
     for name, fn in (("disable", users_disable), ("enable", users_enable)):
         q = usub.add_parser(name)
@@ -59,7 +60,7 @@ def register(sub: Any) -> None:
 def setup(ctx: Context, args: argparse.Namespace) -> int:
     from finflow_core.services.demo_setup import bootstrap
 
-    result = bootstrap(ctx.config, ctx.store, demo=args.demo, history_rows=args.rows, log=_log)
+    result = bootstrap(ctx.services, demo=args.demo, history_rows=args.rows, log=_log)
     if result.setup_code:
         bar = "=" * 64
         print(f"\n{bar}\n  FinFlow first-run set-up code: {result.setup_code}\n"
@@ -69,19 +70,21 @@ def setup(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def users_add(ctx: Context, args: argparse.Namespace) -> int:
-    if not auth.has_users(ctx.store):
+    if not ctx.gate.has_users():
         password = ask_password(f"password for the first admin {args.username}: ")
-        info = auth.add_user(ctx.store, None, args.username, password, args.role)
+        if "admin" not in args.role:
+            raise InvalidInput("the first user must hold the admin role", field="roles")
+        info = ctx.gate.create_first_admin(args.username, password).account.me()
     else:
-        actor = ctx.actor
+        wb = ctx.workbench
         password = ask_password(f"password for {args.username}: ")
-        info = auth.add_user(ctx.store, actor, args.username, password, args.role)
+        info = wb.users.add(args.username, password, args.role)
     print(f"created user {info.username} with roles {', '.join(sorted(info.roles))}")
     return 0
 
 
 def users_list(ctx: Context, args: argparse.Namespace) -> int:
-    users = auth.list_users(ctx.store, ctx.actor)
+    users = ctx.workbench.users.list()
     rows = [{"username": u.username, "roles": sorted(u.roles), "active": u.active,
              "last_login_at": u.last_login_at, "failed_logins": u.failed_logins} for u in users]
     text = "\n".join(f"{r['username']:<20} {','.join(r['roles']):<30} "
@@ -91,52 +94,51 @@ def users_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def users_set_roles(ctx: Context, args: argparse.Namespace) -> int:
-    info = auth.set_roles(ctx.store, ctx.actor, args.username, args.role)
+    info = ctx.workbench.users.set_roles(args.username, args.role)
     print(f"{info.username} now holds {', '.join(sorted(info.roles))}")
     return 0
 
 
 def users_disable(ctx: Context, args: argparse.Namespace) -> int:
-    auth.disable_user(ctx.store, ctx.actor, args.username)
+    ctx.workbench.users.disable(args.username)
     print(f"{args.username} is disabled")
     return 0
 
 
 def users_enable(ctx: Context, args: argparse.Namespace) -> int:
-    auth.enable_user(ctx.store, ctx.actor, args.username)
+    ctx.workbench.users.enable(args.username)
     print(f"{args.username} is enabled")
     return 0
 
 
 def users_passwd(ctx: Context, args: argparse.Namespace) -> int:
-    actor = ctx.actor
+    """Your own password (the current one is the one you signed in with), or anyone's as admin."""
+    wb = ctx.workbench
+    own = normalise_username(args.username) == wb.actor.username
     password = ask_password(f"new password for {args.username}: ")
-    auth.set_password(ctx.store, actor, args.username, password)
+    if own:
+        wb.account.change_password(ctx.password, password)
+    else:
+        wb.users.reset_password(args.username, password)
     print(f"password of {args.username} changed")
     return 0
 
 
 def audit_verify(ctx: Context, args: argparse.Namespace) -> int:
-    from finflow_core.store.decision_check import verify_decisions
-
-    require(ctx.actor, "view_audit")
-    chain = verify_audit(ctx.store)
-    decisions = verify_decisions(ctx.store)
-    ok = chain.ok and decisions.ok
-    emit(args, {"ok": ok, "chain": chain.__dict__, "decisions": decisions.__dict__},
-         f"{chain.message}\n{decisions.message}")
-    return 0 if ok else EXIT_AUDIT_BROKEN
+    report = ctx.workbench.audit.verify()
+    emit(args, {"ok": report.ok, "chain": asdict(report.chain), "decisions": asdict(report.decisions)},
+         report.message)
+    return 0 if report.ok else EXIT_AUDIT_BROKEN
 
 
 def audit_export(ctx: Context, args: argparse.Namespace) -> int:
-    from finflow_core.store.decision_check import application_trail_csv
+    from finflow_core.services.audit import AuditFilter
 
-    require(ctx.actor, "view_audit")
+    audit = ctx.workbench.audit
     if args.application:
-        text = application_trail_csv(ctx.store, args.application)
-        args.out.write_text(text, encoding="utf-8")
+        args.out.write_text(audit.application_trail_csv(args.application), encoding="utf-8")
     else:
-        export_audit_csv(ctx.store, args.out, actor=args.actor, since=args.since, until=args.until)
+        audit.export_csv(AuditFilter(actor=args.actor, since=args.since, until=args.until), args.out)
     print(f"wrote {args.out}")
     return 0
 

@@ -14,7 +14,9 @@ from typing import Any
 
 from finflow_core.errors import AuthError, FinFlowError
 from finflow_core.lending.config import Config, load_config
-from finflow_core.services.auth import Principal, authenticate
+from finflow_core.services.context import Context as ServiceContext
+from finflow_core.services.sessions import Gate
+from finflow_core.services.workbench import Workbench
 from finflow_core.store import Store, open_store
 
 ENV_USER = "FINFLOW_USER"
@@ -29,6 +31,7 @@ class Context:
     """Lazily opened resources of one command run."""
 
     args: argparse.Namespace
+    password: str = ""
 
     @cached_property
     def config(self) -> Config:
@@ -43,8 +46,17 @@ class Context:
         return store
 
     @cached_property
-    def actor(self) -> Principal:
-        """The signed-in user: --user / $FINFLOW_USER, password from $FINFLOW_PASSWORD or a prompt."""
+    def services(self) -> ServiceContext:
+        return ServiceContext(self.config, self.store)
+
+    @cached_property
+    def gate(self) -> Gate:
+        return Gate(self.services)
+
+    @cached_property
+    def workbench(self) -> Workbench:
+        """The signed-in user's services: --user / $FINFLOW_USER, password from
+        $FINFLOW_PASSWORD or a prompt."""
         username = self.args.user or os.environ.get(ENV_USER)
         if not username:
             raise AuthError(
@@ -53,15 +65,15 @@ class Context:
                 "first admin with `finflow users add NAME --role admin`.",
                 reason="no_user",
             )
-        password = os.environ.get(ENV_PASSWORD)
-        if password is None:
+        self.password = os.environ.get(ENV_PASSWORD)
+        if self.password is None:
             if not sys.stdin.isatty():
                 raise AuthError(
                     f"no password for {username!r}: set FINFLOW_PASSWORD or run in a terminal",
                     reason="no_password",
                 )
-            password = getpass.getpass(f"password for {username}: ")
-        return authenticate(self.store, username, password)
+            self.password = getpass.getpass(f"password for {username}: ")
+        return self.gate.sign_in(username, self.password)
 
     def close(self) -> None:
         if "store" in self.__dict__:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from finflow_core.cli.common import Context, emit
-from finflow_core.lending.drift import ALERT
 from finflow_core.lending.synthetic import SCENARIOS, generate_applications
-from finflow_core.services.access import require
+from finflow_core.lending.terms import DriftStatus
 
 # The scoring stack (scikit-learn, LightGBM, SHAP) is imported by the commands that use it,
 # so `finflow users ...`, `finflow audit ...` and `--help` start in a fraction of a second.
@@ -87,9 +87,7 @@ def demo_data(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def train(ctx: Context, args: argparse.Namespace) -> int:
-    actor = ctx.actor  # sign in before loading the training stack
-    from finflow_core.services import models as model_registry
-    outcome = model_registry.train_and_register(ctx.store, actor, args.data, ctx.config)
+    outcome = ctx.workbench.models.train(args.data)
     card = outcome.card
     lines = [
         f"registered model {outcome.version} ({card['model']})"
@@ -110,21 +108,20 @@ def train(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def weekly_run(ctx: Context, args: argparse.Namespace) -> int:
-    actor = ctx.actor  # sign in before any work
-    from finflow_core.services import batches as batch_store
+    wb = ctx.workbench  # sign in before any work
+    from finflow_core.services.batches import summary_payload
+
     progress = _progress_printer() if args.progress or sys.stderr.isatty() else None
     if args.engine == "dask":
-        from finflow_core.pipeline.dask_engine import weekly_run_dask
+        from finflow_core.pipeline.dask_engine import DaskEngine
 
-        summary = weekly_run_dask(ctx.store, actor, args.data, ctx.config, out_dir=args.out,
-                                  scheduler=args.scheduler)
+        engine: Any = DaskEngine(args.scheduler)
     else:
-        summary = batch_store.weekly_run(ctx.store, actor, args.data, ctx.config, out_dir=args.out,
-                                         chunk_rows=args.chunk_rows, progress=progress)
-    d = summary.to_dict()
-    keys = ("batch_id", "model_version", "rows_in", "rows_valid", "rows_quarantined", "bands",
-            "automation_rate", "expected_profit", "drift")
-    payload = {k: d[k] for k in keys} | {k: v for k, v in d.items() if k not in keys}
+        from finflow_core.pipeline.local import LocalEngine
+
+        engine = LocalEngine(chunk_rows=args.chunk_rows)
+    summary = wb.batches.run(args.data, engine=engine, progress=progress, out_dir=args.out)
+    payload = summary_payload(summary)
     text = (
         f"batch {summary.batch_id}{' (already stored: nothing added)' if summary.already_stored else ''}\n"
         f"  rows {summary.rows_in:,}: {summary.rows_valid:,} valid, {summary.rows_quarantined:,} quarantined\n"
@@ -137,58 +134,45 @@ def weekly_run(ctx: Context, args: argparse.Namespace) -> int:
     for w in summary.warnings:
         print(f"finflow: warning: {w}", file=sys.stderr)
     emit(args, payload, text)
-    if args.fail_on_drift and summary.drift["status"] == ALERT:
+    if args.fail_on_drift and summary.drift["status"] == DriftStatus.ALERT:
         print("finflow: drift alert: retraining is recommended", file=sys.stderr)
         return EXIT_DRIFT_ALERT
     return 0
 
 
 def models_list(ctx: Context, args: argparse.Namespace) -> int:
-    from finflow_core.services import models as model_registry
-    require(ctx.actor, "view_models")
-    rows = model_registry.list_versions(ctx.store)
+    rows = ctx.workbench.models.versions()
     text = "\n".join(
-        f"{r['version']}  {r['status']:<9} {r['model']:<14} AUC {r['auc']:.3f}  cut-off {r['cutoff']:.3f}  "
-        f"trained by {r['trained_by']}" for r in rows
+        f"{r.version}  {r.status:<9} {r.model:<14} AUC {r.auc:.3f}  cut-off {r.cutoff:.3f}  "
+        f"trained by {r.trained_by}" for r in rows
     ) or "no models yet: run `finflow train --data FILE.csv`"
-    emit(args, rows, text)
+    emit(args, [asdict(r) for r in rows], text)
     return 0
 
 
 def models_show(ctx: Context, args: argparse.Namespace) -> int:
-    from finflow_core.services import models as model_registry
-    require(ctx.actor, "view_models")
-    version = args.version or model_registry.champion_version(ctx.store)
-    if version is None:
-        print("no champion model yet", file=sys.stderr)
-        return 9
-    print(json.dumps(model_registry.model_card(ctx.store, version), indent=2))
+    print(json.dumps(ctx.workbench.models.card(args.version), indent=2))
     return 0
 
 
 def models_promote(ctx: Context, args: argparse.Namespace) -> int:
-    from finflow_core.services import models as model_registry
-    model_registry.promote(ctx.store, ctx.actor, args.version, args.note)
+    ctx.workbench.models.promote(args.version, args.note)
     print(f"model {args.version} is now the champion")
     return 0
 
 
 def batches_list(ctx: Context, args: argparse.Namespace) -> int:
-    from finflow_core.services import batches as batch_store
-    require(ctx.actor, "view_batches")
-    rows = batch_store.list_batches(ctx.store)
+    rows = ctx.workbench.batches.list()
     text = "\n".join(
-        f"{r['id']}  {r['uploaded_at'][:16]}  {r['file_name']:<24} {r['rows_in']:>8,} rows  "
-        f"automation {r['automation_rate']:.1%}  drift {r['drift_status']}" for r in rows
+        f"{r.id}  {r.uploaded_at[:16]}  {r.file_name:<24} {r.rows_in:>8,} rows  "
+        f"automation {r.automation_rate:.1%}  drift {r.drift_status}" for r in rows
     ) or "no batches stored yet"
-    emit(args, rows, text)
+    emit(args, [asdict(r) for r in rows], text)
     return 0
 
 
 def batches_export(ctx: Context, args: argparse.Namespace) -> int:
-    from finflow_core.services import batches as batch_store
-    require(ctx.actor, "view_batches")
-    paths = batch_store.export_batch(ctx.store, args.batch_id, args.out, ctx.config)
+    paths = ctx.workbench.batches.export(args.batch_id, args.out)
     print("\n".join(f"{k}: {v}" for k, v in paths.items()))
     return 0
 

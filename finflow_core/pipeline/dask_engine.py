@@ -60,44 +60,29 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy.exc import IntegrityError
 
-from finflow_core.errors import BatchRejected
 from finflow_core.lending.config import Config
+from finflow_core.lending.intake.parquet import parquet_chunks, row_group_sizes
 from finflow_core.lending.intake.reader import (
     BLOCK,
     BatchFile,
     RawChunk,
     iter_chunks,
-    make_chunk,
-    open_batch,
-    split_columns,
 )
 from finflow_core.lending.intake.validation import BatchValidator, ChunkResult
 from finflow_core.lending.model.bundle import ModelBundle
 from finflow_core.lending.scoring import DECISION_COLUMNS, ScoringEngine
 from finflow_core.lending.strategy import Strategy
-from finflow_core.pipeline.batch_run import BatchSummary, Progress, Totals, finish_batch
-from finflow_core.services.access import require
-from finflow_core.services.auth import Principal
-from finflow_core.services.batches import (
-    AlreadyStored,
-    StoreSink,
-    export_batch,
-    scoring_engine,
-    stored_summary,
-)
-from finflow_core.store import Store
-from finflow_core.store.model_files import sha256_file
+from finflow_core.pipeline.run import Part
 
 #: Default CSV partition size: about 75,000 applications of the shipped schema.
 DEFAULT_BLOCKSIZE = 8 << 20
-PARQUET_SUFFIXES = (".parquet", ".pq")
+#: Default Parquet partition size in records (about the same as a CSV partition).
+DEFAULT_PARQUET_ROWS = 75_000
 
 
 # -- partitions ---------------------------------------------------------------------------------
@@ -210,46 +195,17 @@ def _cuts_quoted(path: str | os.PathLike[str], blocksize: int) -> list[tuple[int
     return cuts
 
 
-def parquet_partitions(path: str | os.PathLike[str], partitions: int | None = None) -> list[Partition]:
-    """Row-group ranges of a Parquet file (``partitions`` merges row groups into that many)."""
-    import pyarrow.parquet as pq
-
-    meta = pq.ParquetFile(path).metadata
-    counts = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
-    groups = len(counts)
-    n = groups if partitions is None else max(1, min(partitions, groups))
-    bounds = np.linspace(0, groups, n + 1).round().astype(int)
-    out, rows = [], 0
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        if b > a:
-            out.append(Partition(len(out), "parquet", int(a), int(b), rows))
-            rows += sum(counts[a:b])
-    return out
-
-
-def open_parquet_batch(path: str | os.PathLike[str], config: Config, *, name: str | None = None) -> BatchFile:
-    """A Parquet batch's identity (content hash) and columns, checked like a CSV header."""
-    import pyarrow.parquet as pq
-
-    p = Path(path)
-    display = name or p.name
-    if not p.is_file():
-        raise BatchRejected(f"{display}: file not found", reason="not_found", file=str(path))
-    try:
-        pf = pq.ParquetFile(p)
-    except Exception as exc:  # pyarrow raises several types for a broken file
-        raise BatchRejected(f"{display}: not a readable Parquet file: {exc}", reason="not_parquet") from exc
-    header = tuple(pf.schema_arrow.names)
-    used, ignored = split_columns(header, config, display)
-    rows = pf.metadata.num_rows
-    return BatchFile(display, sha256_file(p), p.stat().st_size, header, used, ignored, str(p), rows + 1)
-
-
-def is_parquet(path: str | os.PathLike[str]) -> bool:
-    if str(path).lower().endswith(PARQUET_SUFFIXES):
-        return True
-    with open(path, "rb") as fh:
-        return fh.read(4) == b"PAR1"
+def parquet_partitions(path: str | os.PathLike[str], partitions: int | None = None,
+                       rows_per_partition: int | None = None) -> list[Partition]:
+    """Row ranges of a Parquet file: ``start``/``end`` are record positions, so a file with one
+    huge row group (pandas' default) still splits into partitions of bounded size."""
+    total = sum(row_group_sizes(str(path)))
+    size = rows_per_partition or DEFAULT_PARQUET_ROWS
+    if partitions is not None:
+        size = max(1, -(-total // max(1, partitions)))
+    bounds = [*range(0, total, max(1, size)), total]
+    return [Partition(i, "parquet", lo, hi, lo)
+            for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)) if hi > lo]
 
 
 # -- reading a partition (on a worker) -------------------------------------------------------------
@@ -309,22 +265,13 @@ def _header_end(path: str) -> int:
 
 
 def _parquet_chunk(path: str, part: Partition, header: tuple[str, ...]) -> RawChunk:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    table = pq.ParquetFile(path).read_row_groups(list(range(part.start, part.end)), columns=list(header))
-    cols = []
-    for name in header:
-        arr = table.column(name)
-        if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
-            arr = pc.cast(arr, pa.string())
-        cols.append(pc.fill_null(arr, "").to_pylist())
-    records = [list(r) for r in zip(*cols, strict=True)] if cols else []
-    numbers = list(range(1, table.num_rows + 1))
-    lines = [part.lines_before + r + 1 for r in numbers]  # as if a CSV with a one-line header
-    # the frame is built exactly as batch_io builds a CSV chunk's
-    return make_chunk(header, records, numbers, lines, [])
+    """The partition's records, numbered from 1 within it (the plan shifts them globally)."""
+    batch = BatchFile("partition", "", 0, header, (), (), path, kind="parquet")
+    raws = list(parquet_chunks(batch, part.end - part.start, first_row=part.start,
+                               rows=part.end - part.start))
+    raw = raws[0] if len(raws) == 1 else _concat(raws)
+    raw.row_numbers = [r - part.start for r in raw.row_numbers]
+    return raw
 
 
 # -- the two passes (run on workers) -----------------------------------------------------------
@@ -390,78 +337,53 @@ def _concat(raws: list[RawChunk]) -> RawChunk:
                     [x for r in raws for x in r.misshapen])
 
 
-# -- the run (on the driver) ----------------------------------------------------------------------
+# -- the engine (on the driver) ------------------------------------------------------------------
 
-def weekly_run_dask(
-    store: Store,
-    actor: Principal,
-    source_path: str | os.PathLike[str],
-    config: Config,
-    *,
-    out_dir: Path | None = None,
-    scheduler: Any = None,
-    partitions: int | None = None,
-    blocksize: int = DEFAULT_BLOCKSIZE,
-    progress: Progress | None = None,
-    send_data: bool = False,
-    window: int | None = None,
-    name: str | None = None,
-) -> BatchSummary:
-    """The weekly run of ``source_path`` (CSV or Parquet) on a Dask cluster, stored in one transaction.
+class DaskEngine:
+    """Makes a batch's parts on a Dask cluster.
 
-    ``scheduler``: a scheduler address (``tcp://host:8786``), an existing
-    ``distributed.Client``, or None for a LocalCluster started for this run. ``partitions``
-    asks for about that many partitions (else CSV files are cut every ``blocksize`` bytes
-    and Parquet files by row group). ``send_data``: the driver reads each partition and
-    sends its bytes (for workers without access to the file). ``window``: partitions in
-    flight or waiting to be stored at once (default: two per worker thread), which bounds
-    the driver's memory. Same file twice: the stored summary, nothing added.
+    Parameters
+    ----------
+    scheduler : a scheduler address (``tcp://host:8786``), an existing ``distributed.Client``,
+        or None for a LocalCluster started for the run (one single-threaded worker per core).
+    partitions : about that many partitions (else CSV files are cut every ``blocksize``
+        bytes and Parquet files every ``parquet_rows`` rows).
+    send_data : the driver reads each CSV partition and sends its bytes (for workers
+        without access to the file).
+    window : partitions in flight or waiting to be stored at once (default: two per worker
+        thread), which bounds the driver's memory.
     """
-    require(actor, "upload_batch")
-    path = str(source_path)
-    parquet = Path(path).is_file() and is_parquet(path)
-    batch = open_parquet_batch(path, config, name=name) if parquet else open_batch(path, config, name=name)
-    summary = stored_summary(store, batch.batch_id)
-    if summary is None:
-        try:
-            summary = _run(store, actor, batch, path, config, parquet=parquet, scheduler=scheduler,
-                           partitions=partitions, blocksize=blocksize, progress=progress,
-                           send_data=send_data, window=window)
-        except AlreadyStored:
-            summary = None
-        except IntegrityError:
-            if stored_summary(store, batch.batch_id) is None:
-                raise
-            summary = None
-        if summary is None:  # another run stored the same file first
-            summary = stored_summary(store, batch.batch_id)
-            assert summary is not None
-    if out_dir is not None:
-        export_batch(store, summary.batch_id, Path(out_dir), config)
-    return summary
 
+    name = "dask"
 
-def _run(store: Store, actor: Principal, batch: BatchFile, path: str, config: Config, *,
-         parquet: bool, scheduler: Any, partitions: int | None, blocksize: int,
-         progress: Progress | None, send_data: bool, window: int | None) -> BatchSummary:
-    started = time.perf_counter()
-    engine = scoring_engine(store, config, explain=False)  # the driver only stores
-    parts = parquet_partitions(path, partitions) if parquet else csv_partitions(path, blocksize, partitions)
-    with _client(scheduler) as client:
-        payload = client.scatter(_payload(engine.bundle, config, engine.strategy), broadcast=True,
-                                 hash=False)
-        threads = max(sum(client.nthreads().values()), 1)
-        plans, scan_seconds = _first_pass(client, path, parts, batch.header, config.id_column, send_data)
-        with store.begin() as conn:
-            sink = StoreSink(conn, batch, engine, actor)
-            summary = _second_pass(client, payload, path, plans, batch, engine, sink, send_data,
-                                   window or 2 * threads, progress)
-            t = time.perf_counter()
-        summary.timings["store"] = round(summary.timings.get("store", 0.0) + time.perf_counter() - t, 4)
-    summary.timings["first_pass"] = round(scan_seconds, 4)
-    summary.timings["partitions"] = len(parts)
-    summary.timings["wall"] = round(time.perf_counter() - started, 4)
-    return summary
+    def __init__(self, scheduler: Any = None, *, partitions: int | None = None,
+                 blocksize: int = DEFAULT_BLOCKSIZE, parquet_rows: int = DEFAULT_PARQUET_ROWS,
+                 send_data: bool = False, window: int | None = None) -> None:
+        self.scheduler = scheduler
+        self.partitions = partitions
+        self.blocksize = blocksize
+        self.parquet_rows = parquet_rows
+        self.send_data = send_data
+        self.window = window
+        self.stats: dict[str, float] = {}
+
+    def parts(self, batch: BatchFile, scoring: ScoringEngine) -> Iterator[Part]:
+        path = str(batch.source)
+        if batch.kind == "parquet":
+            parts = parquet_partitions(path, self.partitions, self.parquet_rows)
+        else:
+            parts = csv_partitions(path, self.blocksize, self.partitions)
+        self.stats["partitions"] = len(parts)
+        with _client(self.scheduler) as client:
+            payload = client.scatter(_payload(scoring.bundle, scoring.config, scoring.strategy),
+                                     broadcast=True, hash=False)
+            threads = max(sum(client.nthreads().values()), 1)
+            started = time.perf_counter()
+            plans = _first_pass(client, path, parts, batch.header, scoring.config.id_column,
+                                self.send_data)
+            self.stats["first_pass"] = round(time.perf_counter() - started, 4)
+            yield from _second_pass(client, payload, path, plans, batch.header, self.send_data,
+                                    self.window or 2 * threads)
 
 
 def _payload(bundle: ModelBundle, config: Config, strategy: Strategy) -> dict[str, Any]:
@@ -497,9 +419,8 @@ class _client:
 
 
 def _first_pass(client: Any, path: str, parts: list[Partition], header: tuple[str, ...],
-                id_column: str, send_data: bool) -> tuple[list[_Plan], float]:
+                id_column: str, send_data: bool) -> list[_Plan]:
     """Record counts and ids of every partition; global row offsets and earlier ids per partition."""
-    t = time.perf_counter()
     futures = [
         client.submit(scan_partition, path, p, header, id_column,
                       read_bytes(path, p) if send_data and p.kind == "csv" else None,
@@ -511,7 +432,8 @@ def _first_pass(client: Any, path: str, parts: list[Partition], header: tuple[st
     counts = [n for n, _ in results]
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int) if counts else np.array([], int)
     ids = pd.concat(
-        [f.assign(row=f["row"] + off, part=i) for i, ((_, f), off) in enumerate(zip(results, offsets, strict=True))],
+        [f.assign(row=f["row"] + off, part=i)
+         for i, ((_, f), off) in enumerate(zip(results, offsets, strict=True))],
         ignore_index=True,
     ) if results else pd.DataFrame({"id": [], "row": [], "part": []})
     # ids found in more than one partition: where each first appears
@@ -523,19 +445,14 @@ def _first_pass(client: Any, path: str, parts: list[Partition], header: tuple[st
         mine = repeated[repeated["part"] == i]["id"]
         seen = earlier[earlier["id"].isin(mine)]
         plans.append(_Plan(p, int(offsets[i]), dict(zip(seen["id"], seen["row"].astype(int), strict=True))))
-    return plans, time.perf_counter() - t
+    return plans
 
 
-def _second_pass(client: Any, payload: Any, path: str, plans: list[_Plan], batch: BatchFile,
-                 engine: ScoringEngine, sink: StoreSink, send_data: bool, window: int,
-                 progress: Progress | None) -> BatchSummary:
-    """Score partitions on the workers; store them in partition order as they arrive."""
+def _second_pass(client: Any, payload: Any, path: str, plans: list[_Plan], header: tuple[str, ...],
+                 send_data: bool, window: int) -> Iterator[Part]:
+    """Score partitions on the workers; yield them in partition order as they arrive."""
     from distributed import as_completed
 
-    config = engine.config
-    timings: dict[str, float] = {}
-    drift_counts: dict[str, np.ndarray] = {}
-    totals = Totals()
     todo = iter(plans)
     index_of: dict[Any, int] = {}
     ready: dict[int, PartitionResult] = {}
@@ -547,7 +464,7 @@ def _second_pass(client: Any, payload: Any, path: str, plans: list[_Plan], batch
             return
         p = plan.partition
         data = read_bytes(path, p) if send_data and p.kind == "csv" else None
-        fut = client.submit(process_partition, payload, path, plan, batch.header, data, pure=False,
+        fut = client.submit(process_partition, payload, path, plan, header, data, pure=False,
                             key=f"finflow-score-{p.index}-{uuid.uuid4().hex[:8]}")
         index_of[fut.key] = p.index
         pending.add(fut)
@@ -562,22 +479,5 @@ def _second_pass(client: Any, payload: Any, path: str, plans: list[_Plan], batch
         while next_index in ready:
             part = ready.pop(next_index)
             next_index += 1
-            for k, v in part.timings.items():
-                timings[k] = timings.get(k, 0.0) + v
-            for k, v in part.drift.items():
-                drift_counts[k] = drift_counts[k] + v if k in drift_counts else v
-            t = time.perf_counter()
-            if part.chunk.rows_in:
-                sink.write_chunk(part.chunk, part.scored)
-            _add(timings, "store", t)
-            totals.add(part.chunk, part.scored, config.economics.review_good_decline)
-            if progress is not None:
-                done = totals.rows_valid + totals.rows_quarantined
-                progress(done, max(batch.expected_rows, done))
+            yield Part(part.chunk, part.scored, part.drift, part.timings)
             submit_next()  # a slot is free once a result is stored
-    return finish_batch(batch, engine, sink, totals, drift_counts, timings)
-
-
-def _add(timings: dict[str, float], stage: str, started: float) -> None:
-    timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
-

@@ -14,17 +14,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-
 from finflow_core.lending.intake.reader import iter_chunks, open_batch
 from finflow_core.lending.intake.validation import BatchValidator, validate_batch
 from finflow_core.lending.scoring import ScoringEngine
-from finflow_core.lending.strategy import BAND_DECISION
-from finflow_core.services.access import require
-from finflow_core.services.auth import Principal
-from finflow_core.services.batches import store_batch
-from finflow_core.store import Store
-from finflow_core.store.lending_tables import applications, scores
+from finflow_core.lending.terms import BAND_RECOMMENDATION, Band, Recommendation
+from finflow_core.pipeline.local import LocalEngine
+from finflow_core.services.access import Action
+from finflow_core.services.models import champion_engine
+from finflow_core.services.workbench import Service
+from finflow_core.store import cases
 
 
 @dataclass
@@ -32,68 +30,13 @@ class SingleDecision:
     valid: bool
     issues: list[dict[str, Any]] = field(default_factory=list)
     probability: float | None = None
-    band: str | None = None
-    decision: str | None = None
+    band: Band | None = None
+    decision: Recommendation | None = None
     expected_profit: float | None = None
     reasons: list[dict[str, Any]] = field(default_factory=list)
     batch_id: str | None = None
     stored_id: int | None = None
     seconds: float = 0.0
-
-
-def record_csv(record: dict[str, Any], columns: list[str]) -> bytes:
-    """The form as a one-row CSV with the config's columns (blank where not given)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(columns)
-    writer.writerow(["" if record.get(c) is None else str(record.get(c)) for c in columns])
-    return buf.getvalue().encode("utf-8")
-
-
-def score_one(engine: ScoringEngine, record: dict[str, Any]) -> SingleDecision:
-    """Validate and score one application in process; nothing is stored."""
-    started = time.perf_counter()
-    columns = [c.name for c in engine.config.input_columns]
-    report = validate_batch(record_csv(record, columns), engine.config, name="form")
-    if report.rows_valid == 0:
-        return SingleDecision(False, issues=report.issues.to_dict("records"),
-                              seconds=time.perf_counter() - started)
-    row = engine.score(report.valid, report.row_numbers).iloc[0]
-    return SingleDecision(
-        True, probability=float(row["probability"]), band=str(row["band"]), decision=str(row["decision"]),
-        expected_profit=float(row["expected_profit"]), reasons=list(row["reasons"]),
-        seconds=time.perf_counter() - started,
-    )
-
-
-def submit_application(
-    store: Store, actor: Principal, record: dict[str, Any], engine: ScoringEngine
-) -> SingleDecision:
-    """Validate, score, store and audit one application entered by an officer."""
-    require(actor, "submit_application")
-    started = time.perf_counter()
-    config = engine.config
-    columns = [c.name for c in config.input_columns]
-    data = record_csv(record, columns)
-    batch = open_batch(data, config, name=f"form:{record.get(config.id_column, '')}"[:255])
-    result = BatchValidator(config).validate(next(iter_chunks(batch)))
-    if len(result.valid) == 0:  # nothing stored for a form that fails the quality gate
-        return SingleDecision(False, issues=result.issues.to_dict("records"),
-                              seconds=time.perf_counter() - started)
-    summary = store_batch(store, actor, batch, engine)
-    with store.connect() as conn:
-        row = conn.execute(
-            select(applications.c.id, applications.c.probability, applications.c.band,
-                   applications.c.expected_profit, scores.c.reasons)
-            .join(scores, scores.c.application_id == applications.c.id)
-            .where(applications.c.batch_id == summary.batch_id)
-        ).first()
-    decision = BAND_DECISION[row.band]
-    return SingleDecision(
-        True, probability=row.probability, band=row.band, decision=decision,
-        expected_profit=row.expected_profit, reasons=json.loads(row.reasons),
-        batch_id=summary.batch_id, stored_id=row.id, seconds=time.perf_counter() - started,
-    )
 
 
 @dataclass
@@ -108,13 +51,64 @@ class CaseExplanation:
     probability: float
 
 
+def record_csv(record: dict[str, Any], columns: list[str]) -> bytes:
+    """The form as a one-row CSV with the config's columns (blank where not given)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(columns)
+    writer.writerow(["" if record.get(c) is None else str(record.get(c)) for c in columns])
+    return buf.getvalue().encode("utf-8")
+
+
+class ApplicationService(Service):
+    """Officers type in single applications and get a decision at once."""
+
+    def score(self, record: dict[str, Any], *, engine: ScoringEngine | None = None) -> SingleDecision:
+        """Validate and score one application in process; nothing is stored."""
+        self.require(Action.SUBMIT_APPLICATION)
+        started = time.perf_counter()
+        engine = engine or champion_engine(self.ctx)
+        columns = [c.name for c in engine.config.input_columns]
+        report = validate_batch(record_csv(record, columns), engine.config, name="form")
+        if report.rows_valid == 0:
+            return SingleDecision(False, issues=report.issues.to_dict("records"),
+                                  seconds=time.perf_counter() - started)
+        row = engine.score(report.valid, report.row_numbers).iloc[0]
+        return SingleDecision(
+            True, probability=float(row["probability"]), band=Band(row["band"]),
+            decision=Recommendation(row["decision"]), expected_profit=float(row["expected_profit"]),
+            reasons=list(row["reasons"]), seconds=time.perf_counter() - started,
+        )
+
+    def submit(self, record: dict[str, Any], *, engine: ScoringEngine | None = None) -> SingleDecision:
+        """Validate, score, store and audit one application."""
+        self.require(Action.SUBMIT_APPLICATION)
+        started = time.perf_counter()
+        config = self.ctx.config
+        engine = engine or champion_engine(self.ctx)
+        data = record_csv(record, [c.name for c in config.input_columns])
+        batch = open_batch(data, config, name=f"form:{record.get(config.id_column, '')}"[:255])
+        result = BatchValidator(config).validate(next(iter_chunks(batch)))
+        if len(result.valid) == 0:  # nothing stored for a form that fails the quality gate
+            return SingleDecision(False, issues=result.issues.to_dict("records"),
+                                  seconds=time.perf_counter() - started)
+        summary = self.wb.batches._store(batch, LocalEngine(validated=[result]), scoring=engine)
+        with self.ctx.store.connect() as conn:
+            row = cases.first_application_of_batch(conn, summary.batch_id)
+        band = Band(row.band)
+        return SingleDecision(
+            True, probability=row.probability, band=band, decision=BAND_RECOMMENDATION[band],
+            expected_profit=row.expected_profit, reasons=json.loads(row.reasons),
+            batch_id=summary.batch_id, stored_id=row.id, seconds=time.perf_counter() - started,
+        )
+
+
 def explain_record(engine: ScoringEngine, record: dict[str, Any]) -> CaseExplanation:
     """Every feature's contribution to one application's score, largest first."""
     if engine.explainer is None:
         raise ValueError("this scoring engine was built without explanations")
     config = engine.config
-    columns = [c.name for c in config.input_columns]
-    report = validate_batch(record_csv(record, columns), config, name="case")
+    report = validate_batch(record_csv(record, [c.name for c in config.input_columns]), config, name="case")
     if report.rows_valid == 0:
         raise ValueError("the stored application no longer passes the quality gate: "
                          + "; ".join(report.issues["message"]))

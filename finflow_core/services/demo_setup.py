@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
-from finflow_core.lending.config import Config
 from finflow_core.lending.synthetic import generate_applications
-from finflow_core.services import auth
-from finflow_core.services import batches as batch_store
-from finflow_core.services import models as model_registry
-from finflow_core.store import Store
+from finflow_core.services.access import SYSTEM
+from finflow_core.services.context import Context
+from finflow_core.services.sessions import Gate
+from finflow_core.services.workbench import Workbench
+from finflow_core.store import registry
+from finflow_core.store.batch_queries import list_batches
 
 HISTORY_SEED = 42
 #: (file name, seed, drift scenario, week offset from the first sample week)
@@ -43,32 +44,35 @@ class SetupResult:
     sample_files: list[Path] = field(default_factory=list)
 
 
-def bootstrap(
-    config: Config, store: Store, *, demo: bool = False, history_rows: int = 20_000,
-    log: Callable[[str], None] = lambda _: None,
-) -> SetupResult:
+def bootstrap(ctx: Context, *, demo: bool = False, history_rows: int = 20_000,
+              log: Callable[[str], None] = lambda _: None) -> SetupResult:
     """Prepare a fresh installation; safe to run at every start."""
     result = SetupResult()
+    config, store = ctx.config, ctx.store
+    gate = Gate(ctx)
     if demo:
+        system = Workbench(ctx, SYSTEM)
         samples = write_samples(config.paths.data_dir / "samples")
         result.sample_files = samples
-        if model_registry.champion_version(store) is None:
+        with store.connect() as conn:
+            has_champion = registry.champion_version(conn) is not None
+        if not has_champion:
             history = config.paths.data_dir / "demo_history.csv"
             if not history.exists():
                 log(f"writing {history_rows:,} rows of seeded demo history to {history}")
                 generate_applications(history_rows, HISTORY_SEED, start=FIRST_WEEK - timedelta(days=364),
                                       days=364).to_csv(history, index=False)
             log("training the demo model (random forest and LightGBM, 5-fold CV)...")
-            outcome = model_registry.train_and_register(store, auth.SYSTEM, history, config)
+            outcome = system.models.train(history)
             result.model_version = outcome.version
             log(f"demo model {outcome.version} ({outcome.card['model']}) is the champion")
-        if not batch_store.list_batches(store, limit=1):
+        if not list_batches(store, limit=1):
             for path in samples[:PRELOADED]:
-                summary = batch_store.weekly_run(store, auth.SYSTEM, path, config)
+                summary = system.batches.run(path)
                 result.preloaded_batches.append(summary.batch_id)
                 log(f"stored sample batch {path.name}: {summary.rows_in:,} applications")
-    if not auth.has_users(store):
-        result.setup_code = auth.ensure_setup_code(store)
+    if not gate.has_users():
+        result.setup_code = gate.issue_setup_code()
     return result
 
 
@@ -79,8 +83,7 @@ def write_samples(folder: Path, rows: int = SAMPLE_ROWS) -> list[Path]:
     for name, seed, drift, week in SAMPLES:
         path = folder / name
         if not path.exists():
-            df = generate_applications(rows, seed, drift=drift,
-                                       start=FIRST_WEEK + timedelta(weeks=week), days=7)
+            df = generate_applications(rows, seed, drift=drift, start=FIRST_WEEK + timedelta(weeks=week), days=7)
             df.drop(columns=["default"]).to_csv(path, index=False)
         paths.append(path)
     return paths

@@ -1,36 +1,32 @@
-"""Model versions of record: training, registration, promotion, strategy edits, loading.
+"""Model versions: training, the registry, promotion, band edges, what-ifs, loading for scoring.
 
-The store is the registry of record: it holds each version's card and artifact hash and
-which version is champion; the files live under ``models/``. A model is loaded only if
-its file still hashes to what was registered.
+The first model ever registered becomes champion at once (nothing could be scored
+otherwise); any later one waits for a manager's promotion.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select, update
 
-from finflow_core.errors import Conflict, ModelError, NotFound
-from finflow_core.lending.config import Config
-from finflow_core.lending.explain import global_importance
+from finflow_core.errors import Conflict, InvalidInput, ModelError, NotFound
 from finflow_core.lending.intake.reader import Source
 from finflow_core.lending.intake.validation import ValidationReport, validate_batch
-from finflow_core.lending.model.bundle import ModelBundle, build_bundle
-from finflow_core.lending.model.training import TrainingResult, train
+from finflow_core.lending.model.bundle import ModelBundle
+from finflow_core.lending.scoring import ScoringEngine
 from finflow_core.lending.strategy import LoanValues, Strategy, evaluate_edges
-from finflow_core.services.access import require
-from finflow_core.services.auth import Principal
-from finflow_core.store import Store
+from finflow_core.lending.terms import ModelStatus
+from finflow_core.services.access import Action
+from finflow_core.services.context import Context
+from finflow_core.services.workbench import Service
+from finflow_core.store import registry
 from finflow_core.store.audit_chain import append_audit
-from finflow_core.store.lending_tables import model_versions, strategies
 from finflow_core.store.model_files import installation_key, load_bundle, save_bundle
-from finflow_core.store.tables import iso_utc, utcnow
+from finflow_core.store.registry import VersionRecord
 
 
 @dataclass
@@ -45,212 +41,218 @@ class TrainingOutcome:
     candidates: list[dict[str, Any]] = field(default_factory=list)
 
 
-def train_and_register(
-    store: Store, actor: Principal, source: Source, config: Config, *, name: str | None = None
-) -> TrainingOutcome:
-    """Validate a labelled history, train every candidate, save and register the champion.
+@dataclass(frozen=True)
+class WhatIf:
+    """Automation, expected profit and ROI of band edges on the model's out-of-fold scores."""
 
-    The first model ever registered becomes champion at once (nothing could be scored
-    otherwise); any later one waits for a manager's promotion.
-    """
-    require(actor, "train_model")
-    report = validate_batch(source, config, name=name, require_target=True)
-    result: TrainingResult = train(report.valid, config)
-    bundle = build_bundle(result, report.valid, config, training_sha256=report.batch.sha256)
-    bundle.card["global_importance"] = global_importance(bundle, config, report.valid)
-    comparison = _compare_with_champion(store, config, report, bundle)
-    key = installation_key(config)
-    folder = save_bundle(bundle, config.paths.models_dir, key)
-    try:
-        became = register(store, actor, bundle, folder)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)  # nothing registered, nothing left behind
-        raise
-    return TrainingOutcome(
-        version=bundle.version, card=bundle.card, validation=report, became_champion=became,
-        champion_comparison=comparison, candidates=[c.card() for c in result.candidates],
-    )
+    low_edge: float
+    high_edge: float
+    automation_rate: float
+    expected_profit: float
+    roi: float
+    share_low: float
+    share_medium: float
+    share_high: float
 
 
-def register(store: Store, actor: Principal, bundle: ModelBundle, folder: Path) -> bool:
-    """Record a saved version; returns True when it became champion (the first model)."""
-    require(actor, "train_model")
-    card = bundle.card
-    now = iso_utc(utcnow())
-    with store.begin() as conn:
-        has_champion = conn.execute(
-            select(model_versions.c.version).where(model_versions.c.status == "champion")
-        ).first() is not None
-        conn.execute(model_versions.insert().values(
-            version=bundle.version, model_name=bundle.model_name,
-            status="candidate" if has_champion else "champion",
-            artifact_sha256=card["artifact_sha256"],
-            training_data_sha256=card["training_data_sha256"], rows=card["rows"],
-            folder=str(folder), card=json.dumps(card, sort_keys=True), created_at=now,
-            trained_by=actor.username,
-            promoted_at=None if has_champion else now,
-            promoted_by=None if has_champion else actor.username,
-        ))
-        append_audit(conn, actor.username, "model_trained", "model", bundle.version, {
-            "model": bundle.model_name, "rows": card["rows"],
-            "training_data_sha256": card["training_data_sha256"],
-            "artifact_sha256": card["artifact_sha256"],
-            "auc": card["metrics_out_of_fold"]["auc"], "cutoff": card["strategy"]["cutoff"],
-        }, model_version=bundle.version)
-        if not has_champion:
-            append_audit(conn, actor.username, "model_promoted", "model", bundle.version,
-                         {"reason": "first model registered: champion by default"},
-                         model_version=bundle.version)
-    return not has_champion
+# -- loading, shared by the services that score ----------------------------------------------
 
-
-def promote(store: Store, actor: Principal, version: str, note: str = "") -> None:
-    """Make ``version`` the champion; the previous champion is retired. Managers only."""
-    require(actor, "promote_model")
-    now = iso_utc(utcnow())
-    with store.begin() as conn:
-        row = conn.execute(select(model_versions).where(model_versions.c.version == version)).first()
-        if row is None:
-            raise NotFound(f"no model version {version!r}", version=version)
-        if row.status == "champion":
-            raise Conflict(f"model {version} is already the champion", version=version)
-        old = conn.execute(
-            select(model_versions.c.version).where(model_versions.c.status == "champion")
-        ).scalar()
-        conn.execute(update(model_versions).where(model_versions.c.status == "champion")
-                     .values(status="retired"))
-        conn.execute(update(model_versions).where(model_versions.c.version == version)
-                     .values(status="champion", promoted_at=now, promoted_by=actor.username))
-        append_audit(conn, actor.username, "model_promoted", "model", version,
-                     {"previous_champion": old, "note": note}, model_version=version)
-
-
-def champion_version(store: Store) -> str | None:
-    with store.connect() as conn:
-        return conn.execute(
-            select(model_versions.c.version).where(model_versions.c.status == "champion")
-        ).scalar()
-
-
-def list_versions(store: Store) -> list[dict[str, Any]]:
-    """Every registered version, newest first, with its headline figures."""
-    with store.connect() as conn:
-        rows = conn.execute(select(model_versions).order_by(model_versions.c.created_at.desc())).all()
-    out = []
-    for r in rows:
-        card = json.loads(r.card)
-        out.append({
-            "version": r.version, "model": r.model_name, "status": r.status,
-            "created_at": r.created_at, "trained_by": r.trained_by, "rows": r.rows,
-            "auc": card["metrics_out_of_fold"]["auc"], "cutoff": card["strategy"]["cutoff"],
-            "oof_profit": card["strategy"]["oof_profit_banded"],
-            "promoted_by": r.promoted_by, "promoted_at": r.promoted_at,
-        })
-    return out
-
-
-def model_card(store: Store, version: str) -> dict[str, Any]:
-    with store.connect() as conn:
-        card = conn.execute(
-            select(model_versions.c.card).where(model_versions.c.version == version)
-        ).scalar()
-    if card is None:
-        raise NotFound(f"no model version {version!r}", version=version)
-    return json.loads(card)
-
-
-def load_version(store: Store, config: Config, version: str) -> ModelBundle:
-    """Load a registered version, refusing a file that no longer matches the registry."""
-    with store.connect() as conn:
-        row = conn.execute(select(model_versions).where(model_versions.c.version == version)).first()
-    if row is None:
+def load_version(ctx: Context, version: str) -> ModelBundle:
+    """A registered version, loaded once per process, refused if its file no longer matches."""
+    with ctx.store.connect() as conn:
+        rec = registry.version(conn, version)
+    if rec is None:
         raise NotFound(f"no model version {version!r} is registered", version=version)
-    bundle = load_bundle(Path(row.folder), installation_key(config), expected_sha256=row.artifact_sha256)
-    bundle.check_compatible(config)
-    return bundle
+    key = (ctx.store.url, ctx.config.sha256, version, rec.artifact_sha256)
+
+    def load() -> ModelBundle:
+        bundle = load_bundle(Path(rec.folder), installation_key(ctx.config),
+                             expected_sha256=rec.artifact_sha256)
+        bundle.check_compatible(ctx.config)
+        return bundle
+
+    return ctx.models.bundle(key, load)
 
 
-def load_champion(store: Store, config: Config) -> ModelBundle:
-    version = champion_version(store)
-    if version is None:
-        raise ModelError(
-            "no champion model yet: train one with `finflow train --data FILE.csv` "
-            "(or the Model page) before scoring",
-        )
-    return load_version(store, config, version)
-
-
-def active_strategy(store: Store, bundle: ModelBundle) -> Strategy:
+def active_strategy(ctx: Context, bundle: ModelBundle) -> Strategy:
     """The model's strategy with the band edges a manager last saved for it, if any."""
-    with store.connect() as conn:
-        row = conn.execute(
-            select(strategies).where(strategies.c.model_version == bundle.version)
-            .order_by(strategies.c.id.desc()).limit(1)
-        ).first()
-    if row is None:
-        return bundle.strategy
-    return bundle.strategy.with_edges(row.low_edge, row.high_edge)
+    with ctx.store.connect() as conn:
+        saved = registry.saved_edges(conn, bundle.version)
+    return bundle.strategy if saved is None else bundle.strategy.with_edges(saved.low_edge, saved.high_edge)
 
 
-def save_strategy(
-    store: Store, actor: Principal, version: str, low_edge: float, high_edge: float, note: str = ""
-) -> None:
-    """Save new band edges for a model version. Managers only; audited."""
-    require(actor, "edit_strategy")
-    if not 0 <= low_edge <= high_edge <= 1:
-        from finflow_core.errors import FinFlowError
-
-        raise FinFlowError("band edges need 0 <= low edge <= high edge <= 1",
-                           low_edge=low_edge, high_edge=high_edge)
-    with store.begin() as conn:
-        exists = conn.execute(
-            select(model_versions.c.version).where(model_versions.c.version == version)
-        ).first()
-        if exists is None:
-            raise NotFound(f"no model version {version!r}", version=version)
-        conn.execute(strategies.insert().values(
-            model_version=version, low_edge=float(low_edge), high_edge=float(high_edge),
-            note=note, saved_at=iso_utc(utcnow()), saved_by=actor.username,
-        ))
-        append_audit(conn, actor.username, "strategy_saved", "model", version,
-                     {"low_edge": low_edge, "high_edge": high_edge, "note": note},
-                     model_version=version)
+def engine_for(ctx: Context, bundle: ModelBundle, strategy: Strategy, *, explain: bool = True) -> ScoringEngine:
+    key = (ctx.store.url, ctx.config.sha256, bundle.version, strategy.low_edge, strategy.high_edge, explain)
+    return ctx.models.engine(key, lambda: ScoringEngine(bundle, ctx.config, strategy, explain=explain))
 
 
-def what_if(bundle: ModelBundle, config: Config, low_edge: float, high_edge: float) -> dict[str, float]:
-    """Automation rate, expected profit and ROI of other band edges on the training baseline.
-
-    Uses the out-of-fold probabilities and loan values kept with the model; changes nothing.
-    """
-    p = bundle.model.oof_proba_
-    values = bundle.loan_values
-    if values is None:
-        raise ModelError("this model version has no stored loan values for a what-if")
-    return evaluate_edges(p, LoanValues(**values), config.economics, low_edge, high_edge)
-
-
-def _compare_with_champion(
-    store: Store, config: Config, report: ValidationReport, new: ModelBundle
-) -> dict[str, Any] | None:
-    """Champion and challenger on the same labelled data (champion in-sample if it saw it)."""
-    from sklearn.metrics import roc_auc_score
-
-    version = champion_version(store)
+def champion_engine(ctx: Context, *, explain: bool = True) -> ScoringEngine:
+    """The champion with its active strategy, ready to score."""
+    with ctx.store.connect() as conn:
+        version = registry.champion_version(conn)
     if version is None:
-        return None
-    try:
-        champ = load_version(store, config, version)
-    except ModelError as exc:
-        return {"champion": version, "error": exc.message}
-    y = report.valid[config.target_column].astype(int).to_numpy()
-    p_champ = champ.model.predict_proba(report.valid)[:, 1]
-    same_data = champ.card.get("training_data_sha256") == report.batch.sha256
-    return {
-        "champion": version,
-        "champion_auc": round(float(roc_auc_score(y, p_champ)), 4),
-        "champion_mean_pd": round(float(np.mean(p_champ)), 4),
-        "challenger": new.version,
-        "challenger_auc_out_of_fold": new.card["metrics_out_of_fold"]["auc"],
-        "observed_default_rate": round(float(y.mean()), 4),
-        "champion_saw_this_data": same_data,
-    }
+        raise ModelError("no champion model yet: train one with `finflow train --data FILE.csv` "
+                         "(or the Model page) before scoring")
+    bundle = load_version(ctx, version)
+    return engine_for(ctx, bundle, active_strategy(ctx, bundle), explain=explain)
+
+
+def version_engine(ctx: Context, version: str) -> ScoringEngine:
+    """An engine for one version (to explain a case it scored: band edges do not matter)."""
+    bundle = load_version(ctx, version)
+    return engine_for(ctx, bundle, active_strategy(ctx, bundle))
+
+
+# -- the service ----------------------------------------------------------------------------
+
+class ModelService(Service):
+    """Analysts train and register versions; managers promote them and set band edges."""
+
+    def champion(self) -> VersionRecord | None:
+        self.require(Action.VIEW_MODELS)
+        with self.ctx.store.connect() as conn:
+            name = registry.champion_version(conn)
+            return None if name is None else registry.version(conn, name)
+
+    def versions(self) -> list[VersionRecord]:
+        """Every registered version, newest first."""
+        self.require(Action.VIEW_MODELS)
+        with self.ctx.store.connect() as conn:
+            return registry.versions(conn)
+
+    def card(self, version: str | None = None) -> dict[str, Any]:
+        """A version's model card (the champion's by default)."""
+        self.require(Action.VIEW_MODELS)
+        with self.ctx.store.connect() as conn:
+            name = version or registry.champion_version(conn)
+            found = None if name is None else registry.card(conn, name)
+        if found is None:
+            raise NotFound(f"no model version {version!r}" if version else "no champion model yet",
+                           version=version)
+        return found
+
+    def bundle(self, version: str) -> ModelBundle:
+        """A registered version, loaded (for distributions, explanations, what-ifs)."""
+        self.require(Action.VIEW_MODELS)
+        return load_version(self.ctx, version)
+
+    def active_strategy(self, version: str | None = None) -> Strategy:
+        self.require(Action.VIEW_MODELS)
+        champion = self.champion()
+        name = version or (champion.version if champion else None)
+        if name is None:
+            raise NotFound("no champion model yet")
+        return active_strategy(self.ctx, load_version(self.ctx, name))
+
+    def what_if(self, low_edge: float, high_edge: float, version: str | None = None) -> WhatIf:
+        """Other band edges on the out-of-fold scores kept with the model; changes nothing."""
+        self.require(Action.VIEW_MODELS)
+        champion = self.champion()
+        name = version or (champion.version if champion else None)
+        if name is None:
+            raise NotFound("no champion model yet")
+        bundle = load_version(self.ctx, name)
+        if bundle.loan_values is None:
+            raise ModelError("this model version has no stored loan values for a what-if")
+        figures = evaluate_edges(bundle.model.oof_proba_, LoanValues(**bundle.loan_values),
+                                 self.ctx.config.economics, low_edge, high_edge)
+        return WhatIf(low_edge, high_edge, **figures)
+
+    def train(self, source: Source, *, name: str | None = None) -> TrainingOutcome:
+        """Validate a labelled history, train every candidate, save and register the champion."""
+        self.require(Action.TRAIN_MODEL)
+        from finflow_core.lending.explain import global_importance
+        from finflow_core.lending.model.bundle import build_bundle
+        from finflow_core.lending.model.training import train
+
+        config = self.ctx.config
+        report = validate_batch(source, config, name=name, require_target=True)
+        result = train(report.valid, config)
+        bundle = build_bundle(result, report.valid, config, training_sha256=report.batch.sha256)
+        bundle.card["global_importance"] = global_importance(bundle, config, report.valid)
+        comparison = self._compare_with_champion(report, bundle)
+        folder = save_bundle(bundle, config.paths.models_dir, installation_key(config))
+        try:
+            became = self.register(bundle, folder)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)  # nothing registered, nothing left behind
+            raise
+        return TrainingOutcome(bundle.version, bundle.card, report, became, comparison,
+                               [c.card() for c in result.candidates])
+
+    def register(self, bundle: ModelBundle, folder: Path) -> bool:
+        """Record a saved version; True when it became champion (the first model)."""
+        self.require(Action.REGISTER_MODEL)
+        card = bundle.card
+        now = self.ctx.clock()
+        by = self.actor.username
+        with self.ctx.store.begin() as conn:
+            first = registry.champion_version(conn) is None
+            registry.insert_version(conn, bundle, folder, by, now, champion=first)
+            append_audit(conn, by, "model_trained", "model", bundle.version, {
+                "model": bundle.model_name, "rows": card["rows"],
+                "training_data_sha256": card["training_data_sha256"],
+                "artifact_sha256": card["artifact_sha256"],
+                "auc": card["metrics_out_of_fold"]["auc"], "cutoff": card["strategy"]["cutoff"],
+            }, model_version=bundle.version, at=now)
+            if first:
+                append_audit(conn, by, "model_promoted", "model", bundle.version,
+                             {"reason": "first model registered: champion by default"},
+                             model_version=bundle.version, at=now)
+        return first
+
+    def promote(self, version: str, reason: str = "") -> None:
+        """Make ``version`` the champion; the previous champion is retired."""
+        self.require(Action.PROMOTE_MODEL)
+        now = self.ctx.clock()
+        with self.ctx.store.begin() as conn:
+            rec = registry.version(conn, version)
+            if rec is None:
+                raise NotFound(f"no model version {version!r}", version=version)
+            if rec.status == ModelStatus.CHAMPION:
+                raise Conflict(f"model {version} is already the champion", version=version)
+            old = registry.champion_version(conn)
+            registry.make_champion(conn, version, self.actor.username, now)
+            append_audit(conn, self.actor.username, "model_promoted", "model", version,
+                         {"previous_champion": old, "note": reason}, model_version=version, at=now)
+
+    def save_strategy(self, low_edge: float, high_edge: float, note: str = "",
+                      version: str | None = None) -> None:
+        """Save new band edges for a version (the champion by default); audited."""
+        self.require(Action.EDIT_STRATEGY)
+        if not 0 <= low_edge <= high_edge <= 1:
+            raise InvalidInput("band edges need 0 <= low edge <= high edge <= 1", field="edges",
+                               low_edge=low_edge, high_edge=high_edge)
+        now = self.ctx.clock()
+        with self.ctx.store.begin() as conn:
+            name = version or registry.champion_version(conn)
+            if name is None or registry.version(conn, name) is None:
+                raise NotFound(f"no model version {name!r}", version=name)
+            registry.insert_edges(conn, name, low_edge, high_edge, note, self.actor.username, now)
+            append_audit(conn, self.actor.username, "strategy_saved", "model", name,
+                         {"low_edge": low_edge, "high_edge": high_edge, "note": note},
+                         model_version=name, at=now)
+
+    def _compare_with_champion(self, report: ValidationReport, new: ModelBundle) -> dict[str, Any] | None:
+        """Champion and challenger on the same labelled data (champion in-sample if it saw it)."""
+        from sklearn.metrics import roc_auc_score
+
+        with self.ctx.store.connect() as conn:
+            version = registry.champion_version(conn)
+        if version is None:
+            return None
+        try:
+            champ = load_version(self.ctx, version)
+        except ModelError as exc:
+            return {"champion": version, "error": exc.message}
+        y = report.valid[self.ctx.config.target_column].astype(int).to_numpy()
+        p_champ = champ.model.predict_proba(report.valid)[:, 1]
+        return {
+            "champion": version,
+            "champion_auc": round(float(roc_auc_score(y, p_champ)), 4),
+            "champion_mean_pd": round(float(np.mean(p_champ)), 4),
+            "challenger": new.version,
+            "challenger_auc_out_of_fold": new.card["metrics_out_of_fold"]["auc"],
+            "observed_default_rate": round(float(y.mean()), 4),
+            "champion_saw_this_data": champ.card.get("training_data_sha256") == report.batch.sha256,
+        }

@@ -84,10 +84,15 @@ class AuditEntry:
     prev_hash: str
     hash: str
 
+    @property
+    def detail(self) -> dict[str, Any]:
+        """``details`` parsed back into a dict."""
+        return json.loads(self.details)
+
     def as_dict(self) -> dict[str, Any]:
         """A plain dict with ``details`` parsed back into a dict."""
         row = asdict(self)
-        row["details"] = json.loads(self.details)
+        row["details"] = self.detail
         return row
 
 
@@ -320,14 +325,14 @@ def audit_trail(
     *,
     action: str | None = None,
     newest_first: bool = False,
-) -> list[dict[str, Any]]:
+) -> list[AuditEntry]:
     """Entries matching all given filters (``since <= at < until``), oldest first by default.
 
-    Read-only and unchecked: callers showing it to a person check ``view_audit`` first.
+    Read-only and unchecked: the audit service checks ``view_audit`` first.
     """
     query = _filtered(subject_type, subject_id, actor, since, until, limit, action, newest_first)
     with store.connect() as conn:
-        return [_entry(r).as_dict() for r in conn.execute(query).mappings()]
+        return [_entry(r) for r in conn.execute(query).mappings()]
 
 
 def export_audit_csv(

@@ -19,9 +19,9 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, or_, select
 
 from finflow_core.lending.spreadsheet import spreadsheet_safe
-from finflow_core.services.review import STATUS_OF_OUTCOME
+from finflow_core.lending.terms import STATUS_OF_OUTCOME
 from finflow_core.store import Store
-from finflow_core.store.audit_chain import audit_trail
+from finflow_core.store.audit_chain import AuditEntry, audit_trail
 from finflow_core.store.lending_tables import applications, batches, decisions, scores
 from finflow_core.store.tables import audit_log
 
@@ -122,45 +122,58 @@ def _current_state_problems(conn: Connection) -> list[str]:
     return problems
 
 
-def application_trail(store: Store, external_id: str) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class TrailEvent:
+    """One thing recorded about an application: an audit entry, its score or a decision."""
+
+    at: str
+    source: str  # "audit" | "score" | "decision"
+    seq: int | None
+    actor: str
+    action: str
+    model_version: str | None
+    details: dict[str, Any]
+
+
+def _from_entry(e: AuditEntry) -> TrailEvent:
+    return TrailEvent(e.at, "audit", e.seq, e.actor, e.action, e.model_version, e.detail)
+
+
+def application_trail(store: Store, external_id: str) -> list[TrailEvent]:
     """Everything recorded about one application id, oldest first."""
-    events: list[dict[str, Any]] = []
+    events: list[TrailEvent] = []
     with store.connect() as conn:
         apps = conn.execute(select(applications).where(applications.c.external_id == external_id)
                             .order_by(applications.c.id)).all()
         for app in apps:
             score = conn.execute(select(scores).where(scores.c.application_id == app.id)).first()
-            for e in audit_trail(store, "batch", app.batch_id):
-                events.append({"at": e["at"], "source": "audit", "seq": e["seq"], "actor": e["actor"],
-                               "action": e["action"], "model_version": e["model_version"],
-                               "details": json.dumps(e["details"], sort_keys=True)})
+            events += [_from_entry(e) for e in audit_trail(store, "batch", app.batch_id)]
             if score is not None:
-                events.append({"at": score.scored_at, "source": "score", "seq": None,
-                               "actor": f"model:{score.model_version}", "action": "scored",
-                               "model_version": score.model_version,
-                               "details": json.dumps({"batch": app.batch_id, "row_number": app.row_number,
-                                                      "probability": score.probability, "band": score.band,
-                                                      "reasons": [r["text"] for r in json.loads(score.reasons)]})})
+                events.append(TrailEvent(
+                    score.scored_at, "score", None, f"model:{score.model_version}", "scored",
+                    score.model_version,
+                    {"batch": app.batch_id, "row_number": app.row_number, "probability": score.probability,
+                     "band": score.band, "reasons": [r["text"] for r in json.loads(score.reasons)]}))
             for d in conn.execute(select(decisions).where(decisions.c.application_id == app.id)
                                   .order_by(decisions.c.id)):
-                events.append({"at": d.decided_at, "source": "decision", "seq": None, "actor": d.decided_by,
-                               "action": f"decision_{d.outcome}", "model_version": d.model_version,
-                               "details": json.dumps({"decision": d.id, "kind": d.kind, "reason": d.reason,
-                                                      "note": d.note, "supersedes": d.supersedes_id})})
-    for e in audit_trail(store, "application", external_id):
-        events.append({"at": e["at"], "source": "audit", "seq": e["seq"], "actor": e["actor"],
-                       "action": e["action"], "model_version": e["model_version"],
-                       "details": json.dumps(e["details"], sort_keys=True)})
-    events.sort(key=lambda e: (e["at"], e["seq"] or 0))
+                events.append(TrailEvent(
+                    d.decided_at, "decision", None, d.decided_by, f"decision_{d.outcome}", d.model_version,
+                    {"decision": d.id, "kind": d.kind, "reason": d.reason, "note": d.note,
+                     "supersedes": d.supersedes_id}))
+    events += [_from_entry(e) for e in audit_trail(store, "application", external_id)]
+    events.sort(key=lambda e: (e.at, e.seq or 0))
     return events
 
 
+TRAIL_FIELDS = ("at", "source", "seq", "actor", "action", "model_version", "details")
+
+
 def application_trail_csv(store: Store, external_id: str) -> str:
-    events = application_trail(store, external_id)
     buf = io.StringIO()
-    fields = ["at", "source", "seq", "actor", "action", "model_version", "details"]
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=TRAIL_FIELDS, lineterminator="\n")
     writer.writeheader()
-    for e in events:
-        writer.writerow({k: spreadsheet_safe("" if e[k] is None else str(e[k])) for k in fields})
+    for e in application_trail(store, external_id):
+        row = {"at": e.at, "source": e.source, "seq": e.seq, "actor": e.actor, "action": e.action,
+               "model_version": e.model_version, "details": json.dumps(e.details, sort_keys=True)}
+        writer.writerow({k: spreadsheet_safe("" if row[k] is None else str(row[k])) for k in TRAIL_FIELDS})
     return buf.getvalue()

@@ -10,7 +10,8 @@ import pytest
 from app_support import Installation, app_env, installed, write_test_config
 
 from finflow_core.lending.config import load_config
-from finflow_core.services import auth
+from finflow_core.services.context import Context
+from finflow_core.services.sessions import Gate
 from finflow_core.store import Store, open_store
 
 
@@ -37,7 +38,7 @@ def fresh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Store, 
     for k, v in app_env(tmp_path, config_path).items():
         monkeypatch.setenv(k, v)
     store = open_store(load_config().paths.database_url)
-    code = auth.ensure_setup_code(store)
+    code = Gate(Context(load_config(), store)).issue_setup_code()
     assert code is not None
     return store, code
 

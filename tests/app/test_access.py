@@ -96,11 +96,10 @@ def test_page_file_run_directly_by_a_role_without_access_shows_only_the_guard(in
 def test_a_disabled_user_is_signed_out_at_the_next_run(inst) -> None:
     from app_support import PASSWORD
 
-    from finflow_core.services import auth
-    temp = auth.add_user(inst.store, inst.users["admin"], "temp-manager", PASSWORD, ["manager"]).principal()
+    temp = inst.wb("admin").users.add("temp-manager", PASSWORD, ["manager"]).principal()
     at = page_as(temp, "pages/portfolio.py")
     assert "Portfolio" in [t.value for t in at.title]
-    auth.disable_user(inst.store, inst.users["admin"], "temp-manager")
+    inst.wb("admin").users.disable("temp-manager")
     at.run()
     no_exception(at)
     assert not at.metric and not at.get("plotly_chart")
@@ -110,13 +109,12 @@ def test_a_disabled_user_is_signed_out_at_the_next_run(inst) -> None:
 def test_a_removed_role_takes_effect_at_once(inst) -> None:
     from app_support import PASSWORD
 
-    from finflow_core.services import auth
-    temp = auth.add_user(inst.store, inst.users["admin"], "temp-analyst", PASSWORD, ["analyst"]).principal()
+    temp = inst.wb("admin").users.add("temp-analyst", PASSWORD, ["analyst"]).principal()
     at = AppTest.from_file(str(ROOT / "pages/drift.py"), default_timeout=TIMEOUT)
     at.session_state["ff_user"] = temp
     at.run()
     assert "Drift" in [t.value for t in at.title]
-    auth.set_roles(inst.store, inst.users["admin"], "temp-analyst", ["officer"])
+    inst.wb("admin").users.set_roles("temp-analyst", ["officer"])
     at.run()
     no_exception(at)
     assert data_elements(at) == 0

@@ -9,8 +9,6 @@ import pytest
 from app_support import app_as, no_exception, page_as, table_with, texts
 from sqlalchemy import func, select
 
-from finflow_core.services import models as model_registry
-from finflow_core.services.portfolio import portfolio_summary
 from finflow_core.store.lending_tables import applications, strategies
 
 
@@ -75,7 +73,7 @@ def test_portfolio_kpis_match_the_core_figures(inst) -> None:
     manager = inst.users["manager"]
     at = page_as(manager, "pages/portfolio.py")
     no_exception(at)
-    k = portfolio_summary(inst.store, manager, inst.config).kpis()
+    k = inst.wb("manager").portfolio.summary().kpis()
     assert metric(at, "Applications") == f"{k['applications']:,}"
     assert metric(at, "Approved") == f"{k['approved']:,}"
     assert metric(at, "Declined") == f"{k['declined']:,}"
@@ -101,33 +99,31 @@ def test_portfolio_filters_narrow_the_figures(inst) -> None:
     assert 0 < west < total
     from finflow_core.services.portfolio import PortfolioFilter
 
-    expected = portfolio_summary(inst.store, manager, inst.config,
-                                 PortfolioFilter(segments={"region": ("west",)})).kpis()["applications"]
+    expected = inst.wb("manager").portfolio.summary(
+        PortfolioFilter(segments={"region": ("west",)})).kpis()["applications"]
     assert west == expected
 
 
 def test_drift_shows_the_status_with_advice_and_psi_bars(inst) -> None:
     at = page_as(inst.users["analyst"], "pages/drift.py")
     no_exception(at)
-    from finflow_core.services.monitoring import ADVICE, drift_runs
+    from finflow_core.services.monitoring import ADVICE
 
-    latest = drift_runs(inst.store, inst.users["analyst"], limit=1)[0]
+    latest = inst.wb("analyst").drift.runs(limit=1)[0]
     banner = [*at.success, *at.warning, *at.error]
-    assert len(banner) == 1 and ADVICE[latest["status"]] in banner[0].value
+    assert len(banner) == 1 and ADVICE[latest.status] in banner[0].value
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     psi = next(c for c in charts if c["layout"]["title"]["text"] == "PSI of the score and each feature")
     lines = sorted(s["x0"] for s in psi["layout"]["shapes"])
     assert lines == [inst.config.monitoring.psi_watch, inst.config.monitoring.psi_alert]
-    assert len(psi["data"][0]["x"]) == 1 + len(latest["features"])
+    assert len(psi["data"][0]["x"]) == 1 + len(latest.features)
     at.selectbox(key="dr_column").set_value("credit_score").run()
     dist = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert any(c["layout"]["title"]["text"].startswith("Credit score: training baseline") for c in dist)
 
 
 def current_edges(inst) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    version = model_registry.champion_version(inst.store)
-    bundle = model_registry.load_version(inst.store, inst.config, version)
-    s = model_registry.active_strategy(inst.store, bundle)
+    s = inst.wb("manager").models.active_strategy()
     return s.low_edge, s.high_edge
 
 
@@ -162,7 +158,7 @@ def test_a_manager_saves_new_band_edges(inst) -> None:
 def test_model_page_shows_card_metrics_roc_profit_curve_and_importance(inst) -> None:
     at = page_as(inst.users["manager"], "pages/model.py")
     no_exception(at)
-    card = model_registry.model_card(inst.store, model_registry.champion_version(inst.store))
+    card = inst.wb("manager").models.card()
     assert metric(at, "AUC") == f"{card['metrics_out_of_fold']['auc']:.3f}"
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
     assert titles[0].startswith("ROC curve") and "Out-of-fold profit by approval cut-off" in titles
@@ -206,25 +202,25 @@ def test_zz_analyst_trains_a_candidate_and_a_manager_promotes_it(inst) -> None:
     """Runs last in this file: the promotion changes the champion for later tests."""
     from finflow_core.lending.synthetic import generate_applications
 
-    champion = model_registry.champion_version(inst.store)
+    champion = inst.wb("manager").models.champion().version
     history = generate_applications(1500, seed=77).to_csv(index=False).encode("utf-8")
     at = page_as(inst.users["analyst"], "pages/model.py")
     at.file_uploader(key="md_train_file").set_value(("history.csv", history, "text/csv")).run()
     at.button(key="md_train").click().run(timeout=180)
     no_exception(at)
-    versions = model_registry.list_versions(inst.store)
-    new = next(v for v in versions if v["version"] != champion and v["status"] == "candidate")
-    assert any(s.value.startswith(f"Registered model {new['version']}") and "candidate" in s.value
+    versions = inst.wb("manager").models.versions()
+    new = next(v.version for v in versions if v.version != champion and v.status == "candidate")
+    assert any(s.value.startswith(f"Registered model {new}") and "candidate" in s.value
                for s in at.success)
     assert f"champion {champion} reaches AUC" in texts(at)
-    assert model_registry.champion_version(inst.store) == champion  # training promotes nothing
+    assert inst.wb("manager").models.champion().version == champion  # training promotes nothing
 
     mgr = page_as(inst.users["manager"], "pages/model.py")
     assert not mgr.file_uploader
-    mgr.selectbox(key="md_promote_version").set_value(new["version"])
+    mgr.selectbox(key="md_promote_version").set_value(new)
     mgr.text_input(key="md_promote_note").input("better on recent data")
     next(b for b in mgr.form_submit_button if b.label == "Promote").click().run()
     no_exception(mgr)
-    assert model_registry.champion_version(inst.store) == new["version"]
-    assert any(f"Model {new['version']} is now the champion" in s.value for s in mgr.success)
-    assert f"Champion **{new['version']}**" in texts(mgr)
+    assert inst.wb("manager").models.champion().version == new
+    assert any(f"Model {new} is now the champion" in s.value for s in mgr.success)
+    assert f"Champion **{new}**" in texts(mgr)

@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from app_support import no_exception, page_as, table_with, texts
 
-from finflow_core.services import review
+
+def wbs(principal):  # type: ignore[no-untyped-def]
+    """The services as ``principal`` sees them (on the session installation)."""
+    from finflow_core.services.workbench import Workbench
+
+    return Workbench(_INST[0].context, principal)
+
+
+_INST: list = []
+
+
+@pytest.fixture(autouse=True)
+def _remember(inst) -> None:  # type: ignore[no-untyped-def]
+    _INST[:] = [inst]
 
 
 def pending_ids(inst, limit: int = 5000) -> list[int]:  # type: ignore[no-untyped-def]
-    rows, _ = review.review_queue(inst.store, inst.users["manager"], limit=limit)
-    return [r["id"] for r in rows]
+    return [r.id for r in inst.wb("manager").review.queue(limit=limit).rows]
 
 
 def open_next(at):  # type: ignore[no-untyped-def]
@@ -32,7 +45,7 @@ def decide(at, case_id: int, outcome: str | None, code: str | None = None, reaso
 def test_the_queue_shows_how_many_wait_oldest_first(inst) -> None:
     at = page_as(inst.users["officer"], "pages/review_queue.py")
     no_exception(at)
-    counts = review.queue_counts(inst.store, inst.users["officer"])
+    counts = inst.wb("officer").review.counts()
     assert next(m.value for m in at.metric if m.label == "Pending review") == f"{counts['pending']:,}"
     table = table_with(at, "case")
     assert len(table) == 25  # paginated
@@ -46,10 +59,10 @@ def test_the_queue_shows_how_many_wait_oldest_first(inst) -> None:
 def test_an_officer_works_a_case_to_a_decision_and_it_leaves_the_queue(inst) -> None:
     officer = inst.users["officer"]
     at = page_as(officer, "pages/review_queue.py")
-    first = review.next_case(inst.store, officer)
+    first = wbs(officer).review.next_case()
     at = open_next(at)
     no_exception(at)
-    case = review.case_view(inst.store, officer, first, inst.config)
+    case = wbs(officer).review.case(first)
     assert case.claim is not None and case.claim.claimed_by == "officer"  # opening claimed it
     assert [t.value for t in at.title] == [f"Case {case.external_id}"]
     shown = texts(at)
@@ -62,11 +75,11 @@ def test_an_officer_works_a_case_to_a_decision_and_it_leaves_the_queue(inst) -> 
     # a decline without a reason is refused and nothing is recorded
     at = decide(at, first, "decline")
     assert [e.value for e in at.error] == ["a decline needs a reason: pick a reason code or write one"]
-    assert review.case_view(inst.store, officer, first, inst.config).status == "pending"
+    assert wbs(officer).review.case(first).status == "pending"
 
     at = decide(at, first, "decline", code=case.reasons[0]["text"])
     no_exception(at)
-    after = review.case_view(inst.store, officer, first, inst.config)
+    after = wbs(officer).review.case(first)
     assert after.status == "declined"
     assert after.decisions[-1].decided_by == "officer" and after.decisions[-1].reason == case.reasons[0]["text"]
     assert first not in pending_ids(inst)
@@ -74,12 +87,12 @@ def test_an_officer_works_a_case_to_a_decision_and_it_leaves_the_queue(inst) -> 
     # the next case opened by itself
     nxt = at.session_state["rq_case"]
     assert nxt != first and nxt in pending_ids(inst)
-    assert [t.value for t in at.title] == [f"Case {review.case_view(inst.store, officer, nxt, inst.config).external_id}"]
+    assert [t.value for t in at.title] == [f"Case {wbs(officer).review.case(nxt).external_id}"]
 
     # approving it needs no reason; a written reason wins over the code
     at = decide(at, nxt, "approve", reason="strong cash flow")
     no_exception(at)
-    decided = review.case_view(inst.store, officer, nxt, inst.config)
+    decided = wbs(officer).review.case(nxt)
     assert decided.status == "approved" and decided.decisions[-1].reason == "strong cash flow"
 
 
@@ -91,7 +104,7 @@ def test_a_referral_needs_a_note_and_lands_in_the_referred_list(inst) -> None:
     assert [e.value for e in at.error] == ["a referral needs a note saying what to look at"]
     at = decide(at, case_id, "refer", note="check the guarantor")
     no_exception(at)
-    assert review.case_view(inst.store, officer, case_id, inst.config).status == "referred"
+    assert wbs(officer).review.case(case_id).status == "referred"
     at.button(key="rq_back").click().run()
     at.radio(key="rq_status").set_value("referred").run()
     assert case_id in table_with(at, "case")["case"].tolist()
@@ -112,7 +125,7 @@ def test_a_case_held_by_another_officer_is_shown_held_and_cannot_be_decided(inst
     submit = next(b for b in other.form_submit_button if b.label == "Record decision")
     assert submit.disabled
     assert other.radio(key=f"dec_outcome_{case_id}").disabled
-    view = review.case_view(inst.store, inst.users["officer2"], case_id, inst.config)
+    view = wbs(inst.users["officer2"]).review.case(case_id)
     assert view.claim is not None and view.claim.claimed_by == "officer"  # not taken over
     # "Work the next case" skips the held case
     other.button(key="rq_back").click().run()
@@ -122,9 +135,9 @@ def test_a_case_held_by_another_officer_is_shown_held_and_cannot_be_decided(inst
 
 def test_a_decided_case_shows_who_decided_and_the_form_is_disabled(inst) -> None:
     officer = inst.users["officer"]
-    case_id = review.next_case(inst.store, officer)
-    review.open_case(inst.store, officer, case_id, inst.config)
-    review.decide_case(inst.store, officer, case_id, "approve")
+    case_id = wbs(officer).review.next_case()
+    wbs(officer).review.open(case_id)
+    wbs(officer).review.decide(case_id, "approve")
     at = page_as(inst.users["officer2"], "pages/review_queue.py")
     at.session_state["rq_case"] = case_id
     at.run()
@@ -144,6 +157,6 @@ def test_managers_see_the_queue_read_only(inst) -> None:
     at.selectbox(key="rq_choice").set_value(case_id)
     at.button(key="rq_open").click().run()
     no_exception(at)
-    assert review.case_view(inst.store, manager, case_id, inst.config).claim is None  # no claim
+    assert wbs(manager).review.case(case_id).claim is None  # no claim
     assert next(b for b in at.form_submit_button if b.label == "Record decision").disabled
     assert at.get("plotly_chart")

@@ -6,7 +6,9 @@ import pytest
 from app_support import PASSWORD, app_as, no_exception, page_as, texts
 
 from finflow_core.errors import AuthError
-from finflow_core.services import auth
+from finflow_core.lending.config import load_config
+from finflow_core.services.context import Context
+from finflow_core.services.sessions import Gate
 
 
 def sign_in(at, username: str, password: str):  # type: ignore[no-untyped-def]
@@ -33,7 +35,7 @@ def test_sign_in_with_a_wrong_password_is_refused(inst) -> None:
 
 
 def test_repeated_failures_lock_the_account_and_say_when_to_retry(inst) -> None:
-    auth.add_user(inst.store, inst.users["admin"], "lockme", PASSWORD, ["analyst"])
+    inst.wb("admin").users.add("lockme", PASSWORD, ["analyst"])
     at = app_as(None)
     for _ in range(3):
         at = sign_in(at, "lockme", "wrong-password-0")
@@ -68,12 +70,12 @@ def test_first_run_shows_only_the_set_up_and_creates_the_first_admin(fresh_home)
     at.text_input(key="setup_repeat").input(PASSWORD)
     at.form_submit_button[0].click().run()
     assert [e.value for e in at.error] == ["wrong set-up code: check it and try again"]
-    assert not auth.has_users(store)
+    assert not Gate(Context(load_config(), store)).has_users()
 
     at.text_input(key="setup_code").input(code.lower())
     at.form_submit_button[0].click().run()
     no_exception(at)
-    assert auth.has_users(store)
+    assert Gate(Context(load_config(), store)).has_users()
     assert at.session_state["ff_user"].username == "boss"
     assert [t.value for t in at.title] == ["Users"]
     assert "first administrator" in texts(at)
@@ -90,11 +92,11 @@ def test_set_up_refuses_differing_passwords(fresh_home) -> None:
     at.text_input(key="setup_repeat").input(PASSWORD + "x")
     at.form_submit_button[0].click().run()
     assert [e.value for e in at.error] == ["The two passwords differ."]
-    assert not auth.has_users(store)
+    assert not Gate(Context(load_config(), store)).has_users()
 
 
 def test_a_user_changes_their_own_password(inst) -> None:
-    me = auth.add_user(inst.store, inst.users["admin"], "changer", PASSWORD, ["officer"]).principal()
+    me = inst.wb("admin").users.add("changer", PASSWORD, ["officer"]).principal()
     at = page_as(me, "pages/account.py")
     at.text_input(key="ac_current").input("not-my-password")
     at.text_input(key="ac_new").input("a-brand-new-password")
@@ -107,9 +109,9 @@ def test_a_user_changes_their_own_password(inst) -> None:
     at.form_submit_button[0].click().run()
     no_exception(at)
     assert [s.value for s in at.success] == ["Your password was changed."]
-    assert auth.authenticate(inst.store, "changer", "a-brand-new-password").username == "changer"
+    assert inst.gate.authenticate("changer", "a-brand-new-password").username == "changer"
     with pytest.raises(AuthError):
-        auth.authenticate(inst.store, "changer", PASSWORD)
+        inst.gate.authenticate("changer", PASSWORD)
 
 
 def test_admin_adds_a_user_changes_roles_resets_password_and_disables(inst) -> None:
@@ -122,7 +124,7 @@ def test_admin_adds_a_user_changes_roles_resets_password_and_disables(inst) -> N
     at.multiselect(key="us_new_roles").set_value(["analyst"])
     at.form_submit_button[0].click().run()
     assert "too short" in at.error[0].value
-    assert "newbie" not in [u.username for u in auth.list_users(inst.store, inst.users["admin"])]
+    assert "newbie" not in [u.username for u in inst.wb("admin").users.list()]
 
     at.text_input(key="us_new_password").input(PASSWORD)
     at.form_submit_button[0].click().run()
@@ -133,19 +135,19 @@ def test_admin_adds_a_user_changes_roles_resets_password_and_disables(inst) -> N
     at.selectbox(key="us_pick").set_value("newbie").run()
     at.multiselect(key="us_roles_value_newbie").set_value(["analyst", "manager"])
     next(b for b in at.form_submit_button if b.label == "Save roles").click().run()
-    info = {u.username: u for u in auth.list_users(inst.store, inst.users["admin"])}
+    info = {u.username: u for u in inst.wb("admin").users.list()}
     assert info["newbie"].roles == {"analyst", "manager"}
 
     at.text_input(key="us_reset_newbie").input("reset-password-42")
     next(b for b in at.form_submit_button if b.label == "Reset password").click().run()
-    assert auth.authenticate(inst.store, "newbie", "reset-password-42").username == "newbie"
+    assert inst.gate.authenticate("newbie", "reset-password-42").username == "newbie"
 
     at.button(key="us_disable").click().run()
     no_exception(at)
     with pytest.raises(AuthError, match="disabled"):
-        auth.authenticate(inst.store, "newbie", "reset-password-42")
+        inst.gate.authenticate("newbie", "reset-password-42")
     at.button(key="us_enable").click().run()
-    assert auth.authenticate(inst.store, "newbie", "reset-password-42").username == "newbie"
+    assert inst.gate.authenticate("newbie", "reset-password-42").username == "newbie"
 
 
 def test_the_last_admin_cannot_be_disabled_from_the_page(inst) -> None:
@@ -153,4 +155,4 @@ def test_the_last_admin_cannot_be_disabled_from_the_page(inst) -> None:
     at.selectbox(key="us_pick").set_value("admin").run()
     at.button(key="us_disable").click().run()
     assert "last active admin" in at.error[0].value
-    assert auth.refresh_principal(inst.store, inst.users["admin"]).username == "admin"
+    assert inst.gate.refresh(inst.users["admin"]).username == "admin"

@@ -7,7 +7,6 @@ import hashlib
 from app_support import no_exception, page_as, table_with, texts
 
 from finflow_core.lending.synthetic import generate_applications
-from finflow_core.services import batches as batch_store
 
 
 def batch_bytes(rows: int, seed: int, broken: int = 0) -> bytes:
@@ -23,7 +22,7 @@ def metric(at, label: str) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_a_good_batch_shows_the_quality_gate_then_scores_and_stores(inst) -> None:
-    before = len(batch_store.list_batches(inst.store))
+    before = len(inst.wb("manager").batches.list())
     at = page_as(inst.users["analyst"], "pages/upload.py")
     at.file_uploader(key="up_file").set_value(("week_9.csv", batch_bytes(400, 901, broken=7), "text/csv")).run()
     no_exception(at)
@@ -35,13 +34,13 @@ def test_a_good_batch_shows_the_quality_gate_then_scores_and_stores(inst) -> Non
     assert len(quarantined) == 7 and quarantined["reasons"].str.contains("credit_score").all()
     assert {b.label for b in at.get("download_button")} >= {"Download quarantined rows (CSV)",
                                                              "Download issues (CSV)"}
-    assert len(batch_store.list_batches(inst.store)) == before  # nothing stored yet
+    assert len(inst.wb("manager").batches.list()) == before  # nothing stored yet
 
     at.button(key="up_score").click().run()
     no_exception(at)
-    stored = batch_store.list_batches(inst.store)
+    stored = inst.wb("manager").batches.list()
     assert len(stored) == before + 1
-    summary = batch_store.stored_summary(inst.store, stored[0]["id"])
+    summary = inst.wb("manager").batches.summary(stored[0].id)
     assert summary is not None and summary.rows_valid == 393
     assert f"Stored as batch {summary.batch_id}." in [s.value for s in at.success]
     assert at.get("progress")  # the progress bar was drawn
@@ -58,7 +57,7 @@ def test_a_good_batch_shows_the_quality_gate_then_scores_and_stores(inst) -> Non
 
 
 def test_a_file_that_is_not_a_batch_is_rejected_and_nothing_is_stored(inst) -> None:
-    before = len(batch_store.list_batches(inst.store))
+    before = len(inst.wb("manager").batches.list())
     at = page_as(inst.users["analyst"], "pages/upload.py")
     at.file_uploader(key="up_file").set_value(("notes.csv", b"name;amount\nx;1\n", "text/csv")).run()
     no_exception(at)
@@ -66,21 +65,21 @@ def test_a_file_that_is_not_a_batch_is_rejected_and_nothing_is_stored(inst) -> N
     assert len(errors) == 1
     assert errors[0].startswith("File rejected, nothing was stored: notes.csv: missing required column(s)")
     assert all(b.key != "up_score" for b in at.button)
-    assert len(batch_store.list_batches(inst.store)) == before
+    assert len(inst.wb("manager").batches.list()) == before
 
 
 def test_re_uploading_a_stored_file_says_so_and_shows_the_stored_batch(inst) -> None:
     sample = inst.config.paths.data_dir / "samples" / "week_1.csv"
-    stored_id = batch_store.find_batch_by_sha(inst.store, hashlib.sha256(sample.read_bytes()).hexdigest())
-    assert stored_id is not None
-    before = len(batch_store.list_batches(inst.store))
+    stored_id = "B-" + hashlib.sha256(sample.read_bytes()).hexdigest()[:16]
+    assert stored_id in [b.id for b in inst.wb("manager").batches.list()]
+    before = len(inst.wb("manager").batches.list())
     at = page_as(inst.users["analyst"], "pages/upload.py")
     at.file_uploader(key="up_file").set_value(("week_1_again.csv", sample.read_bytes(), "text/csv")).run()
     no_exception(at)
     assert any(f"uploaded before (batch {stored_id})" in i.value for i in at.info)
     assert metric(at, "Applications") == "2,000"
     assert all(b.key != "up_score" for b in at.button)
-    assert len(batch_store.list_batches(inst.store)) == before
+    assert len(inst.wb("manager").batches.list()) == before
 
 
 def test_managers_see_the_batches_but_cannot_upload(inst) -> None:

@@ -29,12 +29,16 @@ from sqlalchemy.engine import make_url
 from finflow_core.lending.config import Config, default_config_path, load_config
 from finflow_core.lending.scoring import ScoringEngine
 from finflow_core.lending.synthetic import generate_applications
-from finflow_core.pipeline.batch_run import BatchSummary
-from finflow_core.services import auth
-from finflow_core.services import batches as batch_store
-from finflow_core.services.auth import SYSTEM, Principal, add_user, create_first_admin
-from finflow_core.services.models import register, train_and_register
+from finflow_core.pipeline.local import LocalEngine
+from finflow_core.pipeline.run import BatchSummary
+from finflow_core.security import passwords
+from finflow_core.services.access import SYSTEM, Principal
+from finflow_core.services.context import Context
+from finflow_core.services.models import champion_engine
+from finflow_core.services.sessions import Gate
+from finflow_core.services.workbench import Workbench
 from finflow_core.store import Store, open_store
+from finflow_core.store.batch_queries import batch_ids
 from finflow_core.store.lending_tables import applications, quarantine_rows
 from finflow_core.store.migrate import load_all_tables
 from finflow_core.store.model_files import load_bundle
@@ -96,7 +100,7 @@ def train_session_model(store_session_dir: Path, config_path: Path) -> TrainedMo
         _set_env(mp, home, config_path, f"sqlite:///{home / 'train.db'}")
         config = load_config()
         with open_store(config.paths.database_url) as store:
-            outcome = train_and_register(store, SYSTEM, history, config)
+            outcome = Workbench(Context(config, store), SYSTEM).models.train(history)
         folder = config.paths.models_dir / outcome.version
     assert outcome.became_champion and folder.is_dir()
     return TrainedModel(folder, outcome.version, history)
@@ -164,17 +168,31 @@ class Lending:
         self.version = model.version
         if register_model:
             bundle = load_bundle(model.folder, SECRET_KEY.encode())
-            register(self.store, SYSTEM, bundle, model.folder)
+            self.wb(SYSTEM).models.register(bundle, model.folder)
+
+    @property
+    def context(self) -> Context:
+        return Context(self.config, self.store)
+
+    @property
+    def gate(self) -> Gate:
+        return Gate(self.context)
+
+    def wb(self, actor: Principal) -> Workbench:
+        """The services as ``actor`` sees them."""
+        return Workbench(self.context, actor)
 
     @cached_property
     def engine(self) -> ScoringEngine:
         """The champion ready to score; built once per session (it holds no per-batch state,
         and a fresh store has no saved strategy, so every test's engine would be the same)."""
-        return once("engine", lambda: batch_store.scoring_engine(self.store, self.config))
+        return once("engine", lambda: champion_engine(self.context))
 
     def run(self, path: Path | bytes, actor: Principal = ANALYST, **kw: Any) -> BatchSummary:
-        kw.setdefault("engine", self.engine)
-        return batch_store.weekly_run(self.store, actor, path, self.config, **kw)
+        kw.setdefault("scoring", self.engine)
+        if "chunk_rows" in kw:
+            kw["engine"] = LocalEngine(chunk_rows=kw.pop("chunk_rows"))
+        return self.wb(actor).batches.run(path, **kw)
 
     def count(self, table: str, where: str = "") -> int:
         with self.store.connect() as conn:
@@ -192,7 +210,8 @@ class Lending:
             return list(conn.execute(q).scalars())
 
     def batch_ids(self) -> list[str]:
-        return list(batch_store.batch_ids(self.store))
+        with self.store.connect() as conn:
+            return batch_ids(conn)
 
     def stored_rows(self, batch_id: str) -> int:
         """Applications plus quarantined rows stored for a batch."""
@@ -205,11 +224,11 @@ class Lending:
 
     def users(self) -> dict[str, Principal]:
         """Real users, one per role (admin first, created by the local bootstrap)."""
-        admin = create_first_admin(self.store, "ada.admin", PASSWORD)
-        made = {"admin": admin}
+        admin = self.gate.create_first_admin("ada.admin", PASSWORD)
+        made = {"admin": admin.actor}
         for role, name in (("analyst", "ann.analyst"), ("officer", "oscar.officer"),
                            ("manager", "mia.manager")):
-            made[role] = add_user(self.store, admin, name, PASSWORD, [role]).principal()
+            made[role] = admin.users.add(name, PASSWORD, [role]).principal()
         return made
 
     def close(self) -> None:
@@ -228,7 +247,7 @@ def _prepare(mp: pytest.MonkeyPatch, home: Path, config_path: Path, url: str) ->
     _set_env(mp, home, config_path, url)
     # cheaper password hashes in process (the smallest cost verify_password accepts); a
     # subprocess uses the real cost and simply rehashes at sign-in
-    mp.setattr(auth, "SCRYPT_N", 2**10)
+    mp.setattr(passwords, "SCRYPT_N", 2**10)
 
 
 # Migrating and registering take a few tenths of a second per database, storing a batch

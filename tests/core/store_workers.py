@@ -10,8 +10,10 @@ def decide_in_process(url: str, officer: str, cases: list[int], seed: int, barri
                       results: Any) -> None:
     """Open the store in this process and try to decide every case (the race's other side)."""
     from finflow_core.errors import Conflict
-    from finflow_core.services.auth import Principal
-    from finflow_core.services.review import decide_case
+    from finflow_core.lending.config import load_config
+    from finflow_core.services.access import Principal
+    from finflow_core.services.context import Context
+    from finflow_core.services.workbench import Workbench
     from finflow_core.store import open_store
 
     actor = Principal(None, officer, frozenset({"officer"}))
@@ -20,11 +22,11 @@ def decide_in_process(url: str, officer: str, cases: list[int], seed: int, barri
     out: list[tuple[int, str, str, str]] = []
     try:
         with open_store(url) as store:
+            review = Workbench(Context(load_config(), store), actor).review
             barrier.wait(60)
             for case in order:
                 try:
-                    d = decide_case(store, actor, case, "approve" if seed % 2 else "decline",
-                                    reason="race")
+                    d = review.decide(case, "approve" if seed % 2 else "decline", reason="race")
                     out.append((case, "won", d.decided_by, ""))
                 except Conflict as exc:
                     out.append((case, "lost", str(exc.details.get("decided_by")), exc.message))

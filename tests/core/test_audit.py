@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, delete, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
+from trail import audit_rows
 
 from finflow_core.store import Store, open_store
 from finflow_core.store.audit_chain import (
     AuditChainError,
     append_audit,
-    audit_trail,
     canonical_json,
     entry_hash,
     export_audit_csv,
@@ -233,7 +233,7 @@ def test_eight_writers_append_fifty_entries_each(store_url: str) -> None:
     with open_store(store_url, upgrade=False) as store:
         result = verify_audit(store)
         assert (result.ok, result.entries, result.head_seq) == (True, 400, 400)
-        trail = audit_trail(store)
+        trail = audit_rows(store)
         assert [e["seq"] for e in trail] == list(range(1, 401))
         for n in range(8):  # each writer's entries are all there, in its own order
             mine = [e["details"]["i"] for e in trail if e["actor"] == f"writer{n}"]
@@ -262,7 +262,7 @@ def test_audit_trail_filters(sqlite_store: Store) -> None:
     _seed(sqlite_store)
 
     def seqs(**filters: Any) -> list[int]:
-        return [e["seq"] for e in audit_trail(sqlite_store, **filters)]
+        return [e["seq"] for e in audit_rows(sqlite_store, **filters)]
 
     assert seqs() == [1, 2, 3, 4, 5]
     assert seqs(subject_type="application", subject_id="A2") == [3]
@@ -270,7 +270,7 @@ def test_audit_trail_filters(sqlite_store: Store) -> None:
     assert seqs(since="2025-01-02", until=datetime(2025, 1, 4, 10, tzinfo=UTC)) == [2, 3]
     assert seqs(actor="bob", limit=2, newest_first=True) == [5, 3]
     assert seqs(action="promote") == [4]
-    entry = audit_trail(sqlite_store, subject_id="A1")[0]
+    entry = audit_rows(sqlite_store, subject_id="A1")[0]
     assert entry["details"] == {"note": "ok"} and entry["model_version"] == "v1"
 
 

@@ -13,36 +13,28 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, update
+from trail import audit_rows
 
-from finflow_core.errors import AuthError, Conflict, NotFound, PermissionDenied
-from finflow_core.services import auth
-from finflow_core.services.access import PERMISSIONS, ROLES, allowed_roles, can, require
-from finflow_core.services.auth import (
-    BAD_CREDENTIALS,
+from finflow_core.errors import AuthError, Conflict, InvalidInput, NotFound, PermissionDenied
+from finflow_core.lending.config import load_config
+from finflow_core.security import passwords as auth
+from finflow_core.security.password_policy import PasswordPolicyError
+from finflow_core.security.passwords import hash_password, needs_rehash, verify_password
+from finflow_core.services.access import (
+    PERMISSIONS,
+    ROLES,
     SYSTEM,
-    InvalidInput,
-    LastAdminError,
-    PasswordPolicyError,
     Principal,
-    add_user,
-    authenticate,
-    complete_setup,
-    create_first_admin,
-    disable_user,
-    enable_user,
-    ensure_setup_code,
-    has_users,
-    hash_password,
-    list_users,
-    lockout_seconds,
-    needs_rehash,
-    refresh_principal,
-    set_password,
-    set_roles,
-    verify_password,
+    allowed_roles,
+    can,
+    require,
 )
+from finflow_core.services.context import Context
+from finflow_core.services.sessions import BAD_CREDENTIALS, Gate, lockout_seconds
+from finflow_core.services.users import LastAdminError, UserInfo
+from finflow_core.services.workbench import Workbench
 from finflow_core.store import Store, open_store
-from finflow_core.store.audit_chain import audit_trail, verify_audit
+from finflow_core.store.audit_chain import verify_audit
 from finflow_core.store.tables import setup_codes, users
 
 ALICE_PW = "correct horse battery"
@@ -112,7 +104,76 @@ def user_row(store: Store, name: str) -> Any:
 
 
 def actions(store: Store, **filters: Any) -> list[str]:
-    return [e["action"] for e in audit_trail(store, **filters)]
+    return [e["action"] for e in audit_rows(store, **filters)]
+
+
+# -- the services, called the way the tests read best -------------------------------------------
+
+def _ctx(store: Store, clock: Any = None) -> Context:
+    return Context(load_config(), store, **({"clock": clock} if clock is not None else {}))
+
+
+def has_users(store: Store) -> bool:
+    return Gate(_ctx(store)).has_users()
+
+
+def authenticate(store: Store, username: str, password: str, *, clock: Any = None) -> Principal:
+    return Gate(_ctx(store, clock)).authenticate(username, password)
+
+
+def refresh_principal(store: Store, principal: Principal) -> Principal:
+    return Gate(_ctx(store)).refresh(principal)
+
+
+def ensure_setup_code(store: Store, *, clock: Any = None) -> str | None:
+    return Gate(_ctx(store, clock)).issue_setup_code()
+
+
+def complete_setup(store: Store, code: str, username: str, password: str, *, clock: Any = None) -> Principal:
+    return Gate(_ctx(store, clock)).complete_setup(code, username, password).actor
+
+
+def create_first_admin(store: Store, username: str, password: str, *, clock: Any = None) -> Principal:
+    return Gate(_ctx(store, clock)).create_first_admin(username, password).actor
+
+
+def _users(store: Store, actor: Principal, clock: Any = None):  # type: ignore[no-untyped-def]
+    return Workbench(_ctx(store, clock), actor).users
+
+
+def add_user(store: Store, actor: Principal | None, username: str, password: str, roles: Any, *,
+             clock: Any = None) -> UserInfo:
+    if actor is None:  # the local bootstrap: only the first admin
+        if "admin" not in (roles.split(",") if isinstance(roles, str) else list(roles)):
+            raise InvalidInput("the first user must hold the admin role", field="roles")
+        return Workbench(_ctx(store, clock), create_first_admin(store, username, password,
+                                                                 clock=clock)).account.me()
+    return _users(store, actor, clock).add(username, password, roles)
+
+
+def set_roles(store: Store, actor: Principal, username: str, roles: Any) -> UserInfo:
+    return _users(store, actor).set_roles(username, roles)
+
+
+def set_password(store: Store, actor: Principal, username: str, new_password: str, *,
+                 current_password: str | None = None, clock: Any = None) -> None:
+    wb = Workbench(_ctx(store, clock), actor)
+    if actor.username == username.strip().lower() and actor.user_id is not None:
+        wb.account.change_password(current_password or "", new_password)
+    else:
+        wb.users.reset_password(username, new_password)
+
+
+def disable_user(store: Store, actor: Principal, username: str) -> UserInfo:
+    return _users(store, actor).disable(username)
+
+
+def enable_user(store: Store, actor: Principal, username: str) -> UserInfo:
+    return _users(store, actor).enable(username)
+
+
+def list_users(store: Store, actor: Principal) -> list[UserInfo]:
+    return _users(store, actor).list()
 
 
 # -- hashing and policy ---------------------------------------------------------------------
@@ -181,7 +242,7 @@ def test_first_admin_signs_in_and_usernames_ignore_case(any_store: Store) -> Non
     signed_in = authenticate(any_store, "  ALICE ", ALICE_PW)
     assert signed_in == created
     assert actions(any_store) == ["user_created", "login"]
-    assert audit_trail(any_store)[0]["actor"] == "system"
+    assert audit_rows(any_store)[0]["actor"] == "system"
     assert verify_audit(any_store).ok
 
 
@@ -205,7 +266,7 @@ def test_wrong_password_is_refused_counted_and_audited(any_store: Store) -> None
         authenticate(any_store, "alice", "not the password")
     assert caught.value.message == BAD_CREDENTIALS
     assert user_row(any_store, "alice").failed_logins == 1
-    failure = audit_trail(any_store, action="login_failed")[0]
+    failure = audit_rows(any_store, action="login_failed")[0]
     assert (failure["actor"], failure["subject_id"]) == ("alice", "alice")
     assert failure["details"]["reason"] == "wrong_password"
     assert failure["details"]["failures"] == 1
@@ -218,7 +279,7 @@ def test_unknown_users_cost_a_hash_and_get_the_same_answer(
         authenticate(store, "nobody", "some password here")
     assert caught.value.message == BAD_CREDENTIALS
     assert len(verify_calls) == 1 and verify_calls[0].startswith("scrypt$16384$")
-    failure = audit_trail(store, action="login_failed")[-1]
+    failure = audit_rows(store, action="login_failed")[-1]
     assert (failure["actor"], failure["subject_id"]) == ("anonymous", "nobody")
     assert failure["details"]["reason"] == "unknown_user"
 
@@ -420,9 +481,9 @@ def test_passwords_change_by_self_with_the_old_one_or_by_an_admin(
     assert user_row(store, "bob").locked_until is not None
     set_password(store, alice, "bob", "reset by the admin", clock=clock)
     assert authenticate(store, "bob", "reset by the admin", clock=clock) == bob
-    changes = audit_trail(store, action="password_changed")
+    changes = audit_rows(store, action="password_changed")
     assert [(c["actor"], c["details"]["by"]) for c in changes] == [("bob", "self"), ("alice", "admin")]
-    assert "reset by the admin" not in str(audit_trail(store))
+    assert "reset by the admin" not in str(audit_rows(store))
 
 
 # -- one-time set-up code -------------------------------------------------------------------
@@ -485,7 +546,7 @@ def test_setup_code_guesses_are_throttled_then_burn_the_code(
     with pytest.raises(AuthError, match="no valid set-up code"):
         complete_setup(store, code, "alice", ALICE_PW, clock=clock)
     assert not has_users(store)
-    assert audit_trail(store, action="setup_code_rejected")[-1]["details"] == {
+    assert audit_rows(store, action="setup_code_rejected")[-1]["details"] == {
         "code_invalidated": True, "failures": 10,
     }
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+from trail import audit_rows
 
 from finflow_core.lending.config import default_config_path, load_config
 from finflow_core.store import open_store
-from finflow_core.store.audit_chain import audit_trail, verify_audit
+from finflow_core.store.audit_chain import verify_audit
 from finflow_core.store.config_log import last_recorded, record_config
 
 
@@ -25,7 +26,7 @@ def test_first_use_then_a_change_are_recorded_once_each(tmp_path: Path) -> None:
     changed = load_config(path)
     assert changed.sha256 != first.sha256
     assert record_config(store, changed, actor="ana") is True
-    entries = audit_trail(store, "config", first.dataset_name)
+    entries = audit_rows(store, "config", first.dataset_name)
     assert [e["action"] for e in entries] == ["config_loaded", "config_changed"]
     assert entries[1]["actor"] == "ana"
     assert entries[1]["details"] == {"sha256": changed.sha256, "previous_sha256": first.sha256,

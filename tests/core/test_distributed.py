@@ -2,8 +2,8 @@
 
 One small model is trained and registered once; the same batch (bad rows, duplicate ids
 within and across partitions, a misshapen row, blank lines, quoted cells with line breaks)
-runs through ``batch_store.weekly_run`` into one store and ``distributed.weekly_run_dask``
-on a 2-worker LocalCluster into another, and everything stored is compared.
+runs through the local engine into one store and the Dask engine on a 2-worker LocalCluster
+into another, and everything stored is compared.
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ from sqlalchemy import select
 from finflow_core.errors import PermissionDenied
 from finflow_core.lending.config import Config, parse_config
 from finflow_core.lending.synthetic import generate_applications
-from finflow_core.pipeline.dask_engine import csv_partitions, parquet_partitions, weekly_run_dask
-from finflow_core.services import auth
-from finflow_core.services import batches as batch_store
-from finflow_core.services import models as model_registry
+from finflow_core.pipeline.dask_engine import DaskEngine, csv_partitions, parquet_partitions
+from finflow_core.pipeline.local import LocalEngine
+from finflow_core.pipeline.run import BatchSummary
+from finflow_core.services.access import SYSTEM, Principal
+from finflow_core.services.context import Context
+from finflow_core.services.workbench import Workbench
 from finflow_core.store import Store, open_store
 from finflow_core.store.lending_tables import (
     applications,
@@ -61,9 +63,14 @@ def base_db(dist_config: Config, tmp_path_factory: pytest.TempPathFactory) -> Pa
     history = tmp_path_factory.mktemp("dask_history") / "history.csv"
     generate_applications(3000, seed=11).to_csv(history, index=False)
     store = open_store(dist_config.paths.database_url)
-    model_registry.train_and_register(store, auth.SYSTEM, history, dist_config)
+    Workbench(Context(dist_config, store), SYSTEM).models.train(history)
     store.close()
     return Path(dist_config.paths.database_url.removeprefix("sqlite:///"))
+
+
+def run(store: Store, path: Path, config: Config, engine: Any = None, *, who: Principal = SYSTEM,
+        **kw: Any) -> BatchSummary:
+    return Workbench(Context(config, store), who).batches.run(path, engine=engine, **kw)
 
 
 def fresh_store(base_db: Path, folder: Path, name: str) -> Store:
@@ -200,11 +207,10 @@ def test_dask_run_matches_single_process(
     path.write_bytes(messy_batch())
     one = fresh_store(base_db, tmp_path, "single")
     many = fresh_store(base_db, tmp_path, "dask")
-    s1 = batch_store.weekly_run(one, auth.SYSTEM, path, dist_config, chunk_rows=700,
-                                out_dir=tmp_path / "out1")
+    s1 = run(one, path, dist_config, LocalEngine(chunk_rows=700), out_dir=tmp_path / "out1")
     seen: list[tuple[int, int]] = []
-    s2 = weekly_run_dask(many, auth.SYSTEM, path, dist_config, scheduler=client, partitions=6,
-                         out_dir=tmp_path / "out2", progress=lambda d, t: seen.append((d, t)))
+    s2 = run(many, path, dist_config, DaskEngine(client, partitions=6), out_dir=tmp_path / "out2",
+             progress=lambda d, t: seen.append((d, t)))
     assert s2.timings["partitions"] >= 5
     d1, d2 = s1.to_dict(), s2.to_dict()
     d1.pop("timings"), d2.pop("timings")
@@ -223,7 +229,7 @@ def test_dask_run_matches_single_process(
         assert (tmp_path / "out1" / name).read_bytes() == (tmp_path / "out2" / name).read_bytes()
     assert seen and seen[-1][0] == s1.rows_in
     # the same file again: the stored batch, nothing added
-    again = weekly_run_dask(many, auth.SYSTEM, path, dist_config, scheduler=client, partitions=3)
+    again = run(many, path, dist_config, DaskEngine(client, partitions=3))
     assert again.already_stored and again.batch_id == s1.batch_id
     with many.connect() as conn:
         assert conn.execute(select(batches.c.id)).all().__len__() == 1
@@ -238,10 +244,10 @@ def test_dask_run_reads_parquet_row_groups(
     csv_path, pq_path = tmp_path / "week.csv", tmp_path / "week.parquet"
     df.to_csv(csv_path, index=False)
     df.to_parquet(pq_path, row_group_size=400, index=False)
-    assert len(parquet_partitions(pq_path)) == 4
+    assert len(parquet_partitions(pq_path, rows_per_partition=400)) == 4
     one, many = fresh_store(base_db, tmp_path, "single"), fresh_store(base_db, tmp_path, "dask")
-    s1 = batch_store.weekly_run(one, auth.SYSTEM, csv_path, dist_config)
-    s2 = weekly_run_dask(many, auth.SYSTEM, pq_path, dist_config, scheduler=client)
+    s1 = run(one, csv_path, dist_config)
+    s2 = run(many, pq_path, dist_config, DaskEngine(client, parquet_rows=400))
     assert (s2.rows_in, s2.rows_valid, s2.bands) == (s1.rows_in, s1.rows_valid, s1.bands)
     assert s2.drift == s1.drift
     a, b = stored(one, s1.batch_id), stored(many, s2.batch_id)
@@ -252,11 +258,11 @@ def test_dask_run_reads_parquet_row_groups(
 
 
 def test_dask_run_needs_upload_role(dist_config: Config, base_db: Path, tmp_path: Path) -> None:
-    viewer = auth.Principal(user_id=None, username="v", roles=frozenset({"officer"}))
+    viewer = Principal(user_id=None, username="v", roles=frozenset({"officer"}))
     path = tmp_path / "w.csv"
     path.write_bytes(pd.DataFrame({"a": [1]}).to_csv().encode())
     with pytest.raises(PermissionDenied):
-        weekly_run_dask(fresh_store(base_db, tmp_path, "x"), viewer, path, dist_config)
+        run(fresh_store(base_db, tmp_path, "x"), path, dist_config, DaskEngine(), who=viewer)
 
 
 @pytest.mark.heavy
@@ -278,14 +284,16 @@ def test_cli_weekly_run_on_dask_gives_the_documented_summary(
     config_path = tmp_path / "finflow.yaml"
     config_path.write_text(yaml.safe_dump(raw))
     store = open_store(f"sqlite:///{db}")
-    admin = auth.add_user(store, None, "root", "admin-pass-123", ["admin"]).principal()
-    auth.add_user(store, admin, "ana", "analyst-pass-1", ["analyst"])
+    from finflow_core.services.sessions import Gate
+
+    admin = Gate(Context(dist_config, store)).create_first_admin("root", "admin pass phrase 123")
+    admin.users.add("ana", "analyst pass phrase 1", ["analyst"])
     store.close()
     batch = tmp_path / "week.csv"
     generate_applications(900, seed=31).drop(columns="default").to_csv(batch, index=False)
     monkeypatch.setenv("FINFLOW_CONFIG", str(config_path))
     monkeypatch.setenv("FINFLOW_USER", "ana")
-    monkeypatch.setenv("FINFLOW_PASSWORD", "analyst-pass-1")
+    monkeypatch.setenv("FINFLOW_PASSWORD", "analyst pass phrase 1")
 
     assert main(["weekly-run", "--data", str(batch), "--engine", "dask", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)

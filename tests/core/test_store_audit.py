@@ -21,14 +21,14 @@ from store_helpers import (
     raw_sql,
     small_config_raw,
 )
+from trail import audit_rows
 
 from finflow_core.cli import main
-from finflow_core.errors import ConfigError
+from finflow_core.errors import AuthError, ConfigError
 from finflow_core.lending.config import load_config
-from finflow_core.services import auth, review
-from finflow_core.services import models as model_registry
+from finflow_core.services.access import Principal
 from finflow_core.store import Store
-from finflow_core.store.audit_chain import audit_trail, verify_audit
+from finflow_core.store.audit_chain import verify_audit
 from finflow_core.store.decision_check import (
     application_trail,
     application_trail_csv,
@@ -61,8 +61,8 @@ def second_version(ff: Lending) -> str:
     bundle.version = ff.version[:-8] + "c0ffee00"
     bundle.card = {**bundle.card, "version": bundle.version}
     folder = save_bundle(bundle, ff.config.paths.models_dir, SECRET_KEY.encode())
-    analyst = auth.authenticate(ff.store, "ann.analyst", PASSWORD)
-    assert model_registry.register(ff.store, analyst, bundle, folder) is False
+    analyst = ff.gate.authenticate("ann.analyst", PASSWORD)
+    assert ff.wb(analyst).models.register(bundle, folder) is False
     return bundle.version
 
 
@@ -70,24 +70,24 @@ def test_every_event_is_in_the_trail_with_who_what_when_and_model_version(
     ff: Lending, batches_dir: BatchFiles
 ) -> None:
     users = ff.users()  # user_created x4
-    analyst = auth.authenticate(ff.store, "ann.analyst", PASSWORD)  # login
-    officer = auth.authenticate(ff.store, "oscar.officer", PASSWORD)
-    manager = auth.authenticate(ff.store, "mia.manager", PASSWORD)
-    admin = auth.authenticate(ff.store, "ada.admin", PASSWORD)
-    with pytest.raises(auth.AuthError):
-        auth.authenticate(ff.store, "oscar.officer", "not the password")  # login_failed
+    analyst = ff.gate.authenticate("ann.analyst", PASSWORD)  # login
+    officer = ff.gate.authenticate("oscar.officer", PASSWORD)
+    manager = ff.gate.authenticate("mia.manager", PASSWORD)
+    admin = ff.gate.authenticate("ada.admin", PASSWORD)
+    with pytest.raises(AuthError):
+        ff.gate.authenticate("oscar.officer", "not the password")  # login_failed
     summary = ff.run(batches_dir.a, actor=analyst)  # batch_uploaded, batch_scored, drift_measured
     case = ff.pending_ids()[0]
-    review.claim_case(ff.store, officer, case, ff.config)  # case_claimed
-    decided = review.decide_case(ff.store, officer, case, "approve", note="ok")  # case_decided
-    model_registry.save_strategy(ff.store, manager, ff.version, 0.04, 0.35, "tighter")
+    ff.wb(officer).review.claim(case)  # case_claimed
+    decided = ff.wb(officer).review.decide(case, "approve", note="ok")  # case_decided
+    ff.wb(manager).models.save_strategy(0.04, 0.35, "tighter", ff.version)
     new = second_version(ff)  # model_trained by the analyst
-    model_registry.promote(ff.store, manager, new, "challenger won")  # model_promoted
-    auth.set_roles(ff.store, admin, "oscar.officer", ["officer", "manager"])  # roles_changed
-    auth.disable_user(ff.store, admin, "mia.manager")  # user_disabled
+    ff.wb(manager).models.promote(new, "challenger won")  # model_promoted
+    ff.wb(admin).users.set_roles("oscar.officer", ["officer", "manager"])  # roles_changed
+    ff.wb(admin).users.disable("mia.manager")  # user_disabled
     assert users["admin"].username == admin.username
 
-    trail = audit_trail(ff.store)
+    trail = audit_rows(ff.store)
     by_action: dict[str, list[dict]] = {}
     for e in trail:
         assert e["at"] and e["actor"] and e["subject_type"] and e["subject_id"] is not None
@@ -146,7 +146,7 @@ def test_audit_verify_exits_12_and_names_the_changed_entry(
     monkeypatch.setenv("FINFLOW_PASSWORD", PASSWORD)
     assert main(["audit", "verify"]) == 0
     assert "intact" in capsys.readouterr().out
-    target = audit_trail(ff.store, action="batch_scored")[0]["seq"]
+    target = audit_rows(ff.store, action="batch_scored")[0]["seq"]
     drop_audit_guards(ff.store)
     raw_sql(ff.store, "UPDATE audit_log SET details = replace(details, '\"automatic_declines\"', "
                       f"'\"automatic_declines_\"') WHERE seq = {target}")
@@ -179,7 +179,7 @@ def test_changing_a_stored_decision_or_probability_is_reported_with_its_batch(
     [a_id] = ff.batch_ids()
     b = ff.run(batches_dir.b)
     case = ff.pending_ids(b.batch_id)[0]
-    manual = review.decide_case(ff.store, review_officer(), case, "decline", reason="thin file")
+    manual = ff.wb(review_officer()).review.decide(case, "decline", reason="thin file")
     assert verify_decisions(ff.store).ok
     with ff.store.connect() as conn:
         auto = conn.execute(
@@ -187,7 +187,7 @@ def test_changing_a_stored_decision_or_probability_is_reported_with_its_batch(
                 applications, applications.c.id == decisions.c.application_id)
             .where(applications.c.batch_id == b.batch_id, decisions.c.outcome == "decline",
                    decisions.c.kind == "auto").limit(1)).one()
-    seq = audit_trail(ff.store, action="case_decided")[0]["seq"]
+    seq = audit_rows(ff.store, action="case_decided")[0]["seq"]
     drop_decision_guards(ff.store)
     tampering = {
         "an automatic decision's outcome": ("decisions", "outcome", "id", auto.id, "'approve'"),
@@ -212,8 +212,8 @@ def test_changing_a_stored_decision_or_probability_is_reported_with_its_batch(
         assert verify_decisions(ff.store).ok, f"{what}: restoring the value did not restore the check"
 
 
-def review_officer() -> auth.Principal:
-    return auth.Principal(None, "oscar.officer", frozenset({"officer"}))
+def review_officer() -> Principal:
+    return Principal(None, "oscar.officer", frozenset({"officer"}))
 
 
 def test_cli_audit_verify_also_checks_the_decisions(
@@ -236,20 +236,20 @@ def test_one_applications_trail_holds_its_scoring_claim_and_decisions(ffa: Lendi
     [batch_id] = ff.batch_ids()
     case = ff.pending_ids()[0]
     external = ff_external_id(ff, case)
-    officer, other = review_officer(), auth.Principal(None, "paula.officer", frozenset({"officer"}))
-    review.claim_case(ff.store, officer, case, ff.config)
-    first = review.decide_case(ff.store, officer, case, "refer", note="check the accounts")
-    review.decide_case(ff.store, other, case, "decline", reason="=SUM(A1)", supersedes=first.id)
+    officer, other = review_officer(), Principal(None, "paula.officer", frozenset({"officer"}))
+    ff.wb(officer).review.claim(case)
+    first = ff.wb(officer).review.decide(case, "refer", note="check the accounts")
+    ff.wb(other).review.decide(case, "decline", reason="=SUM(A1)", supersedes=first.id)
 
-    events = application_trail(ff.store, external)
-    actions = [e["action"] for e in events]
+    events = ff.wb(Principal(None, "ada.admin", frozenset({"admin"}))).audit.application_trail(external)
+    actions = [e.action for e in events]
     for wanted in ("batch_uploaded", "batch_scored", "scored", "case_claimed", "decision_refer",
                    "decision_decline", "case_decided"):
         assert wanted in actions, f"{wanted} missing from {actions}"
     assert actions.count("case_decided") == 2
-    scored = next(e for e in events if e["action"] == "scored")
-    assert scored["model_version"] == ff.version
-    assert json.loads(scored["details"])["batch"] == batch_id
+    scored = next(e for e in events if e.action == "scored")
+    assert scored.model_version == ff.version
+    assert scored.details["batch"] == batch_id
 
     text_csv = application_trail_csv(ff.store, external)
     rows = list(csv.DictReader(io.StringIO(text_csv)))
@@ -260,7 +260,7 @@ def test_one_applications_trail_holds_its_scoring_claim_and_decisions(ffa: Lendi
     # another application's trail does not carry this one's decisions
     other_case = ff.pending_ids()[0]
     assert other_case != case  # (the decided case left the queue)
-    other_actions = [e["action"] for e in application_trail(ff.store, ff_external_id(ff, other_case))]
+    other_actions = [e.action for e in application_trail(ff.store, ff_external_id(ff, other_case))]
     assert "case_decided" not in other_actions and "case_claimed" not in other_actions
 
 

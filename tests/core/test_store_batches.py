@@ -21,11 +21,12 @@ from store_helpers import (
     Lending,
     with_bad_rows,
 )
+from trail import audit_rows
 
 from finflow_core.errors import BatchRejected
 from finflow_core.lending.synthetic import generate_applications
-from finflow_core.services import batches as batch_store
-from finflow_core.store.audit_chain import audit_trail, verify_audit
+from finflow_core.store import batch_queries, batch_writer
+from finflow_core.store.audit_chain import verify_audit
 from finflow_core.store.decision_check import verify_decisions
 from finflow_core.store.lending_tables import batches
 from finflow_core.store.rollup import check_rollups
@@ -86,32 +87,32 @@ def test_a_run_that_fails_half_way_leaves_nothing_and_a_rerun_stores_it_once(
 ) -> None:
     before = ff.counts()
     calls = {"n": 0}
-    real = batch_store.StoreSink.write_chunk
+    real = batch_writer.StoreSink.write_chunk
 
-    def fail_on_second(self: batch_store.StoreSink, chunk, scored) -> None:  # type: ignore[no-untyped-def]
+    def fail_on_second(self: batch_writer.StoreSink, chunk, scored) -> None:  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("disk unplugged half-way")
         real(self, chunk, scored)
 
-    monkeypatch.setattr(batch_store.StoreSink, "write_chunk", fail_on_second)
+    monkeypatch.setattr(batch_writer.StoreSink, "write_chunk", fail_on_second)
     with pytest.raises(RuntimeError, match="half-way"):
         ff.run(batches_dir.a, chunk_rows=300)
     assert calls["n"] == 2
     after = ff.counts()
     assert {t: after[t] for t in LENDING_TABLES} == dict.fromkeys(LENDING_TABLES, 0)
     assert after == before  # audit_log and audit_head included: no entry for it
-    assert [e for e in audit_trail(ff.store) if e["subject_type"] == "batch"] == []
-    assert batch_store.stored_summary(ff.store, "B-" + "0" * 16) is None
+    assert [e for e in audit_rows(ff.store) if e["subject_type"] == "batch"] == []
+    assert batch_queries.stored_summary(ff.store, "B-" + "0" * 16) is None
 
-    monkeypatch.setattr(batch_store.StoreSink, "write_chunk", real)
+    monkeypatch.setattr(batch_writer.StoreSink, "write_chunk", real)
     summary = ff.run(batches_dir.a, chunk_rows=300)
     assert not summary.already_stored
     assert ff.count("batches") == 1
     assert ff.stored_rows(summary.batch_id) == BatchFiles.records(batches_dir.a)
     assert ff.run(batches_dir.a, chunk_rows=300).already_stored
     assert ff.stored_rows(summary.batch_id) == BatchFiles.records(batches_dir.a)
-    assert [e["action"] for e in audit_trail(ff.store, "batch", summary.batch_id)] == [
+    assert [e["action"] for e in audit_rows(ff.store, "batch", summary.batch_id)] == [
         "batch_uploaded", "batch_scored", "drift_measured"]
     assert verify_audit(ff.store).ok and verify_decisions(ff.store).ok
 
@@ -120,7 +121,7 @@ def test_a_failure_while_finishing_leaves_nothing(
     ff: Lending, batches_dir: BatchFiles, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After every chunk was written, a failure in the last step still rolls it all back."""
-    import finflow_core.services.batches as module
+    import finflow_core.store.batch_writer as module
 
     def broken_audit(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("audit unavailable")
@@ -211,7 +212,7 @@ def _after_the_kill(ff: Lending, cmd: list[str], env: dict[str, str], records: i
         assert conn.execute(select(batches.c.id)).all() == []
     assert {t: ff.count(t) for t in LENDING_TABLES} == dict.fromkeys(LENDING_TABLES, 0)
     assert verify_audit(ff.store).ok
-    assert [e for e in audit_trail(ff.store) if e["subject_type"] == "batch"] == []
+    assert [e for e in audit_rows(ff.store) if e["subject_type"] == "batch"] == []
 
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

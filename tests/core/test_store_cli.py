@@ -17,6 +17,7 @@ from store_helpers import (
     Lending,
     raw_sql,
 )
+from trail import audit_rows
 
 from finflow_core.cli import main
 
@@ -233,9 +234,9 @@ def test_users_add_makes_the_first_admin_then_needs_an_admin(
 
 
 def ff_sqlite_trail(ff: Lending) -> list[tuple[str, str, str]]:
-    from finflow_core.store.audit_chain import audit_trail
 
-    return [(e["action"], e["actor"], e["subject_id"]) for e in audit_trail(ff.store)]
+
+    return [(e["action"], e["actor"], e["subject_id"]) for e in audit_rows(ff.store)]
 
 
 def test_audit_verify_is_0_then_12_after_tampering(

@@ -15,7 +15,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from finflow_core.services.auth import authenticate, hash_password
+from finflow_core.lending.config import load_config
+from finflow_core.security.passwords import hash_password
+from finflow_core.services.context import Context
+from finflow_core.services.sessions import Gate
 from finflow_core.store import SchemaVersionError, Store, normalise_url, open_store
 from finflow_core.store.audit_chain import append_audit, verify_audit
 from finflow_core.store.migrate import (
@@ -181,7 +184,7 @@ def test_a_database_from_before_migrations_is_adopted_keeping_its_rows(store_url
             row = conn.execute(select(users)).one()
             assert (row.username, row.failed_logins, row.locked_until) == ("olduser", 0, None)
             assert conn.execute(text("SELECT body FROM notes")).scalar_one() == "keep me"
-        assert authenticate(store, "olduser", password).roles == frozenset({"admin"})
+        assert Gate(Context(load_config(), store)).authenticate("olduser", password).roles == frozenset({"admin"})
 
 
 def test_an_older_revision_is_upgraded_keeping_its_rows(store_url: str, tmp_path: Path) -> None:

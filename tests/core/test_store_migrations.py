@@ -19,13 +19,15 @@ from store_helpers import (
     Lending,
     make_lending,
 )
+from trail import audit_rows
 
-from finflow_core.services import auth
-from finflow_core.services import batches as batch_store
-from finflow_core.services.auth import SYSTEM, Principal
-from finflow_core.services.review import decide_case
+from finflow_core.lending.config import load_config
+from finflow_core.services.access import SYSTEM, Principal
+from finflow_core.services.context import Context
+from finflow_core.services.sessions import Gate
 from finflow_core.store import Store, make_engine, open_store
-from finflow_core.store.audit_chain import append_audit, audit_trail, verify_audit
+from finflow_core.store.audit_chain import append_audit, verify_audit
+from finflow_core.store.batch_queries import find_by_sha
 from finflow_core.store.decision_check import verify_decisions
 from finflow_core.store.lending_tables import applications, batches, decisions, model_versions
 from finflow_core.store.migrate import alembic_config, head_revision, load_all_tables
@@ -92,12 +94,12 @@ def test_an_older_database_at_0001_is_upgraded_keeping_users_and_audit(
         old = Store(engine)
         assert old.revision() == "0001_foundation"
         assert "batches" not in inspect(engine).get_table_names()
-        admin = auth.create_first_admin(old, "ada.admin", PASSWORD)
-        auth.add_user(old, admin, "ann.analyst", PASSWORD, ["analyst"])
-        auth.authenticate(old, "ann.analyst", PASSWORD)
+        gate = Gate(Context(load_config(), old))
+        gate.create_first_admin("ada.admin", PASSWORD).users.add("ann.analyst", PASSWORD, ["analyst"])
+        gate.authenticate("ann.analyst", PASSWORD)
         with old.begin() as conn:
             append_audit(conn, "ada.admin", "note", "test", "1", {"text": "before the upgrade"})
-        trail_before = audit_trail(old)
+        trail_before = audit_rows(old)
         with old.connect() as conn:
             users_before = conn.execute(select(users).order_by(users.c.id)).all()
     finally:
@@ -109,17 +111,17 @@ def test_an_older_database_at_0001_is_upgraded_keeping_users_and_audit(
         assert store.revision() == head_revision()
         with store.connect() as conn:
             assert conn.execute(select(users).order_by(users.c.id)).all() == users_before
-        assert audit_trail(store)[: len(trail_before)] == trail_before
+        assert audit_rows(store)[: len(trail_before)] == trail_before
         assert verify_audit(store).ok
-        assert auth.authenticate(store, "ada.admin", PASSWORD).roles == frozenset({"admin"})
+        assert lending.gate.authenticate("ada.admin", PASSWORD).roles == frozenset({"admin"})
         with store.engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(context, load_all_tables()) == []
         # the upgraded database works as a new one: a batch, a decision, the guards
-        analyst = auth.authenticate(store, "ann.analyst", PASSWORD)
+        analyst = lending.gate.authenticate("ann.analyst", PASSWORD)
         summary = lending.run(batches_dir.a, actor=analyst)
-        decide_case(store, Principal(None, "oscar", frozenset({"officer"})),
-                    lending.pending_ids()[0], "approve")
+        lending.wb(Principal(None, "oscar", frozenset({"officer"}))).review.decide(
+            lending.pending_ids()[0], "approve")
         with pytest.raises(DBAPIError, match="append-only"), store.begin() as conn:
             conn.execute(update(decisions).values(outcome="decline"))
         assert lending.stored_rows(summary.batch_id) == BatchFiles.records(batches_dir.a)
@@ -144,7 +146,7 @@ def test_one_first_decision_per_application_and_one_successor_per_decision(
 ) -> None:
     ff.run(batches_dir.a)
     case = ff.pending_ids()[0]
-    first = decide_case(ff.store, Principal(None, "olga", frozenset({"officer"})), case, "approve")
+    first = ff.wb(Principal(None, "olga", frozenset({"officer"}))).review.decide(case, "approve")
     base = {"application_id": case, "outcome": "decline", "kind": "manual", "decided_by": "mallory",
             "reason": "r", "note": "", "decided_at": "2026-01-01T00:00:00.000000+00:00"}
     with pytest.raises(IntegrityError, match=FIRST_DECISION), ff.store.begin() as conn:
@@ -183,4 +185,4 @@ def test_stores_refuse_a_batch_whose_model_is_not_registered(ff: Lending) -> Non
             low_edge=0.1, high_edge=0.2, week_start="2026-01-05", rows_in=0, rows_valid=0,
             rows_quarantined=0, n_low=0, n_medium=0, n_high=0, automation_rate=0.0,
             expected_profit=0.0, drift_status="stable", summary="{}"))
-    assert SYSTEM.has_role("analyst") and batch_store.find_batch_by_sha(ff.store, "e" * 64) is None
+    assert SYSTEM.has_role("analyst") and find_by_sha(ff.store, "e" * 64) is None

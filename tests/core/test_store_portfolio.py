@@ -15,9 +15,8 @@ from store_helpers import (
 )
 
 from finflow_core.errors import PermissionDenied
-from finflow_core.services.auth import Principal
-from finflow_core.services.portfolio import PortfolioFilter, portfolio_summary
-from finflow_core.services.review import decide_case
+from finflow_core.services.access import Principal
+from finflow_core.services.portfolio import PortfolioFilter
 from finflow_core.store.lending_tables import applications
 from finflow_core.store.rollup import check_rollups, probability_bin
 
@@ -50,9 +49,9 @@ def make_busy(ff: Lending, batches_dir: BatchFiles) -> Lending:
     assert len(pending) >= 30
     for i, case in enumerate(pending[:30]):
         outcome = ("approve", "decline", "refer")[i % 3]
-        d = decide_case(ff.store, OLGA, case, outcome, reason="r", note="n")
+        d = ff.wb(OLGA).review.decide(case, outcome, reason="r", note="n")
         if i % 4 == 0:  # revise a quarter of them
-            decide_case(ff.store, OLGA, case, "approve" if outcome != "approve" else "decline",
+            ff.wb(OLGA).review.decide(case, "approve" if outcome != "approve" else "decline",
                         reason="second thoughts", supersedes=d.id)
     with ff.store.connect() as conn:
         autos = conn.execute(select(applications.c.id, applications.c.current_decision_id)
@@ -60,7 +59,7 @@ def make_busy(ff: Lending, batches_dir: BatchFiles) -> Lending:
                                     applications.c.batch_id == a).limit(5)).all()
     assert len(autos) == 5  # the overrides happen: the roll-ups see every kind of decision
     for app_id, decision_id in autos:  # officers override automatic decisions
-        decide_case(ff.store, OLGA, app_id, "refer", note="override", supersedes=decision_id)
+        ff.wb(OLGA).review.decide(app_id, "refer", note="override", supersedes=decision_id)
     return ff
 
 
@@ -68,7 +67,7 @@ def test_rollups_equal_a_fresh_group_by_after_batches_and_decisions(busy: Lendin
     with busy.store.connect() as conn:
         assert check_rollups(conn) == []
     apps = applications_frame(busy)
-    summary = portfolio_summary(busy.store, MANAGER, busy.config)
+    summary = busy.wb(MANAGER).portfolio.summary()
     kpis = summary.kpis()
     assert kpis["applications"] == len(apps)
     for status in ("approved", "declined", "pending", "referred"):
@@ -82,7 +81,7 @@ def test_rollups_equal_a_fresh_group_by_after_batches_and_decisions(busy: Lendin
     assert len(merged) == len(fresh) == len(grouped)
     assert (merged["n"] == merged["n_fresh"]).all()
     assert np.allclose(merged["amount"], merged["amount_fresh"])
-    by_industry = portfolio_summary(busy.store, MANAGER, busy.config, segment="industry").by("segment")
+    by_industry = busy.wb(MANAGER).portfolio.summary(segment="industry").by("segment")
     assert dict(zip(by_industry["segment"], by_industry["n"], strict=True)) == \
         apps["segment_1"].value_counts().to_dict()
     hist = summary.histogram
@@ -112,7 +111,7 @@ def test_filters_match_the_same_filter_on_the_applications(busy_sqlite: Lending)
     batch = apps["batch_id"].iloc[0]
     f = PortfolioFilter(week_from=week, week_to=week, batch_ids=(batch,),
                         segments={"region": ("west", "midwest")})
-    got = portfolio_summary(busy.store, MANAGER, busy.config, f)
+    got = busy.wb(MANAGER).portfolio.summary(f)
     mask = ((apps["week_start"] == week) & (apps["batch_id"] == batch)
             & apps["segment_2"].isin(["west", "midwest"]))
     assert got.total == int(mask.sum()) > 0
@@ -121,5 +120,5 @@ def test_filters_match_the_same_filter_on_the_applications(busy_sqlite: Lending)
 
 def test_only_managers_see_the_portfolio(ff: Lending) -> None:
     with pytest.raises(PermissionDenied):
-        portfolio_summary(ff.store, ANALYST, ff.config)
-    assert portfolio_summary(ff.store, MANAGER, ff.config).total == 0
+        ff.wb(ANALYST).portfolio.summary()
+    assert ff.wb(MANAGER).portfolio.summary().total == 0

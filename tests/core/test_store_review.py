@@ -17,26 +17,67 @@ from store_helpers import (
     raw_sql,
 )
 from store_workers import decide_in_process
+from trail import audit_rows
 
 from finflow_core.errors import Conflict
-from finflow_core.services.auth import Principal
+from finflow_core.lending.config import Config, load_config
+from finflow_core.services.access import Principal
+from finflow_core.services.context import Context
 from finflow_core.services.review import (
+    CaseView,
+    ClaimInfo,
+    DecisionRecord,
     InvalidDecision,
-    case_view,
-    claim_case,
-    decide_case,
-    next_case,
-    open_case,
-    release_claim,
-    review_queue,
+    QueueRow,
 )
+from finflow_core.services.workbench import Workbench
 from finflow_core.store import Store, open_store
-from finflow_core.store.audit_chain import audit_trail, verify_audit
+from finflow_core.store.audit_chain import verify_audit
 from finflow_core.store.decision_check import verify_decisions
 from finflow_core.store.lending_tables import applications, claims, decisions
 from finflow_core.store.rollup import check_rollups
 
 pytest_plugins = ["store_fixtures"]  # the store tests' shared fixtures
+
+
+# -- the review service, called the way these tests read best ----------------------------------
+
+def _review(store: Store, actor: Principal, clock: Any = None):  # type: ignore[no-untyped-def]
+    ctx = Context(load_config(), store, **({"clock": clock} if clock is not None else {}))
+    return Workbench(ctx, actor).review
+
+
+def decide_case(store: Store, actor: Principal, case: int, outcome: str, reason: str = "",
+                note: str = "", *, supersedes: int | None = None, clock: Any = None) -> DecisionRecord:
+    return _review(store, actor, clock).decide(case, outcome, reason, note, supersedes=supersedes)
+
+
+def claim_case(store: Store, actor: Principal, case: int, config: Config, *,
+               clock: Any = None) -> ClaimInfo:
+    return _review(store, actor, clock).claim(case)
+
+
+def release_claim(store: Store, actor: Principal, case: int) -> None:
+    _review(store, actor).release(case)
+
+
+def case_view(store: Store, actor: Principal, case: int, config: Config, *, clock: Any = None) -> CaseView:
+    return _review(store, actor, clock).case(case)
+
+
+def open_case(store: Store, actor: Principal, case: int, config: Config, *, claim: bool = True,
+              clock: Any = None) -> CaseView:
+    return _review(store, actor, clock).open(case, claim=claim)
+
+
+def review_queue(store: Store, actor: Principal, *, status: str = "pending",
+                 clock: Any = None) -> tuple[list[QueueRow], int]:
+    page = _review(store, actor, clock).queue(status)
+    return page.rows, page.total
+
+
+def next_case(store: Store, actor: Principal, *, clock: Any = None) -> int | None:
+    return _review(store, actor, clock).next_case()
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 OLGA = Principal(None, "olga.officer", frozenset({"officer"}))
@@ -139,7 +180,7 @@ def test_a_referral_is_followed_by_a_decision_that_supersedes_it(stored_sqlite: 
     referral = decide_case(stored.store, OLGA, case, "refer", note="check the accounts")
     assert app_row(stored.store, case).status == "referred"
     rows, total = review_queue(stored.store, OLGA, status="referred")
-    assert total == 1 and rows[0]["id"] == case
+    assert total == 1 and rows[0].id == case
     # deciding a referred case names the referral it follows: without it, it is refused
     with pytest.raises(Conflict, match="refer"):
         decide_case(stored.store, PAUL, case, "approve")
@@ -208,7 +249,7 @@ def test_a_claimed_case_shows_who_since_when_and_others_cannot_decide_it(stored:
     assert refused.value.details["claimed_by"] == OLGA.username
     assert stored.counts() == before  # nothing written, not even an audit entry
     rows, _ = review_queue(stored.store, PAUL, clock=clock)
-    assert next(r for r in rows if r["id"] == case)["claimed_by"] == OLGA.username
+    assert next(r for r in rows if r.id == case).claimed_by == OLGA.username
     assert next_case(stored.store, PAUL, clock=clock) != case
     assert next_case(stored.store, OLGA, clock=clock) == case  # her own claim counts as free
 
@@ -233,7 +274,7 @@ def test_a_claim_expires_after_the_configured_minutes(stored_sqlite: Lending) ->
     assert case_view(stored.store, PAUL, case, stored.config, clock=clock).claim is None
     taken = claim_case(stored.store, PAUL, case, stored.config, clock=clock)
     assert taken.claimed_by == PAUL.username
-    claim_events = [e for e in audit_trail(stored.store, action="case_claimed")]
+    claim_events = [e for e in audit_rows(stored.store, action="case_claimed")]
     assert [e["actor"] for e in claim_events] == [OLGA.username, PAUL.username]
     assert claim_events[1]["details"]["taken_over_from"] == OLGA.username
     # the first officer comes back: now she is the one refused
@@ -340,7 +381,7 @@ def check_race(store: Store, cases: list[int], results: dict[tuple[str, int], An
     assert verify_audit(store).ok
     check = verify_decisions(store)
     assert check.ok and check.manual_checked == len(cases), check.message
-    assert len(audit_trail(store, action="case_decided")) == len(cases)
+    assert len(audit_rows(store, action="case_decided")) == len(cases)
 
 
 @pytest.mark.heavy
@@ -416,7 +457,7 @@ def test_officers_racing_to_claim_one_case_leave_exactly_one_holder(stored: Lend
     with stored.store.connect() as conn:
         assert conn.execute(select(claims.c.claimed_by).where(claims.c.application_id == case)).all() \
             == [(winners[0],)]
-    assert [e["actor"] for e in audit_trail(stored.store, action="case_claimed")] == winners
+    assert [e["actor"] for e in audit_rows(stored.store, action="case_claimed")] == winners
 
 
 def same_group_pairs(store: Store, n: int) -> list[tuple[int, int]]:

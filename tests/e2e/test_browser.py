@@ -12,7 +12,6 @@ from playwright.sync_api import Browser, Page, expect
 
 from finflow_app.pages import PAGES
 from finflow_core.lending.synthetic import generate_applications
-from finflow_core.services import review
 
 pytestmark = pytest.mark.browser
 
@@ -162,15 +161,15 @@ def test_journey_upload_review_and_portfolio(server: Server, browser: Browser, s
     external = heading.inner_text().removeprefix("Case ").strip()
     expect(officer.locator("[data-testid='stPlotlyChart']")).to_be_visible()
     shot(officer, shots, "review_case.png")
-    ids = review.find_applications(inst.store, inst.users["manager"], external)
+    ids = inst.wb("manager").review.find(external)
     case_id = ids[-1]
-    assert review.case_view(inst.store, inst.users["manager"], case_id, inst.config).status == "pending"
+    assert inst.wb("manager").review.case(case_id).status == "pending"
     officer.locator("[data-testid='stRadio']").filter(has_text="Outcome").get_by_text("Approve", exact=True).click()
     click(officer, officer.get_by_role("button", name="Record decision"), timings, "record_decision")
     expect(officer.get_by_text(f"Case {external}: approve recorded.")).to_be_visible()
-    assert review.case_view(inst.store, inst.users["manager"], case_id, inst.config).status == "approved"
-    rows, _ = review.review_queue(inst.store, inst.users["manager"], limit=10_000)
-    assert case_id not in [r["id"] for r in rows]
+    assert inst.wb("manager").review.case(case_id).status == "approved"
+    rows = inst.wb("manager").review.queue(limit=10_000).rows
+    assert case_id not in [r.id for r in rows]
     # the next case opened by itself
     expect(officer.get_by_role("heading", level=1).filter(has_text="Case ")).not_to_have_text(f"Case {external}")
 
@@ -236,5 +235,5 @@ def test_officer_types_a_new_application_and_gets_a_decision(server: Server, pag
     expect(page.get_by_text("Decision:")).to_be_visible(timeout=30_000)
     assert metric(page, "Time taken").endswith(" ms")
     shot(page, shots, "new_application.png")
-    ids = review.find_applications(e2e_installation.store, e2e_installation.users["officer"], "WEB-E2E-1")
+    ids = e2e_installation.wb("officer").review.find("WEB-E2E-1")
     assert len(ids) == 1  # stored once

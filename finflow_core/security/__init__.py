@@ -1,0 +1,1 @@
+"""Security primitives with no database: password hashing, password rules, secret keys."""

@@ -1,0 +1,180 @@
+"""Reading stored batches back: summaries, lists, decision tables, quarantine, drift runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, select
+
+from finflow_core.lending.terms import BAND_RECOMMENDATION, DriftStatus
+from finflow_core.pipeline.run import BatchSummary
+from finflow_core.store import Store
+from finflow_core.store.lending_tables import (
+    applications,
+    batches,
+    drift_runs,
+    quarantine_issues,
+    quarantine_rows,
+    scores,
+)
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """One stored batch as listed."""
+
+    id: str
+    file_name: str
+    uploaded_by: str
+    uploaded_at: str
+    week_start: str
+    model_version: str
+    rows_in: int
+    rows_valid: int
+    rows_quarantined: int
+    n_low: int
+    n_medium: int
+    n_high: int
+    automation_rate: float
+    expected_profit: float
+    drift_status: DriftStatus
+
+
+@dataclass(frozen=True)
+class DriftRun:
+    """PSI of one batch: the score's, every feature's, and the bin counts behind them."""
+
+    batch_id: str
+    model_version: str
+    status: DriftStatus
+    score_psi: float | None
+    features: dict[str, float | None]
+    counts: dict[str, list[int]]
+    computed_at: str
+    week_start: str
+    file_name: str
+
+
+DECISION_EXPORT = ("row_number", "application_id", "probability", "band", "decision", "status",
+                   "expected_profit", "loan_amount", "model_version")
+
+
+def stored_summary(store: Store, batch_id: str) -> BatchSummary | None:
+    """The summary of a stored batch, or None."""
+    with store.connect() as conn:
+        row = conn.execute(select(batches.c.summary).where(batches.c.id == batch_id)).first()
+    if row is None:
+        return None
+    d = json.loads(row.summary)
+    d["already_stored"] = True
+    d["timings"] = {}
+    return BatchSummary(**d)
+
+
+def find_by_sha(store: Store, sha256: str) -> str | None:
+    with store.connect() as conn:
+        return conn.execute(select(batches.c.id).where(batches.c.sha256 == sha256)).scalar()
+
+
+def list_batches(store: Store, limit: int = 100) -> list[BatchRow]:
+    b = batches.c
+    with store.connect() as conn:
+        rows = conn.execute(
+            select(b.id, b.file_name, b.uploaded_by, b.uploaded_at, b.week_start, b.model_version,
+                   b.rows_in, b.rows_valid, b.rows_quarantined, b.n_low, b.n_medium, b.n_high,
+                   b.automation_rate, b.expected_profit, b.drift_status)
+            .order_by(b.uploaded_at.desc()).limit(limit)
+        ).all()
+    return [BatchRow(*r[:-1], DriftStatus(r[-1])) for r in rows]
+
+
+def batch_ids(conn: Connection) -> list[str]:
+    return list(conn.execute(select(batches.c.id).order_by(batches.c.uploaded_at)).scalars())
+
+
+def iter_decision_frames(store: Store, batch_id: str, reason_codes: int,
+                         chunk_rows: int = 100_000) -> Iterator[pd.DataFrame]:
+    """The stored decision table of a batch, in row-number order, a chunk at a time."""
+    a = applications.c
+    last = 0
+    while True:
+        with store.connect() as conn:
+            rows = conn.execute(
+                select(a.row_number, a.external_id, a.probability, a.band, a.status, a.expected_profit,
+                       a.amount, scores.c.model_version, scores.c.reasons)
+                .join(scores, scores.c.application_id == a.id)
+                .where(a.batch_id == batch_id).where(a.row_number > last)
+                .order_by(a.row_number).limit(chunk_rows)
+            ).all()
+        if not rows:
+            return
+        yield _decision_table(rows, reason_codes)
+        last = int(rows[-1][0])
+
+
+def decisions_frame(store: Store, batch_id: str, reason_codes: int) -> pd.DataFrame:
+    """The stored decision table of a batch: one row per valid application."""
+    frames = list(iter_decision_frames(store, batch_id, reason_codes))
+    if not frames:
+        return pd.DataFrame(columns=decision_columns(reason_codes))
+    return pd.concat(frames, ignore_index=True)
+
+
+def decision_columns(reason_codes: int) -> list[str]:
+    return [*DECISION_EXPORT, *(f"reason_{i + 1}" for i in range(reason_codes))]
+
+
+def _decision_table(rows: list[Any], k: int) -> pd.DataFrame:
+    df = pd.DataFrame.from_records(
+        [tuple(r) for r in rows],
+        columns=["row_number", "application_id", "probability", "band", "status", "expected_profit",
+                 "loan_amount", "model_version", "reasons"],
+    )
+    reasons = json.loads("[" + ",".join(df.pop("reasons")) + "]")  # one parse for the chunk
+    df["probability"] = df["probability"].round(6)
+    df["expected_profit"] = df["expected_profit"].round(2)
+    df["decision"] = df["band"].map({str(k): str(v) for k, v in BAND_RECOMMENDATION.items()})
+    df = df[list(DECISION_EXPORT)]
+    for i in range(k):
+        df[f"reason_{i + 1}"] = [r[i]["text"] if i < len(r) else "" for r in reasons]
+    return df
+
+
+def quarantine_frame(store: Store, batch_id: str) -> pd.DataFrame:
+    """Quarantined rows of a batch: row number, line, reasons, then the cells as written."""
+    with store.connect() as conn:
+        rows = conn.execute(
+            select(quarantine_rows).where(quarantine_rows.c.batch_id == batch_id)
+            .order_by(quarantine_rows.c.row_number)
+        ).all()
+    records = [{"row_number": r.row_number, "line": r.line, "reasons": r.reasons, **json.loads(r.data)}
+               for r in rows]
+    return pd.DataFrame(records, columns=None if records else ["row_number", "line", "reasons"])
+
+
+def issues_frame(store: Store, batch_id: str) -> pd.DataFrame:
+    q = quarantine_issues.c
+    with store.connect() as conn:
+        rows = conn.execute(
+            select(q.row_number, q.column_name.label("column"), q.rule, q.value, q.message)
+            .where(q.batch_id == batch_id).order_by(q.row_number, q.id)
+        ).mappings().all()
+    return pd.DataFrame([dict(r) for r in rows], columns=["row_number", "column", "rule", "value", "message"])
+
+
+def drift_history(store: Store, limit: int = 52) -> list[DriftRun]:
+    """Drift runs, newest first."""
+    d = drift_runs.c
+    with store.connect() as conn:
+        rows = conn.execute(
+            select(d.batch_id, d.model_version, d.status, d.score_psi, d.psi, d.counts, d.computed_at,
+                   batches.c.week_start, batches.c.file_name)
+            .join(batches, batches.c.id == d.batch_id)
+            .order_by(d.computed_at.desc(), d.id.desc()).limit(limit)
+        ).all()
+    return [DriftRun(r.batch_id, r.model_version, DriftStatus(r.status), r.score_psi, json.loads(r.psi),
+                     json.loads(r.counts), r.computed_at, r.week_start, r.file_name) for r in rows]

@@ -1,0 +1,255 @@
+"""Writing a scored batch into the store, chunk by chunk, inside the caller's transaction.
+
+Automatic decisions are audited through one entry per batch that carries a digest of all
+of them, so ``audit verify`` can tell if any was changed later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, func, select, text, update
+
+from finflow_core.lending.drift import DriftReport
+from finflow_core.lending.intake.reader import BatchFile
+from finflow_core.lending.intake.validation import ChunkResult
+from finflow_core.lending.scoring import ScoringEngine, reason_texts
+from finflow_core.lending.terms import AUTO_OUTCOME, STATUS_OF_BAND, Band, DecisionKind, Outcome
+from finflow_core.pipeline.run import BatchSummary
+from finflow_core.store.audit_chain import append_audit
+from finflow_core.store.bulk import bulk_insert
+from finflow_core.store.decision_check import decision_digest_line
+from finflow_core.store.lending_tables import (
+    applications,
+    batches,
+    decisions,
+    drift_runs,
+    quarantine_issues,
+    quarantine_rows,
+    scores,
+)
+from finflow_core.store.rollup import add_applications
+from finflow_core.store.tables import iso_utc
+
+ROLLUP_COLUMNS = ("week_start", "batch_id", "band", "status", "decided_kind", "segment_1",
+                  "segment_2", "segment_3", "amount", "expected_profit", "probability")
+EXTERNAL_ID_LEN = applications.c.external_id.type.length
+
+
+class AlreadyStored(Exception):
+    """Raised inside a run's transaction when the same file was stored first (a race)."""
+
+    def __init__(self, batch_id: str) -> None:
+        self.batch_id = batch_id
+
+
+def week_start(d: date | datetime) -> str:
+    day = d.date() if isinstance(d, datetime) else d
+    return (day - timedelta(days=day.weekday())).isoformat()
+
+
+class StoreSink:
+    """Writes a run's chunks into the store inside the caller's transaction.
+
+    Parameters
+    ----------
+    conn : an open write transaction.
+    batch, scoring : what is stored and the model and strategy that score it.
+    actor_name : who uploaded it (audited).
+    now : the run's time (from the service's clock).
+    """
+
+    def __init__(self, conn: Connection, batch: BatchFile, scoring: ScoringEngine, actor_name: str,
+                 now: datetime) -> None:
+        self.conn = conn
+        self.batch = batch
+        self.scoring = scoring
+        self.config = scoring.config
+        self.actor_name = actor_name
+        self.at = now
+        self.now = iso_utc(now)
+        self.upload_week = week_start(now)
+        self.weeks: dict[str, int] = {}
+        self.digest = hashlib.sha256()
+        self.auto = {Outcome.APPROVE: 0, Outcome.DECLINE: 0}
+        if conn.execute(select(batches.c.id).where(batches.c.sha256 == batch.sha256)).first():
+            raise AlreadyStored(batch.batch_id)
+        s = scoring.strategy
+        conn.execute(batches.insert().values(
+            id=batch.batch_id, sha256=batch.sha256, file_name=batch.name[:255],
+            uploaded_by=actor_name, uploaded_at=self.now, model_version=scoring.bundle.version,
+            low_edge=s.low_edge, high_edge=s.high_edge, week_start=self.upload_week,
+            rows_in=0, rows_valid=0, rows_quarantined=0, n_low=0, n_medium=0, n_high=0,
+            automation_rate=0.0, expected_profit=0.0, drift_status="stable", summary="{}",
+        ))
+
+    def write_chunk(self, chunk: ChunkResult, scored: pd.DataFrame) -> None:
+        self._write_quarantine(chunk)
+        if scored.empty:
+            return
+        cfg, n = self.config, len(scored)
+        valid = chunk.valid
+        weeks = self._weeks(valid)
+        for w, k in pd.Series(weeks).value_counts().items():
+            self.weeks[str(w)] = self.weeks.get(str(w), 0) + int(k)
+        bands = scored["band"].to_numpy(dtype=object)
+        auto = bands != Band.MEDIUM
+        row_numbers = scored["row_number"].to_numpy(dtype=np.int64)
+        probability = scored["probability"].to_numpy(dtype=float)
+        external = [str(e)[:EXTERNAL_ID_LEN] for e in scored["application_id"]]
+        # ids are allocated up front (under the transaction's write lock) so each table is
+        # one bulk insert, and every application points at its automatic decision
+        app_ids = np.asarray(allocate_ids(self.conn, applications, n), dtype=np.int64)
+        decision_ids = np.full(n, None, dtype=object)
+        decision_ids[auto] = allocate_ids(self.conn, decisions, int(auto.sum()))
+        raw = chunk.valid_raw if chunk.valid_raw is not None else valid.astype(str)
+        segs = [valid[c].astype(object).where(valid[c].notna(), None).to_numpy() for c in cfg.segments]
+        columns = {
+            "id": app_ids, "batch_id": self.batch.batch_id, "row_number": row_numbers,
+            "external_id": external, "week_start": weeks,
+            "amount": scored["loan_amount"].to_numpy(dtype=float),
+            **{f"segment_{i + 1}": (segs[i] if i < len(segs) else None) for i in range(3)},
+            "data": raw.to_json(orient="records", lines=True, force_ascii=False).splitlines(),
+            "probability": probability, "band": bands,
+            "status": np.array([STATUS_OF_BAND[b] for b in bands], dtype=object),
+            "expected_profit": scored["expected_profit"].to_numpy(dtype=float),
+            "decided_kind": np.where(auto, DecisionKind.AUTO, None), "current_decision_id": decision_ids,
+        }
+        bulk_insert(self.conn, applications, columns, n)
+        add_applications(self.conn, pd.DataFrame({k: columns[k] for k in ROLLUP_COLUMNS}))
+        version = self.scoring.bundle.version
+        reasons = scored["reasons"].tolist()
+        bulk_insert(self.conn, scores, {
+            "application_id": app_ids, "model_version": version, "probability": probability,
+            "band": bands, "ev_approve": scored["ev_approve"].to_numpy(dtype=float),
+            "ev_review": scored["ev_review"].to_numpy(dtype=float),
+            "reasons": [json.dumps(r, default=json_default) for r in reasons], "scored_at": self.now,
+        }, n)
+        idx = np.flatnonzero(auto)
+        if len(idx) == 0:
+            return
+        outcomes = [AUTO_OUTCOME[b] for b in bands[idx]]
+        for i, outcome in zip(idx.tolist(), outcomes, strict=True):
+            self.auto[outcome] += 1
+            # the id as stored: verify recomputes this digest from the store
+            self.digest.update(decision_digest_line(int(row_numbers[i]), external[i], outcome,
+                                                    float(probability[i])))
+        bulk_insert(self.conn, decisions, {
+            "id": decision_ids[idx].astype(np.int64), "application_id": app_ids[idx],
+            "outcome": outcomes, "kind": DecisionKind.AUTO, "decided_by": f"model:{version}",
+            "reason": [reason_texts(reasons[i]) if bands[i] == Band.HIGH else "" for i in idx.tolist()],
+            "note": "", "decided_at": self.now, "model_version": version, "supersedes_id": None,
+        }, len(idx))
+
+    def finish(self, summary: BatchSummary, drift: DriftReport) -> None:
+        week = max(self.weeks, key=lambda w: (self.weeks[w], w)) if self.weeks else self.upload_week
+        bands = summary.bands
+        conn, bid, version = self.conn, self.batch.batch_id, self.scoring.bundle.version
+        conn.execute(update(batches).where(batches.c.id == bid).values(
+            rows_in=summary.rows_in, rows_valid=summary.rows_valid,
+            rows_quarantined=summary.rows_quarantined, n_low=bands[Band.LOW],
+            n_medium=bands[Band.MEDIUM], n_high=bands[Band.HIGH],
+            automation_rate=summary.automation_rate, expected_profit=summary.expected_profit,
+            drift_status=drift.status, week_start=week,
+            summary=json.dumps(stored_summary_dict(summary), default=json_default),
+        ))
+        conn.execute(drift_runs.insert().values(
+            batch_id=bid, model_version=version, status=drift.status,
+            score_psi=finite(drift.score_psi),
+            psi=json.dumps({k: finite(v) for k, v in drift.features.items()}),
+            counts=json.dumps(drift.counts), computed_at=self.now,
+        ))
+        actor = self.actor_name
+        append_audit(conn, actor, "batch_uploaded", "batch", bid, {
+            "file": self.batch.name, "sha256": self.batch.sha256, "rows_in": summary.rows_in,
+            "rows_valid": summary.rows_valid, "rows_quarantined": summary.rows_quarantined,
+        }, model_version=version, at=self.at)
+        append_audit(conn, actor, "batch_scored", "batch", bid, {
+            "bands": bands, "automatic_approvals": self.auto[Outcome.APPROVE],
+            "automatic_declines": self.auto[Outcome.DECLINE], "expected_profit": summary.expected_profit,
+            "low_edge": self.scoring.strategy.low_edge, "high_edge": self.scoring.strategy.high_edge,
+            "auto_decisions_sha256": self.digest.hexdigest(),
+        }, model_version=version, at=self.at)
+        append_audit(conn, actor, "drift_measured", "batch", bid, {
+            "status": drift.status, "score_psi": finite(drift.score_psi), "alerts": drift.alerts,
+        }, model_version=version, at=self.at)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _weeks(self, valid: pd.DataFrame) -> list[str]:
+        col = self.config.date_column
+        if col is None or col not in valid:
+            return [self.upload_week] * len(valid)
+        d = pd.to_datetime(valid[col], errors="coerce")
+        monday = (d - pd.to_timedelta(d.dt.day_of_week, unit="D")).dt.strftime("%Y-%m-%d")
+        return monday.fillna(self.upload_week).tolist()
+
+    def _write_quarantine(self, chunk: ChunkResult) -> None:
+        q = chunk.quarantined
+        if q.empty:
+            return
+        id_col = self.config.id_column
+        cells = q.drop(columns=["row_number", "line", "reasons"])
+        data = cells.to_json(orient="records", lines=True, force_ascii=False).splitlines()
+        self.conn.execute(quarantine_rows.insert(), [
+            {
+                "batch_id": self.batch.batch_id, "row_number": int(rn), "line": int(ln),
+                "external_id": None if ext is None or pd.isna(ext) else str(ext)[:255],
+                "reasons": str(rs), "data": d,
+            }
+            for rn, ln, rs, ext, d in zip(
+                q["row_number"], q["line"], q["reasons"],
+                q[id_col] if id_col in q else [None] * len(q), data, strict=True,
+            )
+        ])
+        self.conn.execute(quarantine_issues.insert(), [
+            {
+                "batch_id": self.batch.batch_id, "row_number": int(r.row_number),
+                "column_name": str(r.column), "rule": str(r.rule),
+                "value": None if r.value is None else str(r.value), "message": str(r.message),
+            }
+            for r in chunk.issues.itertuples(index=False)
+        ])
+
+
+def allocate_ids(conn: Connection, table: Any, n: int) -> list[int]:
+    """``n`` fresh primary keys for ``table``, taken inside the caller's write transaction.
+
+    PostgreSQL hands them out from the table's sequence (safe under concurrency); on SQLite
+    the transaction holds the database's only write lock, so max(id) + 1 onwards is free.
+    """
+    if n == 0:
+        return []
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(
+            text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
+            {"t": table.name, "n": n},
+        )
+        return [int(r[0]) for r in rows]
+    start = int(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()) + 1
+    return list(range(start, start + n))
+
+
+def stored_summary_dict(summary: BatchSummary) -> dict[str, Any]:
+    d = summary.to_dict()
+    d.pop("timings", None)
+    d["already_stored"] = False
+    return d
+
+
+def finite(v: float | None) -> float | None:
+    return None if v is None or not np.isfinite(v) else float(v)
+
+
+def json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, (datetime, date)):
+        return o.isoformat()
+    if isinstance(o, float) and not np.isfinite(o):
+        return None
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

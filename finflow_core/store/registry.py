@@ -1,0 +1,115 @@
+"""The registry of record: model versions, which one is champion, and saved band edges.
+
+The files live under the models folder; the store holds each version's card and artifact
+hash, so a model is loaded only if its file still hashes to what was registered.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from finflow_core.lending.model.bundle import ModelBundle
+from finflow_core.lending.terms import ModelStatus
+from finflow_core.store.lending_tables import model_versions, strategies
+from finflow_core.store.tables import iso_utc
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """A registered model version with its headline figures."""
+
+    version: str
+    model: str
+    status: ModelStatus
+    created_at: str
+    trained_by: str
+    rows: int
+    auc: float
+    cutoff: float
+    oof_profit: float
+    promoted_by: str | None
+    promoted_at: str | None
+    folder: str
+    artifact_sha256: str
+
+
+@dataclass(frozen=True)
+class SavedEdges:
+    low_edge: float
+    high_edge: float
+    note: str
+    saved_at: str
+    saved_by: str
+
+
+def _record(r: Any) -> VersionRecord:
+    card = json.loads(r.card)
+    return VersionRecord(
+        r.version, r.model_name, ModelStatus(r.status), r.created_at, r.trained_by, int(r.rows),
+        float(card["metrics_out_of_fold"]["auc"]), float(card["strategy"]["cutoff"]),
+        float(card["strategy"]["oof_profit_banded"]), r.promoted_by, r.promoted_at, r.folder,
+        r.artifact_sha256,
+    )
+
+
+def champion_version(conn: Connection) -> str | None:
+    return conn.execute(select(model_versions.c.version)
+                        .where(model_versions.c.status == ModelStatus.CHAMPION)).scalar()
+
+
+def version(conn: Connection, name: str) -> VersionRecord | None:
+    row = conn.execute(select(model_versions).where(model_versions.c.version == name)).first()
+    return None if row is None else _record(row)
+
+
+def versions(conn: Connection) -> list[VersionRecord]:
+    rows = conn.execute(select(model_versions).order_by(model_versions.c.created_at.desc())).all()
+    return [_record(r) for r in rows]
+
+
+def card(conn: Connection, name: str) -> dict[str, Any] | None:
+    text = conn.execute(select(model_versions.c.card).where(model_versions.c.version == name)).scalar()
+    return None if text is None else json.loads(text)
+
+
+def insert_version(conn: Connection, bundle: ModelBundle, folder: Path, trained_by: str, now: datetime,
+                   *, champion: bool) -> None:
+    c = bundle.card
+    conn.execute(model_versions.insert().values(
+        version=bundle.version, model_name=bundle.model_name,
+        status=ModelStatus.CHAMPION if champion else ModelStatus.CANDIDATE,
+        artifact_sha256=c["artifact_sha256"], training_data_sha256=c["training_data_sha256"],
+        rows=c["rows"], folder=str(folder), card=json.dumps(c, sort_keys=True), created_at=iso_utc(now),
+        trained_by=trained_by, promoted_at=iso_utc(now) if champion else None,
+        promoted_by=trained_by if champion else None,
+    ))
+
+
+def make_champion(conn: Connection, name: str, by: str, now: datetime) -> None:
+    """Retire the champion and crown ``name``, in the caller's transaction."""
+    conn.execute(update(model_versions).where(model_versions.c.status == ModelStatus.CHAMPION)
+                 .values(status=ModelStatus.RETIRED))
+    conn.execute(update(model_versions).where(model_versions.c.version == name)
+                 .values(status=ModelStatus.CHAMPION, promoted_at=iso_utc(now), promoted_by=by))
+
+
+def saved_edges(conn: Connection, name: str) -> SavedEdges | None:
+    """The band edges a manager last saved for a version, if any."""
+    row = conn.execute(select(strategies).where(strategies.c.model_version == name)
+                       .order_by(strategies.c.id.desc()).limit(1)).first()
+    if row is None:
+        return None
+    return SavedEdges(row.low_edge, row.high_edge, row.note, row.saved_at, row.saved_by)
+
+
+def insert_edges(conn: Connection, name: str, low: float, high: float, note: str, by: str,
+                 now: datetime) -> None:
+    conn.execute(strategies.insert().values(model_version=name, low_edge=float(low),
+                                            high_edge=float(high), note=note, saved_at=iso_utc(now),
+                                            saved_by=by))
