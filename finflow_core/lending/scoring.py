@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from finflow_core.lending.config import Config
-from finflow_core.lending.drift import SCORE
 from finflow_core.lending.explain import ReasonExplainer
 from finflow_core.lending.model.bundle import ModelBundle
 from finflow_core.lending.strategy import (
@@ -83,17 +82,11 @@ class ScoringEngine:
         return out
 
     def drift_counts(self, frame: pd.DataFrame, matrix: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
-        """Bin counts of the score and every feature for this chunk (they add up across chunks)."""
-        names = list(self.bundle.feature_names)
-        out: dict[str, np.ndarray] = {}
-        for name, spec in self.bundle.baseline.specs.items():
-            if name == SCORE:
-                out[name] = spec.counts(p)
-            elif name in self.bundle.categorical:
-                out[name] = spec.counts(frame[name])
-            else:
-                out[name] = spec.counts(matrix[:, names.index(name)])
-        return out
+        """Bin counts of the score and every feature for this chunk (they add up across chunks).
+
+        One counting rule for every path: :meth:`DriftBaseline.counts`.
+        """
+        return self.bundle.baseline.counts(frame, p, matrix, self.bundle.feature_names)
 
     # -- all at once ----------------------------------------------------------------------
     def score(
