@@ -45,11 +45,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 MISSING = "–"
 _MISSING_WORDS = frozenset({"none", "nan", "nat", "null", "<na>"})
 _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_COMPACT = tuple((Decimal(10) ** e, suffix) for e, suffix in
-                 ((0, ""), (3, "k"), (6, "m"), (9, "bn"), (12, "tn")))
+_COMPACT = tuple(
+    (Decimal(10) ** e, suffix) for e, suffix in ((0, ""), (3, "k"), (6, "m"), (9, "bn"), (12, "tn"))
+)
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
 
 def is_missing(value: Any) -> bool:
     """True for None, NaN, NaT, pd.NA, infinities, and empty or 'None'-like text."""
@@ -102,6 +104,7 @@ def _with_code(body: str, negative: bool, currency: str) -> str:
 
 # -- money ------------------------------------------------------------------------------------
 
+
 def money(value: Any, currency: str = "", *, decimals: int = 0) -> str:
     """``USD 145,719,013``; ``-USD 19,245``; ``decimals=2`` for one loan's figures.
 
@@ -147,6 +150,7 @@ def money_delta(change: Any, currency: str = "", *, decimals: int = 0) -> str | 
 
 # -- shares, rates, probabilities ---------------------------------------------------------------
 
+
 def percent(value: Any, decimals: int = 1) -> str:
     """A fraction as a percentage with fixed decimals: 0.8 -> ``80.0%``, -0.0004 -> ``0.0%``."""
     d = _decimal(value)
@@ -191,6 +195,7 @@ def points_delta(change: Any, decimals: int = 1) -> str | None:
 
 # -- counts and plain numbers -------------------------------------------------------------------
 
+
 def count(value: Any) -> str:
     """A whole number with thousands separators: ``1,234,567``; 2.5 -> ``3``."""
     d = _decimal(value) if not isinstance(value, str) else _decimal(_number_text(value))
@@ -232,6 +237,7 @@ def as_written(value: Any) -> str:
 
 # -- dates and times ----------------------------------------------------------------------------
 
+
 @lru_cache(maxsize=64)
 def zone(name: str) -> tzinfo:
     """The named IANA zone (``Europe/London``); ValueError naming it when there is none."""
@@ -240,8 +246,9 @@ def zone(name: str) -> tzinfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
-        raise ValueError(f"unknown time zone {name!r}: use an IANA name such as "
-                         "'Europe/London' or 'UTC'") from exc
+        raise ValueError(
+            f"unknown time zone {name!r}: use an IANA name such as 'Europe/London' or 'UTC'"
+        ) from exc
 
 
 def _as_datetime(value: Any) -> datetime | date | None:
@@ -291,6 +298,7 @@ def day(value: Any, tz: str = "UTC") -> str:
 
 
 # -- anything else ------------------------------------------------------------------------------
+
 
 def clean(value: str) -> str:
     """Text safe to show: line breaks and tabs become spaces; other control characters and
@@ -366,6 +374,7 @@ def _text(value: Any, tz: str, depth: int) -> str:
 
 
 # -- one object for an installation ---------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Formatter:

@@ -103,7 +103,7 @@ filters_text = "; ".join(parts)
 
 
 def report_html() -> bytes:
-    from finflow_core.lending.report import build_weekly_report
+    from finflow_core.lending.reports import build_weekly_report
     from finflow_core.services.monitoring import drift_runs
 
     runs = drift_runs(store, user, limit=1) if can(user, "view_drift") else []

@@ -22,20 +22,27 @@ def test_docstring_examples_hold() -> None:
     assert result.attempted >= 3 and result.failed == 0
 
 
-@pytest.mark.parametrize(("value", "kwargs", "expected"), [
-    (145_719_012.688, {}, "USD 145,719,013"),  # the weekly expected profit
-    (670_586_757.07, {}, "USD 670,586,757"),
-    (0, {}, "USD 0"),
-    (-0.4, {}, "USD 0"),  # rounds to zero: no minus sign
-    (-19_245.4, {}, "-USD 19,245"),  # minus first, so a metric shows a fall
-    (1234.565, {"decimals": 2}, "USD 1,234.57"),  # half up on the number as written
-    (2.5, {}, "USD 3"),
-    (-0.004, {"decimals": 2}, "USD 0.00"),
-    (1e18, {}, "USD 1,000,000,000,000,000,000"),
-    (Decimal("12.5"), {}, "USD 13"),
-    (np.float64(99.5), {}, "USD 100"),
-    (None, {}, "–"), (NAN, {}, "–"), (float("inf"), {}, "–"), (pd.NA, {}, "–"), ("", {}, "–"),
-])
+@pytest.mark.parametrize(
+    ("value", "kwargs", "expected"),
+    [
+        (145_719_012.688, {}, "USD 145,719,013"),  # the weekly expected profit
+        (670_586_757.07, {}, "USD 670,586,757"),
+        (0, {}, "USD 0"),
+        (-0.4, {}, "USD 0"),  # rounds to zero: no minus sign
+        (-19_245.4, {}, "-USD 19,245"),  # minus first, so a metric shows a fall
+        (1234.565, {"decimals": 2}, "USD 1,234.57"),  # half up on the number as written
+        (2.5, {}, "USD 3"),
+        (-0.004, {"decimals": 2}, "USD 0.00"),
+        (1e18, {}, "USD 1,000,000,000,000,000,000"),
+        (Decimal("12.5"), {}, "USD 13"),
+        (np.float64(99.5), {}, "USD 100"),
+        (None, {}, "–"),
+        (NAN, {}, "–"),
+        (float("inf"), {}, "–"),
+        (pd.NA, {}, "–"),
+        ("", {}, "–"),
+    ],
+)
 def test_money(value: object, kwargs: dict, expected: str) -> None:
     assert f.money(value, "USD", **kwargs) == expected
 
@@ -44,51 +51,99 @@ def test_money_without_a_currency_code() -> None:
     assert (f.money(-5, ""), f.money(1234)) == ("-5", "1,234")
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (0, "USD 0"), (950.4, "USD 950"), (999.6, "USD 1.0k"), (1234, "USD 1.2k"),
-    (-12_345, "-USD 12.3k"), (350_000, "USD 350k"), (999_960, "USD 1.0m"),
-    (1_234_567, "USD 1.2m"), (2.5e9, "USD 2.5bn"), (7e15, "USD 7,000tn"), (-0.2, "USD 0"),
-    (None, "–"), (NAN, "–"),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0, "USD 0"),
+        (950.4, "USD 950"),
+        (999.6, "USD 1.0k"),
+        (1234, "USD 1.2k"),
+        (-12_345, "-USD 12.3k"),
+        (350_000, "USD 350k"),
+        (999_960, "USD 1.0m"),
+        (1_234_567, "USD 1.2m"),
+        (2.5e9, "USD 2.5bn"),
+        (7e15, "USD 7,000tn"),
+        (-0.2, "USD 0"),
+        (None, "–"),
+        (NAN, "–"),
+    ],
+)
 def test_compact(value: object, expected: str) -> None:
     assert f.compact(value, "USD") == expected
 
 
-@pytest.mark.parametrize(("change", "expected"), [
-    (-19_245.0, "-USD 19,245"), (1200, "+USD 1,200"), (0.3, None), (-0.49, None), (None, None),
-    (NAN, None),
-])
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (-19_245.0, "-USD 19,245"),
+        (1200, "+USD 1,200"),
+        (0.3, None),
+        (-0.49, None),
+        (None, None),
+        (NAN, None),
+    ],
+)
 def test_money_delta_is_signed_or_absent(change: object, expected: str | None) -> None:
     assert f.money_delta(change, "USD") == expected
 
 
-@pytest.mark.parametrize(("fn", "value", "expected"), [
-    (f.percent, 0.8, "80.0%"), (f.percent, 0, "0.0%"), (f.percent, -0.00004, "0.0%"),
-    (f.percent, 0.05208333, "5.2%"), (f.percent, 12.5, "1,250.0%"), (f.percent, None, "–"),
-    (f.probability, 0.12345, "12.3%"), (f.probability, 0.1235, "12.4%"),
-    (f.probability, 0.0004, "<0.1%"), (f.probability, 0.0, "0.0%"), (f.probability, 0.99999, ">99.9%"),
-    (f.probability, 1.0, "100.0%"), (f.probability, NAN, "–"),
-    (f.rate, 0.1928, "19.28%"), (f.rate, 0.07, "7.00%"), (f.rate, 0.123456, "12.35%"),
-])
+@pytest.mark.parametrize(
+    ("fn", "value", "expected"),
+    [
+        (f.percent, 0.8, "80.0%"),
+        (f.percent, 0, "0.0%"),
+        (f.percent, -0.00004, "0.0%"),
+        (f.percent, 0.05208333, "5.2%"),
+        (f.percent, 12.5, "1,250.0%"),
+        (f.percent, None, "–"),
+        (f.probability, 0.12345, "12.3%"),
+        (f.probability, 0.1235, "12.4%"),
+        (f.probability, 0.0004, "<0.1%"),
+        (f.probability, 0.0, "0.0%"),
+        (f.probability, 0.99999, ">99.9%"),
+        (f.probability, 1.0, "100.0%"),
+        (f.probability, NAN, "–"),
+        (f.rate, 0.1928, "19.28%"),
+        (f.rate, 0.07, "7.00%"),
+        (f.rate, 0.123456, "12.35%"),
+    ],
+)
 def test_percentages_have_fixed_decimals(fn, value: object, expected: str) -> None:  # type: ignore[no-untyped-def]
     assert fn(value) == expected
 
 
-@pytest.mark.parametrize(("change", "text", "delta"), [
-    (0.012, "+1.2 pts", "+1.2 pts"), (-0.1, "-10.0 pts", "-10.0 pts"),
-    (-0.00004, "0.0 pts", None),  # the what-if's "-0.00 pts" with untouched sliders
-    (0.0004, "0.0 pts", None), (0.0, "0.0 pts", None), (None, "–", None),
-    (0.8 - 0.7, "+10.0 pts", "+10.0 pts"),  # 0.10000000000000009 as a float
-])
+@pytest.mark.parametrize(
+    ("change", "text", "delta"),
+    [
+        (0.012, "+1.2 pts", "+1.2 pts"),
+        (-0.1, "-10.0 pts", "-10.0 pts"),
+        (-0.00004, "0.0 pts", None),  # the what-if's "-0.00 pts" with untouched sliders
+        (0.0004, "0.0 pts", None),
+        (0.0, "0.0 pts", None),
+        (None, "–", None),
+        (0.8 - 0.7, "+10.0 pts", "+10.0 pts"),  # 0.10000000000000009 as a float
+    ],
+)
 def test_points(change: object, text: str, delta: str | None) -> None:
     assert f.points(change) == text
     assert f.points_delta(change) == delta
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (0, "0"), (1_234_567, "1,234,567"), (np.int64(3000), "3,000"), (2.5, "3"), (-1500, "-1,500"),
-    ("1,234", "1,234"), (None, "–"), (NAN, "–"), ("abc", "–"),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0, "0"),
+        (1_234_567, "1,234,567"),
+        (np.int64(3000), "3,000"),
+        (2.5, "3"),
+        (-1500, "-1,500"),
+        ("1,234", "1,234"),
+        (None, "–"),
+        (NAN, "–"),
+        ("abc", "–"),
+    ],
+)
 def test_count(value: object, expected: str) -> None:
     assert f.count(value) == expected
 
@@ -102,15 +157,20 @@ def test_number_and_as_written() -> None:
     assert f.as_written("") == "–" and f.as_written(None) == "–"
 
 
-@pytest.mark.parametrize(("value", "tz", "expected"), [
-    ("2026-12-01T09:41:59.123456+00:00", "UTC", "2026-12-01 09:41"),  # no T, no seconds
-    ("2026-12-01T09:41:00Z", "Europe/London", "2026-12-01 09:41"),  # winter: GMT = UTC
-    ("2026-07-01T09:41:00Z", "Europe/London", "2026-07-01 10:41"),  # summer: BST
-    (datetime(2026, 12, 1, 9, 41), "America/New_York", "2026-12-01 04:41"),  # naive is UTC
-    (pd.Timestamp("2026-12-31T23:30:00Z"), "Asia/Tokyo", "2027-01-01 08:30"),  # crosses a year
-    (date(2026, 10, 12), "UTC", "2026-10-12"),
-    (None, "UTC", "–"), (pd.NaT, "UTC", "–"), ("not a time", "UTC", "not a time"),
-])
+@pytest.mark.parametrize(
+    ("value", "tz", "expected"),
+    [
+        ("2026-12-01T09:41:59.123456+00:00", "UTC", "2026-12-01 09:41"),  # no T, no seconds
+        ("2026-12-01T09:41:00Z", "Europe/London", "2026-12-01 09:41"),  # winter: GMT = UTC
+        ("2026-07-01T09:41:00Z", "Europe/London", "2026-07-01 10:41"),  # summer: BST
+        (datetime(2026, 12, 1, 9, 41), "America/New_York", "2026-12-01 04:41"),  # naive is UTC
+        (pd.Timestamp("2026-12-31T23:30:00Z"), "Asia/Tokyo", "2027-01-01 08:30"),  # crosses a year
+        (date(2026, 10, 12), "UTC", "2026-10-12"),
+        (None, "UTC", "–"),
+        (pd.NaT, "UTC", "–"),
+        ("not a time", "UTC", "not a time"),
+    ],
+)
 def test_when(value: object, tz: str, expected: str) -> None:
     assert f.when(value, tz) == expected
 
@@ -141,17 +201,39 @@ class Colour(StrEnum):
     RED = "red"
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (None, "–"), (NAN, "–"), (pd.NaT, "–"), (pd.NA, "–"), (np.float64("nan"), "–"),
-    ("None", "–"), ("nan", "–"), ("NaT", "–"), ("  ", "–"), ({}, "–"), ([], "–"),
-    (True, "yes"), (np.bool_(False), "no"), (1234, "1,234"), (0.19280, "0.1928"),
-    (Colour.RED, "red"), (np.array([1, 2]), "1, 2"), (b"w1.csv", "w1.csv"),
-    ({"file_name": "w1.csv", "rows": 1200, "revises": None}, "file name: w1.csv; rows: 1,200; revises: –"),
-    ('{"batch": "B-1", "features": {"region": 0.12}}', "batch: B-1; features: (region: 0.12)"),
-    ("[1, 2]", "1, 2"), ("{not json", "{not json"),
-    ("line\nbreak\ttab", "line break tab"), ("abc\u202edef\x00", "abcdef"),  # bidi override, NUL
-    (datetime(2026, 12, 1, 9, 41, 30, tzinfo=UTC), "2026-12-01 09:41"),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, "–"),
+        (NAN, "–"),
+        (pd.NaT, "–"),
+        (pd.NA, "–"),
+        (np.float64("nan"), "–"),
+        ("None", "–"),
+        ("nan", "–"),
+        ("NaT", "–"),
+        ("  ", "–"),
+        ({}, "–"),
+        ([], "–"),
+        (True, "yes"),
+        (np.bool_(False), "no"),
+        (1234, "1,234"),
+        (0.19280, "0.1928"),
+        (Colour.RED, "red"),
+        (np.array([1, 2]), "1, 2"),
+        (b"w1.csv", "w1.csv"),
+        (
+            {"file_name": "w1.csv", "rows": 1200, "revises": None},
+            "file name: w1.csv; rows: 1,200; revises: –",
+        ),
+        ('{"batch": "B-1", "features": {"region": 0.12}}', "batch: B-1; features: (region: 0.12)"),
+        ("[1, 2]", "1, 2"),
+        ("{not json", "{not json"),
+        ("line\nbreak\ttab", "line break tab"),
+        ("abc\u202edef\x00", "abcdef"),  # bidi override, NUL
+        (datetime(2026, 12, 1, 9, 41, 30, tzinfo=UTC), "2026-12-01 09:41"),
+    ],
+)
 def test_text_never_shows_none_nan_or_json(value: object, expected: str) -> None:
     out = f.text(value)
     assert out == expected
@@ -170,7 +252,11 @@ def test_formatter_binds_currency_and_zone() -> None:
     assert fmt.money_delta(0.2) is None
     assert fmt.when("2026-07-01T07:41:00Z", zone_name=True) == "2026-07-01 09:41 CEST"
     assert fmt.text({"at": datetime(2026, 7, 1, 7, 41, tzinfo=UTC)}) == "at: 2026-07-01 09:41"
-    assert (fmt.probability(0.123), fmt.rate(0.1928), fmt.count(1e6)) == ("12.3%", "19.28%", "1,000,000")
+    assert (fmt.probability(0.123), fmt.rate(0.1928), fmt.count(1e6)) == (
+        "12.3%",
+        "19.28%",
+        "1,000,000",
+    )
 
 
 def test_app_adapter_keeps_the_old_names_and_uses_the_zone() -> None:
