@@ -361,3 +361,37 @@ def test_every_chart_has_its_values(config: Config) -> None:
     assert len(charts) == 5
     band = fig.band_chart
     assert band is not None and sum(band.series[0].values) == demo_summary(3).total
+
+
+def test_drift_with_too_few_rows_and_missing_values_reads_sensibly(config: Config) -> None:
+    run = {
+        "batch_id": "B-9",
+        "file_name": None,
+        "week_start": None,
+        "status": "insufficient_data",
+        "score_psi": None,
+        "features": {"region": None, "credit_score": float("nan")},
+    }
+    fig = build_figures(summary(GROUPS), config, drift_run=run)
+    status, advice, none_flagged = fig.drift
+    assert isinstance(status, Status) and status.label == "INSUFFICIENT DATA"
+    assert status.headline == "latest batch B-9 (week of –), score PSI –"
+    assert "Too few rows" in advice.text and "No feature above" in none_flagged.text
+    text = pdf_text(render_pdf(fig)) + render_html(fig)
+    assert not re.search(r"\b(None|nan|NaN|NaT|null)\b", text)
+
+
+def test_pdf_needs_no_browser_process_or_network(config: Config, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import socket
+    import subprocess
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the PDF tried to start a process or open a connection")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(os, "system", refuse)
+    fonts.cache_clear()
+    pdf = render_pdf(build_figures(demo_summary(3), config, drift_run=RUN))
+    assert pdf.startswith(b"%PDF-") and page_count(pdf) >= 2
