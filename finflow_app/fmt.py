@@ -1,57 +1,80 @@
-"""How numbers read on screen."""
+"""How figures read on screen: the app's short names for ``finflow_core.formatting``.
+
+The rules live in the core (the reports and the CLI use the same ones); this module keeps
+the names the pages already import, plus the app's words for bands and decisions. The
+installation's time zone is set once per process with :func:`set_time_zone` (it is one
+setting for everybody who uses the installation); until then times are shown in UTC.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from finflow_core import formatting as _f
+from finflow_core.formatting import (  # noqa: F401  (re-exported for pages)
+    MISSING,
+    Formatter,
+    is_missing,
+    money_delta,
+    number,
+    points,
+    points_delta,
+    probability,
+    rate,
+)
 
 BAND_NAMES = {"low": "Low risk", "medium": "Medium (review)", "high": "High risk"}
 BAND_SHORT = {"low": "Low", "medium": "Medium", "high": "High"}
 DECISION_NAMES = {"approve": "Approve", "review": "Manual review", "decline": "Decline"}
 BAND_COLOURS = {"low": "#3a8d5c", "medium": "#d39b2a", "high": "#c2473d"}
 
+_zone = "UTC"
+
+
+def set_time_zone(name: str) -> None:
+    """Show every time in zone ``name`` (IANA, e.g. ``Europe/London``); ValueError if unknown."""
+    global _zone
+    _f.zone(name)
+    _zone = name
+
+
+def time_zone() -> str:
+    return _zone
+
 
 def money(value: float | None, currency: str = "", digits: int = 0) -> str:
-    if value is None:
-        return "–"
-    text = f"{value:,.{digits}f}"
-    return f"{currency} {text}".strip()
+    """``USD 1,234`` (``digits=2`` for one loan); a loss as ``-USD 1,234``."""
+    return _f.money(value, currency, decimals=digits)
 
 
 def compact(value: float | None, currency: str = "") -> str:
-    """1.2m, 350k: for metrics where the width is tight."""
-    if value is None:
-        return "–"
-    for limit, suffix in ((1e9, "bn"), (1e6, "m"), (1e3, "k")):
-        if abs(value) >= limit:
-            return f"{currency} {value / limit:,.1f}{suffix}".strip()
-    return f"{currency} {value:,.0f}".strip()
+    """``USD 1.2m``, ``USD 350k``: for metrics where the width is tight."""
+    return _f.compact(value, currency)
 
 
 def pct(value: float | None, digits: int = 1) -> str:
-    return "–" if value is None else f"{value:.{digits}%}"
+    """A share or rate with fixed decimals: ``80.0%``."""
+    return _f.percent(value, digits)
 
 
 def count(value: Any) -> str:
-    return f"{int(value):,}"
+    return _f.count(value)
 
 
-def when(iso: str | None) -> str:
-    """An ISO UTC time stamp as 'YYYY-MM-DD HH:MM UTC'."""
-    if not iso:
-        return "–"
-    return iso[:16].replace("T", " ") + " UTC"
+def when(value: Any) -> str:
+    """A time stamp to the minute in the installation's zone: ``2026-12-01 09:41``."""
+    return _f.when(value, _zone)
 
 
-def cell(text: str | None) -> str:
+def day(value: Any) -> str:
+    return _f.day(value, _zone)
+
+
+def text(value: Any, limit: int | None = None) -> str:
+    """Anything as words: never ``None``, ``nan``, ``NaT`` or raw JSON (missing is ``–``)."""
+    return _f.text(value, _zone, limit=limit)
+
+
+def cell(value: Any) -> str:
     """A number as written in a file, made readable (3744600.0 -> 3,744,600); text unchanged."""
-    if text is None or text == "":
-        return ""
-    try:
-        value = float(text)
-    except ValueError:
-        return text
-    if value != value:  # NaN
-        return text
-    if value.is_integer():
-        return f"{int(value):,}"
-    return f"{value:,.4f}".rstrip("0").rstrip(".") if abs(value) < 1000 else f"{value:,.2f}"
+    return _f.as_written(value)

@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 from finflow_app import charts  # noqa: E402
 from finflow_app.fmt import when  # noqa: E402
 from finflow_core.errors import FinFlowError  # noqa: E402
+from finflow_core.lending.terms import DriftStatus  # noqa: E402
 from finflow_core.services.monitoring import flagged, psi_table  # noqa: E402
 
 cfg = wb.context.config
@@ -36,8 +37,9 @@ def label(name: str) -> str:
 
 
 names = {i: f"{r.file_name} · week of {r.week_start} · {r.status}" for i, r in enumerate(runs)}
-idx = st.selectbox("Batch", list(names), format_func=names.__getitem__, key="dr_run",
-                   help="Newest first.")
+meaningful = next((i for i, r in enumerate(runs) if r.status != DriftStatus.INSUFFICIENT), 0)
+idx = st.selectbox("Batch", list(names), index=meaningful, format_func=names.__getitem__, key="dr_run",
+                   help="Newest first; opens on the newest batch with enough rows to judge.")
 run = runs[idx]
 score = run.score_psi
 state.drift_banner(run.status, score, f" (watch from {watch:g}, alert above {alert:g})")

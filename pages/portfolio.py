@@ -103,7 +103,8 @@ filters_text = "; ".join(parts)
 
 
 def report_html() -> bytes:
-    from finflow_core.lending.report import build_weekly_report
+    from finflow_core.reports import build_weekly_report
+
     runs = wb.drift.runs(limit=1) if wb.can(Action.VIEW_DRIFT) else []
     return build_weekly_report(summary, cfg, drift_run=runs[0] if runs else None, filters_text=filters_text,
                                generated_by=wb.actor.username).encode("utf-8")

@@ -19,7 +19,7 @@ from finflow_core.cli.common import run_command
 EPILOG = """exit codes:
   0 success            5 model missing or refused      9 not found
   1 unexpected error   6 training data unusable       10 conflict (already decided/taken)
-  2 bad command line   7 sign-in failed               11 drift alert (--fail-on-drift)
+  2 bad command line   7 sign-in failed               11 drift alert or too few rows (--fail-on-drift)
   3 config error       8 role not allowed             12 audit chain broken
                                                       13 database from a newer FinFlow
   4 file rejected (not a batch: empty, not CSV, wrong encoding, missing columns)

@@ -127,17 +127,28 @@ def weekly_run(ctx: Context, args: argparse.Namespace) -> int:
         f"  rows {summary.rows_in:,}: {summary.rows_valid:,} valid, {summary.rows_quarantined:,} quarantined\n"
         f"  bands: {summary.bands['low']:,} approve, {summary.bands['medium']:,} review, "
         f"{summary.bands['high']:,} decline; automation {summary.automation_rate:.1%}\n"
-        f"  expected profit {summary.expected_profit:,.0f}; drift {summary.drift['status']} "
-        f"(score PSI {summary.drift['score_psi']})"
+        f"  expected profit {summary.expected_profit:,.0f}; {_drift_text(summary.drift)}"
         + (f"\n  reports in {args.out}" if args.out else "")
     )
     for w in summary.warnings:
         print(f"finflow: warning: {w}", file=sys.stderr)
     emit(args, payload, text)
-    if args.fail_on_drift and summary.drift["status"] == DriftStatus.ALERT:
+    status = summary.drift["status"]
+    if args.fail_on_drift and status == DriftStatus.ALERT:
         print("finflow: drift alert: retraining is recommended", file=sys.stderr)
         return EXIT_DRIFT_ALERT
+    if args.fail_on_drift and status == DriftStatus.INSUFFICIENT:
+        print(f"finflow: drift not measured: only {summary.drift.get('rows', 0):,} scored rows "
+              f"(at least {summary.drift.get('min_rows', 0):,} are needed)", file=sys.stderr)
+        return EXIT_DRIFT_ALERT
     return 0
+
+
+def _drift_text(drift: dict[str, Any]) -> str:
+    if drift["status"] == DriftStatus.INSUFFICIENT:
+        return (f"drift not measured: {drift.get('rows', 0):,} scored rows, fewer than the "
+                f"{drift.get('min_rows', 0):,} PSI needs")
+    return f"drift {drift['status']} (score PSI {drift['score_psi']:.4f})"
 
 
 def models_list(ctx: Context, args: argparse.Namespace) -> int:

@@ -19,7 +19,8 @@ ADVICE = {
     DriftStatus.ALERT: "The population has shifted materially (PSI above the alert limit). Retrain the "
                        "model on recent outcomes, and review the strategy edges until a new champion is "
                        "promoted.",
-    DriftStatus.INSUFFICIENT: "Too few applications to measure drift meaningfully.",
+    DriftStatus.INSUFFICIENT: "Too few rows in the batch for PSI to mean anything: drift is judged "
+                              "once enough applications have arrived.",
 }
 
 

@@ -85,7 +85,7 @@ batches = Table(
     Column("n_high", Integer, nullable=False),
     Column("automation_rate", Float, nullable=False),
     Column("expected_profit", Float, nullable=False),
-    Column("drift_status", String(16), nullable=False),
+    Column("drift_status", String(32), nullable=False),
     Column("summary", Text, nullable=False),
     CheckConstraint("rows_in = rows_valid + rows_quarantined", name="rows_add_up"),
     Index("ix_batches_uploaded_at", "uploaded_at"),
@@ -195,7 +195,7 @@ drift_runs = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("batch_id", String(32), ForeignKey("batches.id"), nullable=False, unique=True),
     Column("model_version", String(64), ForeignKey("model_versions.version"), nullable=False),
-    Column("status", String(16), nullable=False),
+    Column("status", String(32), nullable=False),
     Column("score_psi", Float),
     Column("psi", Text, nullable=False),  # JSON {feature: psi}
     Column("counts", Text, nullable=False),  # JSON {feature: [bin counts]}

@@ -52,8 +52,8 @@ def store(store_url: str) -> Iterator[Store]:
 
 
 def test_a_fresh_database_reaches_head_with_every_lending_table(store: Store) -> None:
-    assert head_revision() == "0002_lending"
-    assert store.revision() == "0002_lending"
+    assert head_revision() == "0003_drift_status_width"
+    assert store.revision() == "0003_drift_status_width"
     names = set(inspect(store.engine).get_table_names())
     assert set(ALL_LENDING) <= names
     with store.engine.connect() as conn:
