@@ -72,6 +72,8 @@ def tls_proxy(app: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     """The production variant: HTTPS (a self-signed certificate for finflow.test) and a port
     that redirects HTTP to it."""
     if shutil.which("openssl") is None:
+        if os.environ.get("FINFLOW_REQUIRE_NGINX") == "1":
+            pytest.fail("FINFLOW_REQUIRE_NGINX=1 but openssl is missing: apt-get install openssl")
         pytest.skip("openssl is missing: cannot make a test certificate")
     prefix = tmp_path_factory.mktemp("nginx_tls")
     cert, key = self_signed_certificate(prefix, SERVER_NAME)
