@@ -86,6 +86,10 @@ def render_site(*, server_names: list[str], upstream: str = "127.0.0.1:8501", li
     tls = tls_cert is not None or tls_key is not None
     if tls and not (tls_cert and tls_key):
         raise RenderError("TLS needs both --tls-cert and --tls-key")
+    for what, number in (("upload burst", upload_burst), ("uploads per address", uploads_per_address),
+                         ("sessions per address", sessions_per_address), ("upload limit", max_upload_mb or 1)):
+        if int(number) < 1:
+            raise RenderError(f"{what} must be at least 1, not {number}")
     values = {
         "SERVER_NAMES": " ".join(_check(_HOST, n, "server name") for n in server_names),
         "UPSTREAM": _check(_LISTEN, upstream, "upstream"),
@@ -161,14 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         site = render_site(
             server_names=args.server_names, upstream=args.upstream, listen=args.listen,
-            http_listen=args.http_listen, tls_cert=args.tls_cert, tls_key=args.tls_key if not args.plain else None,
+            http_listen=args.http_listen, tls_cert=args.tls_cert, tls_key=args.tls_key,
             access_log=args.access_log, error_log=args.error_log,
             max_upload_mb=args.max_upload_mb if args.max_upload_mb is not None else upload_limit_mb(args.app_config),
             upload_rate=args.upload_rate, upload_burst=args.upload_burst,
             uploads_per_address=args.uploads_per_address, sessions_per_address=args.sessions_per_address,
         )
-        if args.tls_cert and not args.tls_key:
-            raise RenderError("TLS needs both --tls-cert and --tls-key")
         text = render_standalone(site, args.standalone) if args.standalone else site
     except RenderError as exc:
         print(f"render.py: {exc}", file=sys.stderr)
