@@ -86,7 +86,9 @@ def render_site(*, server_names: list[str], upstream: str = "127.0.0.1:8501", li
     tls = tls_cert is not None or tls_key is not None
     if tls and not (tls_cert and tls_key):
         raise RenderError("TLS needs both --tls-cert and --tls-key")
-    for what, number in (("upload burst", upload_burst), ("uploads per address", uploads_per_address),
+    if int(upload_burst) < 0:
+        raise RenderError(f"upload burst must be 0 or more, not {upload_burst}")
+    for what, number in (("uploads per address", uploads_per_address),
                          ("sessions per address", sessions_per_address), ("upload limit", max_upload_mb or 1)):
         if int(number) < 1:
             raise RenderError(f"{what} must be at least 1, not {number}")
