@@ -8,6 +8,7 @@ user's role itself (``state.guard``), so a deep link cannot get round this file.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import streamlit as st
 
@@ -15,7 +16,9 @@ from finflow_app import state
 from finflow_app.pages import allowed, landing
 from finflow_app.screens import setup_screen, sign_in_screen
 
-st.set_page_config(page_title="FinFlow", page_icon=":material/account_balance:", layout="wide")
+# a local icon: Streamlit would fetch a material icon from an outside font host (blocked by the CSP)
+st.set_page_config(page_title="FinFlow", page_icon=str(Path(__file__).with_name("finflow_app") / "favicon.png"),
+                   layout="wide")
 
 if not state.gate().has_users():
     page = st.navigation([st.Page(setup_screen, title="Set up FinFlow", url_path="setup", default=True)],
