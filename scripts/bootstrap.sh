@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv and install FinFlow's pinned requirements (skipped when nothing changed).
+# Create .venv and install FinFlow's locked requirements (skipped when nothing changed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +17,8 @@ want="$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "==> installing pinned requirements into .venv (first time: about a minute)"
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -r requirements.txt
-  .venv/bin/python -m pip install --quiet --no-deps -e .
+  # the lock (pip-compile, with hashes): every package at the version the tests ran with
+  .venv/bin/python -m pip install --quiet --require-hashes -r requirements.txt
+  .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
   echo "$want" > "$stamp"
 fi
