@@ -119,7 +119,7 @@ def realised_values(y: np.ndarray, v: LoanValues, eco: Economics) -> tuple[np.nd
     return approve, review
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Strategy:
     """Cut-off, band edges and the figures they were chosen by.
 
@@ -151,6 +151,15 @@ class Strategy:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def __eq__(self, other: object) -> bool:
+        # NaN profits (nothing priced) are equal to themselves here: a saved strategy
+        # loaded again is the same strategy
+        if not isinstance(other, Strategy):
+            return NotImplemented
+        return _same(self.to_dict(), other.to_dict())
+
+    __hash__ = None  # type: ignore[assignment]  # it holds dicts: never a dict key
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Strategy:
@@ -197,6 +206,16 @@ class Strategy:
         if self.cutoff_method == "approval_rate":
             return -self.cutoff_bad_rate
         return self.profit
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b)
 
 
 def assign_bands(p: np.ndarray, low_edge: float, high_edge: float) -> np.ndarray:
@@ -306,7 +325,7 @@ def choose_cutoff(by: str, value: float, approval_rate: np.ndarray, bad_rate: np
     ``approval_rate``: the fewest approvals reaching ``value`` of applications.
     """
     if by == "max_bad_rate":
-        ok = np.flatnonzero(np.nan_to_num(bad_rate, nan=0.0) <= value + 1e-12)
+        ok = np.flatnonzero(bad_rate <= value + 1e-12)
         return int(ok.max())  # approving nobody (threshold 0) always qualifies
     if by == "approval_rate":
         reached = np.flatnonzero(approval_rate >= value - 1e-12)
@@ -315,10 +334,9 @@ def choose_cutoff(by: str, value: float, approval_rate: np.ndarray, bad_rate: np
 
 
 def _bad_rates(y_sorted: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Realised default rate of the applications approved at each threshold (NaN for none)."""
+    """Realised default rate of the applications approved at each threshold."""
     cum = np.concatenate([[0], np.cumsum(y_sorted)])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(k > 0, cum[k] / np.maximum(k, 1), np.nan)
+    return cum[k] / np.maximum(k, 1)  # approving nobody: no defaults (0.0)
 
 
 def evaluate_edges(

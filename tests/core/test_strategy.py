@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -276,6 +277,7 @@ def test_cutoff_by_max_bad_rate(config: Config, population: tuple[np.ndarray, np
     assert (s.cutoff_method, s.cutoff_target) == ("max_bad_rate", value)
     assert s.objective == s.cutoff_approval_rate
     assert Strategy.from_dict(json.loads(json.dumps(s.to_dict()))).cutoff == s.cutoff
+    assert pickle.loads(pickle.dumps(s)) == s  # NaN profits do not make a saved strategy differ
 
 
 def test_cutoff_by_approval_rate_with_real_pricing(
