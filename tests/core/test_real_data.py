@@ -4,13 +4,14 @@ no rate column, a Y/N flag holding 0/1/T/blanks, undocumented sector codes, the 
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from finflow_core.lending.config import ENV_HOME, Config, load_config
+from finflow_core.lending.config import ENV_HOME, Config, load_config, load_yaml, parse_config
 from finflow_core.lending.intake.validation import ValidationReport, validate_batch
 from finflow_core.lending.model.bundle import ModelBundle, build_bundle
 from finflow_core.lending.model.training import train
@@ -125,3 +126,12 @@ def test_the_first_weekly_batch(bundle: ModelBundle, lender: Config, raw_file: p
     assert np.isfinite(decisions["expected_profit"].to_numpy(dtype=float)).all()  # assumed rate
     cited = {r["feature"] for rs in decisions["reasons"] for r in rs}
     assert cited and cited <= set(lender.feature_names) and "OwnerSex" not in cited
+
+
+def test_the_documented_config_is_the_fixture(lender: Config) -> None:
+    text = (Path(__file__).parents[2] / "docs" / "REAL_DATA.md").read_text()
+    block = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)[0]
+    documented = parse_config(load_yaml(block))
+    for part in ("columns", "ratios", "segments", "pricing", "strategy", "economics", "lender",
+                 "display", "review"):
+        assert getattr(documented, part) == getattr(lender, part), part

@@ -63,6 +63,7 @@ class ReadColumn:
     blank: np.ndarray
     unreadable: np.ndarray
     token: np.ndarray | None = None
+    unknown: np.ndarray | None = None  # undeclared category codes, once asked for
 
 
 def as_text(s: pd.Series) -> pd.Series:
@@ -153,7 +154,9 @@ def unknown_codes(read: ReadColumn, c: ColumnSpec) -> np.ndarray:
     """Cells of a category column holding a code that is not declared (blanks are not)."""
     if c.type != "category":
         return np.zeros(len(read.values), dtype=bool)
-    return ~read.blank & ~read.values.isin(list(c.categories)).to_numpy(dtype=bool)
+    if read.unknown is None:
+        read.unknown = ~read.blank & ~read.values.isin(list(c.categories)).to_numpy(dtype=bool)
+    return read.unknown
 
 
 def typed_column(read: ReadColumn, c: ColumnSpec, keep: np.ndarray) -> pd.Series:
@@ -166,8 +169,8 @@ def typed_column(read: ReadColumn, c: ColumnSpec, keep: np.ndarray) -> pd.Series
         return values.round().astype("Int64")
     if c.type == "category":
         values = values.astype(object)
-        unknown = unknown_codes(read, c)[keep]
-        if unknown.any():  # only a policy that keeps the row leaves one here
+        unknown = unknown_codes(read, c)[keep] if c.maps_unknown else None
+        if unknown is not None and unknown.any():  # a policy that keeps the row
             values = values.where(~unknown, c.other if c.on_unknown == "other" else None)
         return pd.Series(pd.Categorical(values, categories=list(c.categories)))
     if c.type == "string":
