@@ -336,3 +336,9 @@ def test_empty_sections_take_their_defaults(raw: dict[str, Any]) -> None:
     raw["review"] = None
     cfg = parse_config(raw)
     assert cfg.economics.loss_given_default == 0.45 and cfg.review.claim_minutes == 30.0
+
+
+def test_estimator_checks_can_be_left_to_training(raw: dict[str, Any]) -> None:
+    raw["model"]["lightgbm"] = {**raw["model"]["lightgbm"], "n_estimator": 5}
+    assert parse_config(copy.deepcopy(raw), check_estimators=False).model.lightgbm["n_estimator"] == 5
+    assert _error(raw).key == "model.lightgbm.n_estimator"

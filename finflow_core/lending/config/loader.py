@@ -56,16 +56,23 @@ def _where(exc: yaml.YAMLError) -> str:
     return f"{at}: {problem}" if problem else at
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Load and check a config: explicit path, else ``$FINFLOW_CONFIG``, else the default."""
+def load_config(path: str | os.PathLike[str] | None = None, *,
+                check_estimators: bool = True) -> Config:
+    """Load and check a config: explicit path, else ``$FINFLOW_CONFIG``, else the default.
+
+    ``check_estimators=False`` skips checking model parameters against scikit-learn and
+    LightGBM (importing them costs about a second), for commands that never train.
+    """
     p = Path(path or os.environ.get(ENV_CONFIG) or default_config_path())
     raw, raw_bytes = read_yaml(p)
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {p} must hold a mapping at the top level", key="")
-    return parse_config(raw, source=str(p), sha256=hashlib.sha256(raw_bytes).hexdigest())
+    return parse_config(raw, source=str(p), sha256=hashlib.sha256(raw_bytes).hexdigest(),
+                        check_estimators=check_estimators)
 
 
-def parse_config(raw: dict[str, Any], *, source: str = "<dict>", sha256: str = "") -> Config:
+def parse_config(raw: dict[str, Any], *, source: str = "<dict>", sha256: str = "",
+                 check_estimators: bool = True) -> Config:
     """Build a :class:`Config` from a plain mapping; every mistake is one ConfigError line."""
     if not isinstance(raw, dict):
         raise ConfigError("a config must be a mapping of sections", key="")
@@ -73,7 +80,7 @@ def parse_config(raw: dict[str, Any], *, source: str = "<dict>", sha256: str = "
         raise ConfigError("config needs a 'dataset' section (a mapping with its columns)",
                           key="dataset")
     try:
-        doc = Document.model_validate(raw)
+        doc = Document.model_validate(raw, context={"check_estimators": check_estimators})
     except ValidationError as exc:
         raise config_error(exc, raw) from None
     ds = doc.dataset
