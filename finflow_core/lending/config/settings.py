@@ -228,6 +228,8 @@ class DisplaySettings:
 
     @model_validator(mode="after")
     def _zone(self) -> DisplaySettings:
+        if self.timezone == "UTC":  # always known, even without a time-zone database
+            return self
         try:
             zoneinfo.ZoneInfo(self.timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
