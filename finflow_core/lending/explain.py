@@ -2,7 +2,8 @@
 
 Contributions come from TreeSHAP on the uncalibrated tree model: calibration is a
 monotone map on top, so which factors push a case towards default does not change.
-Reason codes name only declared features (never an id) and are worded from the config.
+Reason codes name only declared features (never an id, the outcome or a protected
+characteristic) and are worded from the config.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class ReasonExplainer:
         self.base_value = float(ev[-1])
         self._templates = {f: _templates(config, f) for f in self.features}
         self._labels = {f: config.feature_display(f) for f in self.features}
+        self._maps_unknown = {f for f in bundle.categorical if config.column(f).unknown_maps_to
+                              == "missing"}
         self._positions = {c: i for i, c in enumerate(self.features)}
 
     def explain(self, frame: pd.DataFrame) -> Explanation:
@@ -122,6 +125,8 @@ class ReasonExplainer:
         high, low, cat = self._templates[name]
         label = self._labels[name]
         if _missing(value):
+            if name in self._maps_unknown:  # an undeclared code reads as missing too
+                return f"{label} was not provided or not a recognised code ({name} missing)"
             return f"{label} was not provided ({name} missing)"
         if name in self.bundle.categorical:
             text = cat or f"{label} '{value}' carries a higher default history"
@@ -151,7 +156,7 @@ def _templates(config: Config, name: str) -> tuple[str | None, str | None, str |
         if r.name == name:
             return r.reason_high, r.reason_low, None
     col = config.column(name)
-    if col.role in ("id", "target"):  # never explain with an identifier or the outcome
+    if col.role in ("id", "target", "protected"):  # never an identifier, the outcome, or sex...
         raise ValueError(f"column {name!r} with role {col.role} cannot be a model feature")
     return col.reason_high, col.reason_low, col.reason_category
 

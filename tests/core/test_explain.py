@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from finflow_core.lending.config import Config
+from finflow_core.lending.config import ColumnSpec, Config
 from finflow_core.lending.explain import Explanation, ReasonExplainer, format_value
 from finflow_core.lending.model.bundle import ModelBundle
 from finflow_core.lending.scoring import ScoringEngine
@@ -85,7 +85,7 @@ def test_reasons_follow_declared_directions(flagged: pd.DataFrame, config: Confi
         text = REASON.match(r["text"])["text"]
         value = r["value"]
         if value is None or (isinstance(value, float) and np.isnan(value)):
-            assert text.endswith("was not provided")
+            assert text.endswith(("was not provided", "was not provided or not a recognised code"))
             continue
         if r["feature"] in config.categorical_features:
             assert text == cat
@@ -206,6 +206,27 @@ def test_id_or_target_can_never_be_explained(bundle: ModelBundle, config: Config
     broken.feature_names = (*bundle.feature_names, "application_id")
     with pytest.raises(ValueError, match="role id cannot be a model feature"):
         ReasonExplainer(broken, config)
+
+
+def test_a_protected_column_can_never_be_explained(bundle: ModelBundle, config: Config) -> None:
+    sex = ColumnSpec(name="owner_sex", type="category", categories=("F", "M"), role="protected",
+                     nullable=True)
+    with_sex = dataclasses.replace(config, columns=(*config.columns, sex))
+    assert "owner_sex" not in with_sex.feature_names
+    broken = copy.copy(bundle)
+    broken.feature_names = (*bundle.feature_names, "owner_sex")
+    with pytest.raises(ValueError, match="role protected cannot be a model feature"):
+        ReasonExplainer(broken, with_sex)
+
+
+def test_an_unrecognised_code_is_worded_as_such(explainer: ReasonExplainer, bundle: ModelBundle,
+                                                fresh_scored: object) -> None:
+    frame = fresh_scored.report.valid.head(1).copy()
+    frame["industry"] = pd.Categorical([None], categories=frame["industry"].cat.categories)
+    reasons = _crafted(explainer, bundle, frame, values={"industry": np.nan},
+                       shap={"industry": 0.4})
+    assert [r.text for r in reasons] == [
+        "Industry was not provided or not a recognised code (industry missing)"]
 
 
 @pytest.mark.parametrize(

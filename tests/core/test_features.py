@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +12,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
-from finflow_core.lending.config import Config
+from finflow_core.lending.config import ColumnSpec, Config
 from finflow_core.lending.features import FeatureBuilder
 
 
@@ -130,3 +132,17 @@ def test_from_config(config: Config, training_frame: pd.DataFrame) -> None:
     # works inside a Pipeline and survives clone
     pipe = clone(Pipeline([("features", fb)]))
     np.testing.assert_array_equal(pipe.fit_transform(training_frame), matrix)
+
+
+def test_a_protected_column_never_reaches_the_matrix(config: Config, fresh_scored: object) -> None:
+    sex = ColumnSpec(name="owner_sex", type="category", categories=("F", "M"), role="protected",
+                     nullable=True)
+    cfg = dataclasses.replace(config, columns=(*config.columns, sex))
+    builder = FeatureBuilder.from_config(cfg).fit(fresh_scored.report.valid.head(20))
+    assert "owner_sex" not in builder.base_features
+    assert list(builder.get_feature_names_out()) == list(config.feature_names)
+    frame = fresh_scored.report.valid.head(20).copy()
+    frame["owner_sex"] = pd.Categorical(["F"] * 20, categories=["F", "M"])
+    as_f = builder.transform(frame)
+    frame["owner_sex"] = pd.Categorical(["M"] * 20, categories=["F", "M"])
+    np.testing.assert_array_equal(builder.transform(frame), as_f)

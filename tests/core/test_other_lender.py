@@ -105,10 +105,15 @@ def test_quality_gate_uses_the_other_schema(lender: Config) -> None:
     report = validate_batch(df.drop(columns="bad").to_csv(index=False).encode(), lender)
     assert report.rows_in == 40
     rules = report.issues.set_index("row_number")["rule"].to_dict()
-    assert rules == {3: "in_range", 5: "category", 7: "category", 9: "duplicate_id", 11: "integer"}
+    assert rules == {3: "in_range", 9: "duplicate_id", 11: "integer"}
     assert report.issues.set_index("row_number").loc[3, "column"] == "bureau_score"
     assert report.valid["bureau_score"].isna().sum() >= 1
     assert "[0 to 999]" in report.issues["message"].iloc[0]
+    # undeclared codes keep their rows (read as missing) and are counted
+    assert sorted(report.mapping_lines()) == ["has_guarantor: 'maybe' ×1 mapped to missing",
+                                              "sector: 'mining' ×1 mapped to missing"]
+    valid = report.valid.set_index(pd.Index(report.row_numbers))
+    assert pd.isna(valid.loc[5, "sector"]) and pd.isna(valid.loc[7, "has_guarantor"])
 
 
 def test_each_config_refuses_the_other_lenders_batch(lender: Config) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import pickle
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from finflow_core.lending.config import Config, Economics
+from finflow_core.lending.config import Config, CutoffRule, Economics, RateByBand
 from finflow_core.lending.strategy import (
     BAND_DECISION,
     HIGH,
@@ -215,3 +217,108 @@ def test_strategy_round_trip_and_edge_checks(
         s.with_edges(0.5, 0.1)
     with pytest.raises(ValueError, match="band edges"):
         s.with_edges(-0.1, 0.5)
+
+
+# -- pricing from config, no pricing, cut-off by a target -------------------------------------
+
+def _priced_by(config: Config, raw_pricing: dict, cutoff: dict | None = None,
+               drop: tuple[str, ...] = ("interest_rate",)) -> Config:
+    columns = tuple(c for c in config.columns if c.role not in drop)
+    pricing = dataclasses.replace(
+        config.pricing, rate_column=None if "interest_rate" in drop else config.rate_column,
+        term_column=None if "term" in drop else config.term_column, **raw_pricing)
+    strategy = config.strategy if cutoff is None else dataclasses.replace(
+        config.strategy, cutoff=CutoffRule(**cutoff))
+    return dataclasses.replace(config, columns=columns, pricing=pricing, strategy=strategy)
+
+
+def test_loan_values_from_assumed_pricing(config: Config) -> None:
+    df = generate_applications(50, seed=52)
+    eco = config.economics
+    product = _priced_by(config, {"interest_rate": 0.12, "term_months": 36},
+                         drop=("interest_rate", "term"))
+    v = LoanValues.from_frame(df, product)
+    want = LoanValues.compute(df["loan_amount"].to_numpy(float), np.full(50, 0.12), np.full(50, 36.0), eco)
+    np.testing.assert_allclose(v.margin, want.margin)
+    assert v.priced and v.margin_review is None
+    by_band = _priced_by(config, {"rate_by_band": RateByBand(low=0.09, medium=0.15)})
+    v = LoanValues.from_frame(df, by_band)
+    term = df["term_months"].to_numpy(float)
+    amount = df["loan_amount"].to_numpy(float)
+    np.testing.assert_allclose(v.margin, LoanValues.compute(amount, np.full(50, 0.09), term, eco).margin)
+    np.testing.assert_allclose(v.review_margin,
+                               LoanValues.compute(amount, np.full(50, 0.15), term, eco).margin)
+    p = np.full(50, 0.1)
+    _, review = expected_values(p, v, eco)
+    assert review[0] == pytest.approx(0.9 * 0.9 * v.margin_review[0] - 0.1 * 0.5 * v.loss[0] - 120)
+    unpriced = LoanValues.from_frame(df, _priced_by(config, {}, {"by": "approval_rate", "value": 0.5}))
+    assert not unpriced.priced and np.isnan(unpriced.margin).all()
+    assert LoanValues(**dataclasses.asdict(unpriced)).priced is False  # the bundle's what-if copy
+
+
+@pytest.mark.parametrize("value", [0.04, 0.08, 0.15])
+def test_cutoff_by_max_bad_rate(config: Config, population: tuple[np.ndarray, np.ndarray, LoanValues],
+                                value: float) -> None:
+    p, y, v = population
+    cfg = _priced_by(config, {}, {"by": "max_bad_rate", "value": value})
+    unpriced = LoanValues(np.full(len(p), np.nan), v.loss, v.amount, priced=False)
+    s = fit_strategy(p, y, unpriced, cfg)
+    approved = p < s.cutoff
+    assert y[approved].mean() <= value + 1e-9
+    assert s.cutoff_bad_rate == pytest.approx(y[approved].mean(), abs=1e-4)
+    assert s.cutoff_approval_rate == pytest.approx(approved.mean(), abs=1e-4)
+    # the next threshold of the grid would break the ceiling: the most approvals within it
+    grid = np.array(s.curve["threshold"])
+    later = grid[grid > s.cutoff]
+    assert all(y[p < t].mean() > value for t in later)
+    assert s.low_edge <= s.cutoff <= s.high_edge
+    assert s.automation_rate >= cfg.strategy.automation_target - 1e-4
+    assert np.isnan(s.profit) and np.isnan(s.roi) and not s.priced
+    assert (s.cutoff_method, s.cutoff_target) == ("max_bad_rate", value)
+    assert s.objective == s.cutoff_approval_rate
+    assert Strategy.from_dict(json.loads(json.dumps(s.to_dict()))).cutoff == s.cutoff
+    assert pickle.loads(pickle.dumps(s)) == s  # NaN profits do not make a saved strategy differ
+
+
+def test_cutoff_by_approval_rate_with_real_pricing(
+    config: Config, population: tuple[np.ndarray, np.ndarray, LoanValues]
+) -> None:
+    p, y, v = population
+    cfg = dataclasses.replace(config, strategy=dataclasses.replace(
+        config.strategy, cutoff=CutoffRule(by="approval_rate", value=0.6)))
+    s = fit_strategy(p, y, v, cfg)
+    assert 0.6 <= s.cutoff_approval_rate <= 0.61
+    assert s.priced and np.isfinite(s.profit)
+    assert s.low_edge <= s.cutoff <= s.high_edge
+    assert s.objective == -s.cutoff_bad_rate
+
+
+def test_a_strategy_that_never_declines_is_flagged(config: Config) -> None:
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.01, 0.3, 2000)
+    y = rng.binomial(1, p)
+    eco = config.economics
+    rich = LoanValues.compute(np.full(2000, 50_000.0), np.full(2000, 0.6), np.full(2000, 60.0), eco)
+    cfg = dataclasses.replace(config, pricing=dataclasses.replace(config.pricing, interest_rate=0.6,
+                                                                  rate_column=None))
+    s = fit_strategy(p, y, rich, cfg)
+    assert s.never_declines and s.band_shares[HIGH] <= 1 / 2000
+    assert s.score_max == pytest.approx(p.max())
+    assert "never declines" in s.warning and "assumed pricing (interest_rate)" in s.warning
+    fine = fit_strategy(p, y, LoanValues.compute(np.full(2000, 50_000.0), np.full(2000, 0.08),
+                                                 np.full(2000, 60.0), eco), config)
+    assert not fine.never_declines and fine.warning is None
+    edited = fine.with_edges(0.0, 0.25)
+    assert edited.never_approves and not edited.never_declines
+    assert edited.warning.startswith("this strategy never approves automatically")
+
+
+def test_evaluate_edges_gives_the_expected_bad_rate_without_pricing(
+    config: Config, population: tuple[np.ndarray, np.ndarray, LoanValues]
+) -> None:
+    p, _, v = population
+    unpriced = LoanValues(np.full(len(p), np.nan), v.loss, v.amount, priced=False)
+    out = evaluate_edges(p, unpriced, config.economics, 0.08, 0.3)
+    assert np.isnan(out["expected_profit"])
+    assert out["expected_bad_rate_approved"] == pytest.approx(p[p < 0.08].mean())
+    assert out["automation_rate"] == pytest.approx(1 - np.mean((p >= 0.08) & (p < 0.3)))

@@ -193,6 +193,13 @@ def test_model_card_contents(bundle: ModelBundle, trained: TrainingResult, confi
         s.cutoff, s.low_edge, s.high_edge
     )
     assert strategy["automation_rate"] >= config.strategy.automation_target - 1e-4
+    # how the cut-off was chosen, and on which pricing figures
+    assert (strategy["cutoff_method"], strategy["cutoff_target"]) == ("profit", None)
+    assert strategy["never_declines"] is False and strategy["warning"] is None
+    assert 0 < strategy["cutoff_approval_rate"] < 1 and 0 < strategy["cutoff_bad_rate"] < 1
+    assert card["pricing"]["mode"] == "file" and card["pricing"]["assumed"] == []
+    assert card["pricing"]["rate_column"] == "interest_rate"
+    assert card["training_data"] is None  # recorded when train passes check_training_data
     for lib in ("python", "scikit-learn", "lightgbm", "shap", "pandas", "numpy", "joblib"):
         assert card["libraries"][lib]
     assert card["drift_baseline"]["specs"]["credit_score"]["kind"] == "numeric"

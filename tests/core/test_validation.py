@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -95,8 +96,18 @@ def corrupted(original: pd.DataFrame) -> tuple[bytes, dict[int, set[str]]]:
 
 
 @pytest.fixture(scope="module")
-def report(corrupted: tuple[bytes, dict[int, set[str]]], config: Config) -> ValidationReport:
-    return validate_batch(corrupted[0], config)
+def strict(config: Config) -> Config:
+    """The session config with every category column quarantining undeclared codes."""
+    columns = tuple(
+        dataclasses.replace(c, on_unknown="quarantine") if c.type == "category" else c
+        for c in config.columns
+    )
+    return dataclasses.replace(config, columns=columns)
+
+
+@pytest.fixture(scope="module")
+def report(corrupted: tuple[bytes, dict[int, set[str]]], strict: Config) -> ValidationReport:
+    return validate_batch(corrupted[0], strict)
 
 
 def test_every_row_is_accounted_for(report: ValidationReport,
@@ -197,10 +208,10 @@ def test_valid_rows_equal_the_originals(report: ValidationReport, original: pd.D
 
 
 def test_chunked_validation_gives_the_same_quarantine(
-    report: ValidationReport, corrupted: tuple[bytes, dict[int, set[str]]], config: Config
+    report: ValidationReport, corrupted: tuple[bytes, dict[int, set[str]]], strict: Config
 ) -> None:
-    batch = open_batch(corrupted[0], config)
-    parts = list(validate_chunks(batch, config, chunk_rows=7))
+    batch = open_batch(corrupted[0], strict)
+    parts = list(validate_chunks(batch, strict, chunk_rows=7))
     assert len(parts) > 30
     issues = pd.concat([p.issues for p in parts], ignore_index=True)
     quarantined = pd.concat([p.quarantined for p in parts], ignore_index=True)

@@ -7,6 +7,12 @@ Two steps, because a cell must be readable before it can be judged:
   * the *value* schema (pandera) judges what was read: required values, ranges,
     categories, text length, spreadsheet formulas, duplicate application ids.
 Each check is named with a rule of :data:`RULES`, so a failure says which rule broke.
+
+A column's declared missing-value texts (``missing_values: [NA]``) read as blank, and a
+category code that is not declared is judged by the column's ``on_unknown`` policy: the
+``category`` rule quarantines it, or the typed value becomes missing (or the declared
+``other`` category) and the code is counted by :func:`mapped_values`. The cells kept as
+written never change.
 """
 
 from __future__ import annotations
@@ -41,13 +47,23 @@ DATE_PATTERN = r"\d{4}-\d{2}-\d{2}"
 NUMBER_PATTERN = r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?"
 
 
+#: Columns of a value-mapping count: the column, the cell as written, what it became, rows.
+MAPPED_COLUMNS = ["column", "value", "mapped_to", "count"]
+
+
 @dataclass
 class ReadColumn:
-    """One column after reading: typed values (missing where blank or unreadable)."""
+    """One column after reading: typed values (missing where blank or unreadable).
+
+    ``token`` marks the cells that held one of the column's declared missing-value texts
+    (they are blank too).
+    """
 
     values: pd.Series
     blank: np.ndarray
     unreadable: np.ndarray
+    token: np.ndarray | None = None
+    unknown: np.ndarray | None = None  # undeclared category codes, once asked for
 
 
 def as_text(s: pd.Series) -> pd.Series:
@@ -64,6 +80,17 @@ def read_column(raw: pd.Series, c: ColumnSpec) -> ReadColumn:
     arr = pyarrow.array(as_text(raw), type=pyarrow.string(), from_pandas=True)
     stripped = pc.utf8_trim_whitespace(arr)
     blank = _mask(pc.or_kleene(pc.is_null(stripped), pc.equal(stripped, "")))
+    token = None
+    if c.missing_values:  # "NA", "?": declared to mean no value, so read as blank
+        token = _mask(pc.is_in(stripped, value_set=pyarrow.array(list(c.missing_values)))) & ~blank
+        blank = blank | token
+    read = _read_typed(raw, c, arr, stripped, blank)
+    read.token = token
+    return read
+
+
+def _read_typed(raw: pd.Series, c: ColumnSpec, arr: pyarrow.Array, stripped: pyarrow.Array,
+                blank: np.ndarray) -> ReadColumn:
     if c.is_numeric:
         readable = _mask(pc.match_substring_regex(stripped, f"^{NUMBER_PATTERN}$")) & ~blank
         values = pc.cast(pc.if_else(pyarrow.array(readable), stripped, None), pyarrow.float64())
@@ -72,7 +99,8 @@ def read_column(raw: pd.Series, c: ColumnSpec) -> ReadColumn:
         if c.type == "integer":
             readable &= np.mod(np.where(readable, values, 0.0), 1) == 0
         values = np.where(readable, values, np.nan)
-        return ReadColumn(pd.Series(values, index=raw.index, dtype="float64"), blank, ~blank & ~readable)
+        return ReadColumn(pd.Series(values, index=raw.index, dtype="float64"), blank,
+                          ~blank & ~readable)
     if c.type == "date":
         ok = _mask(pc.match_substring_regex(stripped, f"^{DATE_PATTERN}$")) & ~blank
         # pandas, not Arrow: Arrow's strptime turns 2026-02-30 into 2026-03-02
@@ -103,7 +131,7 @@ def value_schema(columns: list[ColumnSpec]) -> pa.DataFrameSchema:
         checks: list[pa.Check] = []
         if c.is_numeric and (c.min is not None or c.max is not None):
             checks.append(_range_check(c))
-        if c.type == "category":
+        if c.type == "category" and not c.maps_unknown:
             allowed = list(c.categories)
             checks.append(pa.Check(lambda s, a=allowed: s.isin(a), name="category", ignore_na=True))
         if c.type in ("string", "category"):
@@ -122,13 +150,66 @@ def _range_check(c: ColumnSpec) -> pa.Check:
     return pa.Check(lambda s: (s >= lo) & (s <= hi), name="in_range", ignore_na=True)
 
 
+def unknown_codes(read: ReadColumn, c: ColumnSpec) -> np.ndarray:
+    """Cells of a category column holding a code that is not declared (blanks are not)."""
+    if c.type != "category":
+        return np.zeros(len(read.values), dtype=bool)
+    if read.unknown is None:
+        read.unknown = ~read.blank & ~read.values.isin(list(c.categories)).to_numpy(dtype=bool)
+    return read.unknown
+
+
 def typed_column(read: ReadColumn, c: ColumnSpec, keep: np.ndarray) -> pd.Series:
-    """Final typed values of the rows that passed every check."""
+    """Final typed values of the rows that passed every check.
+
+    An undeclared code that the column's policy keeps becomes missing, or ``other``.
+    """
     values = read.values[keep].reset_index(drop=True)
     if c.type == "integer":
         return values.round().astype("Int64")
     if c.type == "category":
-        return pd.Series(pd.Categorical(values.astype(object), categories=list(c.categories)))
+        values = values.astype(object)
+        unknown = unknown_codes(read, c)[keep] if c.maps_unknown else None
+        if unknown is not None and unknown.any():  # a policy that keeps the row
+            values = values.where(~unknown, c.other if c.on_unknown == "other" else None)
+        return pd.Series(pd.Categorical(values, categories=list(c.categories)))
     if c.type == "string":
         return values.astype(object)
     return values
+
+
+def missing_column(c: ColumnSpec, rows: int) -> pd.Series:
+    """An optional column a file left out: every value missing, typed as declared."""
+    if c.type == "category":
+        return pd.Series(pd.Categorical([None] * rows, categories=list(c.categories)))
+    if c.type == "integer":
+        return pd.Series(pd.array([pd.NA] * rows, dtype="Int64"))
+    if c.type == "float":
+        return pd.Series(np.full(rows, np.nan))
+    if c.type == "date":
+        return pd.Series(pd.NaT, index=range(rows), dtype="datetime64[us]")
+    return pd.Series([None] * rows, dtype=object)
+
+
+def mapped_values(read: ReadColumn, c: ColumnSpec, raw: pd.Series, keep: np.ndarray) -> pd.DataFrame:
+    """Counts of the kept rows' cells read as something other than they say (:data:`MAPPED_COLUMNS`).
+
+    Undeclared codes a policy kept (mapped to ``missing`` or the ``other`` category) and
+    declared missing-value texts (mapped to ``missing``), by the cell as written.
+    """
+    parts = []
+    if c.maps_unknown:
+        parts.append((unknown_codes(read, c) & keep, c.unknown_maps_to))
+    if read.token is not None:
+        parts.append((read.token & keep, "missing"))
+    frames = []
+    for mask, target in parts:
+        if mask.any():
+            counts = as_text(raw)[mask].value_counts(sort=False)
+            frames.append(pd.DataFrame({"column": c.name, "value": counts.index.astype(object),
+                                        "mapped_to": target, "count": counts.to_numpy(np.int64)}))
+    if not frames:
+        return pd.DataFrame({k: pd.Series(dtype=object if k != "count" else np.int64)
+                             for k in MAPPED_COLUMNS})
+    return pd.concat(frames, ignore_index=True).sort_values(
+        ["count", "value"], ascending=[False, True], kind="stable").reset_index(drop=True)

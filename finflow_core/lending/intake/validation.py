@@ -2,12 +2,15 @@
 
 ``rows_in == rows_valid + rows_quarantined`` always holds. A quarantined row keeps its
 cells exactly as written, with one issue per broken rule: row number, column, rule and
-offending value. Valid rows go on typed; nothing is silently changed or dropped.
+offending value. Valid rows go on typed; nothing is silently changed or dropped: where a
+column's policy keeps a row with an undeclared code (read as missing, or as the declared
+``other`` category), the cells as written stay unchanged and every such value is counted
+in ``mapped`` (column, value as written, mapped_to, count).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,8 +21,11 @@ from finflow_core.errors import BatchRejected
 from finflow_core.lending.config import ColumnSpec, Config
 from finflow_core.lending.intake.reader import BatchFile, RawChunk, Source, iter_chunks, open_batch
 from finflow_core.lending.intake.schema import (
+    MAPPED_COLUMNS,
     RULES,
     ReadColumn,
+    mapped_values,
+    missing_column,
     read_column,
     reading_rule,
     typed_column,
@@ -30,6 +36,30 @@ ISSUE_COLUMNS = ["row_number", "line", "application_id", "column", "rule", "valu
 PANDERA_RULES = {"field_uniqueness": "duplicate_id", "not_nullable": "not_null"}
 
 
+def no_mappings() -> pd.DataFrame:
+    """An empty value-mapping count (:data:`MAPPED_COLUMNS`)."""
+    return pd.DataFrame({k: pd.Series(dtype=object if k != "count" else np.int64)
+                         for k in MAPPED_COLUMNS})
+
+
+def merge_mappings(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """Add up value-mapping counts of several chunks (most frequent first)."""
+    frames = [p for p in parts if len(p)]
+    if not frames:
+        return no_mappings()
+    total = pd.concat(frames, ignore_index=True).groupby(
+        ["column", "value", "mapped_to"], sort=False, as_index=False)["count"].sum()
+    total["count"] = total["count"].astype(np.int64)
+    return total.sort_values(["column", "count", "value"], ascending=[True, False, True],
+                             kind="stable").reset_index(drop=True)[MAPPED_COLUMNS]
+
+
+def mapping_lines(mapped: pd.DataFrame) -> list[str]:
+    """The counts for people: ``industry: 'XX' ×12 mapped to missing``."""
+    return [f"{r.column}: {r.value!r} ×{r.count:,} mapped to {r.mapped_to}"
+            for r in mapped.itertuples(index=False)]
+
+
 @dataclass
 class ChunkResult:
     valid: pd.DataFrame  # typed input columns, RangeIndex
@@ -37,6 +67,8 @@ class ChunkResult:
     quarantined: pd.DataFrame  # row_number, line, reasons, then the row's cells as written
     issues: pd.DataFrame  # ISSUE_COLUMNS
     valid_raw: pd.DataFrame | None = None  # the valid rows' cells exactly as written
+    #: kept rows' cells read as something else (MAPPED_COLUMNS); add chunks with merge_mappings
+    mapped: pd.DataFrame = field(default_factory=no_mappings)
 
     @property
     def rows_in(self) -> int:
@@ -53,6 +85,7 @@ class ValidationReport:
     quarantined: pd.DataFrame
     issues: pd.DataFrame
     warnings: list[str] = field(default_factory=list)
+    mapped: pd.DataFrame = field(default_factory=no_mappings)
 
     @property
     def rows_valid(self) -> int:
@@ -68,6 +101,9 @@ class ValidationReport:
 
     def rule_counts(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self.issues["rule"].value_counts().items()}
+
+    def mapping_lines(self) -> list[str]:
+        return mapping_lines(self.mapped)
 
 
 class BatchValidator:
@@ -85,29 +121,44 @@ class BatchValidator:
         self.config = config
         self.require_target = require_target
         self.seen_ids = seen_ids
-        self.columns: list[ColumnSpec] = list(config.input_columns)
+        # every declared batch column; optional ones (protected, required: false) may be absent
+        self.columns: list[ColumnSpec] = list(config.batch_columns)
         if require_target:
             self.columns.append(config.column(config.target_column))
         self._id = config.id_column
         # application id -> row it first appeared on (ids from earlier partitions may be given)
         self._first_row: dict[str, int] = dict(seen_ids or {})
         self._chunk_rows = np.array([], dtype=np.int64)
-        self._values = value_schema(self.columns)
-        self._values.columns[self._id].checks.append(
-            pa.Check(self._not_seen, name="duplicate_id", ignore_na=True)
-        )
+        self._schemas: dict[tuple[str, ...], pa.DataFrameSchema] = {}
+
+    def _schema(self, present: list[ColumnSpec]) -> pa.DataFrameSchema:
+        """The value schema of the columns a file carries (one per header shape)."""
+        key = tuple(c.name for c in present)
+        if key not in self._schemas:
+            schema = value_schema(present)
+            schema.columns[self._id].checks.append(
+                pa.Check(self._not_seen, name="duplicate_id", ignore_na=True)
+            )
+            self._schemas[key] = schema
+        return self._schemas[key]
 
     def validate(self, chunk: RawChunk) -> ChunkResult:
         raw = chunk.frame
         n = len(raw)
-        names = [c.name for c in self.columns]
+        present = [c for c in self.columns if c.name in raw.columns]
+        absent = [c for c in self.columns if c.name not in raw.columns]
+        if any(c.required for c in absent):  # open_batch refuses such a file first
+            missing = [c.name for c in absent if c.required]
+            raise BatchRejected(f"missing required column(s) {', '.join(missing)}",
+                                reason="missing_columns", missing=missing)
+        names = [c.name for c in present]
         raw_used = raw[names].reset_index(drop=True)
         self._chunk_rows = np.asarray(chunk.row_numbers, dtype=np.int64)
-        read = {c.name: read_column(raw_used[c.name], c) for c in self.columns}
-        failures = [self._reading_failures(raw_used, read)]
+        read = {c.name: read_column(raw_used[c.name], c) for c in present}
+        failures = [self._reading_failures(raw_used, read, present)]
         if n:
             values = pd.DataFrame({name: r.values for name, r in read.items()})
-            fc = _failures(self._values, values)
+            fc = _failures(self._schema(present), values)
             # a cell that could not be read is missing here: it was judged by its reading rule
             unread = np.array([read[c].unreadable[i] if c in read else False
                                for c, i in zip(fc["column"], fc["index"].astype(int), strict=True)],
@@ -134,12 +185,20 @@ class BatchValidator:
             issues = pd.DataFrame(columns=ISSUE_COLUMNS)
             quarantined = pd.DataFrame(columns=["row_number", "line", "reasons", *raw.columns])
         valid_raw = raw_used[good].reset_index(drop=True)
-        valid = pd.DataFrame({c.name: typed_column(read[c.name], c, good) for c in self.columns})
-        return ChunkResult(valid, self._chunk_rows[good], quarantined, issues, valid_raw)
+        kept = int(good.sum())
+        valid = pd.DataFrame({
+            c.name: typed_column(read[c.name], c, good) if c.name in read else missing_column(c, kept)
+            for c in self.columns
+        })
+        mapped = [mapped_values(read[c.name], c, raw_used[c.name], good) for c in present
+                  if c.maps_unknown or c.missing_values]
+        return ChunkResult(valid, self._chunk_rows[good], quarantined, issues, valid_raw,
+                           merge_mappings(mapped))
 
-    def _reading_failures(self, raw: pd.DataFrame, read: dict[str, ReadColumn]) -> pd.DataFrame:
+    def _reading_failures(self, raw: pd.DataFrame, read: dict[str, ReadColumn],
+                          present: list[ColumnSpec]) -> pd.DataFrame:
         parts = []
-        for c in self.columns:
+        for c in present:
             r = read[c.name]
             if r.unreadable.any():
                 parts.append(pd.DataFrame({
@@ -258,17 +317,26 @@ def validate_batch(
         row_numbers=np.concatenate([p.row_numbers for p in parts]),
         quarantined=pd.concat([p.quarantined for p in parts], ignore_index=True),
         issues=pd.concat([p.issues for p in parts], ignore_index=True),
-        warnings=ignored_column_warnings(batch),
+        warnings=ignored_column_warnings(batch, config),
+        mapped=merge_mappings(p.mapped for p in parts),
     )
     if report.rows_in == 0:
         raise BatchRejected(f"{batch.name}: the file has a header but no applications", reason="no_rows")
     return report
 
 
-def ignored_column_warnings(batch: BatchFile) -> list[str]:
-    if not batch.ignored_columns:
-        return []
-    return [f"ignored column(s) not used for scoring: {', '.join(batch.ignored_columns)}"]
+def ignored_column_warnings(batch: BatchFile, config: Config | None = None) -> list[str]:
+    """What a person should know about the header: ignored columns, absent optional ones."""
+    optional = {c.name for c in config.optional_columns} if config is not None else set()
+    ignored = [c for c in batch.ignored_columns if c not in optional]
+    out = []
+    if ignored:
+        out.append(f"ignored column(s) not used for scoring: {', '.join(ignored)}")
+    absent = [c for c in sorted(optional) if c not in batch.header]
+    if absent:
+        out.append(f"optional column(s) not in the file: {', '.join(absent)} (read as missing; "
+                   "approval rates by these groups cannot be shown for this batch)")
+    return out
 
 
 def _failures(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame:

@@ -13,6 +13,7 @@ import pandas as pd
 from finflow_core.lending.config import Config
 from finflow_core.lending.drift import DriftBaseline, build_baseline
 from finflow_core.lending.model.training import CreditModel, TrainingResult
+from finflow_core.lending.model.training_data import TrainingDataCheck
 from finflow_core.lending.strategy import LoanValues, Strategy
 
 
@@ -57,9 +58,13 @@ def new_version(training_sha256: str, now: datetime | None = None) -> str:
 
 def build_bundle(
     result: TrainingResult, frame: pd.DataFrame, config: Config, *, training_sha256: str,
-    version: str | None = None,
+    version: str | None = None, training_data: TrainingDataCheck | None = None,
 ) -> ModelBundle:
-    """Bundle the champion with its strategy, drift baseline and model card."""
+    """Bundle the champion with its strategy, drift baseline and model card.
+
+    Pass ``training_data`` (from :func:`check_training_data`) to record in the card what
+    the quality gate kept and quarantined, and whether the two differ.
+    """
     champ = result.champion
     features = champ.model.features_.frame(frame)
     numeric = [f for f in config.feature_names if f not in config.categorical_features]
@@ -70,10 +75,11 @@ def build_bundle(
         alert=config.monitoring.psi_alert,
     )
     reference = {f: float(np.nanmedian(features[f].to_numpy(dtype=float))) for f in numeric}
+    priced_by = {config.amount_column, config.rate_column, config.term_column} - {None}
     required = sorted(
         set(config.base_features)
         | {c for r in config.ratios for c in (*r.numerator, *r.denominator)}
-        | {config.amount_column, config.rate_column, config.term_column}
+        | priced_by
     )
     version = version or new_version(training_sha256)
     bundle = ModelBundle(
@@ -91,12 +97,21 @@ def build_bundle(
         loan_values=asdict(LoanValues.from_frame(frame, config)),
         notes=config.model.notes,
     )
-    bundle.card = model_card(bundle, result, training_sha256)
+    bundle.card = model_card(bundle, result, training_sha256, pricing=config.pricing.to_dict(),
+                             training_data=training_data)
     return bundle
 
 
-def model_card(bundle: ModelBundle, result: TrainingResult, training_sha256: str) -> dict[str, Any]:
-    """The model card (JSON): what was trained, on what, how well, and how it decides."""
+def model_card(
+    bundle: ModelBundle, result: TrainingResult, training_sha256: str, *,
+    pricing: dict[str, Any] | None = None, training_data: TrainingDataCheck | None = None,
+) -> dict[str, Any]:
+    """The model card (JSON): what was trained, on what, how well, and how it decides.
+
+    It says which pricing figures were assumptions, how the cut-off was chosen, whether
+    the bands leave out a decision, and (when given) what the training data check found.
+    Figures that do not exist (profit without pricing) are null.
+    """
     import joblib
     import lightgbm
     import shap
@@ -105,7 +120,7 @@ def model_card(bundle: ModelBundle, result: TrainingResult, training_sha256: str
     champ = result.champion
     s = champ.strategy
     bundle_notes = bundle.notes
-    return {
+    card = {
         "version": bundle.version,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "dataset": bundle.dataset_name,
@@ -132,7 +147,16 @@ def model_card(bundle: ModelBundle, result: TrainingResult, training_sha256: str
             "oof_profit_cutoff_only": s.profit_cutoff_only,
             "oof_profit_all_reviewed": s.profit_all_reviewed,
             "roi": s.roi,
+            "cutoff_method": s.cutoff_method,
+            "cutoff_target": s.cutoff_target,
+            "cutoff_approval_rate": s.cutoff_approval_rate,
+            "cutoff_bad_rate": s.cutoff_bad_rate,
+            "never_declines": s.never_declines,
+            "never_approves": s.never_approves,
+            "warning": s.warning,
         },
+        "pricing": pricing,
+        "training_data": None if training_data is None else training_data.to_dict(),
         "profit_curve": s.curve,
         "roc": result.roc,
         "drift_baseline": bundle.baseline.to_dict(),
@@ -146,3 +170,17 @@ def model_card(bundle: ModelBundle, result: TrainingResult, training_sha256: str
             "joblib": joblib.__version__,
         },
     }
+    for key in ("champion", "challengers", "strategy", "profit_curve", "training_data"):
+        card[key] = json_safe(card[key])  # no NaN in strict JSON (nor in PostgreSQL)
+    return card
+
+
+def json_safe(value: Any) -> Any:
+    """The value with NaN and infinite numbers as null (strict JSON, and PostgreSQL's)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float | np.floating) and not np.isfinite(value):
+        return None
+    return value

@@ -164,6 +164,9 @@ class CandidateResult:
             "metrics": self.metrics,
             "oof_profit": self.strategy.profit,
             "cutoff": self.strategy.cutoff,
+            "cutoff_method": self.strategy.cutoff_method,
+            "cutoff_approval_rate": self.strategy.cutoff_approval_rate,
+            "cutoff_bad_rate": self.strategy.cutoff_bad_rate,
             "automation_rate": self.strategy.automation_rate,
             "fit_seconds": round(self.fit_seconds, 2),
             **self.costs,
@@ -182,12 +185,18 @@ class TrainingResult:
 
 
 def train(frame: pd.DataFrame, config: Config) -> TrainingResult:
-    """Fit every configured candidate with cross-validation; champion = higher OOF profit."""
+    """Fit every configured candidate with cross-validation; the champion is the better one
+    by the cut-off rule: out-of-fold profit, or the target's figure when cut by a target."""
     target = config.target_column
     if target not in frame.columns:
         raise TrainingError(
             f"training data has no target column {target!r}: add the observed outcome column",
             column=target,
+        )
+    if len(frame) == 0:
+        raise TrainingError(
+            "training data has no valid rows: every row was quarantined; see the quarantine "
+            "report (check_training_data names the rules that broke)", rows=0, defaults=0,
         )
     y = pd.to_numeric(frame[target], errors="coerce")
     if y.isna().any() or not set(y.unique()) <= {0, 1}:
@@ -216,7 +225,9 @@ def train(frame: pd.DataFrame, config: Config) -> TrainingResult:
         fit_seconds = time.perf_counter() - started
         results.append(CandidateResult(name, model, metrics, strategy, fit_seconds,
                                        serving_costs(model, frame)))
-    champion = max(results, key=lambda r: r.strategy.profit)
+    # higher out-of-fold profit, or what the cut-off rule targets (approvals at a bad-rate
+    # ceiling, or the bad rate at an approval rate); ties go to the first candidate
+    champion = max(results, key=lambda r: r.strategy.objective)
     return TrainingResult(
         champion=champion,
         candidates=results,

@@ -1,0 +1,224 @@
+"""The declared columns of a lender's file: types, roles, value rules and reason wording."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import model_validator
+from pydantic.dataclasses import dataclass
+
+from finflow_core.lending.config.fields import (
+    DECLARED,
+    Category,
+    Flag,
+    Names,
+    Number,
+    Problem,
+    Text,
+    Whole,
+)
+
+ColumnType = Literal["string", "integer", "float", "category", "date"]
+Role = Literal[
+    "id", "feature", "target", "loan_amount", "interest_rate", "term", "income", "date", "info",
+    "protected",
+]
+UnknownPolicy = Literal["quarantine", "missing", "other"]
+COLUMN_TYPES: tuple[str, ...] = ("string", "integer", "float", "category", "date")
+ROLES: tuple[str, ...] = (
+    "id", "feature", "target", "loan_amount", "interest_rate", "term", "income", "date", "info",
+    "protected",
+)
+#: Roles a dataset must have exactly one column for (rate and term may come from config).
+REQUIRED_ROLES: tuple[str, ...] = ("id", "target", "loan_amount")
+#: Roles at most one column may have.
+SINGLE_ROLES: tuple[str, ...] = ("interest_rate", "term", "income", "date")
+#: Longest application id the store keeps (longer ones are quarantined, never cut).
+ID_MAX_LENGTH = 128
+#: Roles whose columns feed the model unless ``model_input: false``.
+MODEL_ROLES: tuple[str, ...] = ("feature", "loan_amount", "interest_rate", "term", "income")
+NUMERIC_ROLES: tuple[str, ...] = ("loan_amount", "interest_rate", "term", "income", "target")
+UNKNOWN_POLICIES: tuple[str, ...] = ("quarantine", "missing", "other")
+
+#: Words in a column name that suggest a protected characteristic (matched as whole words;
+#: entries ending in ``*`` also match as a prefix: ``ethnic*`` matches ``ethnicity``).
+PROTECTED_HINTS: tuple[str, ...] = (
+    "sex", "gender*", "race", "racial", "ethnic*", "age", "birth*", "dob", "marital*",
+    "married", "religio*", "faith", "nationalit*", "citizen*", "disab*", "pregnan*",
+    "orientation", "minority", "women", "woman", "female", "veteran*",
+)
+
+
+@dataclass(frozen=True, config=DECLARED)
+class ColumnSpec:
+    """One declared column: how its cells are read, judged and used.
+
+    ``on_unknown`` is what the quality gate does with a category code that is not
+    declared: ``quarantine`` the row, read it as ``missing`` (the default: the row is kept
+    and the code counted), or map it to the declared ``other`` category. ``missing_values``
+    lists texts that mean "no value" in this column (``NA``, ``?``); ``nullable`` then
+    decides whether a missing value is allowed. Only a ``protected`` column may be
+    ``required: false`` (absent from a file).
+    """
+
+    name: Text
+    type: ColumnType
+    role: Role | None = None  # default: info for text and dates, else feature
+    nullable: Flag = False
+    min: Number | None = None
+    max: Number | None = None
+    categories: tuple[Category, ...] = ()
+    max_length: Whole | None = None
+    label: Text = ""
+    model_input: Flag | None = None  # default: true, except for protected columns
+    reason_high: Text | None = None
+    reason_low: Text | None = None
+    reason_category: Text | None = None
+    on_unknown: UnknownPolicy | None = None  # default: missing, for category columns
+    other: Category | None = None
+    missing_values: tuple[Category, ...] = ()
+    required: Flag = True
+
+    def __post_init__(self) -> None:
+        # defaults that depend on other settings, resolved once so the object says what it does
+        if self.role is None:
+            object.__setattr__(self, "role", "info" if self.type in ("string", "date") else "feature")
+        if self.model_input is None:
+            object.__setattr__(self, "model_input", self.role != "protected")
+        if self.on_unknown is None and self.type == "category":
+            object.__setattr__(self, "on_unknown", "missing")
+        if self.role == "id" and self.max_length is None:
+            object.__setattr__(self, "max_length", ID_MAX_LENGTH)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ColumnSpec:
+        ctype, role = self.type, self.role
+        if role == "feature" and ctype in ("string", "date"):
+            raise Problem(f"a {ctype} column cannot be a model feature: declare it as a category "
+                          "(with its categories) or a number, or give it role info", ("role",))
+        if ctype == "category" and not self.categories:
+            raise Problem(f"category column {self.name!r} needs its categories", ("categories",))
+        if ctype != "category" and self.categories:
+            raise Problem(f"only a category column has categories (this one is {ctype})",
+                          ("categories",))
+        if role in NUMERIC_ROLES and ctype not in ("integer", "float"):
+            raise Problem(f"a {role} column must be numeric", ("type",))
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise Problem(f"min {self.min:g} is above max {self.max:g}", ("min",))
+        if (self.min is not None or self.max is not None) and ctype not in ("integer", "float"):
+            raise Problem(f"min and max apply to numbers, not to a {ctype} column",
+                          ("min" if self.min is not None else "max",))
+        if role == "id" and not 1 <= (self.max_length or 0) <= ID_MAX_LENGTH:
+            raise Problem(f"an id column's max_length must be 1 to {ID_MAX_LENGTH}", ("max_length",))
+        if self.max_length is not None and self.max_length < 1:
+            raise Problem("max_length must be at least 1", ("max_length",))
+        self._check_unknown_policy()
+        if role == "protected":
+            self._check_protected()
+        elif not self.required:
+            raise Problem("only a protected column may be absent from a file (required: false); "
+                          "every other declared column must be in the header", ("required",))
+        return self
+
+    def _check_unknown_policy(self) -> None:
+        if self.type != "category":
+            if self.on_unknown is not None or self.other is not None:
+                key = "on_unknown" if self.on_unknown is not None else "other"
+                raise Problem("on_unknown and other apply to category columns only", (key,))
+            return
+        if self.on_unknown == "other":
+            if self.other is None:
+                raise Problem("on_unknown: other needs the category to map to: add other: "
+                              f"<one of {', '.join(self.categories)}>", ("other",))
+            if self.other not in self.categories:
+                raise Problem(f"other must be one of the declared categories "
+                              f"({', '.join(self.categories)}), got {self.other!r}", ("other",))
+        elif self.other is not None:
+            raise Problem(f"other is used only with on_unknown: other (this column has "
+                          f"on_unknown: {self.on_unknown})", ("other",))
+        clash = [v for v in self.missing_values if v in self.categories]
+        if clash:
+            raise Problem(f"{clash[0]!r} is both a category and a missing value", ("missing_values",))
+
+    def _check_protected(self) -> None:
+        if self.model_input:
+            raise Problem("a protected characteristic is never a model input: remove "
+                          "model_input: true (FinFlow keeps the column to report approval "
+                          "rates by group)", ("model_input",))
+        for key in ("reason_high", "reason_low", "reason_category"):
+            if getattr(self, key) is not None:
+                raise Problem("a protected characteristic is never given as a reason", (key,))
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name.replace("_", " ").capitalize()
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.type in ("integer", "float")
+
+    @property
+    def is_model_input(self) -> bool:
+        return self.role in MODEL_ROLES and bool(self.model_input)
+
+    @property
+    def is_protected(self) -> bool:
+        return self.role == "protected"
+
+    @property
+    def maps_unknown(self) -> bool:
+        """True when an undeclared category code keeps its row (missing or other)."""
+        return self.type == "category" and self.on_unknown != "quarantine"
+
+    @property
+    def unknown_maps_to(self) -> str | None:
+        """What an undeclared code becomes: ``"missing"``, the other category, or None."""
+        if not self.maps_unknown:
+            return None
+        return self.other if self.on_unknown == "other" else "missing"
+
+
+@dataclass(frozen=True, config=DECLARED)
+class RatioSpec:
+    """An engineered feature: sum(numerator) / sum(denominator)."""
+
+    name: Text
+    numerator: Names
+    denominator: Names
+    label: Text = ""
+    reason_high: Text | None = None
+    reason_low: Text | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> RatioSpec:
+        for key in ("numerator", "denominator"):
+            if not getattr(self, key):
+                raise Problem("must name at least one column", (key,))
+        return self
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name.replace("_", " ").capitalize()
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (*self.numerator, *self.denominator)
+
+
+def protected_hint(name: str) -> str | None:
+    """The word of a column name that suggests a protected characteristic, if any."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)  # applicantSex -> applicant_Sex
+    words = [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
+    for word in words:
+        for hint in PROTECTED_HINTS:
+            if word == hint.rstrip("*") or (hint.endswith("*") and word.startswith(hint[:-1])):
+                return word
+    return None
+
+
+__all__ = [
+    "COLUMN_TYPES", "ID_MAX_LENGTH", "MODEL_ROLES", "NUMERIC_ROLES", "PROTECTED_HINTS",
+    "REQUIRED_ROLES", "ROLES", "SINGLE_ROLES", "UNKNOWN_POLICIES", "ColumnSpec", "ColumnType",
+    "RatioSpec", "Role", "UnknownPolicy", "protected_hint",
+]
