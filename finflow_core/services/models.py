@@ -53,6 +53,7 @@ class WhatIf:
     share_low: float
     share_medium: float
     share_high: float
+    expected_bad_rate_approved: float = float("nan")
 
 
 # -- loading, shared by the services that score ----------------------------------------------
