@@ -124,19 +124,9 @@ def generate_applications(
         0.10 + 0.0005 * (760 - credit) + 0.02 * coll_none + 0.0008 * (term - 36)
         + rng.normal(0, 0.015, rows), 0.05, 0.36), 4)
 
-    z = (
-        INTERCEPT
-        + 0.024 * (694 - credit)
-        + 1.1 * np.log(loan / revenue / 0.05)
-        + 2.5 * dti
-        + 0.55 * delinquencies
-        - 0.30 * np.log1p(years)
-        - 0.12 * np.log1p(employees)
-        + 0.008 * (term - 12)
-        + _offsets(industry, INDUSTRIES)
-        + _offsets(region, REGIONS)
-        + _offsets(collateral, COLLATERAL)
-    )
+    z = risk_score(credit=credit, loan=loan, revenue=revenue, dti=dti, delinquencies=delinquencies,
+                   years=years, employees=employees, term=term, industry=industry, region=region,
+                   collateral=collateral)
     true_pd = expected_logistic(z, NOISE_SD)
     default = rng.binomial(1, true_pd)
 
@@ -169,6 +159,87 @@ def generate_applications(
     if with_truth:
         df["true_pd"] = np.round(true_pd, 6)
     return df
+
+
+def risk_score(*, credit: np.ndarray, loan: np.ndarray, revenue: np.ndarray, dti: np.ndarray,
+               delinquencies: np.ndarray, years: np.ndarray, employees: np.ndarray, term: np.ndarray,
+               industry: np.ndarray, region: np.ndarray, collateral: np.ndarray) -> np.ndarray:
+    """The generator's logistic risk score (before the unobservable noise)."""
+    return (
+        INTERCEPT
+        + 0.024 * (694 - credit)
+        + 1.1 * np.log(loan / revenue / 0.05)
+        + 2.5 * dti
+        + 0.55 * delinquencies
+        - 0.30 * np.log1p(years)
+        - 0.12 * np.log1p(employees)
+        + 0.008 * (term - 12)
+        + _offsets(industry, INDUSTRIES)
+        + _offsets(region, REGIONS)
+        + _offsets(collateral, COLLATERAL)
+    )
+
+
+def true_default_probability(frame: pd.DataFrame, *, downturn: float = 0.0) -> np.ndarray:
+    """The true probability of default of applications in the demo's columns (as stored or
+    typed), optionally under a downturn that adds ``downturn`` to every risk score.
+
+    A blank employee count (2% of demo applications) is read as the median business (8).
+    """
+    def num(col: str) -> np.ndarray:
+        return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
+
+    employees = num("employees")
+    employees = np.where(np.isfinite(employees), employees, 8.0)
+    z = risk_score(credit=num("credit_score"), loan=num("loan_amount"), revenue=num("annual_revenue"),
+                   dti=num("debt_to_income"), delinquencies=num("recent_delinquencies"),
+                   years=num("years_in_business"), employees=employees, term=num("term_months"),
+                   industry=frame["industry"].astype(str).to_numpy(), region=frame["region"].astype(str).to_numpy(),
+                   collateral=frame["collateral"].astype(str).to_numpy())
+    return expected_logistic(z + downturn, NOISE_SD)
+
+
+#: Loss given default in the simulated outcomes: the config's 45%, with the spread of real recoveries.
+SIMULATED_LGD = 0.45
+
+
+def simulate_outcomes(frame: pd.DataFrame, *, as_of: date, seed: int = 0, downturn: float = 0.0,
+                      lgd: float = SIMULATED_LGD) -> pd.DataFrame:
+    """Outcome-file rows for funded demo applications, drawn from their true probability.
+
+    A loan that will default does so in a month drawn uniformly over its term; by ``as_of``
+    (months on book since its application date) it has defaulted if that month has passed,
+    is 30 / 60 / 90 days past due in the three months before, and is performing otherwise.
+    Loans still on book report their current state, so early delinquency shows before
+    defaults mature (vintage curves).
+    """
+    ids = frame["application_id"].astype(str).to_numpy()
+    order = np.argsort(ids, kind="stable")  # the draw depends on the ids, not the row order
+    rng = np.random.default_rng(seed)
+    u_default, u_month, u_loss = rng.random(len(ids)), rng.random(len(ids)), rng.random(len(ids))
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(order))
+    u_default, u_month, u_loss = u_default[inv], u_month[inv], u_loss[inv]
+    pd_true = true_default_probability(frame, downturn=downturn)
+    term = pd.to_numeric(frame["term_months"], errors="coerce").fillna(36).to_numpy(dtype=float)
+    applied = pd.to_datetime(frame["application_date"], errors="coerce")
+    mob = np.maximum(((pd.Timestamp(as_of) - applied).dt.days.fillna(0).to_numpy() // 30), 0).astype(int)
+    will_default = u_default < pd_true
+    month = np.ceil(u_month * term).clip(1, None)
+    defaulted = will_default & (month <= mob)
+    ahead = month - mob  # months until default, for the loans that will default
+    dpd = np.where(will_default & ~defaulted & (ahead <= 3), (4 - ahead) * 30, 0)
+    dpd = np.where(defaulted, 90, dpd).astype(int)
+    amount = pd.to_numeric(frame["loan_amount"], errors="coerce").to_numpy(dtype=float)
+    loss = np.where(defaulted, np.round(amount * lgd * (0.6 + 0.8 * u_loss), 2), np.nan)
+    return pd.DataFrame({
+        "application_id": ids,
+        "defaulted": np.where(defaulted, "yes", "no"),
+        "observed_on": as_of.isoformat(),
+        "amount_lost": loss,
+        "days_past_due": dpd,
+        "months_on_book": mob,
+    })
 
 
 def expected_logistic(z: np.ndarray, sd: float, nodes: int = 32) -> np.ndarray:

@@ -89,3 +89,19 @@ STATUS_OF_OUTCOME: dict[Outcome, Status] = {
 }
 #: Statuses an officer can still act on.
 OPEN_STATUSES: tuple[Status, ...] = (Status.PENDING, Status.REFERRED)
+
+
+class Light(StrEnum):
+    """A supervisor's traffic light for a calibration test."""
+
+    GREEN = "green"
+    AMBER = "amber"
+    RED = "red"
+    NONE = "no_data"
+
+
+class Arm(StrEnum):
+    """Which model and strategy decided an application in a champion-challenger test."""
+
+    CHAMPION = "champion"
+    CHALLENGER = "challenger"
