@@ -35,7 +35,10 @@ class Context:
 
     @cached_property
     def config(self) -> Config:
-        return load_config(self.args.config)
+        config = load_config(self.args.config)
+        for warning in config.warnings:  # e.g. a feature whose name suggests a protected trait
+            print(f"finflow: config warning: {warning}", file=sys.stderr)
+        return config
 
     @cached_property
     def store(self) -> Store:

@@ -34,6 +34,9 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("train", help="train candidates on a labelled history and register the champion")
     p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--out", type=Path, help="write the training file's quarantine report here")
+    p.add_argument("--allow-quarantine", action="store_true",
+                   help="train even when more rows are quarantined than model.max_quarantine_share")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=train)
 
@@ -87,7 +90,10 @@ def demo_data(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def train(ctx: Context, args: argparse.Namespace) -> int:
-    outcome = ctx.workbench.models.train(args.data)
+    outcome = ctx.workbench.models.train(args.data, allow_over_limit=args.allow_quarantine,
+                                         report_dir=args.out)
+    for w in outcome.warnings:
+        print(f"finflow: warning: {w}", file=sys.stderr)
     card = outcome.card
     lines = [
         f"registered model {outcome.version} ({card['model']})"
@@ -98,13 +104,28 @@ def train(ctx: Context, args: argparse.Namespace) -> int:
     for c in outcome.candidates:
         m = c["metrics"]
         lines.append(f"  {c['name']:<16} AUC {m['auc']:.3f}  Brier {m['brier']:.4f}  "
-                     f"out-of-fold profit {c['oof_profit']:,.0f}  cut-off {c['cutoff']:.3f}")
+                     f"out-of-fold profit {_money(c['oof_profit'])}  cut-off {c['cutoff']:.3f}")
     s = card["strategy"]
     lines.append(f"  bands: approve below {s['low_edge']:.3f}, decline from {s['high_edge']:.3f}; "
-                 f"automation {s['automation_rate']:.1%}")
+                 f"automation {s['automation_rate']:.1%}; cut-off by {s.get('cutoff_method', 'profit')}")
+    pricing = card.get("pricing") or {}
+    if pricing.get("mode") == "none":
+        lines.append("  pricing: none (no rate or term): profit figures are not computed")
+    elif pricing.get("assumed"):
+        lines.append(f"  pricing: assumed from the config for {', '.join(pricing['assumed'])}")
+    if s.get("warning"):
+        lines.append(f"  strategy: {s['warning']}")
+    for name, path in outcome.reports.items():
+        lines.append(f"  {name}: {path}")
     emit(args, {"version": outcome.version, "champion": outcome.became_champion, "card": card,
                 "comparison": outcome.champion_comparison}, "\n".join(lines))
     return 0
+
+
+def _money(value: Any) -> str:
+    from finflow_core.formatting import money
+
+    return "not priced" if value is None or value != value else money(value)
 
 
 def weekly_run(ctx: Context, args: argparse.Namespace) -> int:

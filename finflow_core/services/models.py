@@ -17,6 +17,7 @@ from finflow_core.errors import Conflict, InvalidInput, ModelError, NotFound
 from finflow_core.lending.intake.reader import Source
 from finflow_core.lending.intake.validation import ValidationReport, validate_batch
 from finflow_core.lending.model.bundle import ModelBundle
+from finflow_core.lending.model.training_data import TrainingDataCheck
 from finflow_core.lending.scoring import ScoringEngine
 from finflow_core.lending.strategy import LoanValues, Strategy, evaluate_edges
 from finflow_core.lending.terms import ModelStatus
@@ -39,6 +40,13 @@ class TrainingOutcome:
     became_champion: bool
     champion_comparison: dict[str, Any] | None = None
     candidates: list[dict[str, Any]] = field(default_factory=list)
+    data_check: TrainingDataCheck | None = None
+    reports: dict[str, Path] = field(default_factory=dict)  # quarantine report files written
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the lender must know about the data the model learned from."""
+        return self.data_check.warnings if self.data_check is not None else ()
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,17 @@ def version_engine(ctx: Context, version: str) -> ScoringEngine:
     return engine_for(ctx, bundle, active_strategy(ctx, bundle))
 
 
+def _write_quarantine_report(report: ValidationReport, folder: Path) -> dict[str, Path]:
+    """quarantine.csv and quarantine_issues.csv of a training file, as a weekly run writes them."""
+    from finflow_core.store.exports import write_csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"quarantine": folder / "quarantine.csv", "issues": folder / "quarantine_issues.csv"}
+    write_csv(report.quarantined, paths["quarantine"])
+    write_csv(report.issues, paths["issues"])
+    return paths
+
+
 # -- the service ----------------------------------------------------------------------------
 
 class ModelService(Service):
@@ -159,17 +178,29 @@ class ModelService(Service):
                                  self.ctx.config.economics, low_edge, high_edge)
         return WhatIf(low_edge, high_edge, **figures)
 
-    def train(self, source: Source, *, name: str | None = None) -> TrainingOutcome:
-        """Validate a labelled history, train every candidate, save and register the champion."""
+    def train(self, source: Source, *, name: str | None = None, allow_over_limit: bool = False,
+              report_dir: Path | None = None) -> TrainingOutcome:
+        """Validate a labelled history, train every candidate, save and register the champion.
+
+        The training file goes through the same quality gate as a batch: a quarantine share
+        above ``model.max_quarantine_share`` is refused unless ``allow_over_limit``, and a
+        significant difference between the default rates of kept and quarantined rows is a
+        warning recorded in the model card. ``report_dir`` gets the quarantine report.
+        """
         self.require(Action.TRAIN_MODEL)
         from finflow_core.lending.explain import global_importance
         from finflow_core.lending.model.bundle import build_bundle
         from finflow_core.lending.model.training import train
+        from finflow_core.lending.model.training_data import check_training_data
 
         config = self.ctx.config
         report = validate_batch(source, config, name=name, require_target=True)
+        reports = _write_quarantine_report(report, report_dir) if report_dir is not None else {}
+        check = check_training_data(report, config)
+        check.enforce(allow_over_limit=allow_over_limit)
         result = train(report.valid, config)
-        bundle = build_bundle(result, report.valid, config, training_sha256=report.batch.sha256)
+        bundle = build_bundle(result, report.valid, config, training_sha256=report.batch.sha256,
+                              training_data=check)
         bundle.card["global_importance"] = global_importance(bundle, config, report.valid)
         comparison = self._compare_with_champion(report, bundle)
         folder = save_bundle(bundle, config.paths.models_dir, installation_key(config))
@@ -179,7 +210,7 @@ class ModelService(Service):
             shutil.rmtree(folder, ignore_errors=True)  # nothing registered, nothing left behind
             raise
         return TrainingOutcome(bundle.version, bundle.card, report, became, comparison,
-                               [c.card() for c in result.candidates])
+                               [c.card() for c in result.candidates], check, reports)
 
     def register(self, bundle: ModelBundle, folder: Path) -> bool:
         """Record a saved version; True when it became champion (the first model)."""

@@ -57,7 +57,8 @@ class TrainingDataCheck:
         """Refuse (TrainingError) a file whose quarantine share passes the configured limit."""
         if self.over_limit and not allow_over_limit:
             raise TrainingError(
-                f"{self.warnings[0]}; fix the config or the file, or allow it explicitly",
+                f"{self.warnings[0]}; fix the config or the file, or allow it explicitly "
+                "(finflow train --allow-quarantine)",
                 rows=self.rows_in, quarantined=self.rows_quarantined,
                 limit=self.max_quarantine_share,
             )
