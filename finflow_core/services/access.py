@@ -49,6 +49,9 @@ class Action(StrEnum):
     VIEW_DRIFT = "view_drift"
     VIEW_AUDIT = "view_audit"
     MANAGE_USERS = "manage_users"
+    LOAD_OUTCOMES = "load_outcomes"
+    VIEW_PERFORMANCE = "view_performance"
+    MANAGE_EXPERIMENTS = "manage_experiments"
 
 
 _A, _O, _M, _D = Role.ANALYST, Role.OFFICER, Role.MANAGER, Role.ADMIN
@@ -69,6 +72,9 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.VIEW_DRIFT: frozenset({_A, _M}),
     Action.VIEW_AUDIT: frozenset({_D, _M}),
     Action.MANAGE_USERS: frozenset({_D}),
+    Action.LOAD_OUTCOMES: frozenset({_A}),
+    Action.VIEW_PERFORMANCE: frozenset({_A, _M}),
+    Action.MANAGE_EXPERIMENTS: frozenset({_M}),
 }
 
 

@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # the services import the scoring stack: load each on first u
     from finflow_core.services.batches import BatchService
     from finflow_core.services.models import ModelService
     from finflow_core.services.monitoring import DriftService
+    from finflow_core.services.outcomes import OutcomeService
+    from finflow_core.services.performance import PerformanceService
     from finflow_core.services.portfolio import PortfolioService
     from finflow_core.services.review import ReviewService
     from finflow_core.services.users import AccountService, UserService
@@ -85,6 +87,18 @@ class Workbench:
         from finflow_core.services.audit import AuditService
 
         return AuditService(self)
+
+    @cached_property
+    def outcomes(self) -> OutcomeService:
+        from finflow_core.services.outcomes import OutcomeService
+
+        return OutcomeService(self)
+
+    @cached_property
+    def performance(self) -> PerformanceService:
+        from finflow_core.services.performance import PerformanceService
+
+        return PerformanceService(self)
 
     @cached_property
     def users(self) -> UserService:

@@ -45,6 +45,7 @@ model_versions = Table(
     Column("trained_by", String(64), nullable=False),
     _ts("promoted_at"),
     Column("promoted_by", String(64)),
+    Column("promotion_note", Text),  # why the manager promoted it (also in the audit trail)
     CheckConstraint("status IN ('candidate', 'champion', 'retired')", name="status_known"),
     Index("uq_model_versions_one_champion", "status", unique=True,
           sqlite_where=text("status = 'champion'"), postgresql_where=text("status = 'champion'")),

@@ -84,6 +84,7 @@ class OutcomeFile:
     file: BatchFile
     rows: pd.DataFrame  # row_number, line, application_id, batch_id, defaulted, observed_on, amount_lost, days_past_due
     issues: pd.DataFrame  # ISSUE_COLUMNS
+    spec: OutcomeSpec = OutcomeSpec()
 
     @property
     def ok(self) -> bool:
@@ -138,7 +139,7 @@ def read_outcomes(source: Source | BatchFile, spec: OutcomeSpec | None = None, *
     rows, found = _judge(raw_rows, spec, today)
     issues_frame = pd.DataFrame(issues + found, columns=ISSUE_COLUMNS)
     issues_frame = issues_frame.sort_values(["row_number", "column"], kind="stable").reset_index(drop=True)
-    return OutcomeFile(file, rows, issues_frame)
+    return OutcomeFile(file, rows, issues_frame, spec)
 
 
 def _judge(raw: pd.DataFrame, spec: OutcomeSpec, today: date) -> tuple[pd.DataFrame, list[dict]]:
@@ -158,7 +159,9 @@ def _judge(raw: pd.DataFrame, spec: OutcomeSpec, today: date) -> tuple[pd.DataFr
     dpd = pd.to_numeric(dpd_text.where(dpd_text.str.fullmatch(NUMBER_PATTERN).fillna(False)), errors="coerce")
     typed = pd.DataFrame({
         "row_number": raw["row_number"].astype(int), "line": raw["line"].astype(int),
-        "application_id": ids, "batch_id": text[spec.batch_column].replace("", None),
+        "application_id": ids,
+        "batch_id": pd.Series([b or None for b in text[spec.batch_column].tolist()], index=raw.index,
+                              dtype=object),
         "defaulted": defaulted, "observed_on": observed.dt.date,
         "amount_lost": loss, "days_past_due": dpd,
     })

@@ -1,0 +1,117 @@
+"""Outcomes come back: checked, linked, recorded all or nothing, corrected only on purpose."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pandas as pd
+import pytest
+from store_helpers import ANALYST, MANAGER, OFFICER, Lending
+from trail import audit_rows
+
+from finflow_core.errors import PermissionDenied
+from finflow_core.lending.terms import Light
+from finflow_core.services.access import Principal
+from finflow_core.services.outcomes import OutcomeFileRejected
+from finflow_core.services.workbench import Workbench
+from finflow_core.store.audit_chain import verify_audit
+
+pytest_plugins = ["store_fixtures"]  # the store tests' shared fixtures
+
+AS_OF = date(2027, 9, 1)
+
+
+def at(ff: Lending, who: Principal, when: datetime = datetime(2027, 9, 2, tzinfo=UTC)) -> Workbench:
+    """The services as ``who`` sees them on ``when`` (outcomes are dated after the batch)."""
+    from finflow_core.services.context import Context
+
+    return Workbench(Context(ff.config, ff.store, clock=lambda: when), who)
+
+
+def outcome_csv(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False).encode()
+
+
+def test_simulated_outcomes_load_once_and_feed_the_vintage_report(ffa: Lending) -> None:
+    [batch] = ffa.batch_ids()
+    analyst = at(ffa, ANALYST)
+    drawn = analyst.outcomes.simulate([batch], as_of=AS_OF, seed=4)
+    assert set(drawn.columns) >= {"application_id", "defaulted", "observed_on", "amount_lost"}
+    load = analyst.outcomes.load(outcome_csv(drawn), name="outcomes.csv")
+    assert load.rows == len(drawn) and load.defaults == int((drawn["defaulted"] == "yes").sum())
+    with pytest.raises(OutcomeFileRejected) as again:  # the same outcomes again: already recorded
+        analyst.outcomes.load(outcome_csv(drawn), name="outcomes.csv")
+    assert set(again.value.issues["rule"]) == {"already_recorded"}
+
+    report = at(ffa, MANAGER).performance.vintages()
+    [vintage] = report.vintages
+    assert vintage.vintage == batch and vintage.with_outcome == load.rows == vintage.funded
+    assert vintage.auc is not None and 0.6 < vintage.auc < 0.95
+    assert vintage.light in (Light.GREEN, Light.AMBER)  # the model was trained on this population
+    assert vintage.realised_profit is not None and vintage.expected_default_rate > 0
+    assert "approved applications, not everyone" in report.notes[0]
+    entry = [e for e in audit_rows(ffa.store) if e["action"] == "outcomes_loaded"]
+    assert len(entry) == 1 and entry[0]["details"]["rows"] == load.rows
+    assert verify_audit(ffa.store).ok
+
+
+def test_a_downturn_shows_as_a_red_calibration_light(ffa: Lending) -> None:
+    [batch] = ffa.batch_ids()
+    analyst = at(ffa, ANALYST)
+    drawn = analyst.outcomes.simulate([batch], as_of=date(2031, 1, 1), seed=4, downturn=1.2)
+    at(ffa, ANALYST, datetime(2031, 1, 2, tzinfo=UTC)).outcomes.load(outcome_csv(drawn))
+    [vintage] = at(ffa, MANAGER).performance.vintages().vintages
+    assert vintage.observed_default_rate > 1.5 * vintage.expected_default_rate
+    assert vintage.light == Light.RED and "more defaults" in vintage.overall.direction
+
+
+def test_bad_outcome_files_change_nothing_and_say_why(ffa: Lending) -> None:
+    [batch] = ffa.batch_ids()
+    analyst = at(ffa, ANALYST)
+    drawn = analyst.outcomes.simulate([batch], as_of=AS_OF, seed=4)
+    declined = ffa.pending_ids()[0]  # pending: never funded
+    with ffa.store.connect() as conn:
+        from sqlalchemy import select
+
+        from finflow_core.store.lending_tables import applications
+        pending_external = conn.execute(select(applications.c.external_id)
+                                        .where(applications.c.id == declined)).scalar_one()
+    bad = pd.concat([drawn.head(5), pd.DataFrame([
+        {"application_id": "NOT-STORED", "defaulted": "no", "observed_on": "2027-09-01"},
+        {"application_id": pending_external, "defaulted": "no", "observed_on": "2027-09-01"},
+        {**drawn.iloc[0].to_dict(), "defaulted": "yes" if drawn.iloc[0]["defaulted"] == "no" else "no"},
+    ])], ignore_index=True)
+    before = ffa.counts()
+    with pytest.raises(OutcomeFileRejected) as err:
+        analyst.outcomes.load(outcome_csv(bad))
+    rules = set(err.value.issues["rule"])
+    assert {"unknown_application", "not_funded", "conflicting_outcome"} <= rules
+    assert err.value.exit_code == 4 and "nothing was recorded" in err.value.message
+    assert ffa.counts() == before  # no row anywhere, not even an audit entry
+    with pytest.raises(PermissionDenied):
+        at(ffa, OFFICER).outcomes.load(outcome_csv(drawn))
+
+
+def test_a_later_file_updates_an_outcome_only_as_an_audited_correction(ffa: Lending) -> None:
+    [batch] = ffa.batch_ids()
+    analyst = at(ffa, ANALYST)
+    drawn = analyst.outcomes.simulate([batch], as_of=AS_OF, seed=4)
+    analyst.outcomes.load(outcome_csv(drawn))
+    fixed = drawn.head(3).assign(defaulted="yes", amount_lost=1000.0)
+    load = analyst.outcomes.load(outcome_csv(fixed), correction_reason="servicer restated three loans")
+    assert load.corrections == 3
+    corrected = [e for e in audit_rows(ffa.store) if e["action"] == "outcome_corrected"]
+    assert len(corrected) == 3 and all(e["details"]["reason"] == "servicer restated three loans"
+                                       for e in corrected)
+    frame = at(ffa, MANAGER).performance.frame()
+    assert len(frame) == frame["application_id"].nunique()  # one current outcome per application
+    with ffa.store.connect() as conn:
+        from sqlalchemy import select
+
+        from finflow_core.store.lending_tables import applications
+        stored = dict(conn.execute(select(applications.c.external_id, applications.c.id)).all())
+    now = frame.set_index("application_id")
+    corrected = [stored[x] for x in fixed["application_id"]]
+    assert (now.loc[corrected, "defaulted"] == 1.0).all()
+    assert (now.loc[corrected, "amount_lost"] == 1000.0).all()
+    assert ffa.count("outcomes") == len(drawn) + 3  # the first records stay beside the corrections
