@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from finflow_core.cli import admin, data
+from finflow_core.cli import admin, data, lifecycle
 from finflow_core.cli.common import run_command
 
 EPILOG = """exit codes:
@@ -22,6 +22,7 @@ EPILOG = """exit codes:
   2 bad command line   7 sign-in failed               11 drift alert or too few rows (--fail-on-drift)
   3 config error       8 role not allowed             12 audit chain broken
                                                       13 database from a newer FinFlow
+                                                      14 performance alert (monitor)
   4 file rejected (not a batch: empty, not CSV, wrong encoding, missing columns)
 
 commands that change the store need a user: --user NAME (or FINFLOW_USER) and the password
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--user", help="acting user (default: $FINFLOW_USER)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data.register(sub)
+    lifecycle.register(sub)
     admin.register(sub)
     return parser
 

@@ -7,7 +7,11 @@ random approval sample are the standard remedies; see docs/LIFECYCLE.md).
 
 Calibration uses the supervisors' traffic light: the number of defaults observed against
 the binomial distribution the predicted probability implies (green below 95% confidence that
-they differ, amber to 99.9%, red beyond).
+they differ, amber to 99.9%, red beyond). A probability of default covers the loan's whole
+term; a loan observed part-way (``exposure`` = months on book / term below 1) is compared
+with PD x exposure, assuming defaults spread evenly over the term. Ranking figures of young
+vintages run low (future defaulters still look good), so they are not alerted on until the
+vintage has matured enough (:class:`Limits`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ MIN_FOR_RANKING = 30
 
 #: columns a vintage frame carries (one row per stored application)
 FRAME_COLUMNS = ("vintage", "probability", "band", "funded", "declined", "defaulted", "amount",
-                 "expected_profit", "realised_profit", "expected_loss")
+                 "expected_profit", "realised_profit", "expected_loss", "exposure")
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ class VintagePerformance:
     applications: int
     funded: int
     with_outcome: int
-    expected_default_rate: float | None  # mean PD of the funded loans
+    expected_default_rate: float | None  # mean PD of the funded loans (over their whole term)
     expected_loss: float | None  # sum of PD x LGD x amount of the funded loans
     expected_profit: float | None  # of the funded loans, at decision time
     observed_default_rate: float | None
@@ -97,6 +101,8 @@ class VintagePerformance:
     declines_with_outcome: int = 0
     decline_precision: float | None = None
     decline_recall: float | None = None
+    expected_to_date: float | None = None  # mean PD x exposure of the loans with outcomes
+    maturity: float | None = None  # mean exposure of the loans with outcomes (1: all matured)
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -117,6 +123,9 @@ def vintage_performance(vintage: str, frame: pd.DataFrame) -> VintagePerformance
     observed = funded[funded["defaulted"].notna()]
     y = observed["defaulted"].to_numpy(dtype=float)
     p = observed["probability"].to_numpy(dtype=float)
+    exposure = (observed["exposure"].fillna(1.0).to_numpy(dtype=float) if "exposure" in observed
+                else np.ones(len(y)))
+    p_to_date = p * exposure
     notes = []
     ranking: dict[str, float | None] = dict.fromkeys(("auc", "gini", "ks", "brier"))
     if len(y) >= MIN_FOR_RANKING and 0 < y.sum() < len(y):
@@ -126,9 +135,8 @@ def vintage_performance(vintage: str, frame: pd.DataFrame) -> VintagePerformance
     elif len(y):
         notes.append(f"ranking needs at least {MIN_FOR_RANKING} outcomes with both defaults and "
                      f"repayments; {len(y)} so far")
-    bands = tuple(calibration(str(b), observed.loc[observed["band"] == b, "probability"].to_numpy(float),
-                              observed.loc[observed["band"] == b, "defaulted"].to_numpy(float))
-                  for b in BANDS if (observed["band"] == b).any())
+    band = observed["band"].to_numpy()
+    bands = tuple(calibration(str(b), p_to_date[band == b], y[band == b]) for b in BANDS if (band == b).any())
     declined = frame[frame["declined"].astype(bool) & frame["defaulted"].notna()]
     precision = recall = None
     if len(declined):
@@ -150,8 +158,10 @@ def vintage_performance(vintage: str, frame: pd.DataFrame) -> VintagePerformance
         observed_default_rate=float(y.mean()) if len(y) else None,
         realised_profit=total("realised_profit", observed),
         expected_profit_observed=total("expected_profit", observed),
-        overall=calibration("all", p, y) if len(y) else None, bands=bands,
+        overall=calibration("all", p_to_date, y) if len(y) else None, bands=bands,
         declines_with_outcome=len(declined), decline_precision=precision, decline_recall=recall,
+        expected_to_date=float(p_to_date.mean()) if len(y) else None,
+        maturity=float(exposure.mean()) if len(y) else None,
         notes=tuple(notes), **ranking,
     )
 
@@ -191,6 +201,7 @@ class Limits:
     min_auc: float = 0.70
     max_auc_drop: float = 0.05  # below the model's out-of-fold AUC
     calibration_alert: Light = Light.RED
+    min_maturity: float = 0.5  # ranking is judged once loans have run half their term on average
 
 
 @dataclass(frozen=True)
@@ -206,7 +217,7 @@ def performance_alerts(vintages: Iterable[VintagePerformance], limits: Limits,
     out = []
     order = {Light.GREEN: 0, Light.AMBER: 1, Light.RED: 2, Light.NONE: -1}
     for v in vintages:
-        if v.auc is not None:
+        if v.auc is not None and (v.maturity or 0.0) >= limits.min_maturity:
             floor = limits.min_auc
             if reference_auc is not None:
                 floor = max(floor, reference_auc - limits.max_auc_drop)
@@ -214,15 +225,15 @@ def performance_alerts(vintages: Iterable[VintagePerformance], limits: Limits,
                 out.append(PerformanceAlert(v.vintage, "ranking",
                                             f"AUC {v.auc:.3f} is below {floor:.3f} on {v.with_outcome:,} "
                                             "funded loans with outcomes"))
-        worst = [c for c in (v.overall, *v.bands) if c is not None
+        worst = [c for c in (v.overall, *v.bands) if c is not None and c.n > 0
                  and order[c.light] >= order[limits.calibration_alert]]
         for c in worst:
             out.append(PerformanceAlert(
                 v.vintage, "calibration",
-                f"{c.group} band: {c.observed_rate:.1%} defaulted against {c.predicted_rate:.1%} predicted "
+                f"{c.group} band: {c.observed_rate:.1%} defaulted against {c.predicted_rate:.1%} expected by now "
                 f"({c.defaults:,} of {c.n:,}; {c.direction}, {c.light} at {c.confidence:.1%} confidence)"
                 if c.group != "all" else
-                f"overall: {c.observed_rate:.1%} defaulted against {c.predicted_rate:.1%} predicted "
+                f"overall: {c.observed_rate:.1%} defaulted against {c.predicted_rate:.1%} expected by now "
                 f"({c.defaults:,} of {c.n:,}; {c.direction})"))
     return out
 

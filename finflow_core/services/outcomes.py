@@ -181,22 +181,33 @@ class OutcomeService(Service):
         linked = pd.DataFrame(records, columns=["application_id", "external_id", "data", "amount", "defaulted",
                                                 "observed_on", "amount_lost", "days_past_due",
                                                 "months_on_book", "supersedes_id"])
-        linked["realised_profit"] = self._realised_profit(linked)
+        linked["months_on_book"] = linked["months_on_book"].astype(float)
+        linked["realised_profit"], linked["exposure"] = self._values(linked)
         return linked.drop(columns=["data"]), pd.DataFrame(issues, columns=ISSUE_COLUMNS)
 
-    def _realised_profit(self, linked: pd.DataFrame) -> np.ndarray:
-        """Repaid or performing: the contractual margin; defaulted: minus the loss (the amount
-        lost when the file gives it, else loss given default x amount)."""
+    def _values(self, linked: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Realised profit (repaid or performing: the contractual margin; defaulted: minus the
+        amount lost, or loss given default x amount) and exposure (months on book over term)."""
         if linked.empty:
-            return np.array([], dtype=float)
+            return np.array([], dtype=float), np.array([], dtype=float)
         config = self.ctx.config
         data = pd.DataFrame([json.loads(d) for d in linked["data"]])
-        for col in {config.amount_column, config.pricing.rate_column, config.pricing.term_column} - {None}:
+        term_column = config.pricing.term_column
+        for col in {config.amount_column, config.pricing.rate_column, term_column} - {None}:
             data[col] = pd.to_numeric(data[col], errors="coerce")
         values = LoanValues.from_frame(data, config)
         lost = linked["amount_lost"].to_numpy(dtype=float)
         loss = np.where(np.isfinite(lost), lost, values.loss)
-        return np.where(linked["defaulted"].to_numpy(dtype=bool), -loss, values.margin)
+        defaulted = linked["defaulted"].to_numpy(dtype=bool)
+        if term_column:
+            term = data[term_column].to_numpy(dtype=float)
+        else:
+            term = np.full(len(data), float(config.pricing.term_months or np.nan))
+        mob = linked["months_on_book"].to_numpy(dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            exposure = np.clip(mob / term, 0.0, 1.0)
+        exposure = np.where(np.isfinite(exposure), exposure, 1.0)  # no term: judged as matured
+        return np.where(defaulted, -loss, values.margin), exposure
 
 
 def _months(week_start: str, observed: date) -> int:

@@ -53,6 +53,9 @@ outcomes = Table(
     Column("amount_lost", Float),
     Column("days_past_due", Integer),
     Column("months_on_book", Integer),
+    # share of the loan's term on book when observed (1: matured); defaults so far are compared
+    # with PD x exposure, assuming defaults spread evenly over the term
+    Column("exposure", Float),
     # profit actually made (repaid: the contractual margin; defaulted: minus the loss)
     Column("realised_profit", Float),
     Column("supersedes_id", Integer, ForeignKey("outcomes.id"), unique=True),

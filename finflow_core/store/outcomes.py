@@ -23,7 +23,7 @@ _IN_CHUNK = 900  # ids per IN (...) list: below SQLite's variable limit
 PERFORMANCE_COLUMNS = ("application_id", "batch_id", "week_start", "uploaded_at", "model_version",
                        "probability", "band", "status", "decided_kind", "amount", "ev_approve",
                        "outcome_id", "defaulted", "observed_on", "amount_lost", "days_past_due",
-                       "months_on_book", "realised_profit", "arm")
+                       "months_on_book", "exposure", "realised_profit", "arm")
 
 
 def successor_exists(alias: Any) -> Any:
@@ -82,7 +82,7 @@ def insert_outcomes(conn: Connection, frame: pd.DataFrame) -> None:
     days_past_due, months_on_book, realised_profit, supersedes_id."""
     columns = {c: frame[c].to_numpy(dtype=object) for c in (
         "application_id", "file_id", "defaulted", "observed_on", "amount_lost", "days_past_due",
-        "months_on_book", "realised_profit", "supersedes_id")}
+        "months_on_book", "exposure", "realised_profit", "supersedes_id")}
     columns["defaulted"] = np.asarray([bool(x) for x in columns["defaulted"]], dtype=object)
     bulk_insert(conn, outcomes, columns, len(frame))
 
@@ -100,7 +100,8 @@ def performance_rows(conn: Connection, *, batch_ids: tuple[str, ...] = ()) -> pd
     query = (
         select(a.id, a.batch_id, a.week_start, b.uploaded_at, s.model_version, a.probability, a.band,
                a.status, a.decided_kind, a.amount, s.ev_approve, cur.c.id, cur.c.defaulted, cur.c.observed_on,
-               cur.c.amount_lost, cur.c.days_past_due, cur.c.months_on_book, cur.c.realised_profit, arm.arm)
+               cur.c.amount_lost, cur.c.days_past_due, cur.c.months_on_book, cur.c.exposure,
+               cur.c.realised_profit, arm.arm)
         .select_from(applications.join(scores, s.application_id == a.id).join(batches, b.id == a.batch_id)
                      .outerjoin(cur, cur.c.application_id == a.id)
                      .outerjoin(application_arms, arm.application_id == a.id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 
 import pandas as pd
@@ -115,3 +116,46 @@ def test_a_later_file_updates_an_outcome_only_as_an_audited_correction(ffa: Lend
     assert (now.loc[corrected, "defaulted"] == 1.0).all()
     assert (now.loc[corrected, "amount_lost"] == 1000.0).all()
     assert ffa.count("outcomes") == len(drawn) + 3  # the first records stay beside the corrections
+
+
+def test_a_young_vintage_is_judged_against_what_is_expected_by_now(ffa: Lending) -> None:
+    """Eight months in, a loan has had about a fifth of its term to default: comparing with the
+    lifetime PD would read 'fewer defaults than predicted' (red) when nothing is wrong."""
+    [batch] = ffa.batch_ids()
+    drawn = at(ffa, ANALYST).outcomes.simulate([batch], as_of=date(2026, 9, 1), seed=4)
+    at(ffa, ANALYST, datetime(2026, 9, 2, tzinfo=UTC)).outcomes.load(outcome_csv(drawn))
+    report = at(ffa, MANAGER).performance.vintages()
+    [v] = report.vintages
+    assert v.maturity is not None and v.maturity < 0.5
+    assert v.observed_default_rate < v.expected_default_rate  # lifetime PD: not reached yet
+    assert v.overall.light != Light.RED and abs(v.observed_default_rate - v.expected_to_date) < 0.03
+    assert not [a for a in report.alerts if a.kind == "ranking"]  # too young to judge ranking
+
+
+def test_the_cli_loads_outcomes_refuses_bad_files_and_the_monitor_exits_for_schedulers(
+    ffa_sqlite: Lending, tmp_path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from store_helpers import PASSWORD
+
+    from finflow_core.cli import main
+
+    ffa_sqlite.users()
+    monkeypatch.setenv("FINFLOW_USER", "ann.analyst")
+    monkeypatch.setenv("FINFLOW_PASSWORD", PASSWORD)
+    [batch] = ffa_sqlite.batch_ids()
+    out = tmp_path / "outcomes.csv"
+    assert main(["outcomes", "simulate", "--batch", batch, "--as-of", "2026-11-30", "--downturn", "1.5",
+                 "--out", str(out)]) == 0
+    bad = tmp_path / "bad.csv"
+    bad.write_text(out.read_text() + "NOT-STORED,,no,2026-11-30,,0,1\n")
+    capsys.readouterr()
+    assert main(["outcomes", "load", "--data", str(bad), "--out", str(tmp_path / "rep")]) == 4
+    err = capsys.readouterr().err
+    assert "nothing was recorded" in err and "Traceback" not in err
+    assert "unknown_application" in (tmp_path / "rep" / "outcome_issues.csv").read_text()
+    assert ffa_sqlite.count("outcomes") == 0
+    assert main(["outcomes", "load", "--data", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == ffa_sqlite.count("outcomes")
+    code = main(["monitor", "--json"])
+    payload = json.loads(capsys.readouterr().out)
+    assert code == 14 and any(a["kind"] == "calibration" for a in payload["performance_alerts"])

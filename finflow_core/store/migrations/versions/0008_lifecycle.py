@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.Column("amount_lost", sa.Float),
         sa.Column("days_past_due", sa.Integer),
         sa.Column("months_on_book", sa.Integer),
+        sa.Column("exposure", sa.Float),
         sa.Column("realised_profit", sa.Float),
         sa.Column("supersedes_id", sa.Integer),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outcomes")),
