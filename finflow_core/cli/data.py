@@ -33,7 +33,9 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=demo_data)
 
     p = sub.add_parser("train", help="train candidates on a labelled history and register the champion")
-    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--data", type=Path, help="a labelled history (CSV); not with --challenger")
+    p.add_argument("--challenger", action="store_true",
+                   help="train on the champion's own data plus every stored application with an outcome")
     p.add_argument("--out", type=Path, help="write the training file's quarantine report here")
     p.add_argument("--allow-quarantine", action="store_true",
                    help="train even when more rows are quarantined than model.max_quarantine_share")
@@ -61,8 +63,11 @@ def register(sub: Any) -> None:
     q.set_defaults(handler=models_show)
     q = msub.add_parser("promote", help="make a version the champion (manager)")
     q.add_argument("version")
-    q.add_argument("--note", default="")
+    q.add_argument("--reason", "--note", dest="reason", required=True, help="why (audited)")
     q.set_defaults(handler=models_promote)
+    q = msub.add_parser("rollback", help="restore the previous champion in one step (manager)")
+    q.add_argument("--reason", required=True, help="why (audited)")
+    q.set_defaults(handler=models_rollback)
 
     p = sub.add_parser("batches", help="list stored batches or export one")
     bsub = p.add_subparsers(dest="batches_command", required=True)
@@ -90,8 +95,16 @@ def demo_data(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def train(ctx: Context, args: argparse.Namespace) -> int:
-    outcome = ctx.workbench.models.train(args.data, allow_over_limit=args.allow_quarantine,
-                                         report_dir=args.out)
+    models = ctx.workbench.models
+    if args.challenger == (args.data is not None):
+        from finflow_core.errors import InvalidInput
+
+        raise InvalidInput("give --data FILE.csv, or --challenger (the champion's data plus outcomes)",
+                           field="data")
+    if args.challenger:
+        outcome = models.train_challenger(allow_over_limit=args.allow_quarantine, report_dir=args.out)
+    else:
+        outcome = models.train(args.data, allow_over_limit=args.allow_quarantine, report_dir=args.out)
     for w in outcome.warnings:
         print(f"finflow: warning: {w}", file=sys.stderr)
     card = outcome.card
@@ -188,8 +201,14 @@ def models_show(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def models_promote(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.workbench.models.promote(args.version, args.note)
+    ctx.workbench.models.promote(args.version, args.reason)
     print(f"model {args.version} is now the champion")
+    return 0
+
+
+def models_rollback(ctx: Context, args: argparse.Namespace) -> int:
+    version = ctx.workbench.models.rollback(args.reason)
+    print(f"rolled back: model {version} is the champion again")
     return 0
 
 

@@ -6,6 +6,8 @@ otherwise); any later one waits for a manager's promotion.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +77,9 @@ def load_version(ctx: Context, version: str) -> ModelBundle:
     key = (ctx.store.url, ctx.config.sha256, version, rec.artifact_sha256)
 
     def load() -> ModelBundle:
-        bundle = load_bundle(Path(rec.folder), installation_key(ctx.config),
+        from finflow_core.services.lineage import model_folder
+
+        bundle = load_bundle(model_folder(ctx, rec.folder), installation_key(ctx.config),
                              expected_sha256=rec.artifact_sha256)
         bundle.check_compatible(ctx.config)
         return bundle
@@ -110,6 +114,15 @@ def version_engine(ctx: Context, version: str) -> ScoringEngine:
     """An engine for one version (to explain a case it scored: band edges do not matter)."""
     bundle = load_version(ctx, version)
     return engine_for(ctx, bundle, active_strategy(ctx, bundle))
+
+
+TRAINING_COPY = "training_data.csv.gz"
+
+
+def training_copy(source: Source) -> bytes:
+    """The training file as given, gzip-compressed, kept with the model for later retraining."""
+    raw = source if isinstance(source, bytes) else Path(source).read_bytes()
+    return gzip.compress(raw, compresslevel=6, mtime=0)
 
 
 def _write_quarantine_report(report: ValidationReport, folder: Path) -> dict[str, Path]:
@@ -179,7 +192,7 @@ class ModelService(Service):
         return WhatIf(low_edge, high_edge, **figures)
 
     def train(self, source: Source, *, name: str | None = None, allow_over_limit: bool = False,
-              report_dir: Path | None = None) -> TrainingOutcome:
+              report_dir: Path | None = None, lineage: dict[str, Any] | None = None) -> TrainingOutcome:
         """Validate a labelled history, train every candidate, save and register the champion.
 
         The training file goes through the same quality gate as a batch: a quarantine share
@@ -202,8 +215,15 @@ class ModelService(Service):
         bundle = build_bundle(result, report.valid, config, training_sha256=report.batch.sha256,
                               training_data=check)
         bundle.card["global_importance"] = global_importance(bundle, config, report.valid)
+        copy = training_copy(source)
+        bundle.card["training_copy_sha256"] = hashlib.sha256(copy).hexdigest()
+        bundle.card["lineage"] = lineage or {
+            "parent_version": None,
+            "data": [{"file": report.batch.name, "sha256": report.batch.sha256, "rows": report.rows_in}],
+        }
         comparison = self._compare_with_champion(report, bundle)
         folder = save_bundle(bundle, config.paths.models_dir, installation_key(config))
+        (folder / TRAINING_COPY).write_bytes(copy)  # its hash is in the signed card
         try:
             became = self.register(bundle, folder)
         except BaseException:
@@ -211,6 +231,37 @@ class ModelService(Service):
             raise
         return TrainingOutcome(bundle.version, bundle.card, report, became, comparison,
                                [c.card() for c in result.candidates], check, reports)
+
+    def train_challenger(self, *, allow_over_limit: bool = False,
+                         report_dir: Path | None = None) -> TrainingOutcome:
+        """Train on the champion's own training data plus every stored application with an
+        outcome since (funded loans only: the model still never sees declined applicants)."""
+        self.require(Action.TRAIN_MODEL)
+        from finflow_core.services.lineage import challenger_training_data
+
+        with self.ctx.store.connect() as conn:
+            parent = registry.champion_version(conn)
+        if parent is None:
+            raise ModelError("no champion yet: train a first model with `finflow train --data FILE.csv`")
+        data, lineage = challenger_training_data(self.ctx, parent)
+        return self.train(data, name=f"challenger of {parent}", allow_over_limit=allow_over_limit,
+                          report_dir=report_dir, lineage=lineage)
+
+    def rollback(self, reason: str) -> str:
+        """Make the previous champion the champion again, in one step; returns its version."""
+        self.require(Action.PROMOTE_MODEL)
+        if not reason.strip():
+            raise InvalidInput("a rollback needs a reason (it is recorded in the audit trail)", field="reason")
+        now = self.ctx.clock()
+        with self.ctx.store.begin() as conn:
+            current = registry.champion_version(conn)
+            previous = registry.previous_champion(conn)
+            if current is None or previous is None:
+                raise NotFound("there is no earlier champion to roll back to")
+            registry.make_champion(conn, previous, self.actor.username, now, note=reason.strip())
+            append_audit(conn, self.actor.username, "model_rolled_back", "model", previous,
+                         {"from": current, "reason": reason.strip()}, model_version=previous, at=now)
+        return previous
 
     def register(self, bundle: ModelBundle, folder: Path) -> bool:
         """Record a saved version; True when it became champion (the first model)."""
@@ -244,7 +295,7 @@ class ModelService(Service):
             if rec.status == ModelStatus.CHAMPION:
                 raise Conflict(f"model {version} is already the champion", version=version)
             old = registry.champion_version(conn)
-            registry.make_champion(conn, version, self.actor.username, now)
+            registry.make_champion(conn, version, self.actor.username, now, note=reason)
             append_audit(conn, self.actor.username, "model_promoted", "model", version,
                          {"previous_champion": old, "note": reason}, model_version=version, at=now)
 

@@ -91,12 +91,22 @@ def insert_version(conn: Connection, bundle: ModelBundle, folder: Path, trained_
     ))
 
 
-def make_champion(conn: Connection, name: str, by: str, now: datetime) -> None:
+def make_champion(conn: Connection, name: str, by: str, now: datetime, *, note: str = "") -> None:
     """Retire the champion and crown ``name``, in the caller's transaction."""
     conn.execute(update(model_versions).where(model_versions.c.status == ModelStatus.CHAMPION)
                  .values(status=ModelStatus.RETIRED))
     conn.execute(update(model_versions).where(model_versions.c.version == name)
-                 .values(status=ModelStatus.CHAMPION, promoted_at=iso_utc(now), promoted_by=by))
+                 .values(status=ModelStatus.CHAMPION, promoted_at=iso_utc(now), promoted_by=by,
+                         promotion_note=note or None))
+
+
+def previous_champion(conn: Connection) -> str | None:
+    """The retired version that was champion most recently (what a rollback restores)."""
+    return conn.execute(
+        select(model_versions.c.version).where(model_versions.c.status == ModelStatus.RETIRED)
+        .where(model_versions.c.promoted_at.is_not(None))
+        .order_by(model_versions.c.promoted_at.desc()).limit(1)
+    ).scalar()
 
 
 def saved_edges(conn: Connection, name: str) -> SavedEdges | None:

@@ -104,9 +104,12 @@ def test_train_registers_a_candidate_for_an_analyst(
     signed_in("mia.manager")
     code, out, _ = run(capsys, "models", "list", "--json")
     assert {m["version"] for m in json.loads(out)} == {ff_sqlite.version, result["version"]}
-    assert run(capsys, "models", "promote", result["version"])[0] == 0
+    with pytest.raises(SystemExit) as no_reason:  # a promotion needs a reason
+        run(capsys, "models", "promote", result["version"])
+    assert no_reason.value.code == 2
+    assert run(capsys, "models", "promote", result["version"], "--reason", "better on recent data")[0] == 0
     signed_in("ann.analyst")
-    assert run(capsys, "models", "promote", ff_sqlite.version)[0] == 8
+    assert run(capsys, "models", "promote", ff_sqlite.version, "--reason", "x")[0] == 8
 
 
 # -- the weekly run -------------------------------------------------------------------------------
