@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the services import the scoring stack: load each on first u
     from finflow_core.services.applications import ApplicationService
     from finflow_core.services.audit import AuditService
     from finflow_core.services.batches import BatchService
+    from finflow_core.services.experiments import ExperimentService
     from finflow_core.services.models import ModelService
     from finflow_core.services.monitoring import DriftService
     from finflow_core.services.outcomes import OutcomeService
@@ -93,6 +94,12 @@ class Workbench:
         from finflow_core.services.outcomes import OutcomeService
 
         return OutcomeService(self)
+
+    @cached_property
+    def experiments(self) -> ExperimentService:
+        from finflow_core.services.experiments import ExperimentService
+
+        return ExperimentService(self)
 
     @cached_property
     def performance(self) -> PerformanceService:

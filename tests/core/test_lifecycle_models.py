@@ -63,3 +63,52 @@ def test_a_tampered_training_copy_is_refused(ffa_sqlite: Lending) -> None:
             wb(ff, ANALYST).models.train_challenger()
     finally:
         copy.write_bytes(original)
+
+
+def second_version(ff: Lending, low: float = 0.02, high: float = 0.9) -> str:
+    """The session model registered again under a new version, with other band edges."""
+    from store_helpers import SECRET_KEY
+
+    from finflow_core.store.model_files import load_bundle, save_bundle
+
+    bundle = load_bundle(ff.model.folder, SECRET_KEY.encode())
+    bundle.version = ff.version[:-8] + "0ddba11e"
+    bundle.card = {**bundle.card, "version": bundle.version}
+    bundle.strategy = bundle.strategy.with_edges(low, high)
+    folder = save_bundle(bundle, ff.config.paths.models_dir, SECRET_KEY.encode())
+    ff.wb(ANALYST).models.register(bundle, folder)
+    return bundle.version
+
+
+def test_a_replay_counts_the_decisions_a_challenger_would_change_and_stores_nothing(
+    ffa_sqlite: Lending,
+) -> None:
+    ff = ffa_sqlite
+    other = second_version(ff)  # the same scores, a much wider review band
+    before = ff.counts()
+    replay = wb(ff, MANAGER).experiments.replay(other)
+    assert ff.counts() == before
+    assert replay.applications == ff.count("applications")
+    assert replay.mean_probability_after == pytest.approx(replay.mean_probability_before, abs=1e-9)
+    assert replay.changed > 0 and replay.to_review == replay.changed  # only the band edges moved
+    assert replay.transitions["n"].sum() == replay.applications
+
+
+def test_a_manager_starts_one_split_at_a_time_with_a_reason_and_stops_it(ffa_sqlite: Lending) -> None:
+    from finflow_core.errors import Conflict
+
+    ff = ffa_sqlite
+    other = second_version(ff)
+    manager = wb(ff, MANAGER).experiments
+    with pytest.raises(PermissionDenied):
+        wb(ff, ANALYST).experiments.start(other, reason="try it")
+    with pytest.raises(InvalidInput, match="champion"):
+        manager.start(ff.version, reason="the champion against itself")
+    exp = manager.start(other, share=0.1, reason="wider review band on 10%", seed=7)
+    assert exp.running and exp.seed == 7 and exp.share == 0.1
+    with pytest.raises(Conflict, match="already running"):
+        manager.start(other, reason="again")
+    manager.stop(exp.id, reason="enough data")
+    assert manager.running() == []
+    started = [e for e in audit_rows(ff.store) if e["action"] == "experiment_started"]
+    assert started[-1]["details"]["seed"] == 7 and started[-1]["details"]["challenger"] == other
