@@ -41,6 +41,32 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=performance)
 
+    p = sub.add_parser("experiments", help="champion against challenger: split, shadow, replay")
+    esub = p.add_subparsers(dest="experiments_command", required=True)
+    q = esub.add_parser("start", help="send a share of each batch to a challenger (manager)")
+    q.add_argument("version")
+    q.add_argument("--share", type=float, default=0.10, help="share of each batch (default 0.10)")
+    q.add_argument("--shadow", action="store_true", help="score beside the champion, never deciding")
+    q.add_argument("--seed", type=int, help="the assignment's seed (default: a random one, recorded)")
+    q.add_argument("--reason", required=True)
+    q.set_defaults(handler=experiments_start)
+    q = esub.add_parser("stop", help="stop a running test (manager)")
+    q.add_argument("id", type=int)
+    q.add_argument("--reason", required=True)
+    q.set_defaults(handler=experiments_stop)
+    q = esub.add_parser("list", help="running and past tests")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=experiments_list)
+    q = esub.add_parser("compare", help="the two arms of a split, with confidence intervals")
+    q.add_argument("id", type=int)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=experiments_compare)
+    q = esub.add_parser("replay", help="the decisions a version would have changed on past applications")
+    q.add_argument("version")
+    q.add_argument("--batch", action="append", default=[], help="only these batches (repeat)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=experiments_replay)
+
     p = sub.add_parser("monitor", help=f"drift and performance alerts for schedulers (exit "
                                        f"{EXIT_DRIFT_ALERT} drift, {EXIT_PERFORMANCE_ALERT} performance)")
     p.add_argument("--json", action="store_true")
@@ -110,6 +136,54 @@ def monitor(ctx: Context, args: argparse.Namespace) -> int:
     if report.alerts:
         return EXIT_PERFORMANCE_ALERT
     return EXIT_DRIFT_ALERT if drift_alert else 0
+
+
+def experiments_start(ctx: Context, args: argparse.Namespace) -> int:
+    exp = ctx.workbench.experiments.start(args.version, kind="shadow" if args.shadow else "split",
+                                          share=args.share, reason=args.reason, seed=args.seed)
+    what = "in shadow (scored, never deciding)" if exp.kind == "shadow" else f"on {exp.share:.0%} of each batch"
+    print(f"experiment {exp.id}: {exp.challenger_version} runs {what}; seed {exp.seed}")
+    return 0
+
+
+def experiments_stop(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.workbench.experiments.stop(args.id, reason=args.reason)
+    print(f"experiment {args.id} stopped")
+    return 0
+
+
+def experiments_list(ctx: Context, args: argparse.Namespace) -> int:
+    rows = ctx.workbench.experiments.history()
+    text = "\n".join(f"{e.id:>4} {e.kind:<7} {e.challenger_version} share {e.share:.0%} seed {e.seed} "
+                     f"{'running' if e.running else 'stopped ' + (e.stopped_at or '')[:16]}" for e in rows)
+    emit(args, [asdict(e) for e in rows], text or "no experiment yet")
+    return 0
+
+
+def experiments_compare(ctx: Context, args: argparse.Namespace) -> int:
+    result = ctx.workbench.experiments.compare(args.id)
+    lines = []
+    for a in (result.champion, result.challenger):
+        lines.append(f"{a.arm:<11} {a.applications:>7,} applications, approval {a.approval_rate:.1%}, "
+                     f"{a.with_outcome:,} outcomes, default rate {_pct(a.default_rate)} "
+                     f"[{_pct(a.default_interval[0])}, {_pct(a.default_interval[1])}]")
+    if result.default_rate_difference is not None:
+        lo, hi = result.difference_interval
+        lines.append(f"challenger minus champion: {result.default_rate_difference:+.1%} "
+                     f"[{lo:+.1%}, {hi:+.1%}]" + ("" if result.conclusive else " (not conclusive yet)"))
+    emit(args, json.loads(json.dumps(asdict(result), default=str)), "\n".join(lines))
+    return 0
+
+
+def experiments_replay(ctx: Context, args: argparse.Namespace) -> int:
+    r = ctx.workbench.experiments.replay(args.version, batch_ids=tuple(args.batch))
+    text = (f"{args.version} over {r.applications:,} past applications: {r.changed:,} decisions change "
+            f"({r.changed_share:.1%}): {r.to_approve:,} to approve, {r.to_review:,} to review, "
+            f"{r.to_decline:,} to decline")
+    payload = {k: v for k, v in asdict(r).items() if k != "transitions"}
+    payload["transitions"] = r.transitions.to_dict("records")
+    emit(args, payload, text)
+    return 0
 
 
 def _vintage_row(v: Any) -> dict[str, Any]:
