@@ -157,7 +157,7 @@ decisions = Table(
           sqlite_where=text("supersedes_id IS NULL"),
           postgresql_where=text("supersedes_id IS NULL")),
     Index("ix_decisions_application", "application_id", "id"),
-    Index("ix_decisions_decided_by", "decided_by", "decided_at"),
+    Index("ix_decisions_kind", "kind", "decided_at"),
 )
 
 #: Decisions awaiting a second officer (four eyes), and how each ended: confirmed (then

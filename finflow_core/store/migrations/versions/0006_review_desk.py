@@ -8,7 +8,9 @@ Create Date: 2026-12-02
 - ``decisions``: three nullable columns, added in place (ALTER TABLE ... ADD COLUMN keeps
   the append-only triggers): ``suggestion`` (what the model suggested when an officer
   decided), ``proposed_by`` (the first officer when a second one confirmed) and
-  ``four_eyes`` (why a second officer was needed), and an index for "decided today";
+  ``four_eyes`` (why a second officer was needed), and an index on kind and time, so
+  "decided today" and the override rate find officers' decisions among a million
+  automatic ones;
 - ``proposals``: decisions awaiting a second officer, and how each one ended.
 
 ``finflow_core/store/lending_tables.py`` and ``tables.py`` describe the same schema.
@@ -35,7 +37,7 @@ def upgrade() -> None:
     op.add_column("decisions", sa.Column("suggestion", sa.String(8), nullable=True))
     op.add_column("decisions", sa.Column("proposed_by", sa.String(64), nullable=True))
     op.add_column("decisions", sa.Column("four_eyes", sa.String(32), nullable=True))
-    op.create_index("ix_decisions_decided_by", "decisions", ["decided_by", "decided_at"])
+    op.create_index("ix_decisions_kind", "decisions", ["kind", "decided_at"])
 
     op.create_table(
         "proposals",
