@@ -282,6 +282,26 @@ def set_current_decision(conn: Connection, application_id: int, expected: int | 
     ).rowcount
 
 
+def declined(conn: Connection, *, batch_id: str | None = None,
+             application_id: int | None = None) -> list[Any]:
+    """Declined applications with their current decision and stored reasons (one, or a
+    batch's in row order): what a decline letter says."""
+    a, d, s = applications.c, decisions.c, scores.c
+    query = (
+        select(a.id, a.external_id, a.batch_id, a.row_number, a.amount, a.data, d.id.label("decision_id"),
+               d.kind, d.outcome, d.reason, d.decided_at, s.reasons, _ARRIVED.label("uploaded_at"))
+        .select_from(applications.join(decisions, d.id == a.current_decision_id)
+                     .join(batches, batches.c.id == a.batch_id)
+                     .outerjoin(scores, s.application_id == a.id))
+        .where(a.status == Status.DECLINED).order_by(a.batch_id, a.row_number)
+    )
+    if batch_id is not None:
+        query = query.where(a.batch_id == batch_id)
+    if application_id is not None:
+        query = query.where(a.id == application_id)
+    return list(conn.execute(query).all())
+
+
 def by_external_id(conn: Connection, external_id: str) -> list[int]:
     return list(conn.execute(select(applications.c.id).where(applications.c.external_id == external_id)
                              .order_by(applications.c.id)).scalars())
