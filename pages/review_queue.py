@@ -173,14 +173,17 @@ def queue_table(rows: list[QueueRow], total: int, offset: int) -> None:
     ])
     st.caption(f"{total:,} case(s); showing {len(rows)} from #{offset + 1}. Click a row to open its case.")
     event = st.dataframe(
-        table, hide_index=True, key=TABLE_KEY, on_select="rerun", selection_mode="single-row",
+        # a click on any cell opens the case, as does the row's tick box
+        table, hide_index=True, key=TABLE_KEY, on_select="rerun",
+        selection_mode=["single-row", "single-cell"],
         column_config={
             "amount": st.column_config.NumberColumn(f"amount ({cfg.economics.currency})", format="localized"),
             "probability of default": st.column_config.ProgressColumn(format="%.1f%%", min_value=0,
                                                                       max_value=100),
         },
     )
-    picked = list(event.selection.rows) if event is not None else []
+    picked = [] if event is None else [*event.selection.rows,
+                                       *(cell[0] for cell in event.selection.get("cells", []))]
     if picked:
         st.session_state.pop(TABLE_KEY, None)  # back in the queue, no row is still selected
         open_case(int(table.iloc[picked[0]]["case"]))
@@ -196,7 +199,7 @@ def show_case(application_id: int) -> None:
         state.error(exc)
         st.session_state.pop(CASE_KEY, None)
         return
-    nav = st.columns([1, 1, 4])
+    nav = st.columns([1.7, 1.3, 4])
     if nav[0].button("Back to the queue", key="rq_back", icon=":material/arrow_back:", shortcut="B"):
         back_to_queue(cv)
         st.rerun()
@@ -208,7 +211,7 @@ def show_case(application_id: int) -> None:
     held_by_other = cv.claim is not None and cv.claim.claimed_by != user.username
     status_notes(cv, held_by_other)
 
-    c = st.columns(6)
+    c = st.columns([1.1, 0.8, 1.5, 1.5, 1])
     c[0].metric("Probability of default", f.probability(cv.probability))
     c[1].metric("Risk band", BAND_SHORT.get(cv.band, cv.band))
     c[2].metric("Loan amount", f.money(cv.amount))
@@ -218,7 +221,6 @@ def show_case(application_id: int) -> None:
                 f"Approve below the cut-off of {f.probability(cv.edges.cutoff)}, decline at or above "
                 f"it; the model approves by itself below {f.probability(cv.edges.low_edge)} and "
                 f"declines from {f.probability(cv.edges.high_edge)}.")
-    c[5].metric("Status", cv.status.capitalize())
 
     left, right = st.columns([2, 3])
     with left:
@@ -262,8 +264,8 @@ def status_notes(cv: CaseView, held_by_other: bool) -> None:
     elif cv.claim is not None and cv.claim.claimed_by == user.username:
         st.caption(f"You hold this case until {f.when(cv.claim.expires_at)}.")
     if cv.is_open:
-        clock = (f"Waiting {duration(cv.waiting_hours)} since its batch was stored; service level "
-                 f"{sla:g} h")
+        clock = (f"{cv.status.capitalize()}: waiting {duration(cv.waiting_hours)} since its batch was "
+                 f"stored; service level {sla:g} h")
         if cv.overdue:
             st.warning(f"{clock}: overdue by {duration(cv.waiting_hours - sla)}.", icon=":material/schedule:")
         else:

@@ -189,12 +189,12 @@ def statement_of(reason: dict[str, Any], config: Config) -> str:
 def field_text(config: Config, name: str, value: Any) -> str:
     """A value of a column or ratio as the application table shows it: rates as
     percentages (``19.28%``), amounts and income with the currency (``USD 250,000``),
-    counts with separators, ratios with two decimals, codes as written; missing is ``–``."""
+    counts with separators, ratios with two decimals (none from 1,000), codes as written; missing is ``–``."""
     if _missing(value) or (isinstance(value, str) and not value.strip()):
         return fmt.MISSING
     ratio = next((r for r in config.ratios if r.name == name), None)
-    if ratio is not None:
-        return fmt.number(value, 2)
+    if ratio is not None:  # 0.62; a ratio in the thousands needs no decimals
+        return fmt.number(value, 2) if abs(float(value)) < 1000 else fmt.count(value)
     try:
         col = config.column(name)
     except KeyError:

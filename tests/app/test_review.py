@@ -181,6 +181,7 @@ def test_figures_on_the_case_read_as_a_person_reads_them(inst) -> None:
     assert metrics["Loan amount"] == f"USD {case.amount:,.0f}"
     assert metrics["Expected profit"].startswith(("USD ", "-USD "))
     assert metrics["Model suggests"] in ("Approve", "Decline")
+    assert any(c.value.startswith("Pending: waiting ") for c in at.caption)
     data = table_with(at, "field").set_index("field")["value"]
     assert re.fullmatch(r"\d{1,2}\.\d\d%", data["Interest rate"])  # not 0.1928
     assert re.fullmatch(r"USD \d{1,3}(,\d{3})*", data["Loan amount"])
@@ -267,7 +268,8 @@ def test_overdue_cases_are_flagged_and_counted(inst) -> None:
         at.toggle(key="rq_overdue").set_value(True).run()
         assert all(v.startswith("overdue") for v in table_with(at, "case")["service level"])
         at = click_row(at, table_with(at, "case")["case"].tolist()[0])
-        assert any(w.value.startswith("Waiting 30 h since its batch was stored") for w in at.warning)
+        assert any(w.value.startswith("Pending: waiting 30 h since its batch was stored")
+                   for w in at.warning)
     finally:
         with inst.store.begin() as conn:
             conn.execute(text("UPDATE batches SET uploaded_at = :t WHERE id = :b"), {"t": was, "b": first_batch})

@@ -256,7 +256,7 @@ def test_an_unrecognised_code_is_worded_as_such(explainer: ReasonExplainer, bund
      ("loan_amount", 250_000.0, "USD 250,000"), ("annual_revenue", 1_234_567.4, "USD 1,234,567"),
      ("credit_score", 612.0, "612"), ("employees", 1200.0, "1,200"),
      ("years_in_business", 3.4999999, "3.5"), ("debt_to_income", 0.35, "0.35"),
-     ("loan_to_income", 0.6249, "0.62"), ("revenue_per_employee", 45_000.0, "45,000.00"),
+     ("loan_to_income", 0.6249, "0.62"), ("revenue_per_employee", 45_000.4, "45,000"), ("loan_to_income", 999.5, "999.50"),
      ("industry", "hospitality", "hospitality"), ("collateral", "none", "none"),
      ("credit_score", None, "–"),
      ("employees", float("nan"), "–")],
