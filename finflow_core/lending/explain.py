@@ -186,14 +186,21 @@ def statement_of(reason: dict[str, Any], config: Config) -> str:
     return text[:cut] if cut > 0 else text
 
 
+#: The unit a column of a role has when it declares none.
+ROLE_UNITS = {"loan_amount": "money", "income": "money", "interest_rate": "percent", "term": "months"}
+
+
 def field_text(config: Config, name: str, value: Any) -> str:
-    """A value of a column or ratio as the application table shows it: rates as
-    percentages (``19.28%``), amounts and income with the currency (``USD 250,000``),
-    counts with separators, ratios with two decimals (none from 1,000), codes as written; missing is ``–``."""
+    """A value of a column or ratio as the application table shows it, by its unit (see
+    ``unit`` in the config): money with the currency (``USD 250,000``), rates as
+    percentages (``19.28%``), ``24 months``, ``3.5 years``; other numbers with separators
+    (ratios with two decimals, none from 1,000); codes as written; missing is ``–``."""
     if _missing(value) or (isinstance(value, str) and not value.strip()):
         return fmt.MISSING
     ratio = next((r for r in config.ratios if r.name == name), None)
     if ratio is not None:  # 0.62; a ratio in the thousands needs no decimals
+        if ratio.unit is not None:
+            return _in_unit(config, ratio.unit, value)
         return fmt.number(value, 2) if abs(float(value)) < 1000 else fmt.count(value)
     try:
         col = config.column(name)
@@ -203,13 +210,22 @@ def field_text(config: Config, name: str, value: Any) -> str:
         return fmt.clean(str(value)).strip()
     if fmt.is_missing(value):
         return fmt.MISSING
-    if col.role == "interest_rate":
-        return fmt.rate(value)
-    if col.role in ("loan_amount", "income"):
-        return fmt.money(value, config.economics.currency)
+    unit = col.unit or ROLE_UNITS.get(str(col.role))
+    if unit is not None:
+        return _in_unit(config, unit, value)
     if col.type == "integer":
         return fmt.count(value)
     return fmt.as_written(value)
+
+
+def _in_unit(config: Config, unit: str, value: Any) -> str:
+    if unit == "money":
+        return fmt.money(value, config.economics.currency)
+    if unit == "percent":
+        return fmt.rate(value)
+    shown = fmt.as_written(value)
+    word = unit if shown != "1" else unit[:-1]  # 1 month, 3.5 years
+    return f"{shown} {word}" if shown != fmt.MISSING else shown
 
 
 @dataclass(frozen=True)

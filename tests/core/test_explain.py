@@ -255,8 +255,11 @@ def test_an_unrecognised_code_is_worded_as_such(explainer: ReasonExplainer, bund
     [("interest_rate", 0.1928, "19.28%"), ("interest_rate", 0.2, "20.00%"),
      ("loan_amount", 250_000.0, "USD 250,000"), ("annual_revenue", 1_234_567.4, "USD 1,234,567"),
      ("credit_score", 612.0, "612"), ("employees", 1200.0, "1,200"),
-     ("years_in_business", 3.4999999, "3.5"), ("debt_to_income", 0.35, "0.35"),
-     ("loan_to_income", 0.6249, "0.62"), ("revenue_per_employee", 45_000.4, "45,000"), ("loan_to_income", 999.5, "999.50"),
+     ("years_in_business", 3.4999999, "3.5 years"), ("years_in_business", 1.0, "1 year"),
+     ("term_months", 24, "24 months"), ("existing_debt", 8_500.0, "USD 8,500"),
+     ("debt_to_income", 0.35, "0.35"), ("loan_to_income", 0.6249, "0.62"),
+     ("loan_to_income", 999.5, "999.50"), ("loan_to_income", 1_234.6, "1,235"),
+     ("revenue_per_employee", 45_000.4, "USD 45,000"),
      ("industry", "hospitality", "hospitality"), ("collateral", "none", "none"),
      ("credit_score", None, "–"),
      ("employees", float("nan"), "–")],
@@ -264,3 +267,20 @@ def test_an_unrecognised_code_is_worded_as_such(explainer: ReasonExplainer, bund
 def test_field_text_formats_as_the_application_table(config: Config, name: str, value: object,
                                                     text: str) -> None:
     assert field_text(config, name, value) == text
+
+
+def test_a_unit_is_declared_for_numbers_only_and_read_from_the_config(default_raw: dict) -> None:
+    from finflow_core.errors import ConfigError
+    from finflow_core.lending.config import parse_config
+
+    raw = copy.deepcopy(default_raw)
+    col = next(c for c in raw["dataset"]["columns"] if c["name"] == "credit_score")
+    col["unit"] = "money"
+    assert field_text(parse_config(raw), "credit_score", 612) == "USD 612"
+    col["unit"] = "dollars"
+    with pytest.raises(ConfigError, match="unit"):
+        parse_config(raw)
+    col.pop("unit")
+    next(c for c in raw["dataset"]["columns"] if c["name"] == "industry")["unit"] = "money"
+    with pytest.raises(ConfigError, match="a unit applies to numbers, not to a category column"):
+        parse_config(raw)
