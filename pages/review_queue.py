@@ -21,7 +21,7 @@ wb = state.guard(Action.VIEW_QUEUE)
 
 import pandas as pd  # noqa: E402
 
-from finflow_app import charts, review_oversight  # noqa: E402
+from finflow_app import case_record, charts, review_oversight  # noqa: E402
 from finflow_app.fmt import BAND_NAMES, BAND_SHORT, Formatter  # noqa: E402
 from finflow_core.errors import Conflict, FinFlowError  # noqa: E402
 from finflow_core.lending.explain import field_text  # noqa: E402
@@ -43,7 +43,6 @@ AWAITING = "awaiting"
 #: What each decision button says and the key that presses it (R is Streamlit's own).
 OUTCOMES = {Outcome.APPROVE: ("Approve", "A"), Outcome.DECLINE: ("Decline", "D"),
             Outcome.REFER: ("Refer", "F")}
-KIND_NAMES = {"auto": "automatic", "manual": "officer"}
 
 cfg = wb.context.config
 user = wb.actor
@@ -58,6 +57,12 @@ def md(text: str) -> str:
     for ch in "\\`*_[]<>$~|#":
         out = out.replace(ch, "\\" + ch)
     return out
+
+
+def tile(amount: float) -> str:
+    """Money on a metric tile: in full up to a million, compact above (``USD 2.5m``) so it
+    never ends in an ellipsis; the full figure is in the tile's help."""
+    return f.money(amount) if abs(amount) < 1_000_000 else f.compact(amount)
 
 
 def duration(hours: float) -> str:
@@ -133,10 +138,13 @@ def show_queue() -> None:
     order = mid.radio("Order", ["oldest", "amount"], horizontal=True, key="rq_order",
                       format_func=lambda o: "Oldest first" if o == "oldest" else "Largest amount first")
     overdue_only = right.toggle("Only overdue", key="rq_overdue", disabled=status == AWAITING)
-    if officer and st.button("Work the next case", type="primary", key="rq_next",
-                             icon=":material/play_arrow:", shortcut="N"):
+    left, right = st.columns([2, 3], vertical_alignment="bottom")
+    if officer and left.button("Work the next case", type="primary", key="rq_next",
+                               icon=":material/play_arrow:", shortcut="N"):
         next_case(None)
         st.rerun()
+    with right:
+        find_box()
     total = counts[status] if not overdue_only else desk.overdue
     total_pages = max(1, math.ceil(total / PAGE_SIZE))
     page_no = 1
@@ -155,6 +163,24 @@ def show_queue() -> None:
         queue_table(page.rows, page.total, offset)
     if wb.can(Action.VIEW_PORTFOLIO):
         review_oversight.show(wb, f)
+
+
+def find_box() -> None:
+    """Open any application by the id it was submitted with, decided or not: a declined one
+    (automatic or an officer's) shows its history and its decline letter."""
+    with st.form("rq_find", border=False):
+        c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
+        wanted = c1.text_input("Find an application by its id", key="rq_find_id", max_chars=200,
+                               placeholder="the id it was submitted with")
+        go = c2.form_submit_button("Open", icon=":material/search:")
+    wanted = (wanted or "").strip()
+    if go and wanted:
+        found = wb.review.find(wanted)
+        if not found:
+            st.warning(f"No stored application has the id {md(wanted)}.")
+            return
+        open_case(found[-1])  # the latest batch it was in
+        st.rerun()
 
 
 def queue_table(rows: list[QueueRow], total: int, offset: int) -> None:
@@ -211,11 +237,11 @@ def show_case(application_id: int) -> None:
     held_by_other = cv.claim is not None and cv.claim.claimed_by != user.username
     status_notes(cv, held_by_other)
 
-    c = st.columns([1.1, 0.8, 1.5, 1.5, 1])
+    c = st.columns([1.1, 1.1, 1.4, 1.4, 1])
     c[0].metric("Probability of default", f.probability(cv.probability))
     c[1].metric("Risk band", BAND_SHORT.get(cv.band, cv.band))
-    c[2].metric("Loan amount", f.money(cv.amount))
-    c[3].metric("Expected profit", f.money(cv.expected_profit))
+    c[2].metric("Loan amount", tile(cv.amount), help=f"{f.money(cv.amount)} asked for.")
+    c[3].metric("Expected profit", tile(cv.expected_profit), help=f"{f.money(cv.expected_profit)}.")
     c[4].metric("Model suggests", OUTCOMES[cv.suggestion][0] if cv.suggestion else "–",
                 help=None if cv.edges is None else
                 f"Approve below the cut-off of {f.probability(cv.edges.cutoff)}, decline at or above "
@@ -245,8 +271,8 @@ def show_case(application_id: int) -> None:
 
     decision_form(cv, held_by_other)
     if cv.status == Status.DECLINED:
-        letter_downloads(cv)
-    history(cv)
+        case_record.letter_downloads(wb, cv)
+    case_record.history(f, cv)
 
 
 def status_notes(cv: CaseView, held_by_other: bool) -> None:
@@ -368,45 +394,6 @@ def authority_notes(cv: CaseView) -> None:
             notes.append(f"{OUTCOMES[outcome][0]} needs a second officer ({' and '.join(needs)})")
     shown = "no limit" if limit is None else f.money(limit)
     st.caption(f"Your lending authority: {shown}." + (f" {'; '.join(notes)}." if notes else ""))
-
-
-def letter_downloads(cv: CaseView) -> None:
-    st.subheader("Decline letter")
-    if cfg.lender is None:
-        st.caption("Decline letters need the lender's details: add a lender: section to the config.")
-        return
-    st.caption("The adverse-action notice for this application: the decision, its date and its "
-               "principal reasons. Each download is recorded in the audit trail.")
-    c1, c2 = st.columns(2)
-    c1.download_button("Decline letter (PDF)", data=lambda: wb.letters.case(cv.application_id, "pdf").data,
-                       file_name=f"decline-letter-{cv.application_id}.pdf", mime="application/pdf",
-                       key=f"rq_letter_pdf_{cv.application_id}", icon=":material/download:",
-                       on_click="ignore")
-    c2.download_button("Decline letter (HTML)", data=lambda: wb.letters.case(cv.application_id, "html").data,
-                       file_name=f"decline-letter-{cv.application_id}.html", mime="text/html",
-                       key=f"rq_letter_html_{cv.application_id}", icon=":material/download:",
-                       on_click="ignore")
-
-
-def history(cv: CaseView) -> None:
-    if cv.decisions:
-        st.subheader("History")
-        st.dataframe(pd.DataFrame([
-            {"decision": d.id, "outcome": d.outcome, "kind": KIND_NAMES.get(d.kind, d.kind),
-             "by": d.decided_by, "proposed by": f.text(d.proposed_by), "at": f.when(d.decided_at),
-             "model suggested": f.text(d.suggestion), "reason": f.text(d.reason), "note": f.text(d.note),
-             "revises": f"decision {d.supersedes_id}" if d.supersedes_id else "–"}
-            for d in cv.decisions
-        ]), hide_index=True, key="rq_history")
-    closed = [p for p in cv.proposals if not p.is_open]
-    if closed:
-        st.caption("Decisions that awaited a second officer")
-        st.dataframe(pd.DataFrame([
-            {"proposed": p.outcome, "by": p.proposed_by, "at": f.when(p.proposed_at), "why": ", ".join(p.needs),
-             "ended": p.status, "closed by": f.text(p.closed_by), "closed at": f.when(p.closed_at),
-             "note": f.text(p.close_note)}
-            for p in closed
-        ]), hide_index=True, key="rq_proposals")
 
 
 case = st.session_state.get(CASE_KEY)

@@ -158,6 +158,10 @@ def test_the_waterfall_is_in_probability_and_shows_every_reason(inst) -> None:
     assert "scaled so the bars run from the base rate" in shown(at)
 
 
+def data_value(at, label: str) -> str:  # type: ignore[no-untyped-def]
+    return str(table_with(at, "field").set_index("field")["value"][label])
+
+
 def _path(xs: list[float]) -> list[float]:
     out, run = [], 0.0
     for x in xs[:-1]:
@@ -178,7 +182,10 @@ def test_figures_on_the_case_read_as_a_person_reads_them(inst) -> None:
     case = wbs(officer).review.case(at.session_state["rq_case"])
     metrics = {m.label: m.value for m in at.metric}
     assert re.fullmatch(r"\d{1,2}\.\d%|<0\.1%|>99\.9%", metrics["Probability of default"])
-    assert metrics["Loan amount"] == f"USD {case.amount:,.0f}"
+    assert metrics["Loan amount"] == (f"USD {case.amount:,.0f}" if case.amount < 1e6 else
+                                      f"USD {case.amount / 1e6:.1f}m")
+    assert data_value(at, "Existing debt").startswith("USD ")  # declared unit: money
+    assert data_value(at, "Loan term").endswith(" months")
     assert metrics["Expected profit"].startswith(("USD ", "-USD "))
     assert metrics["Model suggests"] in ("Approve", "Decline")
     assert any(c.value.startswith("Pending: waiting ") for c in at.caption)
@@ -331,3 +338,33 @@ def test_an_officer_does_not_see_the_managers_view(inst) -> None:
     at = page_as(inst.users["officer"], "pages/review_queue.py")
     assert not [m for m in at.metric if m.label.startswith("Override rate")]
     assert not at.get("download_button")
+
+
+def _auto_declined(inst) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    with inst.store.connect() as conn:
+        row = conn.execute(text("SELECT id, external_id FROM applications WHERE status = 'declined' "
+                                "AND decided_kind = 'auto' ORDER BY id LIMIT 1")).one()
+    return int(row[0]), str(row[1])
+
+
+def test_any_application_opens_by_its_id_and_a_declined_one_offers_its_letter(inst) -> None:
+    """An automatic decline never reaches the queue: the find box is how an officer gets to
+    it (and to its decline letter)."""
+    case_id, external = _auto_declined(inst)
+    at = page_as(inst.users["officer"], "pages/review_queue.py")
+    at.text_input(key="rq_find_id").input("no-such-application")
+    at = next(b for b in at.form_submit_button if b.label == "Open").click().run()
+    assert [w.value for w in at.warning] == ["No stored application has the id no-such-application."]
+    assert [t.value for t in at.title] == ["Review queue"]
+
+    at.text_input(key="rq_find_id").input(external)
+    at = next(b for b in at.form_submit_button if b.label == "Open").click().run()
+    no_exception(at)
+    assert at.session_state["rq_case"] == case_id
+    assert [t.value for t in at.title] == [f"Case {external}"]
+    assert any(i.value.startswith("This case is declined: decline automatically by the model at ")
+               for i in at.info)
+    assert [d.proto.label for d in at.get("download_button")] == ["Decline letter (PDF)",
+                                                                  "Decline letter (HTML)"]
+    assert wbs(inst.users["officer"]).review.case(case_id).claim is None  # a decided case is not claimed
+    assert table_with(at, "outcome")["kind"].tolist() == ["automatic"]

@@ -122,3 +122,62 @@ def test_the_waterfall_labels_never_cover_its_values(server: Server, browser: Br
     assert any(n.startswith("Base rate") for n in names) and "This case" in names
     shot(page, shots, "review_waterfall.png")
     page.context.close()
+
+
+def letters_issued(inst, action: str, subject: str) -> list:  # type: ignore[no-untyped-def]
+    from finflow_core.services.audit import AuditFilter
+
+    return inst.wb("admin").audit.entries(AuditFilter(action=action, subject_id=subject))
+
+
+def test_a_declined_applications_letter_downloads_and_every_download_is_audited(
+        server: Server, browser: Browser, shots: Path, timings: Timings, e2e_installation) -> None:
+    """The letters are made only when the button is pressed (Streamlit's deferred download):
+    only a browser shows that the file arrives and the audit trail records it."""
+    from sqlalchemy import text
+
+    inst = e2e_installation
+    with inst.store.connect() as conn:
+        case_id, external, batch_id = conn.execute(text(
+            "SELECT id, external_id, batch_id FROM applications WHERE status = 'declined' "
+            "AND decided_kind = 'auto' ORDER BY id LIMIT 1")).one()
+    before = len(letters_issued(inst, "letter_issued", external))
+    page = officer_page(browser, server)
+    page.get_by_label("Find an application by its id").fill(external)
+    click(page, page.get_by_role("button", name="Open"), timings, "find_application")
+    assert case_heading(page) == external
+    expect(page.get_by_text("This case is declined: decline automatically by the model")).to_be_visible()
+    assert len(letters_issued(inst, "letter_issued", external)) == before  # nothing made on sight
+    with page.expect_download(timeout=60_000) as pdf:
+        page.get_by_role("button", name="Decline letter (PDF)").click()
+    assert pdf.value.suggested_filename == f"decline-letter-{case_id}.pdf"
+    assert Path(pdf.value.path()).read_bytes()[:5] == b"%PDF-"
+    with page.expect_download(timeout=60_000) as htm:
+        page.get_by_role("button", name="Decline letter (HTML)").click()
+    body = Path(htm.value.path()).read_text(encoding="utf-8")
+    assert "Notice of action taken on your application" in body and external in body
+    issued = letters_issued(inst, "letter_issued", external)[before:]
+    assert [(e.actor, e.detail["format"]) for e in issued] == [("officer", "pdf"), ("officer", "html")]
+    shot(page, shots, "review_declined_letter.png")
+    page.context.close()
+
+    manager = browser.new_context(viewport={"width": 1440, "height": 1300}).new_page()
+    sign_in(manager, server, "manager")  # a manager lands on the portfolio
+    click(manager, manager.get_by_role("link", name="Review queue"))
+    expect(manager.get_by_role("heading", name="Review queue", level=1)).to_be_visible(timeout=30_000)
+    n = inst.wb("manager").letters.declined_count(batch_id)
+    done = len(letters_issued(inst, "letters_issued", batch_id))
+    box = manager.locator("[data-testid='stSelectbox']").filter(has_text="Batch")
+    box.scroll_into_view_if_needed()
+    label = next(f"{b.file_name}" for b in inst.wb("manager").batches.list() if b.id == batch_id)
+    box.click()
+    manager.get_by_role("option").filter(has_text=label).first.click()
+    settle(manager)
+    expect(manager.get_by_text(f"{n:,} declined application(s)")).to_be_visible()
+    with manager.expect_download(timeout=120_000) as bulk:
+        manager.get_by_role("button", name="Letters (PDF)").click()
+    data = Path(bulk.value.path()).read_bytes()
+    assert data[:5] == b"%PDF-" and bulk.value.suggested_filename == f"decline-letters-{batch_id}.pdf"
+    batch_entries = letters_issued(inst, "letters_issued", batch_id)[done:]
+    assert [(e.actor, e.detail["letters"]) for e in batch_entries] == [("manager", n)]
+    manager.context.close()
