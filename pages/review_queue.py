@@ -145,7 +145,9 @@ def show_queue() -> None:
         st.rerun()
     with right:
         find_box()
-    total = counts[status] if not overdue_only else desk.overdue
+    total = counts[status]
+    if overdue_only and status != AWAITING:  # this status's overdue cases only
+        total = wb.review.queue(status, order, limit=1, overdue_only=True).total
     total_pages = max(1, math.ceil(total / PAGE_SIZE))
     page_no = 1
     if total_pages > 1:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, select, update
+from sqlalchemy import Connection, and_, delete, func, select, true, update
 
 from finflow_core.lending.authority import ProposalStatus
 from finflow_core.lending.terms import Band, DecisionKind, Outcome, Status
@@ -92,10 +92,18 @@ def decision_record(r: Any) -> DecisionRecord:
 _ARRIVED = batches.c.uploaded_at  # when a case joined the queue: its batch was stored
 
 
-def _open_cases(status: Status) -> list[Any]:
-    """Conditions of an open case in the queue (one place, so batch states can join it:
-    e.g. only published, non-voided batches)."""
-    return [applications.c.status == status]
+def on_desk() -> Any:
+    """Whether an application's batch puts its case on the desk (queue, counts, next case,
+    cases awaiting a second officer). Every condition on the batch belongs here, in one
+    place: batch states join here (e.g. only published, non-voided batches), written on
+    ``applications.batch_id`` (``batch_id.in_(select(batches.c.id).where(...))``) so that
+    no caller needs a join. Today every stored batch is on the desk."""
+    return true()
+
+
+def _open_cases(*statuses: Status) -> list[Any]:
+    """Conditions of an open case in the queue."""
+    return [applications.c.status.in_(statuses), on_desk()]
 
 
 def _open_proposal(a: Any) -> Any:
@@ -180,20 +188,23 @@ def awaiting(conn: Connection, limit: int, offset: int, now: str, overdue_before
                p.id, p.proposed_by, p.outcome)
         .select_from(proposals.join(applications, a.id == p.application_id)
                      .join(batches, batches.c.id == a.batch_id).outerjoin(claims, live))
-        .where(p.status == ProposalStatus.OPEN).order_by(p.id).limit(limit).offset(offset)
+        .where(p.status == ProposalStatus.OPEN, on_desk()).order_by(p.id).limit(limit).offset(offset)
     ).all()
     stamp = datetime.fromisoformat(now)
     return [_aged(_row(r), stamp, overdue_before) for r in rows]
 
 
 def count_awaiting(conn: Connection) -> int:
-    return int(conn.execute(select(func.count()).select_from(proposals)
-                            .where(proposals.c.status == ProposalStatus.OPEN)).scalar_one())
+    return int(conn.execute(
+        select(func.count()).select_from(proposals.join(applications,
+                                                        applications.c.id == proposals.c.application_id))
+        .where(proposals.c.status == ProposalStatus.OPEN, on_desk())).scalar_one())
 
 
 def count_by_status(conn: Connection, statuses: tuple[Status, ...]) -> dict[Status, int]:
+    """Cases on the desk by status."""
     rows = conn.execute(select(applications.c.status, func.count())
-                        .where(applications.c.status.in_(statuses)).group_by(applications.c.status)).all()
+                        .where(*_open_cases(*statuses)).group_by(applications.c.status)).all()
     counts = dict.fromkeys(statuses, 0)
     counts.update({Status(r[0]): int(r[1]) for r in rows})
     return counts

@@ -10,7 +10,8 @@ from sqlalchemy import Connection, and_, or_, select, update
 
 from finflow_core.lending.authority import ProposalStatus, SecondLook, parse_needs
 from finflow_core.lending.terms import Outcome
-from finflow_core.store.lending_tables import proposals
+from finflow_core.store import cases
+from finflow_core.store.lending_tables import applications, proposals
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,10 @@ def first_confirmable(conn: Connection, username: str, authority: float | None,
     """The application of the oldest open proposal ``username`` may confirm: not their
     own, and (for outcomes a limit applies to) within their ``authority`` (None: no cap)."""
     p = proposals.c
+    on_desk = select(applications.c.id).where(cases.on_desk())
     query = (select(p.application_id).where(p.status == ProposalStatus.OPEN)
-             .where(p.proposed_by != username).where(p.application_id.not_in(excluded)))
+             .where(p.proposed_by != username).where(p.application_id.not_in(excluded))
+             .where(p.application_id.in_(on_desk)))
     if authority is not None:
         query = query.where(or_(p.outcome.not_in([str(o) for o in limited]),
                                 and_(p.amount <= authority)))

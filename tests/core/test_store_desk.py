@@ -306,3 +306,31 @@ def test_set_limit_is_audited_checked_and_on_the_command_line(
 def _cases(ff: Lending, officer: Principal) -> list[Any]:
     review = ff.wb(officer).review
     return [review.case(r.id) for r in review.queue(limit=200).rows]
+
+
+def test_one_condition_on_the_batch_governs_every_read_of_the_desk(
+        ffa: Lending, desk: dict[str, Principal], batches_dir: BatchFiles,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batch states (published, voided) join the desk in ``cases.on_desk`` alone: the queue,
+    its counts, the next case and the cases awaiting a second officer all follow it."""
+    from finflow_core.store import cases
+
+    oscar, paula, admin = desk["officer"], desk["paula"], ffa.wb(desk["admin"])
+    ffa.run(batches_dir.b)
+    hidden, shown = ffa.batch_ids()[:2]
+    case = ffa.wb(oscar).review.case(ffa.pending_ids(hidden)[0])
+    admin.users.set_limit("oscar.officer", 0)
+    assert isinstance(ffa.wb(oscar).review.decide(case.application_id, "approve"), Proposal)
+    review = ffa.wb(paula).review
+    before = review.desk()
+    assert before.awaiting == 1 and review.next_case() == case.application_id
+
+    monkeypatch.setattr(cases, "on_desk", lambda: applications.c.batch_id != hidden)
+    rows = review.queue(limit=5000).rows
+    assert rows and {r.batch_id for r in rows} == {shown}
+    after = review.desk()
+    assert after.pending == len(ffa.pending_ids(shown)) < before.pending
+    assert (after.awaiting, review.awaiting().rows, review.counts()[Status.PENDING]) == (
+        0, [], after.pending)
+    nxt = review.next_case()
+    assert nxt is not None and review.case(nxt).batch_id == shown
