@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import plotly.graph_objects as go
 
-from finflow_app.fmt import BAND_COLOURS, BAND_NAMES
+from finflow_app.fmt import BAND_COLOURS, BAND_NAMES, points, probability
+
+if TYPE_CHECKING:
+    from finflow_core.lending.explain import ProbabilityWaterfall
 
 STATUS_COLOURS = {"approved": "#3a8d5c", "declined": "#c2473d", "pending": "#d39b2a", "referred": "#7b61a8"}
 
@@ -54,38 +57,53 @@ def probability_histogram(hist: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def waterfall(labels: Sequence[str], values: Sequence[Any], contributions: Sequence[float],
-              base_value: float, top: int = 8, model_name: str = "") -> go.Figure:
-    """SHAP waterfall of one case: the largest contributions, the rest summed."""
-    shown = list(range(min(top, len(contributions))))
-    rest = float(sum(contributions[top:]))
-    names = [f"{labels[i]} = {_short(values[i])}" for i in shown]
-    amounts = [float(contributions[i]) for i in shown]
-    if len(contributions) > top:
-        names.append(f"{len(contributions) - top} other features")
-        amounts.append(rest)
-    fig = _fig("Why the model scored this case so (SHAP)", height=420, showlegend=False)
+WATERFALL_NOTE = (
+    "Each bar adds one feature's SHAP contribution, largest first, turned from the model's raw "
+    "score (log-odds for boosted trees) into probability of default and scaled so the bars run "
+    "from the base rate to this case's calibrated PD. Red raises the risk, green lowers it; "
+    "bold rows are the case's reason codes."
+)
+
+
+def waterfall(wf: ProbabilityWaterfall) -> go.Figure:
+    """A case's explanation in probability of default: the base rate, one bar per feature
+    that matters (every reason code among them), the rest summed, and the case's PD.
+
+    Values stand in their own column right of the bars, so no label ever covers a value,
+    whatever the bars' lengths or directions.
+    """
+    rows = [("Base rate (an average application)", wf.base, "absolute", False)]
+    for s in wf.steps:
+        name = s.label if s.feature is None else f"{s.label} = {s.value}"
+        rows.append((name, s.change, "relative", s.cited))
+    rows.append(("This case", 0.0, "total", False))
+    labels = [f"<b>{_plain(n)}</b>" if cited else _plain(n) for n, _, _, cited in rows]
+    texts = [probability(wf.base), *[points(s.change) for s in wf.steps], probability(wf.probability)]
+    path = [wf.base, *[s.end for s in wf.steps]]
+    hi = max(path + [wf.probability])
+    column = hi * 1.04 + 0.005  # where the values stand: right of every bar
+    fig = _fig(f"Why the model gives this case a PD of {probability(wf.probability)}",
+               height=max(360, 34 * len(rows) + 120), showlegend=False,
+               margin={"l": 10, "r": 10, "t": 40, "b": 60})
     fig.add_trace(go.Waterfall(
-        orientation="h",
-        y=["Model average", *names, "This case"],
-        x=[base_value, *amounts, 0.0],
-        measure=["absolute", *["relative"] * len(amounts), "total"],
-        increasing={"marker": {"color": "#c2473d"}},
-        decreasing={"marker": {"color": "#3a8d5c"}},
-        totals={"marker": {"color": "#4a6fa5"}},
-        text=[f"{base_value:+.3f}", *[f"{a:+.3f}" for a in amounts], f"{base_value + sum(amounts):+.3f}"],
-        textposition="outside", cliponaxis=False,
+        orientation="h", y=labels, x=[r[1] for r in rows], measure=[r[2] for r in rows],
+        increasing={"marker": {"color": "#c2473d"}}, decreasing={"marker": {"color": "#3a8d5c"}},
+        totals={"marker": {"color": "#4a6fa5"}}, connector={"line": {"color": "#9aa5b1"}},
+        hovertemplate="%{y}: %{x:.2%}<extra></extra>", name="probability of default",
     ))
-    unit = "log-odds" if model_name == "lightgbm" else "raw score"
-    running = [base_value]
-    for a in amounts:
-        running.append(running[-1] + a)
-    lo, hi = min(0.0, *running), max(0.0, *running)
-    pad = (hi - lo) * 0.18 or 0.1
-    fig.update_xaxes(title=f"contribution to the model's {unit} (right = more likely to default)",
-                     range=[lo - pad * 0.3, hi + pad])
+    fig.add_trace(go.Scatter(
+        x=[column] * len(rows), y=labels, mode="text", text=texts, textposition="middle right",
+        hoverinfo="skip", cliponaxis=False, name="values",
+    ))
+    fig.update_xaxes(title="probability of default (right = more likely to default)",
+                     tickformat=".0%", range=[0, column * 1.18], rangemode="tozero")
     fig.update_yaxes(autorange="reversed")
     return fig
+
+
+def _plain(text: str) -> str:
+    """Text plotly draws as written (it reads a few HTML tags in labels)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def psi_bars(psi: Mapping[str, float | None], labels: Mapping[str, str], watch: float,
@@ -193,13 +211,3 @@ def importance_bars(importance: Mapping[str, float], labels: Mapping[str, str]) 
     fig.add_bar(x=[v for _, v in items], y=[labels.get(k, k) for k, _ in items], orientation="h",
                 marker_color="#4a6fa5")
     return fig
-
-
-def _short(v: Any) -> str:
-    if v is None:
-        return "missing"
-    if isinstance(v, float):
-        if abs(v) >= 1000:
-            return f"{v:,.0f}"
-        return f"{v:.3g}"
-    return str(v)

@@ -11,7 +11,7 @@ wb = state.guard(Action.MANAGE_USERS)
 
 import pandas as pd  # noqa: E402
 
-from finflow_app.fmt import when  # noqa: E402
+from finflow_app.fmt import Formatter  # noqa: E402
 from finflow_core.errors import FinFlowError  # noqa: E402
 from finflow_core.lending.terms import ROLES  # noqa: E402
 from finflow_core.security.password_policy import MIN_PASSWORD_LENGTH  # noqa: E402
@@ -19,34 +19,54 @@ from finflow_core.security.password_policy import MIN_PASSWORD_LENGTH  # noqa: E
 ROLE_HELP = {"analyst": "uploads batches, trains models", "officer": "works the review queue",
              "manager": "portfolio, strategy, promotion, audit", "admin": "users, audit"}
 
+cfg = wb.context.config
+f = Formatter(cfg.economics.currency, cfg.display.timezone)
+ADD_KEYS = {"us_new_name": "", "us_new_password": "", "us_new_roles": []}
+
+
+def limit_text(limit: float | None) -> str:
+    return "no limit" if limit is None else f.money(limit)
+
+
+def add_user() -> None:
+    """The form's submit callback: add the user, then empty the form for the next one (a
+    callback runs before the widgets are drawn, so it may reset them); on a refusal the
+    form keeps what was typed."""
+    state_ = st.session_state
+    try:
+        info = wb.users.add(state_.get("us_new_name", ""), state_.get("us_new_password", ""),
+                            state_.get("us_new_roles", []))
+    except FinFlowError as exc:
+        state_["us_add_error"] = exc.message
+        return
+    for key, empty in ADD_KEYS.items():
+        state_[key] = type(empty)()
+    state.notify(f"Added {info.username} ({', '.join(sorted(info.roles))}).")
+
+
 st.title("Users")
 people = wb.users.list()
 st.dataframe(pd.DataFrame([
-    {"user": u.username, "roles": ", ".join(sorted(u.roles)), "active": u.active,
-     "last sign-in": when(u.last_login_at), "failed sign-ins": u.failed_logins,
-     "locked until": when(u.locked_until) if u.locked_until else "", "created": when(u.created_at),
-     "created by": u.created_by}
+    {"user": u.username, "roles": ", ".join(sorted(u.roles)), "active": "yes" if u.active else "no",
+     "lending limit": limit_text(u.lending_limit) if "officer" in u.roles else "",
+     "last sign-in": f.when(u.last_login_at), "failed sign-ins": u.failed_logins,
+     "locked until": f.when(u.locked_until) if u.locked_until else "", "created": f.when(u.created_at),
+     "created by": f.text(u.created_by)}
     for u in people
 ]), hide_index=True, key="us_table")
 
 st.subheader("Add a user")
 with st.form("us_add", enter_to_submit=False, clear_on_submit=False):
     c = st.columns(3)
-    new_name = c[0].text_input("Username", key="us_new_name")
-    new_password = c[1].text_input("Initial password", type="password", key="us_new_password",
-                                   help=f"At least {MIN_PASSWORD_LENGTH} characters; tell the user to "
-                                        "change it on My account.")
-    new_roles = c[2].multiselect("Roles", list(ROLES), key="us_new_roles",
-                                 format_func=lambda r: f"{r} ({ROLE_HELP[r]})")
-    add = st.form_submit_button("Add user", type="primary")
-if add:
-    try:
-        info = wb.users.add(new_name, new_password, new_roles)
-    except FinFlowError as exc:
-        state.error(exc)
-    else:
-        state.notify(f"Added {info.username} ({', '.join(sorted(info.roles))}).")
-        st.rerun()
+    c[0].text_input("Username", key="us_new_name")
+    c[1].text_input("Initial password", type="password", key="us_new_password",
+                    help=f"At least {MIN_PASSWORD_LENGTH} characters; tell the user to "
+                         "change it on My account.")
+    c[2].multiselect("Roles", list(ROLES), key="us_new_roles",
+                     format_func=lambda r: f"{r} ({ROLE_HELP[r]})")
+    st.form_submit_button("Add user", type="primary", on_click=add_user)
+if "us_add_error" in st.session_state:
+    st.error(st.session_state.pop("us_add_error"))
 
 st.subheader("Change a user")
 names = [u.username for u in people]
@@ -61,6 +81,22 @@ with left, st.form(f"us_roles_{chosen}", enter_to_submit=False):
 with right, st.form(f"us_password_{chosen}", enter_to_submit=False):
     reset = st.text_input("New password", type="password", key=f"us_reset_{chosen}")
     do_reset = st.form_submit_button("Reset password")
+with st.form(f"us_limit_form_{chosen}", enter_to_submit=False):
+    typed = st.text_input(
+        f"Lending limit ({cfg.economics.currency})", key=f"us_limit_{chosen}",
+        value="" if target.lending_limit is None else f"{target.lending_limit:,.0f}",
+        help="The loan amount this officer may approve alone; above it a second officer whose "
+             "limit covers the amount must confirm. Empty: no limit of their own.")
+    set_limit = st.form_submit_button("Save limit")
+if set_limit:
+    try:
+        changed = wb.users.set_limit(chosen, typed)
+    except FinFlowError as exc:
+        state.error(exc)
+    else:
+        state.notify(f"{chosen} has no limit of their own." if changed.lending_limit is None
+                     else f"{chosen} may now approve up to {f.money(changed.lending_limit)} alone.")
+        st.rerun()
 if set_roles:
     state.act(lambda: wb.users.set_roles(chosen, roles),
               f"{chosen} now holds {', '.join(sorted(roles))}.")

@@ -39,6 +39,10 @@ def register(sub: Any) -> None:
         q = usub.add_parser(name)
         q.add_argument("username")
         q.set_defaults(handler=fn)
+    q = usub.add_parser("set-limit", help="set an officer's lending authority (admin)")
+    q.add_argument("username")
+    q.add_argument("amount", help="the loan amount they may approve alone; 'none' clears it")
+    q.set_defaults(handler=users_set_limit)
     q = usub.add_parser("passwd", help="set a password (your own, or anyone's as admin)")
     q.add_argument("username")
     q.set_defaults(handler=users_passwd)
@@ -86,7 +90,8 @@ def users_add(ctx: Context, args: argparse.Namespace) -> int:
 def users_list(ctx: Context, args: argparse.Namespace) -> int:
     users = ctx.workbench.users.list()
     rows = [{"username": u.username, "roles": sorted(u.roles), "active": u.active,
-             "last_login_at": u.last_login_at, "failed_logins": u.failed_logins} for u in users]
+             "last_login_at": u.last_login_at, "failed_logins": u.failed_logins,
+             "lending_limit": u.lending_limit} for u in users]
     text = "\n".join(f"{r['username']:<20} {','.join(r['roles']):<30} "
                      f"{'active' if r['active'] else 'disabled'}" for r in rows)
     emit(args, rows, text)
@@ -96,6 +101,16 @@ def users_list(ctx: Context, args: argparse.Namespace) -> int:
 def users_set_roles(ctx: Context, args: argparse.Namespace) -> int:
     info = ctx.workbench.users.set_roles(args.username, args.role)
     print(f"{info.username} now holds {', '.join(sorted(info.roles))}")
+    return 0
+
+
+def users_set_limit(ctx: Context, args: argparse.Namespace) -> int:
+    from finflow_core.formatting import money
+
+    info = ctx.workbench.users.set_limit(args.username, args.amount)
+    currency = ctx.config.economics.currency
+    shown = "no limit of their own" if info.lending_limit is None else money(info.lending_limit, currency)
+    print(f"{info.username}: lending limit {shown}")
     return 0
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from finflow_core import formatting as fmt
 from finflow_core.lending.config import Config
 from finflow_core.lending.model.bundle import ModelBundle
 
@@ -23,7 +25,7 @@ from finflow_core.lending.model.bundle import ModelBundle
 @dataclass(frozen=True)
 class Reason:
     feature: str
-    text: str
+    text: str  # the statement and the value as a person reads it (statement_of: alone)
     value: Any
     contribution: float
 
@@ -74,6 +76,27 @@ class ReasonExplainer:
             sv = sv[:, :, -1]
         return Explanation(self.features, matrix, sv, self.base_value)
 
+    def waterfall(self, frame: pd.DataFrame, probability: float, *, cited: Iterable[str] = (),
+                  top: int = 8) -> ProbabilityWaterfall:
+        """One application's SHAP contributions as steps of probability of default, from
+        the base rate to ``probability`` (its calibrated PD); the features in ``cited``
+        (its reason codes) always get a bar of their own."""
+        matrix = self.bundle.model.features_.transform(frame)
+        exp = self.explain_matrix(matrix)
+        readable = self.bundle.model.features_.frame(frame).iloc[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            uncalibrated = float(self.bundle.model.estimator_.predict_proba(matrix)[0, 1])
+        calibrator = self.bundle.model.calibrator_
+
+        def calibrated(p: float) -> float:
+            return float(calibrator.predict(np.array([p]))[0])
+
+        parts = [(f, self._labels[f], field_text(self.config, f, _plain(readable[f])),
+                  float(exp.shap[0, j])) for j, f in enumerate(exp.features)]
+        return probability_waterfall(exp.base_value, parts, uncalibrated, calibrated,
+                                     float(probability), cited=set(cited), top=top)
+
     def reasons(self, frame: pd.DataFrame, explanation: Explanation | None = None) -> list[list[Reason]]:
         """Top risk-increasing reasons per row, strongest first."""
         return [[Reason(**r) for r in row] for row in self.reason_records(frame, explanation)]
@@ -99,8 +122,8 @@ class ReasonExplainer:
             j = order[i, k]
             name = self.features[j]
             value = cat_values[name][i] if name in cat_values else exp.values[i, j]
-            out[i].append({"feature": name, "text": self._word(name, value), "value": _plain(value),
-                           "contribution": float(exp.shap[i, j])})
+            out[i].append({"feature": name, "text": self._word(name, value)[1],
+                           "value": _plain(value), "contribution": float(exp.shap[i, j])})
         return out
 
     def _has_wording(self, values: np.ndarray) -> np.ndarray:
@@ -116,8 +139,11 @@ class ReasonExplainer:
             ok[:, j] = np.isnan(v) | np.where(is_high, high is not None, low is not None)
         return ok
 
-    def _word(self, name: str, value: Any) -> str | None:
-        """The reason in words, or None where the config declares no adverse reason that way.
+    def _word(self, name: str, value: Any) -> tuple[str, str]:
+        """The reason as a statement in the lender's words, and as the officer reads it:
+        the statement with the value formatted as the application table shows it (the
+        configured label, rates as percentages, amounts with the currency). Only called
+        for features :meth:`_has_wording` allows.
 
         A feature that declares a reason for one direction only (say, a low credit score)
         is never cited for the other: a lender gives only reasons it can stand behind.
@@ -126,29 +152,162 @@ class ReasonExplainer:
         label = self._labels[name]
         if _missing(value):
             if name in self._maps_unknown:  # an undeclared code reads as missing too
-                return f"{label} was not provided or not a recognised code ({name} missing)"
-            return f"{label} was not provided ({name} missing)"
+                statement = f"{label} was not provided or not a recognised code"
+            else:
+                statement = f"{label} was not provided"
+            return statement, statement
+        shown = field_text(self.config, name, value)
         if name in self.bundle.categorical:
-            text = cat or f"{label} '{value}' carries a higher default history"
-            return f"{text} ({name} {value})"
+            if cat is None:
+                statement = f"{label} '{shown}' carries a higher default history"
+                return statement, statement
+            return cat, f"{cat} ({label}: {shown})"
         ref = self.bundle.reference.get(name, math.nan)
         is_high = not math.isnan(ref) and float(value) >= ref
-        declared = high is not None or low is not None
         template = high if is_high else low
-        if template is None:
-            if declared:
-                return None
-            template = f"{label} is {'high' if is_high else 'low'}"
-        return f"{template} ({name} {format_value(float(value))})"
+        if template is None:  # no wording declared for this feature at all: a generic one
+            statement = f"{label} is {'high' if is_high else 'low'}"
+            return statement, f"{statement} ({shown})"
+        return template, f"{template} ({label} {shown})"
 
 
-def format_value(v: float) -> str:
-    """Numbers as a person reads them: 0.62, 3, 1,250,000."""
-    if abs(v) >= 1000:
-        return f"{v:,.0f}"
-    if float(v).is_integer():
-        return str(int(v))
-    return f"{v:.2f}"
+def statement_of(reason: dict[str, Any], config: Config) -> str:
+    """A stored reason's statement alone, in the lender's words, without the value (for a
+    letter to the applicant): the text less the one value in brackets that
+    :meth:`ReasonExplainer._word` added after it (none for a missing value or an undeclared
+    category wording)."""
+    text = str(reason.get("text", ""))
+    name = str(reason.get("feature", ""))
+    if _missing(reason.get("value")) or not text.endswith(")"):
+        return text
+    if name in config.categorical_features and config.column(name).reason_category is None:
+        return text
+    cut = text.rfind(" (")
+    return text[:cut] if cut > 0 else text
+
+
+#: The unit a column of a role has when it declares none.
+ROLE_UNITS = {"loan_amount": "money", "income": "money", "interest_rate": "percent", "term": "months"}
+
+
+def field_text(config: Config, name: str, value: Any) -> str:
+    """A value of a column or ratio as the application table shows it, by its unit (see
+    ``unit`` in the config): money with the currency (``USD 250,000``), rates as
+    percentages (``19.28%``), ``24 months``, ``3.5 years``; other numbers with separators
+    (ratios with two decimals, none from 1,000); codes as written; missing is ``–``."""
+    if _missing(value) or (isinstance(value, str) and not value.strip()):
+        return fmt.MISSING
+    ratio = next((r for r in config.ratios if r.name == name), None)
+    if ratio is not None:  # 0.62; a ratio in the thousands needs no decimals
+        if ratio.unit is not None:
+            return _in_unit(config, ratio.unit, value)
+        return fmt.number(value, 2) if abs(float(value)) < 1000 else fmt.count(value)
+    try:
+        col = config.column(name)
+    except KeyError:
+        return fmt.text(value)
+    if col.type in ("category", "string", "date"):  # a code as written ("none" is a code)
+        return fmt.clean(str(value)).strip()
+    if fmt.is_missing(value):
+        return fmt.MISSING
+    unit = col.unit or ROLE_UNITS.get(str(col.role))
+    if unit is not None:
+        return _in_unit(config, unit, value)
+    if col.type == "integer":
+        return fmt.count(value)
+    return fmt.as_written(value)
+
+
+def _in_unit(config: Config, unit: str, value: Any) -> str:
+    if unit == "money":
+        return fmt.money(value, config.economics.currency)
+    if unit == "percent":
+        return fmt.rate(value)
+    shown = fmt.as_written(value)
+    word = unit if shown != "1" else unit[:-1]  # 1 month, 3.5 years
+    return f"{shown} {word}" if shown != fmt.MISSING else shown
+
+
+@dataclass(frozen=True)
+class Step:
+    """One bar of the waterfall: a feature (or several small ones) moving the PD."""
+
+    feature: str | None  # None: the features too small to draw one by one, summed
+    label: str
+    value: str  # as the application table shows it
+    contribution: float  # SHAP value in the model's raw output
+    start: float  # probability of default before this step
+    end: float  # and after it
+    cited: bool = False  # one of the case's reason codes
+
+    @property
+    def change(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class ProbabilityWaterfall:
+    """A case's explanation in probability of default.
+
+    SHAP values add up in the model's raw output (log-odds for boosted trees, probability
+    for a forest). The steps add them one at a time, largest first, and turn each running
+    total into a probability (through the logistic function when the raw output is
+    log-odds); the probability path is then scaled between its two ends so it starts at
+    the calibrated base rate (the PD of an application scored at the model's average) and
+    ends exactly at the case's calibrated PD. Because the logistic curve is not a straight
+    line, a step's size depends on where in the sequence it comes; the steps always add up
+    to the difference between the case's PD and the base rate.
+    """
+
+    base: float
+    probability: float
+    steps: list[Step]
+    link: str  # "logit" (raw output is log-odds), "identity" (a probability) or "linear"
+
+    @property
+    def grouped(self) -> int:
+        """How many features the "other features" bar sums (0: none)."""
+        return next((int(s.value) for s in self.steps if s.feature is None), 0)
+
+
+def _logistic(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def probability_waterfall(base_value: float, parts: Sequence[tuple[str, str, str, float]],
+                          uncalibrated: float, calibrated: Callable[[float], float],
+                          probability: float, *, cited: set[str] | frozenset[str] = frozenset(),
+                          top: int = 8) -> ProbabilityWaterfall:
+    """The steps of :class:`ProbabilityWaterfall` from ``parts`` (feature, label, value
+    text, raw SHAP value); ``uncalibrated`` is the model's own probability for the case,
+    which tells whether the raw output is log-odds or a probability."""
+    raw_total = base_value + sum(p[3] for p in parts)
+    to_p: Callable[[float], float]
+    if abs(raw_total - uncalibrated) <= 1e-6:
+        link, to_p = "identity", (lambda r: min(1.0, max(0.0, r)))
+    elif abs(_logistic(raw_total) - uncalibrated) <= 1e-6:
+        link, to_p = "logit", _logistic
+    else:  # neither (should not happen with tree SHAP): spread the change in proportion
+        link, to_p = "linear", (lambda r: r)
+    ordered = sorted(parts, key=lambda p: -abs(p[3]))
+    shown = [p for i, p in enumerate(ordered) if i < top or p[0] in cited]
+    drawn = {p[0] for p in shown}
+    rest = [p for p in ordered if p[0] not in drawn]
+    bars: list[tuple[str | None, str, str, float]] = list(shown)
+    if rest:
+        bars.append((None, f"{len(rest)} other features", str(len(rest)), sum(p[3] for p in rest)))
+    running = [base_value]
+    for bar in bars:
+        running.append(running[-1] + bar[3])
+    q = [to_p(r) for r in running]
+    p0 = calibrated(min(1.0, max(0.0, to_p(base_value))))
+    span = q[-1] - q[0]
+    scale = (probability - p0) / span if span else 0.0
+    path = [p0 + (qk - q[0]) * scale for qk in q]
+    path[-1] = probability  # the bars end exactly at the case's PD
+    steps = [Step(b[0], b[1], b[2], b[3], path[k], path[k + 1], b[0] in cited)
+             for k, b in enumerate(bars)]
+    return ProbabilityWaterfall(p0, probability, steps, link)
 
 
 def _templates(config: Config, name: str) -> tuple[str | None, str | None, str | None]:

@@ -7,8 +7,9 @@ neither lose the role nor be disabled.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection
 
@@ -48,6 +49,7 @@ class UserInfo:
     last_login_at: str | None
     failed_logins: int
     locked_until: str | None
+    lending_limit: float | None = None  # lending authority (listed users and set_limit)
 
     def principal(self) -> Principal:
         return Principal(self.user_id, self.username, self.roles)
@@ -56,7 +58,8 @@ class UserInfo:
 def _info(row: user_rows.UserRecord | None) -> UserInfo:
     assert row is not None  # callers pass a row they just read or wrote
     return UserInfo(row.id, row.username, row.roles, row.active, row.created_at, row.created_by,
-                    row.password_changed_at, row.last_login_at, row.failed_logins, row.locked_until)
+                    row.password_changed_at, row.last_login_at, row.failed_logins, row.locked_until,
+                    row.lending_limit)
 
 
 class UserService(Service):
@@ -103,6 +106,23 @@ class UserService(Service):
                 append_audit(conn, by.username, "roles_changed", USER, row.username,
                              {"from": sorted(old), "to": sorted(new)}, at=now)
             return _info(user_rows.by_id(conn, row.id))
+
+    def set_limit(self, username: str, amount: float | None) -> UserInfo:
+        """Set a user's lending authority: the loan amount they may approve alone (None
+        clears it, and the configured ``review.four_eyes.default_limit`` applies)."""
+        self.require(Action.MANAGE_USERS)
+        limit = check_limit(amount)
+        now = self.ctx.clock()
+        with self.ctx.store.begin() as conn:
+            lock_chain(conn)
+            by = _current_admin(conn, self.actor)
+            row = _require_user(conn, username)
+            old = user_rows.lending_limit(conn, row.username)
+            if old != limit:
+                user_rows.set_lending_limit(conn, row.id, limit)
+                append_audit(conn, by.username, "lending_limit_changed", USER, row.username,
+                             {"from": old, "to": limit}, at=now)
+            return replace(_info(user_rows.by_id(conn, row.id)), lending_limit=limit)
 
     def reset_password(self, username: str, new_password: str) -> None:
         """Set anyone's password (admin); clears any sign-in lock on the account."""
@@ -172,6 +192,22 @@ class AccountService(Service):
             user_rows.update_user(conn, row.id, password_hash=password_hash,
                                   password_changed_at=iso_utc(now), failed_logins=0, locked_until=None)
             append_audit(conn, name, "password_changed", USER, name, {"by": "self"}, at=now)
+
+
+def check_limit(amount: float | str | None) -> float | None:
+    """A lending limit as typed: a non-negative amount (``250000``, ``250,000``), or
+    None / ``none`` / empty to clear it."""
+    if amount is None or (isinstance(amount, str) and amount.strip().lower() in ("", "none")):
+        return None
+    try:
+        value = float(str(amount).replace(",", "").strip()) if isinstance(amount, str) else float(amount)
+    except ValueError:
+        raise InvalidInput(f"a lending limit is an amount such as 250000, got {amount!r}",
+                           field="lending_limit") from None
+    if not math.isfinite(value) or value < 0:
+        raise InvalidInput(f"a lending limit must be zero or more, got {amount!r}",
+                           field="lending_limit")
+    return value
 
 
 def _current_admin(conn: Connection, actor: Principal) -> Principal:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the services import the scoring stack: load each on first u
     from finflow_core.services.audit import AuditService
     from finflow_core.services.batches import BatchService
     from finflow_core.services.experiments import ExperimentService
+    from finflow_core.services.letters import LetterService
     from finflow_core.services.models import ModelService
     from finflow_core.services.monitoring import DriftService
     from finflow_core.services.outcomes import OutcomeService
@@ -64,6 +65,12 @@ class Workbench:
         from finflow_core.services.review import ReviewService
 
         return ReviewService(self)
+
+    @cached_property
+    def letters(self) -> LetterService:
+        from finflow_core.services.letters import LetterService
+
+        return LetterService(self)
 
     @cached_property
     def portfolio(self) -> PortfolioService:

@@ -146,6 +146,11 @@ decisions = Table(
     _ts("decided_at", nullable=False),
     Column("model_version", String(64)),
     Column("supersedes_id", Integer, ForeignKey("decisions.id"), unique=True),
+    # an officer's decision: what the model suggested, and with four eyes who proposed it
+    # (decided_by confirmed it) and why a second officer was needed
+    Column("suggestion", String(8)),
+    Column("proposed_by", String(64)),
+    Column("four_eyes", String(32)),
     CheckConstraint("outcome IN ('approve', 'decline', 'refer')", name="outcome_known"),
     CheckConstraint("kind IN ('auto', 'manual')", name="kind_known"),
     # one first decision per application; every later one supersedes exactly one
@@ -153,6 +158,37 @@ decisions = Table(
           sqlite_where=text("supersedes_id IS NULL"),
           postgresql_where=text("supersedes_id IS NULL")),
     Index("ix_decisions_application", "application_id", "id"),
+    Index("ix_decisions_kind", "kind", "decided_at"),
+)
+
+#: Decisions awaiting a second officer (four eyes), and how each ended: confirmed (then
+#: ``decision_id`` is the decision it became), rejected by another officer or withdrawn.
+proposals = Table(
+    "proposals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("application_id", Integer, ForeignKey("applications.id"), nullable=False),
+    Column("outcome", String(8), nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("note", Text, nullable=False, server_default=""),
+    Column("supersedes_id", Integer, ForeignKey("decisions.id")),
+    Column("proposed_by", String(64), nullable=False),
+    _ts("proposed_at", nullable=False),
+    Column("needs", String(32), nullable=False),  # authority, override (comma-separated)
+    Column("amount", Float, nullable=False),
+    Column("probability", Float, nullable=False),
+    Column("suggestion", String(8), nullable=False),
+    Column("authority_limit", Float),  # the proposer's limit at the time
+    Column("status", String(12), nullable=False, server_default="open"),
+    Column("closed_by", String(64)),
+    _ts("closed_at"),
+    Column("close_note", Text, nullable=False, server_default=""),
+    Column("decision_id", Integer, ForeignKey("decisions.id")),
+    CheckConstraint("outcome IN ('approve', 'decline', 'refer')", name="outcome_known"),
+    CheckConstraint("status IN ('open', 'confirmed', 'rejected', 'withdrawn')", name="status_known"),
+    Index("uq_proposals_one_open", "application_id", unique=True,
+          sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),
+    Index("ix_proposals_status", "status", "id"),
 )
 
 claims = Table(

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -90,6 +91,8 @@ users = Table(
     # Login throttling: consecutive failures and the time before which sign-in is refused.
     Column("failed_logins", Integer, nullable=False, server_default=text("0")),
     _timestamp("locked_until"),
+    # Lending authority: the amount this officer may commit alone (NULL: not set).
+    Column("lending_limit", Float, nullable=True),
     CheckConstraint("failed_logins >= 0", name="failed_logins_not_negative"),
 )
 

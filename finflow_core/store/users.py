@@ -29,6 +29,12 @@ class UserRecord:
     last_login_at: str | None
     failed_logins: int
     locked_until: str | None
+    lending_limit: float | None = None  # read by all_users and lending_limit only
+
+
+#: The columns sign-in reads (the lending limit is read where authority is decided, so
+#: signing in works the same on a database from before the limit existed).
+_ACCOUNT = [c for c in users.c if c.name != "lending_limit"]
 
 
 def roles_text(roles: frozenset[str]) -> str:
@@ -45,20 +51,32 @@ def _record(row: Any) -> UserRecord | None:
         created_at=row.created_at, created_by=row.created_by,
         password_changed_at=row.password_changed_at, last_login_at=row.last_login_at,
         failed_logins=int(row.failed_logins), locked_until=row.locked_until,
+        lending_limit=getattr(row, "lending_limit", None),
     )
 
 
 def by_name(conn: Connection, username: str) -> UserRecord | None:
-    return _record(conn.execute(select(users).where(users.c.username == username)).first())
+    return _record(conn.execute(select(*_ACCOUNT).where(users.c.username == username)).first())
 
 
 def by_id(conn: Connection, user_id: int) -> UserRecord | None:
-    return _record(conn.execute(select(users).where(users.c.id == user_id)).first())
+    return _record(conn.execute(select(*_ACCOUNT).where(users.c.id == user_id)).first())
 
 
 def all_users(conn: Connection) -> list[UserRecord]:
+    """Every user with their lending limit, by username."""
     rows = conn.execute(select(users).order_by(users.c.username)).all()
     return [r for r in (_record(x) for x in rows) if r is not None]
+
+
+def lending_limit(conn: Connection, username: str) -> float | None:
+    """The amount ``username`` may commit alone; None when not set (or no such user)."""
+    value = conn.execute(select(users.c.lending_limit).where(users.c.username == username)).scalar()
+    return None if value is None else float(value)
+
+
+def set_lending_limit(conn: Connection, user_id: int, amount: float | None) -> None:
+    conn.execute(update(users).where(users.c.id == user_id).values(lending_limit=amount))
 
 
 def count(conn: Connection) -> int:

@@ -295,7 +295,11 @@ def test_unknown_code_policy_defaults_and_checks(raw: dict[str, Any]) -> None:
 def test_new_settings_have_their_defaults_and_are_checked(raw: dict[str, Any]) -> None:
     cfg = parse_config(raw)
     assert (cfg.monitoring.min_rows, cfg.monitoring.confidence) == (200, 0.95)
-    assert (cfg.review.sla_hours, cfg.display.timezone, cfg.lender) == (24.0, "UTC", None)
+    assert (cfg.review.sla_hours, cfg.display.timezone) == (24.0, "UTC")
+    assert cfg.lender is not None and cfg.lender.name == "Example Business Lending (demo)"
+    assert parse_config({k: v for k, v in raw.items() if k != "lender"}).lender is None
+    assert (cfg.review.override_distance, cfg.review.four_eyes.default_limit) == (None, None)
+    assert cfg.review.four_eyes.outcomes == ("approve",) and cfg.letters.template is None
     assert cfg.model.max_quarantine_share == 0.05
     raw["lender"] = {"name": "Acme Capital", "address": "1 Main St\n  Springfield\n",
                      "contact": ["credit@acme.example"]}

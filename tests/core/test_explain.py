@@ -11,11 +11,17 @@ import pandas as pd
 import pytest
 
 from finflow_core.lending.config import ColumnSpec, Config
-from finflow_core.lending.explain import Explanation, ReasonExplainer, format_value
+from finflow_core.lending.explain import (
+    Explanation,
+    ReasonExplainer,
+    field_text,
+    statement_of,
+)
 from finflow_core.lending.model.bundle import ModelBundle
 from finflow_core.lending.scoring import ScoringEngine
 
-REASON = re.compile(r"^(?P<text>.+) \((?P<feature>[a-z_]+) (?P<value>[^()]+)\)$")
+#: Raw column names never reach a reason ("(interest_rate 0.19)" was the old wording).
+RAW_NAME = re.compile(r"\b[a-z]+_[a-z_]+ -?[0-9]")
 
 
 @pytest.fixture(scope="module")
@@ -41,20 +47,28 @@ def test_every_review_and_decline_has_a_reason(flagged: pd.DataFrame, config: Co
     assert counts.max() <= config.model.reason_codes == 4
 
 
-def test_reasons_are_plain_language_with_feature_and_value(flagged: pd.DataFrame,
-                                                           config: Config) -> None:
+def test_reasons_are_plain_language_with_labels_and_formatted_values(flagged: pd.DataFrame,
+                                                                    config: Config) -> None:
+    """The statement in the lender's words, then the value as the application table shows
+    it under its configured label: "... (Interest rate 19.28%)", never a column name."""
+    seen_rate = 0
     for r in _all_reasons(flagged):
-        m = REASON.match(r["text"])
-        assert m, r["text"]
-        assert m["feature"] == r["feature"]
-        assert r["feature"] in config.feature_names
-        if r["value"] is None or (isinstance(r["value"], float) and np.isnan(r["value"])):
-            assert m["value"] == "missing"
-        elif r["feature"] in config.categorical_features:
-            assert m["value"] == r["value"]
+        text, statement, feature = r["text"], statement_of(r, config), r["feature"]
+        assert feature in config.feature_names
+        label = config.feature_display(feature)
+        value = r["value"]
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            assert text == statement and "was not provided" in text
+        elif feature in config.categorical_features:
+            assert text == f"{statement} ({label}: {value})"
         else:
-            assert m["value"] == format_value(float(r["value"]))
-        assert "_" not in m["text"]  # worded for a person, not a column dump
+            assert text == f"{statement} ({label} {field_text(config, feature, value)})"
+        assert ("_" not in feature or feature not in text) and not RAW_NAME.search(text), text
+        assert "_" not in statement  # worded for a person, not a column dump
+        if feature == "interest_rate":
+            assert re.search(r"\(Interest rate \d+\.\d\d%\)$", text), text
+            seen_rate += 1
+    assert seen_rate > 0
 
 
 def test_reasons_never_cite_id_target_or_undeclared_columns(flagged: pd.DataFrame,
@@ -82,7 +96,7 @@ def test_reasons_follow_declared_directions(flagged: pd.DataFrame, config: Confi
     seen_low_only = 0
     for r in _all_reasons(flagged):
         high, low, cat = templates[r["feature"]]
-        text = REASON.match(r["text"])["text"]
+        text = statement_of(r, config)
         value = r["value"]
         if value is None or (isinstance(value, float) and np.isnan(value)):
             assert text.endswith(("was not provided", "was not provided or not a recognised code"))
@@ -162,8 +176,10 @@ def test_undeclared_direction_is_never_cited(explainer: ReasonExplainer, bundle:
               "credit_score": 0.4, "industry": -0.2},
     )
     assert [r.feature for r in reasons] == ["recent_delinquencies", "credit_score"]
-    assert reasons[0].text == "There are recent missed or late payments (recent_delinquencies 4)"
-    assert reasons[1].text == "The business credit score is low (credit_score 520)"
+    assert reasons[0].text == "There are recent missed or late payments (Recent delinquencies 4)"
+    assert reasons[1].text == "The business credit score is low (Credit score 520)"
+    assert statement_of(dataclasses.asdict(reasons[1]), explainer.config) == (
+        "The business credit score is low")
     assert reasons[0].contribution == 0.5
 
 
@@ -174,10 +190,12 @@ def test_missing_values_and_categories_are_worded(explainer: ReasonExplainer, bu
     reasons = _crafted(explainer, bundle, frame, values={"employees": np.nan},
                        shap={"employees": 0.3, "industry": 0.2})
     assert [r.text for r in reasons] == [
-        "Employees was not provided (employees missing)",
-        "The industry has a higher default history (industry hospitality)",
+        "Employees was not provided",
+        "The industry has a higher default history (Industry: hospitality)",
     ]
     assert reasons[1].value == "hospitality"
+    assert [statement_of(dataclasses.asdict(r), explainer.config) for r in reasons] == [
+        "Employees was not provided", "The industry has a higher default history"]
 
 
 def test_features_without_wording_get_a_generic_reason(bundle: ModelBundle, config: Config,
@@ -195,10 +213,13 @@ def test_features_without_wording_get_a_generic_reason(bundle: ModelBundle, conf
                        shap={"annual_revenue": 0.5, "interest_rate": 0.4, "collateral": 0.1})
     value = frame["collateral"].iloc[0]
     assert [r.text for r in reasons] == [
-        "Annual revenue is low (annual_revenue 12,500)",
-        "Interest rate is high (interest_rate 0.31)",
-        f"Collateral '{value}' carries a higher default history (collateral {value})",
+        "Annual revenue is low (USD 12,500)",
+        "Interest rate is high (31.00%)",
+        f"Collateral '{value}' carries a higher default history",
     ]
+    assert [statement_of(dataclasses.asdict(r), plain) for r in reasons] == [
+        "Annual revenue is low", "Interest rate is high",
+        f"Collateral '{value}' carries a higher default history"]
 
 
 def test_id_or_target_can_never_be_explained(bundle: ModelBundle, config: Config) -> None:
@@ -226,13 +247,40 @@ def test_an_unrecognised_code_is_worded_as_such(explainer: ReasonExplainer, bund
     reasons = _crafted(explainer, bundle, frame, values={"industry": np.nan},
                        shap={"industry": 0.4})
     assert [r.text for r in reasons] == [
-        "Industry was not provided or not a recognised code (industry missing)"]
+        "Industry was not provided or not a recognised code"]
 
 
 @pytest.mark.parametrize(
-    ("value", "text"),
-    [(0.62, "0.62"), (0.6249, "0.62"), (3.0, "3"), (0.0, "0"), (1_250_000.0, "1,250,000"),
-     (999.5, "999.50"), (-1500.0, "-1,500"), (12.345, "12.35")],
+    ("name", "value", "text"),
+    [("interest_rate", 0.1928, "19.28%"), ("interest_rate", 0.2, "20.00%"),
+     ("loan_amount", 250_000.0, "USD 250,000"), ("annual_revenue", 1_234_567.4, "USD 1,234,567"),
+     ("credit_score", 612.0, "612"), ("employees", 1200.0, "1,200"),
+     ("years_in_business", 3.4999999, "3.5 years"), ("years_in_business", 1.0, "1 year"),
+     ("term_months", 24, "24 months"), ("existing_debt", 8_500.0, "USD 8,500"),
+     ("debt_to_income", 0.35, "0.35"), ("loan_to_income", 0.6249, "0.62"),
+     ("loan_to_income", 999.5, "999.50"), ("loan_to_income", 1_234.6, "1,235"),
+     ("revenue_per_employee", 45_000.4, "USD 45,000"),
+     ("industry", "hospitality", "hospitality"), ("collateral", "none", "none"),
+     ("credit_score", None, "–"),
+     ("employees", float("nan"), "–")],
 )
-def test_format_value(value: float, text: str) -> None:
-    assert format_value(value) == text
+def test_field_text_formats_as_the_application_table(config: Config, name: str, value: object,
+                                                    text: str) -> None:
+    assert field_text(config, name, value) == text
+
+
+def test_a_unit_is_declared_for_numbers_only_and_read_from_the_config(default_raw: dict) -> None:
+    from finflow_core.errors import ConfigError
+    from finflow_core.lending.config import parse_config
+
+    raw = copy.deepcopy(default_raw)
+    col = next(c for c in raw["dataset"]["columns"] if c["name"] == "credit_score")
+    col["unit"] = "money"
+    assert field_text(parse_config(raw), "credit_score", 612) == "USD 612"
+    col["unit"] = "dollars"
+    with pytest.raises(ConfigError, match="unit"):
+        parse_config(raw)
+    col.pop("unit")
+    next(c for c in raw["dataset"]["columns"] if c["name"] == "industry")["unit"] = "money"
+    with pytest.raises(ConfigError, match="a unit applies to numbers, not to a category column"):
+        parse_config(raw)

@@ -177,7 +177,7 @@ def test_train_save_load_and_score_the_other_lender(lender: Config) -> None:
     assert "bureau_score" in cited and "amount_to_income" in cited
     assert not cited & ({"loan_id", "bad"} | DEFAULT_DATASET_COLUMNS)
     texts = [r["text"] for rs in flagged["reasons"] for r in rs]
-    assert any(t.startswith("The credit bureau score is low (bureau_score ") for t in texts)
-    assert any(t.startswith("No one guarantees the loan (has_guarantor no)") for t in texts)
+    assert any(t.startswith("The credit bureau score is low (Bureau score ") for t in texts)
+    assert any(t.startswith("No one guarantees the loan (Guarantor: no)") for t in texts)
     for t in texts:
-        assert "credit_score" not in t and "application_id" not in t
+        assert "credit_score" not in t and "application_id" not in t and "bureau_score" not in t

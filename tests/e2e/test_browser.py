@@ -69,6 +69,13 @@ def as_int(text: str) -> int:
     return int(text.replace(",", ""))
 
 
+def click_row(page: Page, external_id: str) -> None:
+    """Click the queue row of an application (any cell opens its case)."""
+    from e2e_desk import queue_row
+
+    click(page, queue_row(page, external_id))
+
+
 def shot(page: Page, folder: Path, name: str) -> None:
     page.wait_for_timeout(400)  # charts finish drawing
     page.screenshot(path=str(folder / name), full_page=True)
@@ -159,13 +166,12 @@ def test_journey_upload_review_and_portfolio(server: Server, browser: Browser, s
     heading = officer.get_by_role("heading", level=1).filter(has_text="Case ")
     expect(heading).to_be_visible()
     external = heading.inner_text().removeprefix("Case ").strip()
-    expect(officer.locator("[data-testid='stPlotlyChart']")).to_be_visible()
+    expect(officer.locator("[data-testid='stPlotlyChart']")).to_be_visible(timeout=30_000)
     shot(officer, shots, "review_case.png")
     ids = inst.wb("manager").review.find(external)
     case_id = ids[-1]
     assert inst.wb("manager").review.case(case_id).status == "pending"
-    officer.locator("[data-testid='stRadio']").filter(has_text="Outcome").get_by_text("Approve", exact=True).click()
-    click(officer, officer.get_by_role("button", name="Record decision"), timings, "record_decision")
+    click(officer, officer.get_by_role("button", name="Approve"), timings, "record_decision")
     expect(officer.get_by_text(f"Case {external}: approve recorded.")).to_be_visible()
     assert inst.wb("manager").review.case(case_id).status == "approved"
     rows = inst.wb("manager").review.queue(limit=10_000).rows
@@ -200,15 +206,10 @@ def test_two_officers_on_one_case_the_second_sees_it_held(server: Server, browse
 
     second = browser.new_context(viewport={"width": 1440, "height": 1200}).new_page()
     sign_in(second, server, "officer2")
-    box = second.locator("[data-testid='stSelectbox']").filter(has_text="Case")
-    box.click()
-    second.keyboard.type(external)
-    second.keyboard.press("Enter")
-    settle(second)
-    click(second, second.get_by_role("button", name="Open case"))
+    click_row(second, external)
     expect(second.get_by_role("heading", name=f"Case {external}", level=1)).to_be_visible()
     expect(second.get_by_text("Being reviewed by officer since")).to_be_visible()
-    expect(second.get_by_role("button", name="Record decision")).to_be_disabled()
+    expect(second.get_by_role("button", name="Approve")).to_be_disabled()
     shot(second, shots, "review_case_held.png")
     first.context.close()
     second.context.close()

@@ -25,6 +25,11 @@ Role = Literal[
     "protected",
 ]
 UnknownPolicy = Literal["quarantine", "missing", "other"]
+#: How a person reads a number (the review desk, letters): an amount in the configured
+#: currency, a rate as a percentage, a count of months or years. Default from the role
+#: (loan_amount and income: money, interest_rate: percent, term: months).
+Unit = Literal["money", "percent", "months", "years"]
+UNITS: tuple[str, ...] = ("money", "percent", "months", "years")
 COLUMN_TYPES: tuple[str, ...] = ("string", "integer", "float", "category", "date")
 ROLES: tuple[str, ...] = (
     "id", "feature", "target", "loan_amount", "interest_rate", "term", "income", "date", "info",
@@ -79,6 +84,7 @@ class ColumnSpec:
     other: Category | None = None
     missing_values: tuple[Category, ...] = ()
     required: Flag = True
+    unit: Unit | None = None
 
     def __post_init__(self) -> None:
         # defaults that depend on other settings, resolved once so the object says what it does
@@ -104,6 +110,8 @@ class ColumnSpec:
                           ("categories",))
         if role in NUMERIC_ROLES and ctype not in ("integer", "float"):
             raise Problem(f"a {role} column must be numeric", ("type",))
+        if self.unit is not None and ctype not in ("integer", "float"):
+            raise Problem(f"a unit applies to numbers, not to a {ctype} column", ("unit",))
         if self.min is not None and self.max is not None and self.min > self.max:
             raise Problem(f"min {self.min:g} is above max {self.max:g}", ("min",))
         if (self.min is not None or self.max is not None) and ctype not in ("integer", "float"):
@@ -189,6 +197,7 @@ class RatioSpec:
     label: Text = ""
     reason_high: Text | None = None
     reason_low: Text | None = None
+    unit: Unit | None = None  # e.g. money for revenue per employee; default: a plain ratio
 
     @model_validator(mode="after")
     def _not_empty(self) -> RatioSpec:

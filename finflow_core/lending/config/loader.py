@@ -100,6 +100,7 @@ def parse_config(raw: dict[str, Any], *, source: str = "<dict>", sha256: str = "
         pricing=doc.pricing_plan,
         display=doc.display,
         lender=doc.lender,
+        letters=doc.letters,
         warnings=doc.warnings(),
     )
 

@@ -29,6 +29,7 @@ from finflow_core.lending.config.settings import (
     DisplaySettings,
     Economics,
     LenderInfo,
+    LettersSettings,
     ModelSettings,
     MonitoringSettings,
     Paths,
@@ -124,6 +125,7 @@ class Document(BaseModel):
     review: ReviewSettings = ReviewSettings()
     display: DisplaySettings = DisplaySettings()
     lender: LenderInfo | None = None
+    letters: LettersSettings = LettersSettings()
     paths: PathSettings = PathSettings()
 
     @model_validator(mode="before")
@@ -201,6 +203,7 @@ class Config:
     display: DisplaySettings = field(default_factory=DisplaySettings)
     lender: LenderInfo | None = None
     warnings: tuple[str, ...] = ()
+    letters: LettersSettings = field(default_factory=LettersSettings)
 
     def _key(self) -> tuple[Any, ...]:
         return tuple(getattr(self, f.name) for f in fields(self))

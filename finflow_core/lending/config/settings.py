@@ -217,9 +217,38 @@ class MonitoringSettings:
 
 
 @dataclass(frozen=True, config=DECLARED)
+class FourEyesSettings:
+    """Lending authority: what an officer without a limit of their own may commit, and
+    which decisions an amount limit applies to (a decline commits no money)."""
+
+    default_limit: NotNegative | None = None  # None: an officer with no limit set has no cap
+    outcomes: tuple[Literal["approve", "decline"], ...] = ("approve",)
+
+
+@dataclass(frozen=True, config=DECLARED)
 class ReviewSettings:
     claim_minutes: Positive = 30.0  # a claimed case returns to the queue after this long
     sla_hours: Positive = 24.0  # a case waiting longer than this is overdue
+    # an override of the model further than this (PD, as a fraction) beyond the band edge
+    # needs a second officer; None: overrides need no second officer
+    override_distance: Fraction | None = None
+    override_watch: Fraction = 0.05  # override rates above these are flagged to managers
+    override_alert: Fraction = 0.10
+    four_eyes: FourEyesSettings = field(default_factory=FourEyesSettings)
+
+    @model_validator(mode="after")
+    def _rates(self) -> ReviewSettings:
+        if not self.override_watch <= self.override_alert:
+            raise Problem("needs override_watch <= override_alert", ("override_watch",))
+        return self
+
+
+@dataclass(frozen=True, config=DECLARED)
+class LettersSettings:
+    """Adverse-action (decline) notices: the template, as written (relative paths resolve
+    against FINFLOW_HOME); None: the template shipped with FinFlow."""
+
+    template: Text | None = None
 
 
 @dataclass(frozen=True, config=DECLARED)

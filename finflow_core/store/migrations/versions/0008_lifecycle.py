@@ -1,7 +1,7 @@
 """Model lifecycle: outcomes and their files, experiments, arms, shadow scores, promotion notes.
 
 Revision ID: 0008_lifecycle
-Revises: 0003_drift_status_width
+Revises: 0006_review_desk
 Create Date: 2026-12-01
 
 Written out in full (a migration is a frozen snapshot); ``store/lifecycle_tables.py`` must
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_lifecycle"
-down_revision: str | Sequence[str] | None = "0003_drift_status_width"
+down_revision: str | Sequence[str] | None = "0006_review_desk"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
