@@ -24,8 +24,9 @@ from sqlalchemy import select
 from finflow_core.errors import PermissionDenied
 from finflow_core.lending.config import Config, parse_config
 from finflow_core.lending.synthetic import generate_applications
-from finflow_core.pipeline.dask_engine import DaskEngine, csv_partitions, parquet_partitions
+from finflow_core.pipeline.dask_engine import DaskEngine
 from finflow_core.pipeline.local import LocalEngine
+from finflow_core.pipeline.partitions import csv_partitions, parquet_partitions
 from finflow_core.pipeline.run import BatchSummary
 from finflow_core.services.access import SYSTEM, Principal
 from finflow_core.services.context import Context
