@@ -3,14 +3,14 @@
 Connecting never shows a traceback: an address is checked before it is used (an ``http://``
 address is the dashboard's, not the scheduler's), the host is looked up, the port is tried
 and the scheduler is asked who it is, each within ``connect_timeout`` seconds; then the run
-waits up to the same time for a worker. Each failure is one :class:`ClusterError` (exit 14)
+waits up to the same time for a worker. Each failure is one :class:`ClusterError` (exit 15)
 that says what to do.
 
 :class:`TaskWatch` waits for a pass's tasks while it watches the cluster: a task lost with
 its worker (or whose input data was lost with every copy) is submitted again, up to
 ``attempts`` times, after the caller's ``on_lost`` hook has re-sent what was lost; when the
 cluster has no worker for ``connect_timeout`` seconds, or the scheduler goes away, the run
-stops with :class:`ClusterLost` (exit 15) and, because the store writes a batch in one
+stops with :class:`ClusterLost` (exit 16) and, because the store writes a batch in one
 transaction, nothing is stored.
 """
 
@@ -249,22 +249,29 @@ class TaskWatch:
 
     def _outcome(self, tag: int, fut: Any) -> Any:
         status = fut.status
-        if status == "finished":
-            result = fut.result()
-            if isinstance(result, Refused):
-                raise result.error
-            return result
-        if status == "error":
-            exc = fut.exception()
-            if isinstance(exc, FinFlowError):
-                raise exc
-            if type(exc).__name__ == "KilledWorker":
-                raise ClusterLost(
-                    f"partition {tag} was running on every worker that died during the run "
-                    f"({exc}); the workers may be running out of memory: give them more, or run "
-                    "with smaller partitions. Nothing was stored.", reason="killed_worker",
-                    partition=tag,
-                ) from None
+        try:
+            if status == "finished":
+                result = fut.result()
+                if isinstance(result, Refused):
+                    raise result.error
+                return result
+            exc = fut.exception() if status == "error" else None
+        except FinFlowError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a finished result can be lost before it arrives
+            if not _is_cancelled(error):
+                raise
+            exc = None
+        if isinstance(exc, FinFlowError):
+            raise exc
+        if exc is not None and type(exc).__name__ == "KilledWorker":
+            raise ClusterLost(
+                f"partition {tag} was running on every worker that died during the run "
+                f"({exc}); the workers may be running out of memory: give them more, or run "
+                "with smaller partitions. Nothing was stored.", reason="killed_worker",
+                partition=tag,
+            ) from None
+        if exc is not None:
             raise exc
         # cancelled or lost: its worker, or the only copy of its input, went away
         self._resubmit(tag)
@@ -324,3 +331,8 @@ class TaskWatch:
 
 
 _LOST = object()
+
+
+def _is_cancelled(error: BaseException) -> bool:
+    """Dask's FutureCancelledError (and asyncio's / concurrent.futures' CancelledError)."""
+    return any(c.__name__ in ("CancelledError", "FutureCancelledError") for c in type(error).__mro__)

@@ -21,6 +21,7 @@ import pickle
 import platform
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -157,7 +158,10 @@ def _worker_address() -> str:
 def _answer(fn: Callable[[], T], path: str) -> T | Refused:
     """Run ``fn``; a FinFlow refusal or an unreadable file comes back as a Refused value."""
     try:
-        return fn()
+        with warnings.catch_warnings():
+            # scikit-learn notes that it runs one job inside a Dask worker: expected, not news
+            warnings.filterwarnings("ignore", message="Inside a Dask worker")
+            return fn()
     except OSError as exc:
         return Refused(unreadable(path, exc, worker=_worker_address()))
     except FinFlowError as exc:
