@@ -79,9 +79,10 @@ def probe_scheduler(address: str, timeout: float) -> dict[str, Any]:
         _try_port(address, host, port, timeout)
     try:
         identity = asyncio.run(_identity(address, timeout))
-    except (TimeoutError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever answers, it did not answer as Dask does
+        what = "no reply" if isinstance(exc, TimeoutError) else "no Dask reply"
         raise ClusterError(
-            f"something answers at {address} but it is not a Dask scheduler (no reply within "
+            f"something answers at {address} but it is not a Dask scheduler ({what} within "
             f"{timeout:g} s: {type(exc).__name__}). Is it the dashboard's port? The scheduler "
             f"listens on {DEFAULT_PORT} unless started with --port.",
             reason="not_a_scheduler", address=address,

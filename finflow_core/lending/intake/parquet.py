@@ -75,7 +75,7 @@ def open_parquet_batch(source: Source, config: Config, *, name: str | None = Non
     sha, size = _sha256(source)
     # an absolute path (not symlink-resolved): what a cluster's workers open on shared storage
     kept: Source = source if isinstance(source, bytes) else os.path.abspath(os.fspath(source))
-    return BatchFile(display, sha, size, header, used, ignored, kept, rows, kind="parquet")
+    return BatchFile(display, sha, size, header, used, ignored, kept, rows, kind="parquet", records=rows)
 
 
 def _sha256(source: Source) -> tuple[str, int]:
