@@ -67,10 +67,10 @@ from finflow_core.pipeline.dask_tasks import (
 from finflow_core.pipeline.partitions import (
     DEFAULT_BLOCKSIZE,
     DEFAULT_PARQUET_ROWS,
+    FileRef,
     Partition,
     Plan,
     csv_partitions,
-    header_bytes,
     parquet_partitions,
     partition_bytes,
     plan_partitions,
@@ -124,7 +124,8 @@ class DaskEngine:
         parts = plan_partitions(replace(batch, source=source), partitions=self.partitions,
                                 blocksize=self.blocksize, parquet_rows=self.parquet_rows)
         self.stats["partitions"] = len(parts)
-        run = _Run(self, source, send, batch.header, b"" if batch.kind == "parquet" else header_bytes(source))
+        path = "<upload>" if isinstance(source, bytes) else source
+        run = _Run(self, source, send, FileRef.of(replace(batch, source=source), path))
         with Cluster(self.scheduler, self.connect_timeout) as client:
             run.client = client
             try:
@@ -143,15 +144,13 @@ class DaskEngine:
 class _Run:
     """One run's state on the driver: its id, its payload future, its open tasks."""
 
-    def __init__(self, engine: DaskEngine, source: str | bytes, send: bool,
-                 header: tuple[str, ...], head: bytes) -> None:
+    def __init__(self, engine: DaskEngine, source: str | bytes, send: bool, ref: FileRef) -> None:
         self.engine = engine
         self.id = uuid.uuid4().hex
         self.source = source
-        self.path = "<upload>" if isinstance(source, bytes) else source
+        self.path = ref.path
         self.send_data = send
-        self.header = header
-        self.head = head
+        self.ref = ref
         self.client: Any = None
         self.payload: Payload | None = None
         self.future: Any = None
@@ -206,7 +205,7 @@ class _Run:
         return watch
 
     def _data(self, part: Partition) -> bytes | None:
-        return partition_bytes(self.source, part, self.header) if self.send_data else None
+        return partition_bytes(self.source, part, self.ref.header) if self.send_data else None
 
     # -- the passes ------------------------------------------------------------------------------
     def first_pass(self, parts: list[Partition], id_column: str) -> list[Plan]:
@@ -215,7 +214,7 @@ class _Run:
         for p in parts:
             def make(attempt: int, p: Partition = p) -> Any:
                 return self.client.submit(
-                    scan_partition, self.path, p, self.header, self.head, id_column, self._data(p),
+                    scan_partition, self.ref, p, id_column, self._data(p),
                     pure=False, retries=self.engine.retries,
                     key=f"finflow-{self.id}-scan-{p.index}-{attempt}")
             watch.submit(p.index, make)
@@ -241,8 +240,8 @@ class _Run:
                 assert self.payload is not None
                 p = plan.partition
                 return self.client.submit(
-                    process_partition, self.future, self.payload.ref, self.path, plan, self.header,
-                    self.head, self._data(p), pure=False, retries=self.engine.retries,
+                    process_partition, self.future, self.payload.ref, self.ref, plan, self._data(p),
+                    pure=False, retries=self.engine.retries,
                     key=f"finflow-{self.id}-score-{p.index}-{attempt}")
             watch.submit(plan.partition.index, make)
 

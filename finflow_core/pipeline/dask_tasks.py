@@ -37,7 +37,14 @@ from finflow_core.lending.intake.validation import BatchValidator, ChunkResult
 from finflow_core.lending.model.bundle import ModelBundle
 from finflow_core.lending.scoring import DECISION_COLUMNS, ScoringEngine
 from finflow_core.lending.strategy import Strategy
-from finflow_core.pipeline.partitions import Partition, Plan, concat, read_partition, unreadable
+from finflow_core.pipeline.partitions import (
+    FileRef,
+    Partition,
+    Plan,
+    concat,
+    read_partition,
+    unreadable,
+)
 
 #: Libraries whose versions must match between this machine and every worker: the model is
 #: unpickled and run there, and the quality gate reads cells there.
@@ -169,14 +176,14 @@ def _answer(fn: Callable[[], T], path: str) -> T | Refused:
         return Refused(exc)
 
 
-def scan_partition(path: str, part: Partition, header: tuple[str, ...], head: bytes,
-                   id_column: str, data: bytes | None = None) -> tuple[int, pd.DataFrame] | Refused:
+def scan_partition(ref: FileRef, part: Partition, id_column: str,
+                   data: bytes | None = None) -> tuple[int, pd.DataFrame] | Refused:
     """First pass: the partition's record count and each id's first local row number."""
     def scan() -> tuple[int, pd.DataFrame]:
         n = 0
         ids, rows = [], []
-        at = list(header).index(id_column)
-        for raw in read_partition(path, part, header, head, data):
+        at = list(ref.header).index(id_column)
+        for raw in read_partition(ref, part, data):
             n += len(raw.row_numbers) + len(raw.misshapen)
             if len(raw.frame):
                 ids.append(raw.frame.iloc[:, at].astype(str).to_numpy())
@@ -187,18 +194,17 @@ def scan_partition(path: str, part: Partition, header: tuple[str, ...], head: by
         })
         return n, frame.drop_duplicates("id", keep="first")
 
-    return _answer(scan, path)
+    return _answer(scan, ref.path)
 
 
-def process_partition(payload: Payload, expected: PayloadRef, path: str, plan: Plan,
-                      header: tuple[str, ...], head: bytes,
+def process_partition(payload: Payload, expected: PayloadRef, ref: FileRef, plan: Plan,
                       data: bytes | None = None) -> PartitionResult | Refused:
     """Second pass: validate, score, route, explain and count drift bins of one partition."""
     def process() -> PartitionResult:
         engine = engine_for(payload, expected)
         timings: dict[str, float] = {}
         t = time.perf_counter()
-        raws = list(read_partition(path, plan.partition, header, head, data))
+        raws = list(read_partition(ref, plan.partition, data))
         raw = raws[0] if len(raws) == 1 else concat(raws)
         raw.row_numbers = [r + plan.rows_before for r in raw.row_numbers]
         raw.misshapen = [(rn + plan.rows_before, line, cells) for rn, line, cells in raw.misshapen]
@@ -214,7 +220,7 @@ def process_partition(payload: Payload, expected: PayloadRef, path: str, plan: P
             scored = pd.DataFrame({c: pd.Series(dtype=object) for c in DECISION_COLUMNS})
         return PartitionResult(plan.partition.index, result, scored, drift, timings)
 
-    return _answer(process, path)
+    return _answer(process, ref.path)
 
 
 # -- the pre-flight check ----------------------------------------------------------------------------

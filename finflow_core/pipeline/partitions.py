@@ -59,6 +59,22 @@ class Partition:
     sha256: str = ""
 
 
+@dataclass(frozen=True)
+class FileRef:
+    """What a worker needs to read the batch file: where it is, what it is called (for
+    messages), its columns and (CSV) its header record's bytes. Sent with each task."""
+
+    path: str
+    name: str
+    header: tuple[str, ...]
+    head: bytes = b""
+
+    @classmethod
+    def of(cls, batch: BatchFile, path: str) -> FileRef:
+        head = header_bytes(batch.source) if batch.kind != "parquet" else b""
+        return cls(path, batch.name, batch.header, head)
+
+
 @dataclass
 class Plan:
     """What a partition's worker needs besides the file: where its records stand globally."""
@@ -215,28 +231,28 @@ def partition_bytes(source: Source, part: Partition, header: tuple[str, ...]) ->
 
 # -- reading (on a worker) -----------------------------------------------------------------------
 
-def read_partition(path: str, part: Partition, header: tuple[str, ...], head: bytes = b"",
-                   data: bytes | None = None, chunk_rows: int = 10**9) -> Iterator[RawChunk]:
+def read_partition(ref: FileRef, part: Partition, data: bytes | None = None,
+                   chunk_rows: int = 10**9) -> Iterator[RawChunk]:
     """The partition's records as RawChunks with row numbers local to it (1 = its first
-    record) and line numbers global to the file. ``head`` is the CSV header record,
-    ``data`` the bytes the driver sent (else the worker reads ``path``)."""
+    record) and line numbers global to the file; ``data`` is what the driver sent (else
+    the worker reads ``ref.path``)."""
     if part.kind == "parquet":
-        yield _parquet_chunk(path, part, header, data)
+        yield _parquet_chunk(ref, part, data)
         return
     if data is None:
-        data = _read_range(path, part)
+        data = _read_range(ref.path, part)
     if part.sha256 and hashlib.sha256(data).hexdigest() != part.sha256:
         raise ClusterError(
-            f"the worker read other bytes than this machine at {path} (partition {part.index}): "
-            "the file changed during the run, or the worker's mount holds another copy. Give "
-            "every worker the same file (shared storage), or run with --send-data.",
-            reason="data_differs", path=path, partition=part.index,
+            f"the worker read other bytes than this machine at {ref.path} (partition "
+            f"{part.index}): the file changed during the run, or the worker's mount holds another "
+            "copy. Give every worker the same file (shared storage), or run with --send-data.",
+            reason="data_differs", path=ref.path, partition=part.index,
         )
     if part.start == 0:
         source, shift = data, 0
     else:
-        source, shift = head + data, part.lines_before - head.count(b"\n")
-    batch = BatchFile("partition", "", len(source), header, (), (), source)
+        source, shift = ref.head + data, part.lines_before - ref.head.count(b"\n")
+    batch = BatchFile(ref.name, "", len(source), ref.header, (), (), source)
     try:
         for raw in iter_chunks(batch, chunk_rows):
             if shift:
@@ -275,13 +291,13 @@ def _shifted(exc: BatchRejected, shift: int) -> BatchRejected:
     return BatchRejected(message, reason=exc.reason, **details)
 
 
-def _parquet_chunk(path: str, part: Partition, header: tuple[str, ...], data: bytes | None) -> RawChunk:
+def _parquet_chunk(ref: FileRef, part: Partition, data: bytes | None) -> RawChunk:
     """The partition's records, numbered from 1 within it (the plan shifts them globally)."""
     rows = part.end - part.start
     if data is not None:  # the driver sent exactly these records
-        raw = ipc_chunk(data, header, part.start)
+        raw = ipc_chunk(data, ref.header, part.start)
     else:
-        batch = BatchFile("partition", "", 0, header, (), (), path, kind="parquet")
+        batch = BatchFile(ref.name, "", 0, ref.header, (), (), ref.path, kind="parquet")
         raws = list(parquet_chunks(batch, rows, first_row=part.start, rows=rows))
         raw = raws[0] if len(raws) == 1 else concat(raws)
     raw.row_numbers = [r - part.start for r in raw.row_numbers]
