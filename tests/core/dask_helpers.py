@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,23 @@ def make_home(root: Path, small_raw: dict[str, Any], *, seed: int = 11, trees: i
     Workbench(Context(config, store), SYSTEM).models.train(history)
     store.close()
     return config, root / "base.db"
+
+
+_HOMES: dict[tuple[int, int, int], tuple[Config, Path]] = {}
+_HOMES_ROOT: list[Path] = []
+
+
+def shared_home(small_raw: dict[str, Any], *, seed: int = 11, trees: int = 60,
+                history_rows: int = 3000) -> tuple[Config, Path]:
+    """:func:`make_home`, trained once per test process for each (seed, trees, rows): the Dask
+    test modules share it (every run copies the store first, so nothing leaks between them)."""
+    key = (seed, trees, history_rows)
+    if key not in _HOMES:
+        if not _HOMES_ROOT:
+            _HOMES_ROOT.append(Path(tempfile.mkdtemp(prefix="finflow-dask-homes-")))
+        root = _HOMES_ROOT[0] / f"home-{seed}-{trees}-{history_rows}"
+        _HOMES[key] = make_home(root, small_raw, seed=seed, trees=trees, history_rows=history_rows)
+    return _HOMES[key]
 
 
 def batches_stored(store: Store) -> int:

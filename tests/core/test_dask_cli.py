@@ -28,6 +28,7 @@ from dask_helpers import (
     assert_same_decisions,
     batches_stored,
     can_unshare,
+    shared_home,
     stored,
 )
 
@@ -46,10 +47,12 @@ ROWS = 1200
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory, small_raw: dict[str, Any]) -> dict[str, Any]:
     """An installation on disk (config file, trained champion, an analyst) for the command."""
-    from dask_helpers import make_home
+    import shutil
 
     root = tmp_path_factory.mktemp("cli_home")
-    config, db = make_home(root, small_raw)
+    config, shared_db = shared_home(small_raw)
+    db = root / "base.db"
+    shutil.copy(shared_db, db)  # users are added to this installation's own copy
     raw = copy.deepcopy(small_raw)
     raw["model"]["cv_folds"] = 3
     raw["paths"] = {"models_dir": str(config.paths.models_dir), "data_dir": str(config.paths.data_dir),
@@ -183,6 +186,7 @@ def test_dask_options_need_the_dask_engine(cli: dict[str, Any], capsys: pytest.C
     capsys.readouterr()
 
 
+@pytest.mark.heavy
 # -- paths, progress, storage the workers cannot see -------------------------------------------------
 
 def test_relative_data_on_workers_started_elsewhere_with_progress(
@@ -205,6 +209,7 @@ def test_relative_data_on_workers_started_elsewhere_with_progress(
     assert lines[-1] == f"{ROWS:,} / ~{ROWS:,} rows (100%)"  # not "~1,201"
 
 
+@pytest.mark.heavy
 @pytest.mark.skipif(not can_unshare(), reason="needs unshare --mount (root) for a worker's own disk view")
 def test_workers_that_cannot_read_the_file_are_named_and_send_data_works(
     cli: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path,
@@ -248,6 +253,7 @@ def _local_result(cli: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
         return stored(store, summary.batch_id)
 
 
+@pytest.mark.heavy
 @pytest.mark.skipif(not can_unshare(), reason="needs unshare --mount (root) for a worker's own disk view")
 def test_a_worker_reading_another_file_at_the_same_path_is_refused(
     cli: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path,

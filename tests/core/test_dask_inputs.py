@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from dask_helpers import assert_same_decisions, fresh_store, make_home, run, stored
+from dask_helpers import assert_same_decisions, fresh_store, run, shared_home, stored
 
 from finflow_core.errors import BatchRejected, ClusterError, ClusterLost, PermissionDenied
 from finflow_core.lending.config import Config
@@ -32,7 +32,7 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory, small_raw: dict[str, Any]) -> tuple[Config, Path]:
-    return make_home(tmp_path_factory.mktemp("inputs_home"), small_raw)
+    return shared_home(small_raw)
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,8 @@ from dask_helpers import (
     assert_same_decisions,
     batches_stored,
     fresh_store,
-    make_home,
     run,
+    shared_home,
     stored,
     worker_pids,
 )
@@ -47,9 +47,8 @@ FIXED_NAMES = {"token", "bundle", "config", "strategy", "payload", "model"}
 def homes(tmp_path_factory: pytest.TempPathFactory, small_raw: dict[str, Any]) -> dict[str, tuple[Config, Path]]:
     """Two installations whose champions differ (other history, other trees)."""
     return {
-        "A": make_home(tmp_path_factory.mktemp("home_a"), small_raw, seed=11, trees=60),
-        "B": make_home(tmp_path_factory.mktemp("home_b"), small_raw, seed=23, trees=15,
-                       history_rows=2000),
+        "A": shared_home(small_raw, seed=11, trees=60),
+        "B": shared_home(small_raw, seed=23, trees=15, history_rows=2000),
     }
 
 
@@ -215,6 +214,7 @@ def test_a_worker_killed_mid_run_changes_nothing(
     store.close()
 
 
+@pytest.mark.heavy
 def test_every_worker_killed_mid_run_resends_the_model_and_completes(
     homes: dict[str, tuple[Config, Path]], batch_files: dict[str, Path],
     single: dict[str, dict[str, Any]], cluster: Any, tmp_path: Path,
@@ -234,6 +234,7 @@ def test_every_worker_killed_mid_run_resends_the_model_and_completes(
     store.close()
 
 
+@pytest.mark.heavy
 def test_a_cluster_whose_workers_are_gone_for_good_fails_clearly_and_stores_nothing(
     homes: dict[str, tuple[Config, Path]], batch_files: dict[str, Path], tmp_path: Path,
 ) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from dask_helpers import assert_same_decisions, fresh_store, make_home, messy_batch, run, stored
+from dask_helpers import assert_same_decisions, fresh_store, messy_batch, run, shared_home, stored
 from sqlalchemy import select
 
 from finflow_core.errors import PermissionDenied
@@ -36,7 +36,7 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def dist_home(tmp_path_factory: pytest.TempPathFactory, small_raw: dict[str, Any]) -> tuple[Config, Path]:
-    return make_home(tmp_path_factory.mktemp("dask_home"), small_raw)
+    return shared_home(small_raw)
 
 
 @pytest.fixture(scope="module")
