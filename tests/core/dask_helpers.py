@@ -187,8 +187,8 @@ def assert_same_decisions(a: list[dict[str, Any]], b: list[dict[str, Any]], *, d
 
 
 class StandaloneCluster:
-    """A scheduler and workers started with the `dask` command, as docs/SCALE_OUT.md says (on
-    loopback, no dashboard), stopped by their process ids. ``setup`` is shell run before each
+    """A scheduler and workers started with the `dask` command, as docs/SCALE_OUT.md says (every
+    listener on loopback, no dashboard), stopped by their process ids. ``setup`` is shell run before each
     worker starts (e.g. under ``unshare --mount``: a worker with its own view of the disk)."""
 
     def __init__(self, folder: Path, workers: int = 2, *, cwd: str = "/", setup: str = "",
@@ -211,6 +211,7 @@ class StandaloneCluster:
         log = open(self.folder / "scheduler.log", "wb")  # noqa: SIM115 - closed with the process
         self.scheduler = subprocess.Popen(
             [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+             "--dashboard-address", "127.0.0.1:0",  # its HTTP endpoint is there even without one
              "--scheduler-file", str(file)],
             stdout=log, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True)
         deadline = time.monotonic() + 60
@@ -225,7 +226,7 @@ class StandaloneCluster:
 
     def start_worker(self, i: int) -> subprocess.Popen[bytes]:
         cmd = (f"exec {DASK} worker {self.address} --host 127.0.0.1 --nthreads 1 --nworkers 1 "
-               f"--no-dashboard --name w{i} --local-directory {self.folder / f'w{i}'}")
+               f"--no-dashboard --dashboard-address 127.0.0.1:0 --name w{i} --local-directory {self.folder / f'w{i}'}")
         if self.setup:
             cmd = f"{self.setup} && {cmd}"
         argv = ["sh", "-c", cmd]

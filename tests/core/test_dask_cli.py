@@ -271,3 +271,30 @@ def test_a_worker_reading_another_file_at_the_same_path_is_refused(
     assert_one_clear_line(err, "1 of 1 workers", "is not the file this machine reads")
     with run_store(cli) as store:
         assert batches_stored(store) == 0
+
+
+def test_the_local_cluster_listens_on_loopback_only_and_never_on_8787() -> None:
+    """The tests warned "Port 8787 is already in use": the run's LocalCluster had a dashboard
+    on the fixed port (and on every interface)."""
+    import psutil
+
+    from finflow_core.pipeline.dask_cluster import local_cluster
+
+    with socket.socket() as taken:
+        with contextlib.suppress(OSError):  # hold 8787 if it is free: a second user's dashboard
+            taken.bind(("127.0.0.1", 8787))
+            taken.listen()
+        cluster, client = local_cluster(2)
+        try:
+            me = psutil.Process()
+            listening = [c.laddr for p in [me, *me.children(recursive=True)]
+                         for c in p.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
+            assert client.scheduler.address.startswith("tcp://127.0.0.1:")
+            assert len(client.nthreads()) == 2
+        finally:
+            client.close()
+            cluster.close()
+    ours = [a for a in listening if a.port != 8787 or a.ip != "127.0.0.1"]
+    assert len(ours) >= 4  # scheduler, its HTTP endpoint, and each worker
+    assert all(a.ip == "127.0.0.1" for a in ours), ours
+    assert all(a.port != 8787 for a in ours)
