@@ -3,6 +3,7 @@ group, as pandas writes it), paths or bytes, files on shared storage or sent by 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import pickle
 from pathlib import Path
@@ -190,3 +191,55 @@ def test_open_source_gives_an_absolute_parquet_path(frame: pd.DataFrame, config:
     batch = open_source(Path("p.parquet"), config)
     assert Path(str(batch.source)).is_absolute() and batch.kind == "parquet"
     assert np.isclose(batch.expected_rows, 10)
+
+
+def test_a_partition_of_one_huge_row_group_is_read_in_bounded_memory(config: Config,
+                                                                   tmp_path: Path) -> None:
+    """The issue: pandas' one row group gave one partition and 5.9 GiB on the driver. A
+    partition near the end of a 400,000-record, one-group file is read (by a worker, or by
+    the driver to send it) with a fraction of the memory the whole group takes decoded."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from finflow_core.pipeline.partitions import partition_bytes
+
+    one = generate_applications(20_000, seed=5).drop(columns="default")
+    df = pd.concat([one] * 20, ignore_index=True)
+    df["application_id"] = [f"APP-{i:08d}" for i in range(len(df))]
+    path = tmp_path / "one_group.parquet"
+    df.to_parquet(path, index=False)  # pandas' defaults
+    assert row_group_sizes(path) == [400_000]
+    whole = pq.read_table(path).nbytes
+    part = next(p for p in parquet_partitions(path, rows_per_partition=10_000) if p.start == 300_000)
+    ref = FileRef.of(open_parquet_batch(path, config), str(path))
+
+    pools: list[Any] = []  # a proxy pool must outlive every buffer it allocated
+
+    def peak(read: Any) -> tuple[Any, int]:
+        before = pa.default_memory_pool()
+        pool = pa.proxy_memory_pool(before)  # its own statistics
+        pools.append(pool)
+        pa.set_memory_pool(pool)
+        try:
+            return read(), pool.max_memory()
+        finally:
+            pa.set_memory_pool(before)
+
+    def on_a_worker() -> tuple[list[str], list[int]]:
+        chunks = list(read_partition(ref, part))
+        return ([x for raw in chunks for x in raw.frame["application_id"]],
+                [r + part.start for r in chunks[0].row_numbers[:2]])
+
+    def to_send() -> int:
+        sent = partition_bytes(str(path), part, ref.header)
+        return pa.ipc.open_stream(pa.BufferReader(sent)).read_all().num_rows
+
+    (ids, first_rows), on_worker = peak(on_a_worker)
+    sent_rows, on_driver = peak(to_send)
+    assert ids == df["application_id"].iloc[300_000:310_000].tolist()
+    assert first_rows == [300_001, 300_002]
+    assert sent_rows == 10_000
+    # reading the row group whole (pyarrow's read_row_group) takes more than ``whole``
+    assert on_worker < whole / 4, (on_worker, whole)
+    assert on_driver < whole / 4, (on_driver, whole)
+    gc.collect()
