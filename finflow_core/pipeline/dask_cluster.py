@@ -70,6 +70,8 @@ def probe_scheduler(address: str, timeout: float) -> dict[str, Any]:
     from distributed.comm.addressing import parse_address, parse_host_port
 
     scheme, location = parse_address(address)
+    if scheme == "tls":
+        _check_tls(address)
     if scheme in ("tcp", "tls", "ws", "wss"):
         try:
             host, port = parse_host_port(location, default_port=DEFAULT_PORT)
@@ -84,7 +86,8 @@ def probe_scheduler(address: str, timeout: float) -> dict[str, Any]:
         raise ClusterError(
             f"something answers at {address} but it is not a Dask scheduler ({what} within "
             f"{timeout:g} s: {type(exc).__name__}). Is it the dashboard's port? The scheduler "
-            f"listens on {DEFAULT_PORT} unless started with --port.",
+            f"listens on {DEFAULT_PORT} unless started with --port."
+            + (" A scheduler started with --protocol tls needs a tls:// address." if scheme == "tcp" else ""),
             reason="not_a_scheduler", address=address,
         ) from None
     if not isinstance(identity, dict) or identity.get("type") != "Scheduler":
@@ -92,6 +95,23 @@ def probe_scheduler(address: str, timeout: float) -> dict[str, Any]:
                            "scheduler: pass the scheduler's address", reason="not_a_scheduler",
                            address=address)
     return identity
+
+
+def _check_tls(address: str) -> None:
+    """A tls:// address needs this machine's certificate in Dask's configuration."""
+    from distributed.security import Security
+
+    sec = Security()
+    missing = [name for name, value in (("ca-file", sec.tls_ca_file), ("client.cert", sec.tls_client_cert))
+               if not value]
+    if missing:
+        raise ClusterError(
+            f"{address} is a TLS address but Dask's TLS settings are missing here "
+            f"({', '.join('distributed.comm.tls.' + m for m in missing)}): set "
+            "DASK_DISTRIBUTED__COMM__TLS__CA_FILE, DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT and "
+            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY (docs/SCALE_OUT.md, Security)",
+            reason="tls_not_configured", address=address,
+        )
 
 
 def _try_port(address: str, host: str, port: int, timeout: float) -> None:

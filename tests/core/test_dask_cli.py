@@ -122,6 +122,19 @@ def test_a_web_address_says_use_tcp(cli: dict[str, Any], capsys: pytest.CaptureF
         assert batches_stored(store) == 0
 
 
+def test_a_tls_address_without_tls_settings_says_which_are_missing(
+    cli: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without this machine's certificate Dask failed with a TypeError, read as "not a scheduler"."""
+    for name in ("CA_FILE", "CLIENT__CERT", "CLIENT__KEY"):
+        monkeypatch.delenv(f"DASK_DISTRIBUTED__COMM__TLS__{name}", raising=False)
+    code, _, err, took = weekly(capsys, "--data", str(cli["batch"]), "--engine", "dask",
+                                "--scheduler", f"tls://127.0.0.1:{free_port()}")
+    assert code == 15 and took < 20
+    assert_one_clear_line(err, "TLS address", "distributed.comm.tls.ca-file",
+                          "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT")
+
+
 def test_nothing_listening_and_unknown_host_fail_at_once(
     cli: dict[str, Any], capsys: pytest.CaptureFixture[str],
 ) -> None:
