@@ -8,6 +8,7 @@ import contextlib
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -110,3 +111,76 @@ def test_the_documented_commands_bind_only_the_named_interface(tmp_path: Path) -
     assert len(found["worker"]) >= 5  # a nanny; two workers, each with its HTTP endpoint
     everything = found["scheduler"] + found["worker"]
     assert all(ip == "127.0.0.1" for ip, _ in everything), everything
+
+
+@pytest.mark.heavy
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl for a throw-away CA")
+def test_a_tls_cluster_as_documented_takes_finflow_with_its_certificate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Section 6: scheduler and worker with --protocol tls and certificates; FinFlow connects
+    through Dask's TLS settings, and is refused clearly without them."""
+    from finflow_core.errors import ClusterError
+    from finflow_core.pipeline.dask_cluster import connect
+
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "1", "-subj", "/CN=finflow-test-ca")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out", "node.csr",
+        "-subj", "/CN=node")
+    (tmp_path / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    ssl("x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "node.pem", "-days", "1", "-extfile", "san.cnf")
+    tls = ["--tls-ca-file", "ca.pem", "--tls-cert", "node.pem", "--tls-key", "node.key"]
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(DOC.parents[1]), "OMP_NUM_THREADS": "1",
+           "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True"}
+    argv = [[DASK, "scheduler", "--protocol", "tls", "--host", "127.0.0.1", "--port", str(port),
+             "--dashboard-address", "127.0.0.1:0", *tls],
+            [DASK, "worker", f"tls://127.0.0.1:{port}", "--host", "127.0.0.1",
+             "--dashboard-address", "127.0.0.1:0", "--nthreads", "1", *tls]]
+    procs = []
+    try:
+        for i, cmd in enumerate(argv):
+            log = open(tmp_path / f"{i}.log", "wb")  # noqa: SIM115 - closed with the process
+            procs.append(subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                                          env=env, start_new_session=True))
+            time.sleep(2 if i == 0 else 0)
+        address = f"tls://127.0.0.1:{port}"
+        for name in ("CA_FILE", "CLIENT__CERT", "CLIENT__KEY"):
+            monkeypatch.delenv(f"DASK_DISTRIBUTED__COMM__TLS__{name}", raising=False)
+        with pytest.raises(ClusterError, match="TLS settings are missing") as refused:
+            connect(address, 5)
+        assert refused.value.exit_code == 15
+        import dask
+
+        settings = {"distributed.comm.tls.ca-file": str(tmp_path / "ca.pem"),
+                    "distributed.comm.tls.client.cert": str(tmp_path / "node.pem"),
+                    "distributed.comm.tls.client.key": str(tmp_path / "node.key")}
+        with dask.config.set(settings):
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    client = connect(address, 10)
+                    break
+                except ClusterError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(1)
+            try:
+                assert all(a.startswith("tls://127.0.0.1:") for a in client.nthreads())
+                assert client.submit(sum, [1, 2, 3], pure=False).result(timeout=30) == 6
+            finally:
+                client.close()
+    finally:
+        for p in procs[::-1]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs[::-1]:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=30)
