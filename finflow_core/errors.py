@@ -18,6 +18,18 @@ class FinFlowError(Exception):
     def to_dict(self) -> dict[str, Any]:
         return {"error": type(self).__name__, "message": self.message, **self.details}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # subclasses take keyword arguments: rebuild from the state, not by calling __init__,
+        # so an error raised on a Dask worker arrives on the driver as itself
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[FinFlowError], args: tuple[Any, ...], state: dict[str, Any]) -> FinFlowError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class ConfigError(FinFlowError):
     """The configuration is missing, malformed or inconsistent."""
@@ -92,3 +104,21 @@ class InvalidInput(FinFlowError):
     def __init__(self, message: str, *, field: str, **details: Any) -> None:
         super().__init__(message, field=field, **details)
         self.field = field
+
+
+class ClusterError(FinFlowError):
+    """The Dask cluster cannot be used for this run: a wrong address, no scheduler answering,
+    no workers, or workers that cannot read the batch or lack the same FinFlow installation."""
+
+    exit_code = 15
+
+    def __init__(self, message: str, *, reason: str, **details: Any) -> None:
+        super().__init__(message, reason=reason, **details)
+        self.reason = reason
+
+
+class ClusterLost(ClusterError):
+    """The cluster started the run but could not finish it (its workers left, or the
+    scheduler went away); nothing was stored."""
+
+    exit_code = 16

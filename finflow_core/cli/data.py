@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 from datetime import date
@@ -50,7 +51,15 @@ def register(sub: Any) -> None:
     p.add_argument("--chunk-rows", type=int, default=50_000)
     p.add_argument("--progress", action="store_true", help="print progress (default: on a terminal)")
     p.add_argument("--engine", choices=("local", "dask"), default="local")
-    p.add_argument("--scheduler", help="Dask scheduler address (default: a local cluster)")
+    d = p.add_argument_group("Dask (--engine dask; see docs/SCALE_OUT.md)")
+    d.add_argument("--scheduler", metavar="tcp://HOST:8786",
+                   help="the Dask scheduler (default: a local cluster started for the run)")
+    d.add_argument("--connect-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+                   help="to reach the scheduler and wait for a worker (default 10)")
+    d.add_argument("--send-data", action="store_true",
+                   help="send each partition from here (workers without the file on shared storage)")
+    d.add_argument("--partitions", type=int, metavar="N",
+                   help="about N partitions (default: ~75,000 applications each)")
     p.set_defaults(handler=weekly_run)
 
     p = sub.add_parser("models", help="list, show or promote model versions")
@@ -146,15 +155,9 @@ def weekly_run(ctx: Context, args: argparse.Namespace) -> int:
     from finflow_core.services.batches import summary_payload
 
     progress = _progress_printer() if args.progress or sys.stderr.isatty() else None
-    if args.engine == "dask":
-        from finflow_core.pipeline.dask_engine import DaskEngine
-
-        engine: Any = DaskEngine(args.scheduler)
-    else:
-        from finflow_core.pipeline.local import LocalEngine
-
-        engine = LocalEngine(chunk_rows=args.chunk_rows)
-    summary = wb.batches.run(args.data, engine=engine, progress=progress, out_dir=args.out)
+    engine = _engine(args)
+    data = Path(os.path.abspath(args.data.expanduser()))  # workers may run in another folder
+    summary = wb.batches.run(data, engine=engine, progress=progress, out_dir=args.out)
     payload = summary_payload(summary)
     text = (
         f"batch {summary.batch_id}{' (already stored: nothing added)' if summary.already_stored else ''}\n"
@@ -176,6 +179,31 @@ def weekly_run(ctx: Context, args: argparse.Namespace) -> int:
               f"(at least {summary.drift.get('min_rows', 0):,} are needed)", file=sys.stderr)
         return EXIT_DRIFT_ALERT
     return 0
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    """The engine the options ask for (the Dask options need --engine dask)."""
+    dask_only = [flag for flag, given in (("--scheduler", args.scheduler), ("--send-data", args.send_data),
+                                          ("--partitions", args.partitions)) if given]
+    if args.engine != "dask":
+        if dask_only:
+            from finflow_core.errors import InvalidInput
+
+            raise InvalidInput(f"{', '.join(dask_only)} needs --engine dask", field="engine")
+        from finflow_core.pipeline.local import LocalEngine
+
+        return LocalEngine(chunk_rows=args.chunk_rows)
+    from finflow_core.pipeline.dask_engine import DaskEngine
+
+    return DaskEngine(args.scheduler, partitions=args.partitions, send_data=args.send_data,
+                      connect_timeout=args.connect_timeout)
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be a number of seconds above 0")
+    return value
 
 
 def _drift_text(drift: dict[str, Any]) -> str:

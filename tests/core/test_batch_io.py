@@ -164,7 +164,7 @@ def test_file_path_and_bytes_read_the_same(
     assert from_path.sha256 == from_bytes.sha256
     assert from_path.batch_id == f"B-{from_path.sha256[:16]}"
     assert from_path.size == len(sample_csv.encode())
-    assert from_path.expected_rows == 13  # header + 12 records
+    assert from_path.expected_rows == 12  # the records, not the header
     pd.testing.assert_frame_equal(
         validate_batch(from_path, config).valid, validate_batch(from_bytes, config).valid
     )

@@ -16,167 +16,48 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
+from dask_helpers import assert_same_decisions, fresh_store, messy_batch, run, shared_home, stored
 from sqlalchemy import select
 
 from finflow_core.errors import PermissionDenied
-from finflow_core.lending.config import Config, parse_config
+from finflow_core.lending.config import Config
 from finflow_core.lending.synthetic import generate_applications
-from finflow_core.pipeline.dask_engine import DaskEngine, csv_partitions, parquet_partitions
+from finflow_core.pipeline.dask_engine import DaskEngine
 from finflow_core.pipeline.local import LocalEngine
-from finflow_core.pipeline.run import BatchSummary
-from finflow_core.services.access import SYSTEM, Principal
+from finflow_core.pipeline.partitions import csv_partitions, parquet_partitions
+from finflow_core.services.access import Principal
 from finflow_core.services.context import Context
-from finflow_core.services.workbench import Workbench
-from finflow_core.store import Store, open_store
-from finflow_core.store.lending_tables import (
-    applications,
-    batches,
-    drift_runs,
-    quarantine_issues,
-    quarantine_rows,
-    scores,
-)
+from finflow_core.store import open_store
+from finflow_core.store.lending_tables import applications, batches
 
 distributed = pytest.importorskip("distributed")
 
-ROWS = 2400
+@pytest.fixture(scope="module")
+def dist_home(tmp_path_factory: pytest.TempPathFactory, small_raw: dict[str, Any]) -> tuple[Config, Path]:
+    return shared_home(small_raw)
 
 
 @pytest.fixture(scope="module")
-def dist_config(tmp_path_factory: pytest.TempPathFactory, small_raw: dict[str, Any]) -> Config:
-    root = tmp_path_factory.mktemp("dask_home")
-    raw = copy.deepcopy(small_raw)
-    raw["model"]["random_forest"] = {**raw["model"]["random_forest"], "n_estimators": 30}
-    raw["model"]["lightgbm"] = {**raw["model"]["lightgbm"], "n_estimators": 60}
-    raw["model"]["cv_folds"] = 3
-    raw["paths"] = {"models_dir": str(root / "models"), "data_dir": str(root / "data"),
-                    "database_url": f"sqlite:///{root / 'base.db'}"}
-    return parse_config(raw, source="dask-test-config")
+def dist_config(dist_home: tuple[Config, Path]) -> Config:
+    return dist_home[0]
 
 
 @pytest.fixture(scope="module")
-def base_db(dist_config: Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def base_db(dist_home: tuple[Config, Path]) -> Path:
     """A store with a small registered champion and no batches (copied for each run)."""
-    history = tmp_path_factory.mktemp("dask_history") / "history.csv"
-    generate_applications(3000, seed=11).to_csv(history, index=False)
-    store = open_store(dist_config.paths.database_url)
-    Workbench(Context(dist_config, store), SYSTEM).models.train(history)
-    store.close()
-    return Path(dist_config.paths.database_url.removeprefix("sqlite:///"))
-
-
-def run(store: Store, path: Path, config: Config, engine: Any = None, *, who: Principal = SYSTEM,
-        **kw: Any) -> BatchSummary:
-    return Workbench(Context(config, store), who).batches.run(path, engine=engine, **kw)
-
-
-def fresh_store(base_db: Path, folder: Path, name: str) -> Store:
-    target = folder / f"{name}.db"
-    shutil.copy(base_db, target)
-    return open_store(f"sqlite:///{target}")
+    return dist_home[1]
 
 
 @pytest.fixture(scope="module")
 def client() -> Any:
-    from distributed import Client, LocalCluster
+    from finflow_core.pipeline.dask_cluster import local_cluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
-    c = Client(cluster)
+    cluster, c = local_cluster(2)
     yield c
     c.close()
     cluster.close()
-
-
-def messy_batch(rows: int = ROWS, seed: int = 5) -> bytes:
-    """A batch with bad rows, duplicate ids, a misshapen row, blank lines and quoted newlines."""
-    df = generate_applications(rows, seed=seed).drop(columns="default").astype(object)
-    df["note"] = ""  # an ignored column holding quoted text with commas and line breaks
-    ids = df["application_id"].tolist()
-    df.loc[3, "credit_score"] = ""  # not_null
-    df.loc[10, "industry"] = "mining"  # category
-    df.loc[20, "loan_amount"] = "-5"  # in range
-    df.loc[30, "region"] = "=cmd()"  # formula + category
-    df.loc[40, "interest_rate"] = "abc"  # number
-    df.loc[7, "note"] = 'line one\nline "two", still\nthe same cell'
-    for i in range(100, rows, 97):
-        df.loc[i, "note"] = f"multi\nline {i}"
-    # duplicate ids: within the first partition, across partitions, of an invalid first row
-    df.loc[50, "application_id"] = ids[5]
-    df.loc[rows - 10, "application_id"] = ids[5]
-    df.loc[rows // 2, "application_id"] = ids[3]  # first occurrence (row 4) is itself invalid
-    df.loc[rows // 2 + 1, "application_id"] = ids[rows - 1]  # later row's id appears earlier
-    df.loc[rows - 5, "application_id"] = ids[rows // 3]
-    buf = io.StringIO()
-    df.to_csv(buf, index=False, lineterminator="\n")
-    lines = buf.getvalue().split("\n")
-    # a misshapen row and blank lines (not records); the misshapen row's id is reused later
-    misshapen_id = "APP-MISSHAPEN-1"
-    lines.insert(600, f"{misshapen_id},2026-01-05,1,2")
-    lines.insert(900, "")
-    lines.insert(1500, "")
-    text = "\n".join(lines)
-    text = text.replace(ids[rows - 20] + ",", misshapen_id + ",", 1)
-    return text.encode()
-
-
-def stored(store: Store, batch_id: str) -> dict[str, Any]:
-    with store.connect() as conn:
-        apps = conn.execute(
-            select(applications.c.row_number, applications.c.external_id, applications.c.probability,
-                   applications.c.band, applications.c.status, applications.c.expected_profit,
-                   applications.c.week_start, applications.c.segment_1, applications.c.segment_2,
-                   applications.c.data, applications.c.decided_kind, scores.c.reasons,
-                   scores.c.ev_approve, scores.c.ev_review)
-            .join(scores, scores.c.application_id == applications.c.id)
-            .where(applications.c.batch_id == batch_id).order_by(applications.c.row_number)
-        ).mappings().all()
-        qrows = conn.execute(
-            select(quarantine_rows.c.row_number, quarantine_rows.c.line, quarantine_rows.c.external_id,
-                   quarantine_rows.c.reasons, quarantine_rows.c.data)
-            .where(quarantine_rows.c.batch_id == batch_id).order_by(quarantine_rows.c.row_number)
-        ).all()
-        issues = conn.execute(
-            select(quarantine_issues.c.row_number, quarantine_issues.c.column_name,
-                   quarantine_issues.c.rule, quarantine_issues.c.value, quarantine_issues.c.message)
-            .where(quarantine_issues.c.batch_id == batch_id)
-            .order_by(quarantine_issues.c.row_number, quarantine_issues.c.id)
-        ).all()
-        drift = conn.execute(select(drift_runs.c.status, drift_runs.c.score_psi, drift_runs.c.psi,
-                                    drift_runs.c.counts).where(drift_runs.c.batch_id == batch_id)).one()
-        batch = conn.execute(select(batches).where(batches.c.id == batch_id)).one()._asdict()
-    return {"apps": [dict(a) for a in apps], "quarantine": [(*q[:4], _cells(q[4])) for q in qrows],
-            "issues": [tuple(i) for i in issues], "drift": drift, "batch": batch}
-
-
-def _cells(data: str) -> dict[str, Any]:
-    """A quarantined row's stored cells. The core adds ``"(extra cells)": null`` to every
-    quarantined row of a chunk that also holds a misshapen row, so that key depends on the
-    chunking (of either run): ignore it where it is null."""
-    cells = json.loads(data)
-    if cells.get("(extra cells)", "") is None:
-        del cells["(extra cells)"]
-    return cells
-
-
-def assert_same_decisions(a: list[dict[str, Any]], b: list[dict[str, Any]], *, data: bool = True) -> None:
-    assert len(a) == len(b) > 0
-    assert [x["row_number"] for x in a] == [x["row_number"] for x in b]
-    assert [x["external_id"] for x in a] == [x["external_id"] for x in b]
-    np.testing.assert_allclose([x["probability"] for x in a], [x["probability"] for x in b], rtol=0, atol=1e-9)
-    np.testing.assert_allclose([x["expected_profit"] for x in a], [x["expected_profit"] for x in b],
-                               rtol=0, atol=1e-6)
-    for key in ("band", "status", "decided_kind", "week_start", "segment_1", "segment_2",
-                *(("data",) if data else ())):
-        assert [x[key] for x in a] == [x[key] for x in b], key
-    for x, y in zip(a, b, strict=True):
-        ra, rb = json.loads(x["reasons"]), json.loads(y["reasons"])
-        assert [(r["feature"], r["text"], r["value"]) for r in ra] == \
-               [(r["feature"], r["text"], r["value"]) for r in rb]
-        np.testing.assert_allclose([r["contribution"] for r in ra], [r["contribution"] for r in rb],
-                                   rtol=0, atol=1e-9)
 
 
 def test_partitions_cut_at_record_boundaries(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,11 +43,13 @@ class BatchFile:
     source: Source = field(repr=False)
     line_breaks: int = 0
     kind: str = "csv"  # "csv" | "parquet"
+    records: int | None = None  # records counted by the first look (Parquet: exact)
 
     @property
     def expected_rows(self) -> int:
-        """Records expected from the line count (exact unless cells hold line breaks)."""
-        return max(self.line_breaks, 1)
+        """Records expected: for a CSV its lines less the header and blank lines (exact unless
+        cells hold line breaks), for Parquet its record count."""
+        return max(self.line_breaks if self.records is None else self.records, 1)
 
     @property
     def batch_id(self) -> str:
@@ -78,14 +81,14 @@ def open_batch(
         raise BatchRejected(f"{display}: file not found", reason="not_found", file=str(source))
     stream: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
     with stream:
-        sha, size, head, breaks = _first_pass(stream, display)
+        sha, size, head, breaks, records = _first_pass(stream, display)
     header = _read_header(head, display)
     try:
         used, ignored = split_columns(header, config, display, require_target=require_target)
     except BatchRejected:
         _reject_structured_text(head, display)  # a JSON or HTML file says so, not "missing columns"
         raise
-    return BatchFile(display, sha, size, tuple(header), used, ignored, source, breaks)
+    return BatchFile(display, sha, size, tuple(header), used, ignored, source, breaks, records=records)
 
 
 def split_columns(
@@ -210,13 +213,16 @@ def make_chunk(
     return RawChunk(frame, numbers, lines, misshapen)
 
 
-def _first_pass(stream: BinaryIO, display: str) -> tuple[str, int, bytes, int]:
-    """SHA-256, size, first block and line breaks, after checking every byte is UTF-8 text."""
+def _first_pass(stream: BinaryIO, display: str) -> tuple[str, int, bytes, int, int]:
+    """SHA-256, size, first block, line breaks and records expected (lines less the header and
+    empty lines), after checking every byte is UTF-8 text."""
     sha = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
-    size, offset, head, breaks = 0, 0, b"", 0
+    size, offset, head, breaks, empty, tail = 0, 0, b"", 0, 0, b""
     while block := stream.read(BLOCK):
         breaks += block.count(b"\n")
+        empty += _empty_lines(tail + block) - _empty_lines(tail)
+        tail = block[-2:]
         if size == 0:
             head = block
             _reject_utf16(block, display)
@@ -245,7 +251,16 @@ def _first_pass(stream: BinaryIO, display: str) -> tuple[str, int, bytes, int]:
         ) from exc
     if size == 0 or not head.removeprefix(codecs.BOM_UTF8).strip():
         raise BatchRejected(f"{display}: the file is empty", reason="empty")
-    return sha.hexdigest(), size, head, breaks
+    lines = breaks + (not tail.endswith(b"\n"))
+    return sha.hexdigest(), size, head, breaks, max(lines - 1 - empty, 0)
+
+
+_EMPTY_LINE = re.compile(rb"\n(?=\r?\n)")
+
+
+def _empty_lines(text: bytes) -> int:
+    """Empty lines (LF or CRLF) that start inside ``text``: a line break followed by another."""
+    return len(_EMPTY_LINE.findall(text))
 
 
 def _reject_binary(block: bytes, display: str) -> None:
