@@ -105,7 +105,7 @@ def open_outcome_file(source: Source, spec: OutcomeSpec, *, name: str | None = N
         raise BatchRejected(f"{display}: file not found", reason="not_found", file=str(source))
     stream: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
     with stream:
-        sha, size, head, breaks = _first_pass(stream, display)
+        sha, size, head, breaks, records = _first_pass(stream, display)
     header = _read_header(head, display)
     missing = [c for c in spec.required if c not in header]
     if missing:
@@ -117,7 +117,7 @@ def open_outcome_file(source: Source, spec: OutcomeSpec, *, name: str | None = N
         )
     used = tuple(c for c in header if c in (*spec.required, *spec.optional))
     ignored = tuple(c for c in header if c not in used)
-    return BatchFile(display, sha, size, tuple(header), used, ignored, source, breaks)
+    return BatchFile(display, sha, size, tuple(header), used, ignored, source, breaks, records=records)
 
 
 def read_outcomes(source: Source | BatchFile, spec: OutcomeSpec | None = None, *,
