@@ -17,6 +17,7 @@ transaction, nothing is stored.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -80,7 +81,7 @@ def probe_scheduler(address: str, timeout: float) -> dict[str, Any]:
                                address=address) from None
         _try_port(address, host, port, timeout)
     try:
-        identity = asyncio.run(_identity(address, timeout))
+        identity = _run_apart(_identity(address, timeout))
     except Exception as exc:  # noqa: BLE001 - whatever answers, it did not answer as Dask does
         what = "no reply" if isinstance(exc, TimeoutError) else "no Dask reply"
         raise ClusterError(
@@ -95,6 +96,16 @@ def probe_scheduler(address: str, timeout: float) -> dict[str, Any]:
                            "scheduler: pass the scheduler's address", reason="not_a_scheduler",
                            address=address)
     return identity
+
+
+def _run_apart(coroutine: Any) -> Any:
+    """Run ``coroutine`` on its own loop in its own thread.
+
+    The caller may already have an event loop running in this thread (a Streamlit script, a
+    Playwright session in the same process), where ``asyncio.run`` refuses to start.
+    """
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dask-probe") as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _check_tls(address: str) -> None:

@@ -189,6 +189,24 @@ def test_a_scheduler_without_workers_waits_the_timeout_then_says_so(
     assert_one_clear_line(err, "has no workers", "within 2 s", "dask worker")
 
 
+def test_the_scheduler_is_recognised_from_a_thread_with_a_running_event_loop() -> None:
+    """A Playwright or Streamlit session in the same process leaves a loop running; the probe
+    must still ask the scheduler who it is (CI once read "not a Dask scheduler: RuntimeError")."""
+    import asyncio
+
+    from distributed import LocalCluster
+
+    from finflow_core.pipeline.dask_cluster import probe_scheduler
+
+    with LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                      scheduler_kwargs={"dashboard": False}) as empty:
+        async def inside_a_loop() -> dict[str, Any]:
+            return probe_scheduler(empty.scheduler_address, timeout=10)
+
+        identity = asyncio.run(inside_a_loop())
+    assert identity["type"] == "Scheduler"
+
+
 def test_dask_options_need_the_dask_engine(cli: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err, _ = weekly(capsys, "--data", str(cli["batch"]), "--scheduler", "tcp://x:8786")
     assert code == 2
