@@ -45,19 +45,48 @@ def base_db() -> Path:
     return HOME / "data" / "finflow.db"
 
 
+def champion(store: Any) -> str | None:
+    from finflow_core.store import registry
+
+    with store.connect() as conn:
+        return registry.champion_version(conn)
+
+
+def context(store: Any) -> Any:
+    """The services' view of the bench installation."""
+    from finflow_core.services.context import Context
+
+    return Context(config(), store)
+
+
+def workbench(store: Any, *roles: str, name: str = "bench") -> Any:
+    """The services as a bench user holding ``roles`` (default: analyst)."""
+    from finflow_core.services.access import Principal
+    from finflow_core.services.workbench import Workbench
+
+    actor = Principal(user_id=None, username=name, roles=frozenset(roles or ("analyst",)))
+    return Workbench(context(store), actor)
+
+
+def scoring_engine(store: Any, *, explain: bool = True) -> Any:
+    """The champion with its active strategy (what a weekly run scores with)."""
+    from finflow_core.services.models import champion_engine
+
+    return champion_engine(context(store), explain=explain)
+
+
 def ensure_model(log: Any = print) -> str:
     """Train and register the demo champion in the bench home once (as `finflow setup --demo`)."""
-    from finflow_core.services import models as model_registry
     from finflow_core.services.demo_setup import bootstrap
     from finflow_core.store import open_store
 
     cfg = config()
     with open_store(cfg.paths.database_url) as store:
-        version = model_registry.champion_version(store)
+        version = champion(store)
         if version is None:
             log(f"training the demo model on {HISTORY_ROWS:,} rows (once; about 2 minutes)...")
-            bootstrap(cfg, store, demo=True, history_rows=HISTORY_ROWS, log=log)
-            version = model_registry.champion_version(store)
+            bootstrap(context(store), demo=True, history_rows=HISTORY_ROWS, log=log)
+            version = champion(store)
     return str(version)
 
 

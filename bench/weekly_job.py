@@ -2,12 +2,14 @@
 
     python -m bench.weekly_job --size 100k --mode finflow|bare|dask
 
-finflow: ``batch_store.weekly_run`` (chunked: validate, score, explain, drift, store in one
-transaction), then the report export (decisions/quarantine CSVs), each stage timed.
+finflow: ``wb.batches.run`` (chunked: validate, score, explain, drift, store each chunk in
+its own short transaction under the invisible loading state, publish), then the report
+export ``wb.batches.export`` (decisions/quarantine CSVs from the store), each stage timed.
 bare: the bare minimum for the same model: ``pandas.read_csv``, the champion's
 ``predict_proba`` (features + trees + calibration), bands, and TreeSHAP for the review and
 decline rows; nothing validated, worded or stored.
-dask: ``distributed.weekly_run_dask`` on a LocalCluster (one single-threaded worker per core).
+dask: ``wb.batches.run(engine=DaskEngine(...))`` on a LocalCluster (one single-threaded
+worker per core).
 """
 
 from __future__ import annotations
@@ -23,23 +25,24 @@ from bench.common import (
     Timer,
     batch_csv,
     children_peak_rss_mb,
-    config,
     emit,
     fresh_store,
     label,
     parse_size,
     peak_rss_mb,
+    scoring_engine,
+    workbench,
 )
 
 
 def run_finflow(n: int, chunk_rows: int) -> dict:
-    from finflow_core.services import auth
-    from finflow_core.services import batches as batch_store
+    from finflow_core.pipeline.local import LocalEngine
+
     path = batch_csv(n)
-    cfg = config()
     store = fresh_store(f"weekly_{label(n)}")
     timer = Timer()
-    engine = batch_store.scoring_engine(store, cfg)
+    engine = scoring_engine(store)
+    wb = workbench(store)
     load = timer.lap()
     last = [0.0]
 
@@ -51,11 +54,11 @@ def run_finflow(n: int, chunk_rows: int) -> dict:
             last[0] = now
 
     timer.lap()
-    summary = batch_store.weekly_run(store, auth.SYSTEM, path, cfg, chunk_rows=chunk_rows,
-                                     progress=progress, engine=engine)
+    summary = wb.batches.run(path, engine=LocalEngine(chunk_rows=chunk_rows), progress=progress,
+                             scoring=engine)
     run = timer.lap()
     out = RESULTS / "out" / f"weekly_{label(n)}"
-    batch_store.export_batch(store, summary.batch_id, out, cfg)
+    wb.batches.export(summary.batch_id, out)
     report = timer.lap()
     stages = {k: float(v) for k, v in summary.timings.items()}
     stages["report"] = report
@@ -76,12 +79,10 @@ def run_bare(n: int) -> dict:
     import shap
 
     from finflow_core.lending.strategy import HIGH, MEDIUM, assign_bands
-    from finflow_core.services import batches as batch_store
 
     path = batch_csv(n)
-    cfg = config()
     store = fresh_store(f"bare_{label(n)}")
-    engine = batch_store.scoring_engine(store, cfg, explain=False)
+    engine = scoring_engine(store, explain=False)
     bundle, strategy = engine.bundle, engine.strategy
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -110,11 +111,9 @@ def run_bare(n: int) -> dict:
 
 
 def run_dask(n: int, workers: int | None) -> dict:
-    from finflow_core.pipeline.dask_engine import weekly_run_dask
-    from finflow_core.services import auth
+    from finflow_core.pipeline.dask_engine import DaskEngine
 
     path = batch_csv(n)
-    cfg = config()
     store = fresh_store(f"dask_{label(n)}")
     scheduler = None
     cluster = None
@@ -125,7 +124,7 @@ def run_dask(n: int, workers: int | None) -> dict:
                                dashboard_address=None)
         scheduler = Client(cluster)
     timer = Timer()
-    summary = weekly_run_dask(store, auth.SYSTEM, path, cfg, scheduler=scheduler)
+    summary = workbench(store).batches.run(path, engine=DaskEngine(scheduler))
     run = timer.lap()
     if cluster is not None:
         scheduler.close()

@@ -89,3 +89,21 @@ STATUS_OF_OUTCOME: dict[Outcome, Status] = {
 }
 #: Statuses an officer can still act on.
 OPEN_STATUSES: tuple[Status, ...] = (Status.PENDING, Status.REFERRED)
+
+
+class BatchOrigin(StrEnum):
+    """Where a batch came from: an uploaded file, or one application typed into the form."""
+
+    FILE = "file"
+    FORM = "form"
+
+
+class BatchState(StrEnum):
+    """A stored batch's life: written while ``loading`` (invisible), then ``published``;
+    ``aborting`` while a failed or abandoned load is removed; ``voided`` by a manager
+    (kept in the history, out of the queue and the portfolio)."""
+
+    LOADING = "loading"
+    ABORTING = "aborting"
+    PUBLISHED = "published"
+    VOIDED = "voided"

@@ -18,7 +18,13 @@ import pandas as pd
 from finflow_core.errors import BatchRejected
 from finflow_core.lending.drift import DriftReport
 from finflow_core.lending.intake.reader import BatchFile
-from finflow_core.lending.intake.validation import ChunkResult, ignored_column_warnings
+from finflow_core.lending.intake.validation import (
+    ChunkResult,
+    ignored_column_warnings,
+    mapping_lines,
+    merge_mappings,
+    no_mappings,
+)
 from finflow_core.lending.scoring import ScoringEngine
 from finflow_core.lending.terms import BANDS, Band
 
@@ -44,7 +50,9 @@ class BatchEngine(Protocol):
 
 
 class BatchSink(Protocol):
-    """Where a run's results go, part by part."""
+    """Where a run's results go, part by part; ``batch_id`` is the id it stores them under."""
+
+    batch_id: str
 
     def write_chunk(self, chunk: ChunkResult, scored: pd.DataFrame) -> None: ...
 
@@ -62,17 +70,28 @@ class BatchSummary:
     rows_quarantined: int
     bands: dict[str, int]
     automation_rate: float
-    expected_profit: float
+    expected_profit: float | None  # None: nothing priced (``priced`` False)
     drift: dict[str, Any]
     file_name: str = ""
     sha256: str = ""
-    roi: float = 0.0
+    roi: float | None = 0.0
     amount_requested: float = 0.0
     amount_auto_approved: float = 0.0
     issues_by_rule: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     already_stored: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    priced: bool = True
+    #: kept rows' cells read as something else: [{column, value, mapped_to, count}]
+    value_mappings: list[dict[str, Any]] = field(default_factory=list)
+    origin: str = "file"
+    state: str = "published"
+    uploaded_by: str = ""
+    uploaded_at: str = ""
+    config_sha256: str = ""
+    voided_at: str | None = None
+    voided_by: str | None = None
+    void_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +109,8 @@ class Totals:
     auto_approved: float = 0.0
     lent_expected: float = 0.0
     issues: dict[str, int] = field(default_factory=dict)
+    mapped: pd.DataFrame = field(default_factory=no_mappings)
+    priced: bool = False
 
     @property
     def rows_in(self) -> int:
@@ -101,7 +122,10 @@ class Totals:
         counts = scored["band"].value_counts()
         for b in BANDS:
             self.bands[b] += int(counts.get(b, 0))
-        self.profit += float(scored["expected_profit"].sum())
+        profit = pd.to_numeric(scored["expected_profit"], errors="coerce")
+        if profit.notna().any():  # an unpriced strategy's profits are NaN: not added as 0
+            self.priced = True
+            self.profit += float(profit.sum())
         amount = scored["loan_amount"].to_numpy(dtype=float)
         band = scored["band"].to_numpy()
         low, medium = amount[band == Band.LOW].sum(), amount[band == Band.MEDIUM].sum()
@@ -110,6 +134,8 @@ class Totals:
         self.lent_expected += float(low) + (1 - review_good_decline) * float(medium)
         for rule, n in chunk.issues["rule"].value_counts().items():
             self.issues[str(rule)] = self.issues.get(str(rule), 0) + int(n)
+        if len(chunk.mapped):
+            self.mapped = merge_mappings([self.mapped, chunk.mapped])
 
 
 def add_timing(timings: dict[str, float], stage: str, started: float) -> None:
@@ -155,29 +181,48 @@ def _summary(batch: BatchFile, scoring: ScoringEngine, totals: Totals,
     if not drift_counts:  # every row quarantined: nothing to compare
         drift_counts = {k: np.zeros(s.n_bins, dtype=np.int64) for k, s in baseline.specs.items()}
     t = time.perf_counter()
-    drift = baseline.report(drift_counts)
+    monitoring = scoring.config.monitoring
+    drift = baseline.report(drift_counts, min_rows=monitoring.min_rows,
+                            confidence=monitoring.confidence)
     add_timing(timings, "drift", t)
     valid = totals.rows_valid
+    priced = totals.priced or (valid == 0 and scoring.config.pricing.priced)
+    mapped = totals.mapped
     summary = BatchSummary(
-        batch_id=batch.batch_id,
+        batch_id=getattr(sink, "batch_id", batch.batch_id),
         model_version=scoring.bundle.version,
         rows_in=totals.rows_in,
         rows_valid=valid,
         rows_quarantined=totals.rows_quarantined,
         bands=dict(totals.bands),
         automation_rate=round((totals.bands[Band.LOW] + totals.bands[Band.HIGH]) / valid, 4) if valid else 0.0,
-        expected_profit=round(totals.profit, 2),
+        expected_profit=round(totals.profit, 2) if priced else None,
         drift=drift.summary(),
         file_name=batch.name,
         sha256=batch.sha256,
-        roi=round(totals.profit / totals.lent_expected, 4) if totals.lent_expected else 0.0,
+        roi=(round(totals.profit / totals.lent_expected, 4) if totals.lent_expected else 0.0)
+        if priced else None,
         amount_requested=round(totals.requested, 2),
         amount_auto_approved=round(totals.auto_approved, 2),
         issues_by_rule=totals.issues,
-        warnings=ignored_column_warnings(batch),
+        warnings=[*ignored_column_warnings(batch, scoring.config), *_mapping_warning(mapped)],
+        priced=priced,
+        value_mappings=[{"column": str(r.column), "value": str(r.value), "mapped_to": str(r.mapped_to),
+                         "count": int(r.count)} for r in mapped.itertuples(index=False)],
+        config_sha256=scoring.config.sha256,
     )
     t = time.perf_counter()
     sink.finish(summary, drift)
     add_timing(timings, "store", t)
     summary.timings = {k: round(v, 4) for k, v in timings.items()}
     return summary
+
+
+def _mapping_warning(mapped: pd.DataFrame, shown: int = 5) -> list[str]:
+    """One line about kept rows whose undeclared codes were read as missing or 'other'."""
+    if not len(mapped):
+        return []
+    lines = mapping_lines(mapped)
+    more = f"; and {len(lines) - shown} more (see value_mappings)" if len(lines) > shown else ""
+    return [f"{int(mapped['count'].sum()):,} cell(s) with undeclared codes were kept and read as "
+            f"declared: {'; '.join(lines[:shown])}{more}"]

@@ -1,4 +1,9 @@
-"""Reading stored batches back: summaries, lists, decision tables, quarantine, drift runs."""
+"""Reading stored batches back: summaries, lists, decision tables, quarantine, drift runs.
+
+Only published and voided batches exist for a reader: a batch that is still loading (or
+being removed after a failed run) is invisible everywhere, and :func:`visible` /
+:func:`published` are the conditions other queries (the review queue) use for it.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, or_, select
 
-from finflow_core.lending.terms import BAND_RECOMMENDATION, DriftStatus
+from finflow_core.lending.terms import BAND_RECOMMENDATION, BatchState, DriftStatus
 from finflow_core.pipeline.run import BatchSummary
 from finflow_core.store import Store
 from finflow_core.store.lending_tables import (
@@ -40,15 +45,21 @@ class BatchRow:
     n_medium: int
     n_high: int
     automation_rate: float
-    expected_profit: float
+    expected_profit: float | None  # None: not priced
     drift_status: DriftStatus
+    state: BatchState = BatchState.PUBLISHED
+    origin: str = "file"
+    voided_at: str | None = None
+    voided_by: str | None = None
+    void_reason: str | None = None
 
 
 @dataclass(frozen=True)
 class DriftRun:
-    """PSI of one batch: the score's, every feature's, and the bin counts behind them."""
+    """PSI of one batch (``kind`` batch) or of a week's typed-in applications (``kind``
+    period, no batch): the score's, every feature's, and the bin counts behind them."""
 
-    batch_id: str
+    batch_id: str | None
     model_version: str
     status: DriftStatus
     score_psi: float | None
@@ -57,43 +68,72 @@ class DriftRun:
     computed_at: str
     week_start: str
     file_name: str
+    kind: str = "batch"
+    rows: int | None = None
 
 
 DECISION_EXPORT = ("row_number", "application_id", "probability", "band", "decision", "status",
                    "expected_profit", "loan_amount", "model_version")
 
 
+VISIBLE_STATES = (BatchState.PUBLISHED, BatchState.VOIDED)
+
+
+def published(batch_id: Any) -> Any:
+    """SQL: ``batch_id`` is a published batch's (the queue and the portfolio count only these)."""
+    return batch_id.in_(select(batches.c.id).where(batches.c.state == BatchState.PUBLISHED))
+
+
+def visible(batch_id: Any) -> Any:
+    """SQL: ``batch_id`` is a published or voided batch's (not one still loading)."""
+    return batch_id.in_(select(batches.c.id).where(batches.c.state.in_(VISIBLE_STATES)))
+
+
 def stored_summary(store: Store, batch_id: str) -> BatchSummary | None:
-    """The summary of a stored batch, or None."""
+    """The summary of a published or voided batch, or None (also while it is loading)."""
+    b = batches.c
     with store.connect() as conn:
-        row = conn.execute(select(batches.c.summary).where(batches.c.id == batch_id)).first()
+        row = conn.execute(select(b.summary, b.state, b.origin, b.uploaded_by, b.uploaded_at,
+                                  b.config_sha256, b.voided_at, b.voided_by, b.void_reason)
+                           .where(b.id == batch_id).where(b.state.in_(VISIBLE_STATES))).first()
     if row is None:
         return None
     d = json.loads(row.summary)
-    d["already_stored"] = True
-    d["timings"] = {}
-    return BatchSummary(**d)
+    d.update(already_stored=True, timings={}, state=row.state, origin=row.origin,
+             uploaded_by=row.uploaded_by, uploaded_at=row.uploaded_at,
+             config_sha256=row.config_sha256 or "", voided_at=row.voided_at,
+             voided_by=row.voided_by, void_reason=row.void_reason)
+    d.setdefault("priced", d.get("expected_profit") is not None)
+    known = set(BatchSummary.__dataclass_fields__)
+    return BatchSummary(**{k: v for k, v in d.items() if k in known})
 
 
 def find_by_sha(store: Store, sha256: str) -> str | None:
+    """The published batch of a file, if any (a voided one does not count: it may be rerun)."""
     with store.connect() as conn:
-        return conn.execute(select(batches.c.id).where(batches.c.sha256 == sha256)).scalar()
+        return conn.execute(select(batches.c.id).where(batches.c.sha256 == sha256)
+                            .where(batches.c.state == BatchState.PUBLISHED)).scalar()
 
 
-def list_batches(store: Store, limit: int = 100) -> list[BatchRow]:
+def list_batches(store: Store, limit: int = 100, *, include_voided: bool = True) -> list[BatchRow]:
+    """Stored batches, newest first (loading ones are not stored yet)."""
     b = batches.c
+    states = VISIBLE_STATES if include_voided else (BatchState.PUBLISHED,)
     with store.connect() as conn:
         rows = conn.execute(
             select(b.id, b.file_name, b.uploaded_by, b.uploaded_at, b.week_start, b.model_version,
                    b.rows_in, b.rows_valid, b.rows_quarantined, b.n_low, b.n_medium, b.n_high,
-                   b.automation_rate, b.expected_profit, b.drift_status)
-            .order_by(b.uploaded_at.desc()).limit(limit)
+                   b.automation_rate, b.expected_profit, b.drift_status, b.state, b.origin,
+                   b.voided_at, b.voided_by, b.void_reason)
+            .where(b.state.in_(states)).order_by(b.uploaded_at.desc()).limit(limit)
         ).all()
-    return [BatchRow(*r[:-1], DriftStatus(r[-1])) for r in rows]
+    return [BatchRow(*r[:14], DriftStatus(r[14]), BatchState(r[15]), *r[16:]) for r in rows]
 
 
 def batch_ids(conn: Connection) -> list[str]:
-    return list(conn.execute(select(batches.c.id).order_by(batches.c.uploaded_at)).scalars())
+    """Ids of published and voided batches, oldest first."""
+    return list(conn.execute(select(batches.c.id).where(batches.c.state.in_(VISIBLE_STATES))
+                             .order_by(batches.c.uploaded_at)).scalars())
 
 
 def iter_decision_frames(store: Store, batch_id: str, reason_codes: int,
@@ -167,14 +207,19 @@ def issues_frame(store: Store, batch_id: str) -> pd.DataFrame:
 
 
 def drift_history(store: Store, limit: int = 52) -> list[DriftRun]:
-    """Drift runs, newest first."""
+    """Drift runs of published file batches and of weeks with enough typed-in applications,
+    newest first."""
     d = drift_runs.c
     with store.connect() as conn:
         rows = conn.execute(
             select(d.batch_id, d.model_version, d.status, d.score_psi, d.psi, d.counts, d.computed_at,
-                   batches.c.week_start, batches.c.file_name)
-            .join(batches, batches.c.id == d.batch_id)
+                   batches.c.week_start, batches.c.file_name, d.kind, d.period_start, d.rows)
+            .select_from(drift_runs.outerjoin(batches, batches.c.id == d.batch_id))
+            .where(or_(batches.c.state == BatchState.PUBLISHED,
+                       (d.kind == "period") & (d.status != DriftStatus.INSUFFICIENT)))
             .order_by(d.computed_at.desc(), d.id.desc()).limit(limit)
         ).all()
     return [DriftRun(r.batch_id, r.model_version, DriftStatus(r.status), r.score_psi, json.loads(r.psi),
-                     json.loads(r.counts), r.computed_at, r.week_start, r.file_name) for r in rows]
+                     json.loads(r.counts), r.computed_at, r.week_start or r.period_start,
+                     r.file_name or f"typed-in applications, week of {r.period_start}", r.kind, r.rows)
+            for r in rows]

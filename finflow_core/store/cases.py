@@ -12,8 +12,16 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, select, update
 
-from finflow_core.lending.terms import Band, DecisionKind, Outcome, Status
-from finflow_core.store.lending_tables import applications, batches, claims, decisions, scores
+from finflow_core.lending.terms import Band, BatchState, DecisionKind, Outcome, Status
+from finflow_core.store.batch_queries import published, visible
+from finflow_core.store.lending_tables import (
+    applications,
+    batches,
+    claims,
+    decisions,
+    portfolio_rollup,
+    scores,
+)
 
 
 @dataclass(frozen=True)
@@ -70,22 +78,29 @@ def queue(conn: Connection, status: Status, order: str, limit: int, offset: int,
         select(a.id, a.external_id, a.batch_id, a.amount, a.probability, a.band, a.status, a.week_start,
                a.segment_1, a.segment_2, c.claimed_by, c.claimed_at, c.expires_at, batches.c.uploaded_at)
         .select_from(applications.outerjoin(claims, live).join(batches, batches.c.id == a.batch_id))
-        .where(a.status == status).order_by(*sort).limit(limit).offset(offset)
+        .where(a.status == status).where(batches.c.state == BatchState.PUBLISHED)
+        .order_by(*sort).limit(limit).offset(offset)
     ).all()
     return [QueueRow(r[0], r[1], r[2], r[3], r[4], Band(r[5]), Status(r[6]), *r[7:]) for r in rows]
 
 
 def count_by_status(conn: Connection, statuses: tuple[Status, ...]) -> dict[Status, int]:
-    rows = conn.execute(select(applications.c.status, func.count())
-                        .where(applications.c.status.in_(statuses)).group_by(applications.c.status)).all()
+    """From the roll-ups (exact: kept in step in every decision's transaction), so a count
+    over a million applications, some of them still loading, costs a few milliseconds."""
+    r = portfolio_rollup.c
+    rows = conn.execute(select(r.status, func.sum(r.n)).where(r.status.in_(statuses))
+                        .where(published(r.batch_id)).group_by(r.status)).all()
     counts = dict.fromkeys(statuses, 0)
     counts.update({Status(r[0]): int(r[1]) for r in rows})
     return counts
 
 
 def application(conn: Connection, application_id: int, *, lock: bool = False) -> Any | None:
-    """The row (locked for this transaction on PostgreSQL; SQLite's write lock covers it)."""
-    query = select(applications).where(applications.c.id == application_id)
+    """The row (locked for this transaction on PostgreSQL; SQLite's write lock covers it), with
+    its batch's state as ``batch_state``; None while its batch is still loading."""
+    query = (select(applications, batches.c.state.label("batch_state"))
+             .join(batches, batches.c.id == applications.c.batch_id)
+             .where(applications.c.id == application_id).where(visible(applications.c.batch_id)))
     return conn.execute(query.with_for_update() if lock else query).first()
 
 
@@ -148,19 +163,20 @@ def insert_decision(conn: Connection, **values: Any) -> int:
 
 
 def set_current_decision(conn: Connection, application_id: int, expected: int | None, *, status: Status,
-                         decision_id: int, kind: DecisionKind, expected_profit: float) -> int:
+                         decision_id: int, kind: DecisionKind, expected_profit: float | None) -> int:
     """Point the application at its new decision if it is still at ``expected``; rows changed."""
     current = applications.c.current_decision_id
     return conn.execute(
         update(applications).where(applications.c.id == application_id)
         .where(current.is_(None) if expected is None else current == expected)
         .values(status=status, current_decision_id=decision_id, decided_kind=kind,
-                expected_profit=float(expected_profit))
+                expected_profit=None if expected_profit is None else float(expected_profit))
     ).rowcount
 
 
 def by_external_id(conn: Connection, external_id: str) -> list[int]:
     return list(conn.execute(select(applications.c.id).where(applications.c.external_id == external_id)
+                             .where(visible(applications.c.batch_id))
                              .order_by(applications.c.id)).scalars())
 
 
@@ -170,4 +186,4 @@ def next_free(conn: Connection, username: str, order: str, now: str) -> int | No
     taken = select(c.application_id).where(and_(c.expires_at > now, c.claimed_by != username))
     sort = [a.amount.desc(), a.id] if order == "amount" else [a.id]
     return conn.execute(select(a.id).where(a.status == Status.PENDING).where(a.id.not_in(taken))
-                        .order_by(*sort).limit(1)).scalar()
+                        .where(published(a.batch_id)).order_by(*sort).limit(1)).scalar()
