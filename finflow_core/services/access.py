@@ -49,6 +49,7 @@ class Action(StrEnum):
     VIEW_DRIFT = "view_drift"
     VIEW_AUDIT = "view_audit"
     MANAGE_USERS = "manage_users"
+    BACKUP_STORE = "backup_store"
 
 
 _A, _O, _M, _D = Role.ANALYST, Role.OFFICER, Role.MANAGER, Role.ADMIN
@@ -69,6 +70,7 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.VIEW_DRIFT: frozenset({_A, _M}),
     Action.VIEW_AUDIT: frozenset({_D, _M}),
     Action.MANAGE_USERS: frozenset({_D}),
+    Action.BACKUP_STORE: frozenset({_D}),
 }
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the services import the scoring stack: load each on first u
     from finflow_core.services.applications import ApplicationService
     from finflow_core.services.audit import AuditService
     from finflow_core.services.batches import BatchService
+    from finflow_core.services.maintenance import MaintenanceService
     from finflow_core.services.models import ModelService
     from finflow_core.services.monitoring import DriftService
     from finflow_core.services.portfolio import PortfolioService
@@ -91,6 +92,12 @@ class Workbench:
         from finflow_core.services.users import UserService
 
         return UserService(self)
+
+    @cached_property
+    def maintenance(self) -> MaintenanceService:
+        from finflow_core.services.maintenance import MaintenanceService
+
+        return MaintenanceService(self)
 
     @cached_property
     def account(self) -> AccountService:

@@ -258,3 +258,58 @@ def test_closed_quotes_with_line_breaks_at_a_chunk_end_are_fine(config: Config,
     assert [c.row_numbers for c in chunks] == [list(range(1, 8)), list(range(8, 13))]
     assert chunks[0].frame["application_id"].iloc[6] == 'ID "quoted",\nand broken'
     assert chunks[1].frame["application_id"].iloc[-1] == "LAST\n"
+
+
+# -- limits before work --------------------------------------------------------------------------
+
+def test_a_header_far_wider_than_the_config_is_rejected_before_any_row_is_read(
+    config: Config, sample_csv: str,
+) -> None:
+    """The 385 KB file that once took 3.6 GB: 10,000 header columns over 16-cell rows."""
+    import resource
+    import time
+
+    header = ",".join(f"c{i}" for i in range(10_000))
+    rows = "\n".join(",".join(["12345"] * 16) for _ in range(3_500))
+    content = (header + "\n" + rows + "\n").encode()
+    assert 250_000 < len(content) < 500_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    err = _rejected(content, config)
+    assert time.perf_counter() - started < 0.5
+    assert err.reason == "too_many_columns" and "10,000 columns" in err.message
+    assert err.details["allowed"] == 2 * len(config.columns) + 50
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KB: < 50 MB more
+    # a normal file with a few extra columns is still fine
+    extra = sample_csv.replace("\n", ",x,y\n", 1).replace("\n", ",1,2\n")
+    assert validate_batch(extra.encode(), config).rows_in == 12
+
+
+def test_a_file_over_the_size_limit_is_rejected_before_it_is_read(
+    small_raw: dict, sample_csv: str, tmp_path: Path,
+) -> None:
+    import copy
+
+    from finflow_core.lending.config import parse_config
+
+    raw = copy.deepcopy(small_raw)
+    raw["limits"] = {"max_file_mb": 0.001, "max_columns": 40}  # about 1 KB
+    tight = parse_config(raw)
+    path = tmp_path / "big.csv"
+    path.write_text(sample_csv * 3)
+    for source in (path, path.read_bytes()):
+        with pytest.raises(BatchRejected) as exc:
+            open_batch(source, tight, name="week.csv")
+        assert exc.value.reason == "too_large" and "max_file_mb" in exc.value.message
+    assert tight.limits.columns_allowed(len(tight.columns)) == 40
+
+
+def test_optional_columns_count_as_used(config: Config, sample: pd.DataFrame) -> None:
+    optional = [c.name for c in config.optional_columns]
+    df = sample.copy()
+    for name in optional:
+        df[name] = ""
+    df["notes"] = "x"
+    batch = open_batch(df.to_csv(index=False).encode(), config, name="week.csv")
+    assert set(optional) <= set(batch.used_columns)
+    assert batch.ignored_columns == ("notes",)

@@ -101,6 +101,7 @@ def parse_config(raw: dict[str, Any], *, source: str = "<dict>", sha256: str = "
         display=doc.display,
         lender=doc.lender,
         warnings=doc.warnings(),
+        limits=doc.limits,
     )
 
 

@@ -29,6 +29,7 @@ from finflow_core.lending.config.settings import (
     DisplaySettings,
     Economics,
     LenderInfo,
+    LimitsSettings,
     ModelSettings,
     MonitoringSettings,
     Paths,
@@ -125,6 +126,7 @@ class Document(BaseModel):
     display: DisplaySettings = DisplaySettings()
     lender: LenderInfo | None = None
     paths: PathSettings = PathSettings()
+    limits: LimitsSettings = LimitsSettings()
 
     @model_validator(mode="before")
     @classmethod
@@ -201,6 +203,7 @@ class Config:
     display: DisplaySettings = field(default_factory=DisplaySettings)
     lender: LenderInfo | None = None
     warnings: tuple[str, ...] = ()
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
 
     def _key(self) -> tuple[Any, ...]:
         return tuple(getattr(self, f.name) for f in fields(self))
