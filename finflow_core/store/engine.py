@@ -126,8 +126,9 @@ def _sqlite_on_begin(conn: Connection) -> None:
         _begin_immediate(conn.connection.dbapi_connection)
 
 
-def _begin_immediate(raw: Any, timeout: float = SQLITE_BUSY_TIMEOUT_MS / 1000) -> None:
+def _begin_immediate(raw: Any) -> None:
     """Take the write lock, trying every few milliseconds (see the module docstring)."""
+    timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
     try:
         raw.execute("BEGIN IMMEDIATE")  # the common case: free at once, no pragma needed
         return
