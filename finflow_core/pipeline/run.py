@@ -122,10 +122,8 @@ class Totals:
         counts = scored["band"].value_counts()
         for b in BANDS:
             self.bands[b] += int(counts.get(b, 0))
-        profit = pd.to_numeric(scored["expected_profit"], errors="coerce")
-        if profit.notna().any():  # an unpriced strategy's profits are NaN: not added as 0
-            self.priced = True
-            self.profit += float(profit.sum())
+        if self.priced:  # an unpriced strategy's profits are unknown: never added up as 0
+            self.profit += float(pd.to_numeric(scored["expected_profit"], errors="coerce").sum())
         amount = scored["loan_amount"].to_numpy(dtype=float)
         band = scored["band"].to_numpy()
         low, medium = amount[band == Band.LOW].sum(), amount[band == Band.MEDIUM].sum()
@@ -148,7 +146,7 @@ def run_batch(batch: BatchFile, scoring: ScoringEngine, engine: BatchEngine, sin
     review_good_decline = scoring.config.economics.review_good_decline
     timings: dict[str, float] = {}
     drift_counts: dict[str, np.ndarray] = {}
-    totals = Totals()
+    totals = Totals(priced=scoring.config.pricing.priced)
     parts = engine.parts(batch, scoring)
     while True:
         t = time.perf_counter()
@@ -186,7 +184,7 @@ def _summary(batch: BatchFile, scoring: ScoringEngine, totals: Totals,
                             confidence=monitoring.confidence)
     add_timing(timings, "drift", t)
     valid = totals.rows_valid
-    priced = totals.priced or (valid == 0 and scoring.config.pricing.priced)
+    priced = totals.priced
     mapped = totals.mapped
     summary = BatchSummary(
         batch_id=getattr(sink, "batch_id", batch.batch_id),

@@ -176,7 +176,7 @@ def _decision_table(rows: list[Any], k: int) -> pd.DataFrame:
     )
     reasons = json.loads("[" + ",".join(df.pop("reasons")) + "]")  # one parse for the chunk
     df["probability"] = df["probability"].round(6)
-    df["expected_profit"] = df["expected_profit"].round(2)
+    df["expected_profit"] = pd.to_numeric(df["expected_profit"]).astype(float).round(2)  # NULL: NaN
     df["decision"] = df["band"].map({str(k): str(v) for k, v in BAND_RECOMMENDATION.items()})
     df = df[list(DECISION_EXPORT)]
     for i in range(k):

@@ -181,7 +181,7 @@ class StoreSink:
             "data": raw.to_json(orient="records", lines=True, force_ascii=False).splitlines(),
             "probability": probability, "band": bands,
             "status": np.array([STATUS_OF_BAND[b] for b in bands], dtype=object),
-            "expected_profit": scored["expected_profit"].to_numpy(dtype=float),
+            "expected_profit": self._profit(scored["expected_profit"]),
             "decided_kind": np.where(auto, DecisionKind.AUTO, None), "current_decision_id": decision_ids,
         }
         bulk_insert(conn, applications, columns, n)
@@ -284,6 +284,12 @@ class StoreSink:
             batch_loads.finished(self.batch_id)
             return
         batch_loads.abort_load(self.store, self.batch_id)
+
+    def _profit(self, values: pd.Series) -> np.ndarray:
+        """Expected profit as stored: NULL throughout when nothing is priced (a declined
+        loan's 0 included: the batch's profit is unknown, not a sum of zeros)."""
+        out = values.to_numpy(dtype=float)
+        return out if self.config.pricing.priced else np.full(len(out), np.nan)
 
     # -- helpers ------------------------------------------------------------------------------
     def _weeks(self, valid: pd.DataFrame) -> list[str]:

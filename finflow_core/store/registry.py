@@ -32,7 +32,7 @@ class VersionRecord:
     rows: int
     auc: float
     cutoff: float
-    oof_profit: float
+    oof_profit: float | None  # None when the lender has no pricing
     promoted_by: str | None
     promoted_at: str | None
     folder: str
@@ -48,14 +48,23 @@ class SavedEdges:
     saved_by: str
 
 
+def _figure(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _record(r: Any) -> VersionRecord:
     card = json.loads(r.card)
     return VersionRecord(
         r.version, r.model_name, ModelStatus(r.status), r.created_at, r.trained_by, int(r.rows),
         float(card["metrics_out_of_fold"]["auc"]), float(card["strategy"]["cutoff"]),
-        float(card["strategy"]["oof_profit_banded"]), r.promoted_by, r.promoted_at, r.folder,
+        _figure(card["strategy"].get("oof_profit_banded")), r.promoted_by, r.promoted_at, r.folder,
         r.artifact_sha256,
     )
+
+
+def _number(v: Any) -> float:
+    """A card figure; NaN where the card has none (an unpriced model has no profit)."""
+    return float("nan") if v is None else float(v)
 
 
 def champion_version(conn: Connection) -> str | None:
