@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from sqlalchemy import select, update
 from store_helpers import ANALYST, MANAGER, OFFICER, BatchFiles, Lending
@@ -281,3 +282,42 @@ def test_a_failed_run_leaves_no_trace_and_does_not_block_the_next(
     assert ff.count("batches") == ff.count("applications") == ff.count("scores") == 0
     monkeypatch.setattr(batch_writer.StoreSink, "_write_rows", real)
     assert not ff.run(batches_dir.a).already_stored
+
+
+# -- typed-in applications: drift per week, not per application -------------------------------------
+
+def test_typed_in_applications_are_measured_per_week_once_enough_have_arrived(
+    ff: Lending, batches_dir: BatchFiles
+) -> None:
+    import dataclasses
+
+    from finflow_core.lending.config import MonitoringSettings
+    from finflow_core.services.context import Context
+    from finflow_core.services.workbench import Workbench
+
+    config = dataclasses.replace(ff.config, monitoring=MonitoringSettings(min_rows=5))
+    engine = ScoringEngine(ff.engine.bundle, config)
+    context = Context(config, ff.store)
+    officer = Workbench(context, OFFICER).applications
+    manager = Workbench(context, MANAGER)
+    rows = pd.read_csv(batches_dir.b, dtype=str, keep_default_na=False).head(40)
+    records = [r for r in rows.to_dict("records") if officer.score(r, engine=engine).valid][:5]
+    submitted = []
+    for record in records[:4]:
+        submitted.append(officer.submit(record, engine=engine))
+        assert manager.drift.runs() == []  # one application is no population: no drift run
+    summary = manager.batches.summary(submitted[0].batch_id)
+    assert summary.origin == "form" and summary.drift["status"] == "insufficient_data"
+    assert ff.count("drift_runs", "WHERE kind = 'batch'") == 0
+    submitted.append(officer.submit(records[4], engine=engine))
+    [run] = manager.drift.runs()
+    assert run.kind == "period" and run.batch_id is None and run.rows == 5
+    assert run.status != "insufficient_data" and run.score_psi is not None
+    assert sum(run.counts["score"]) == 5
+    assert manager.drift.distribution(run, "score")["batch"].sum() == pytest.approx(1.0)
+    # voiding one of them measures the week again: 4 rows are not enough any more
+    manager.batches.void(submitted[0].batch_id, "typed in twice by mistake")
+    assert manager.drift.runs() == []
+    with ff.store.connect() as conn:
+        assert check_rollups(conn) == []
+    assert verify_audit(ff.store).ok and verify_decisions(ff.store).ok
