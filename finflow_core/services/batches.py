@@ -31,6 +31,7 @@ from finflow_core.lending.terms import BatchOrigin
 from finflow_core.pipeline.local import LocalEngine
 from finflow_core.pipeline.run import BatchEngine, BatchSummary, Progress, run_batch
 from finflow_core.services.access import Action
+from finflow_core.services.maintenance import stale_after
 from finflow_core.services.models import champion_engine
 from finflow_core.services.workbench import Service
 from finflow_core.store import batch_loads, exports
@@ -147,7 +148,8 @@ class BatchService(Service):
         if stored is not None:
             return stored
         if origin == BatchOrigin.FILE:
-            batch_loads.recover_abandoned(store)  # a run killed earlier leaves nothing behind
+            # a run killed earlier leaves nothing behind
+            batch_loads.recover_abandoned(store, stale=stale_after(self.ctx.config))
         scoring = scoring or champion_engine(self.ctx, explain=engine.name == "local")
         try:
             sink = StoreSink(store, batch, scoring, self.actor.username, self.ctx.clock(),

@@ -21,6 +21,7 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import text
@@ -61,7 +62,13 @@ def open_installation(config: Config, *, recover: bool = True) -> Store:
             raise StoreNotWritable(f"cannot create the data folder {data_dir} ({exc.strerror}): "
                                    "make FINFLOW_HOME writable or point it elsewhere",
                                    path=str(data_dir)) from None
-    return open_store(config.paths.database_url, recover=recover, prior_use=prior_use(config))
+    return open_store(config.paths.database_url, recover=recover, prior_use=prior_use(config),
+                      stale=stale_after(config))
+
+
+def stale_after(config: Config) -> timedelta:
+    """When a load from another host with no heartbeat counts as abandoned (config limits)."""
+    return timedelta(minutes=config.limits.stale_load_minutes)
 
 
 # -- backups ----------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -345,7 +346,7 @@ class Store:
 
 
 def open_store(url: str | URL, *, upgrade: bool = True, recover: bool = True,
-               prior_use: Iterable[Path] = ()) -> Store:
+               prior_use: Iterable[Path] = (), stale: timedelta | None = None) -> Store:
     """Open the database at ``url`` and bring its schema up to date.
 
     A SQLite file is checked first (:func:`check_sqlite_file`: ``prior_use`` are files that
@@ -354,7 +355,8 @@ def open_store(url: str | URL, *, upgrade: bool = True, recover: bool = True,
     database written by a newer FinFlow is refused
     (:class:`~finflow_core.store.migrate.SchemaVersionError`). With ``recover`` (and
     ``upgrade``), batch loads whose process died are removed (audited), see
-    :func:`finflow_core.store.batch_loads.recover_abandoned`.
+    :func:`finflow_core.store.batch_loads.recover_abandoned` (``stale``: when a load from
+    another host counts as abandoned; default ten minutes).
     """
     from finflow_core.store.migrate import upgrade_to_head
 
@@ -372,7 +374,7 @@ def open_store(url: str | URL, *, upgrade: bool = True, recover: bool = True,
         if upgrade and recover:
             from finflow_core.store.batch_loads import recover_abandoned
 
-            recover_abandoned(store)
+            recover_abandoned(store, **({} if stale is None else {"stale": stale}))
         return store
     except BaseException as exc:
         if engine is not None:
