@@ -12,7 +12,7 @@ import pytest
 
 from finflow_core.errors import BatchRejected
 from finflow_core.lending.config import Config
-from finflow_core.lending.intake.reader import iter_chunks, open_batch
+from finflow_core.lending.intake.reader import iter_chunks, open_batch, open_source
 from finflow_core.lending.intake.validation import validate_batch
 from finflow_core.lending.synthetic import generate_applications
 
@@ -301,6 +301,13 @@ def test_a_file_over_the_size_limit_is_rejected_before_it_is_read(
         with pytest.raises(BatchRejected) as exc:
             open_batch(source, tight, name="week.csv")
         assert exc.value.reason == "too_large" and "max_file_mb" in exc.value.message
+    parquet = tmp_path / "big.parquet"
+    pd.read_csv(io.StringIO(sample_csv * 3), dtype=str).to_parquet(parquet)
+    assert parquet.stat().st_size > 1100
+    for source in (parquet, parquet.read_bytes()):  # a Parquet file: the same limit
+        with pytest.raises(BatchRejected) as exc:
+            open_source(source, tight, name="week.parquet")
+        assert exc.value.reason == "too_large"
     assert tight.limits.columns_allowed(len(tight.columns)) == 40
 
 
