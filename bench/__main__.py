@@ -58,6 +58,7 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10k,100k,1M", help="weekly-run batch sizes (default 10k,100k,1M)")
     ap.add_argument("--dask-sizes", default="100k", help="sizes also run on a Dask LocalCluster ('' = none)")
+    ap.add_argument("--pg-sizes", default="", help="sizes also stored in PostgreSQL (e.g. 100k)")
     ap.add_argument("--psi-rows", default="1M")
     ap.add_argument("--pages-rows", default="1M")
     ap.add_argument("--single-n", type=int, default=300)
@@ -85,6 +86,10 @@ def main() -> None:
             results["weekly"].append(job(f"weekly_{label(n)}", "bench.weekly_job", "--size", str(n)))
         if "bare" not in skip:
             results["bare"].append(job(f"bare_{label(n)}", "bench.weekly_job", "--size", str(n), "--mode", "bare"))
+    for s in [x for x in args.pg_sizes.split(",") if x.strip()]:
+        if "weekly" not in skip:
+            results["weekly"].append(job(f"weekly_pg_{s}", "bench.weekly_job", "--size", s,
+                                         "--backend", "postgresql"))
     for s in [x for x in args.dask_sizes.split(",") if x.strip()]:
         if "dask" not in skip:
             results["dask"].append(job(f"dask_{s}", "bench.weekly_job", "--size", s, "--mode", "dask"))
@@ -209,7 +214,7 @@ def latency_section(lat: dict[str, Any] | None) -> list[str]:
 def targets(r: dict[str, Any]) -> list[str]:
     t = r["targets"]
     lines = []
-    w = {x["rows"]: x for x in r["weekly"] if "rows" in x}
+    w = {x["rows"]: x for x in r["weekly"] if "rows" in x and x.get("mode") == "finflow"}
     b = {x["rows"]: x for x in r["bare"] if "rows" in x}
     if 100_000 in w:
         ok = w[100_000]["wall"] <= t["weekly_100k_seconds"]

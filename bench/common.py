@@ -106,6 +106,43 @@ def fresh_store(tag: str) -> Any:
     return open_store(f"sqlite:///{target}")
 
 
+_PG: Any = None  # this process's throw-away PostgreSQL cluster
+
+
+def pg_store(tag: str) -> Any:
+    """A fresh PostgreSQL store with the bench champion registered (no sample batches).
+
+    The cluster is the tests' throw-away one (``tests/pg.py``: Debian's server binaries,
+    loopback, fsync off), started once per process and removed when it exits.
+    """
+    global _PG
+    from finflow_core.services.access import SYSTEM
+    from finflow_core.services.models import load_version
+    from finflow_core.services.workbench import Workbench
+    from finflow_core.store import open_store, registry
+
+    if _PG is None:
+        sys.path.insert(0, str(ROOT.parent / "tests"))
+        from pg import start_cluster  # the tests' helper (it skips via pytest without binaries)
+
+        _PG = start_cluster()
+    url = _PG.create_database(f"bench_{tag}_{os.getpid()}".lower())
+    with open_store(f"sqlite:///{base_db()}") as home:
+        version = champion(home)
+        bundle = load_version(context(home), str(version))
+        with home.connect() as conn:
+            rec = registry.version(conn, str(version))
+        folder = registry.model_folder(rec.folder, config().paths.models_dir)
+    store = open_store(url)
+    Workbench(context(store), SYSTEM).models.register(bundle, folder)
+    return store
+
+
+def open_bench_store(tag: str, backend: str = "sqlite") -> Any:
+    """``fresh_store`` on SQLite, ``pg_store`` on PostgreSQL."""
+    return pg_store(tag) if backend == "postgresql" else fresh_store(tag)
+
+
 def batch_csv(n: int, seed: int = 2026) -> Path:
     """A weekly batch of ``n`` synthetic applications (no outcome column), written once."""
     from finflow_core.lending.synthetic import generate_applications

@@ -2,7 +2,7 @@
 
     python -m bench.weekly_job --size 100k --mode finflow|bare|dask
 
-finflow: ``wb.batches.run`` (chunked: validate, score, explain, drift, store each chunk in
+finflow: ``wb.batches.run`` (``--backend postgresql``: into a throw-away PostgreSQL cluster) (chunked: validate, score, explain, drift, store each chunk in
 its own short transaction under the invisible loading state, publish), then the report
 export ``wb.batches.export`` (decisions/quarantine CSVs from the store), each stage timed.
 bare: the bare minimum for the same model: ``pandas.read_csv``, the champion's
@@ -28,6 +28,7 @@ from bench.common import (
     emit,
     fresh_store,
     label,
+    open_bench_store,
     parse_size,
     peak_rss_mb,
     scoring_engine,
@@ -35,11 +36,11 @@ from bench.common import (
 )
 
 
-def run_finflow(n: int, chunk_rows: int) -> dict:
+def run_finflow(n: int, chunk_rows: int, backend: str = "sqlite") -> dict:
     from finflow_core.pipeline.local import LocalEngine
 
     path = batch_csv(n)
-    store = fresh_store(f"weekly_{label(n)}")
+    store = open_bench_store(f"weekly_{label(n)}", backend)
     timer = Timer()
     engine = scoring_engine(store)
     wb = workbench(store)
@@ -66,10 +67,10 @@ def run_finflow(n: int, chunk_rows: int) -> dict:
     wall = run + report
     store.close()
     return {
-        "mode": "finflow", "rows": n, "wall": wall, "rows_per_s": n / wall, "peak_rss_mb": peak_rss_mb(),
+        "mode": "finflow" if backend == "sqlite" else "finflow (PostgreSQL)", "rows": n, "wall": wall, "rows_per_s": n / wall, "peak_rss_mb": peak_rss_mb(),
         "stages": stages, "load_model": load, "bands": summary.bands, "rows_valid": summary.rows_valid,
         "explained": summary.bands["medium"] + summary.bands["high"], "chunk_rows": chunk_rows,
-        "model": engine.bundle.model_name, "store": str(store.url),
+        "model": engine.bundle.model_name, "store": str(store.url), "backend": store.dialect,
     }
 
 
@@ -143,10 +144,12 @@ def main() -> None:
     ap.add_argument("--mode", choices=("finflow", "bare", "dask"), default="finflow")
     ap.add_argument("--chunk-rows", type=int, default=50_000)
     ap.add_argument("--workers", type=int, default=0, help="dask: LocalCluster workers (0: default)")
+    ap.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite",
+                    help="finflow: the store (postgresql: a throw-away local cluster, COPY)")
     args = ap.parse_args()
     n = parse_size(args.size)
     if args.mode == "finflow":
-        emit(run_finflow(n, args.chunk_rows))
+        emit(run_finflow(n, args.chunk_rows, args.backend))
     elif args.mode == "bare":
         emit(run_bare(n))
     else:
