@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -27,6 +28,10 @@ def test_the_configured_timeout_decides_when_a_silent_load_elsewhere_is_abandone
     assert stale_after(patient) == timedelta(minutes=30)
     engine = PausedEngine(after=0)
     run = Background(ff, batches_dir.a, engine)
+    deadline = time.monotonic() + 60
+    while ff.count("applications") == 0:  # the first part is committed (by the writer thread)
+        assert time.monotonic() < deadline, "the first part was never stored"
+        time.sleep(0.02)
     with ff.store.begin() as conn:  # as if another host had loaded it, silent for 20 minutes
         batch_id = conn.execute(select(batches.c.id).where(batches.c.state == "loading")).scalar_one()
         conn.execute(update(batches).where(batches.c.id == batch_id).values(
