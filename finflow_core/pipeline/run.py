@@ -7,6 +7,8 @@ written once, here.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -50,7 +52,12 @@ class BatchEngine(Protocol):
 
 
 class BatchSink(Protocol):
-    """Where a run's results go, part by part; ``batch_id`` is the id it stores them under."""
+    """Where a run's results go, part by part; ``batch_id`` is the id it stores them under.
+
+    A sink whose ``background`` attribute is true has its ``write_chunk`` called from a
+    writer thread (one part at a time, in order), so storing part k overlaps making part
+    k + 1; ``finish`` is always called from the caller's thread, after the last write.
+    """
 
     batch_id: str
 
@@ -140,6 +147,47 @@ def add_timing(timings: dict[str, float], stage: str, started: float) -> None:
     timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
 
 
+class _Writer:
+    """Calls a sink's ``write_chunk`` in a background thread, at most ``depth`` parts waiting
+    (so memory stays bounded); the first error stops it and is raised to the caller."""
+
+    def __init__(self, sink: BatchSink, timings: dict[str, float], depth: int = 1) -> None:
+        self.sink, self.timings = sink, timings
+        self.queue: queue.Queue[tuple[ChunkResult, pd.DataFrame] | None] = queue.Queue(depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="finflow-store-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is not None:
+                continue  # failed: drain until told to stop
+            t = time.perf_counter()
+            try:
+                self.sink.write_chunk(*item)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                self.error = exc
+            add_timing(self.timings, "store", t)
+
+    def put(self, chunk: ChunkResult, scored: pd.DataFrame) -> None:
+        self._raise()
+        t = time.perf_counter()
+        self.queue.put((chunk, scored))
+        add_timing(self.timings, "store_wait", t)
+
+    def close(self) -> None:
+        """Wait for every part to be written; raise the writer's error, if any."""
+        t = time.perf_counter()
+        self.queue.put(None)
+        self.thread.join()
+        add_timing(self.timings, "store_wait", t)
+        self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
 def run_batch(batch: BatchFile, scoring: ScoringEngine, engine: BatchEngine, sink: BatchSink, *,
               progress: Progress | None = None) -> BatchSummary:
     """Run ``batch`` through ``engine`` into ``sink`` and return its summary."""
@@ -147,27 +195,47 @@ def run_batch(batch: BatchFile, scoring: ScoringEngine, engine: BatchEngine, sin
     timings: dict[str, float] = {}
     drift_counts: dict[str, np.ndarray] = {}
     totals = Totals(priced=scoring.config.pricing.priced)
+    writer = _Writer(sink, timings) if getattr(sink, "background", False) else None
     parts = engine.parts(batch, scoring)
-    while True:
-        t = time.perf_counter()
-        part = next(parts, None)
-        add_timing(timings, "wait", t)
-        if part is None:
-            break
-        for k, v in part.timings.items():
-            timings[k] = timings.get(k, 0.0) + v
-        for k, counts in part.drift.items():
-            drift_counts[k] = drift_counts[k] + counts if k in drift_counts else counts
-        t = time.perf_counter()
-        if part.chunk.rows_in:
-            sink.write_chunk(part.chunk, part.scored)
-        add_timing(timings, "store", t)
-        totals.add(part.chunk, part.scored, review_good_decline)
-        if progress is not None:
-            progress(totals.rows_in, max(batch.expected_rows, totals.rows_in))
+    try:
+        while True:
+            t = time.perf_counter()
+            part = next(parts, None)
+            add_timing(timings, "wait", t)
+            if part is None:
+                break
+            for k, v in part.timings.items():
+                timings[k] = timings.get(k, 0.0) + v
+            for k, counts in part.drift.items():
+                drift_counts[k] = drift_counts[k] + counts if k in drift_counts else counts
+            if part.chunk.rows_in:
+                if writer is not None:
+                    writer.put(part.chunk, part.scored)
+                else:
+                    t = time.perf_counter()
+                    sink.write_chunk(part.chunk, part.scored)
+                    add_timing(timings, "store", t)
+            totals.add(part.chunk, part.scored, review_good_decline)
+            if progress is not None:
+                progress(totals.rows_in, max(batch.expected_rows, totals.rows_in))
+    finally:
+        if writer is not None:
+            _close_writer(writer)
     summary = _summary(batch, scoring, totals, drift_counts, timings, sink)
     summary.timings.update(getattr(engine, "stats", {}))  # e.g. the Dask engine's partitions
     return summary
+
+
+def _close_writer(writer: _Writer) -> None:
+    """Join the writer; its error wins unless the run itself is already failing."""
+    import sys
+
+    failing = sys.exc_info()[1] is not None
+    try:
+        writer.close()
+    except BaseException:
+        if not failing:
+            raise
 
 
 def _summary(batch: BatchFile, scoring: ScoringEngine, totals: Totals,
@@ -211,7 +279,7 @@ def _summary(batch: BatchFile, scoring: ScoringEngine, totals: Totals,
     )
     t = time.perf_counter()
     sink.finish(summary, drift)
-    add_timing(timings, "store", t)
+    add_timing(timings, "publish", t)
     summary.timings = {k: round(v, 4) for k, v in timings.items()}
     return summary
 

@@ -112,6 +112,8 @@ class StoreSink:
         self._stack = contextlib.ExitStack()
         self._conn: Connection | None = None
         self.published = False
+        #: chunks may be written from a writer thread (each in its own transaction)
+        self.background = not one_transaction
         if one_transaction:
             self._conn = self._stack.enter_context(store.begin())
         s = scoring.strategy

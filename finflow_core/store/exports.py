@@ -27,6 +27,7 @@ from finflow_core.store.batch_queries import (
     issues_frame,
     iter_decision_frames,
     quarantine_frame,
+    stored_summary,
 )
 from finflow_core.store.batch_writer import json_default
 from finflow_core.store.faults import StoreNotWritable
@@ -35,8 +36,9 @@ REPORT_FILES = {"decisions": "decisions.csv", "quarantine": "quarantine.csv",
                 "issues": "quarantine_issues.csv", "mappings": "value_mappings.csv",
                 "summary": "summary.json"}
 MAPPING_COLUMNS = ["column", "value", "mapped_to", "count"]
-#: Summary keys that describe the run, not the batch (left out of summary.json).
-RUN_ONLY = ("already_stored", "timings")
+#: Summary keys that describe a run or an upload, not the batch's content (left out of
+#: summary.json, so the same file gives the same reports; `batches list` has who and when).
+RUN_ONLY = ("already_stored", "timings", "uploaded_at", "uploaded_by")
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -66,6 +68,7 @@ def export_batch(store: Store, summary: BatchSummary, out_dir: Path, reason_code
     summary.json from the store (each to a temporary name, then renamed; summary.json last)."""
     check_out_dir(out_dir)
     batch_id = summary.batch_id
+    summary = stored_summary(store, batch_id) or summary  # as stored: who, when, with what
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {k: out_dir / v for k, v in REPORT_FILES.items()}
     with _staged(paths) as staged:

@@ -50,6 +50,16 @@ class PausedEngine:
                 assert self.go.wait(120), "the test never released the load"
 
 
+def wait_for(ready: Any, timeout: float = 60) -> None:
+    """Poll ``ready()`` (the store's writer thread commits parts shortly after they are made)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
 class Background:
     """A batch run in a thread; ``result`` is its summary or the exception it raised."""
 
@@ -93,7 +103,9 @@ def test_a_loading_batch_is_invisible_until_it_is_published_at_once(
     before = what_people_see(ff)
     trail_before = len(audit_rows(ff.store))
     engine = PausedEngine(after=1)
+    base = ff.count("applications")
     run = Background(ff, batches_dir.b, engine)
+    wait_for(lambda: ff.count("applications") - base > 200)  # two parts committed
     with ff.store.connect() as conn:
         loading = conn.execute(select(batches.c.id, batches.c.state, batches.c.rows_written)
                                .where(batches.c.state == "loading")).one()
@@ -160,6 +172,7 @@ def test_an_abandoned_load_is_removed_when_the_store_is_opened_and_audited(
     row taken over) publishes nothing."""
     engine = PausedEngine(after=1)
     run = Background(ff, batches_dir.a, engine)
+    wait_for(lambda: ff.count("applications") > 0)
     with ff.store.connect() as conn:
         batch_id = conn.execute(select(batches.c.id).where(batches.c.state == "loading")).scalar_one()
     assert ff.count("applications") > 0
