@@ -25,7 +25,8 @@ TARGETS = {
     "weekly_1M_seconds": 40.0, "single_p95_ms": 100.0, "psi_1M_seconds": 0.5, "page_seconds": 1.0,
     "latency_p95_seconds": 1.0,
 }
-STAGES = ("read", "validate", "features", "predict", "explain", "drift", "store", "report", "other")
+STAGES = ("read", "validate", "features", "predict", "explain", "drift", "store", "store_wait",
+          "publish", "report", "other")
 
 
 def job(name: str, module: str, *args: str, timeout: int = 7200) -> dict[str, Any]:
@@ -138,7 +139,10 @@ def render(r: dict[str, Any]) -> str:
                        f"{_f(rss, 0)} | " + " | ".join(_f(st.get(s), 2) for s in STAGES)
                        + f" | {_f(ratio)} |")
         out += ["", "finflow = `wb.batches.run` (50k-row chunks, each stored in short transactions "
-                "under the invisible loading state, then published) + `wb.batches.export`; bare = "
+                "under the invisible loading state by a writer thread while the next chunk is made, "
+                "then published) + `wb.batches.export`; store = the writer thread's seconds "
+                "(overlapped), store_wait = the run waiting for it, other = the run's own thread "
+                "outside every named stage; bare = "
                 "pandas.read_csv + champion predict_proba + TreeSHAP of review/decline rows; dask = "
                 "`wb.batches.run(engine=DaskEngine(...))` on a LocalCluster (stage seconds summed over "
                 "workers; peak RSS = driver + largest worker).", ""]
