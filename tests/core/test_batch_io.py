@@ -320,3 +320,37 @@ def test_optional_columns_count_as_used(config: Config, sample: pd.DataFrame) ->
     batch = open_batch(df.to_csv(index=False).encode(), config, name="week.csv")
     assert set(optional) <= set(batch.used_columns)
     assert batch.ignored_columns == ("notes",)
+
+
+# -- the quote-free fast path ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("chunk_rows", [1, 3, 50])
+def test_the_quote_free_fast_path_reads_exactly_what_the_csv_module_reads(
+    config: Config, sample_csv: str, chunk_rows: int,
+) -> None:
+    """Blank and whitespace lines, CRLF, a BOM, short and long rows, no final line break."""
+    import dataclasses
+
+    header, *rows = sample_csv.strip("\n").split("\n")
+    lines = [header, rows[0], "", "   ", rows[1], "a,b,c", rows[2] + ",extra", "\t", rows[3], ",",
+             *rows[4:9], "", rows[9]]
+    for content in ("\ufeff" + "\r\n".join(lines) + "\r\n\r\n", "\n".join(lines)):
+        batch = open_batch(content.encode(), config, name="week.csv")
+        assert batch.plain
+        fast = list(iter_chunks(batch, chunk_rows))
+        slow = list(iter_chunks(dataclasses.replace(batch, plain=False), chunk_rows))
+        assert len(fast) == len(slow) > 0
+        for f, s in zip(fast, slow, strict=True):
+            pd.testing.assert_frame_equal(f.frame, s.frame)
+            assert (f.row_numbers, f.lines, f.misshapen) == (s.row_numbers, s.lines, s.misshapen)
+        assert sum(len(c.misshapen) for c in fast) == 3  # "a,b,c", the extra cell, ","
+        assert [r for c in fast for r in c.row_numbers][-1] == 12  # blank lines are no records
+
+
+def test_quotes_or_a_lone_carriage_return_take_the_csv_module_path(config: Config, sample_csv: str) -> None:
+    header, first, *rest = sample_csv.split("\n")
+    quoted = "\n".join([header, '"' + first.replace(",", '",', 1), *rest])
+    assert not open_batch(quoted.encode(), config, name="q.csv").plain
+    lone_cr = "\n".join([header, first + "\r" + rest[0], *rest[1:]])
+    assert not open_batch(lone_cr.encode(), config, name="cr.csv").plain
+    assert open_batch(sample_csv.encode(), config, name="plain.csv").plain

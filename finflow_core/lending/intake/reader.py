@@ -46,6 +46,9 @@ class BatchFile:
     source: Source = field(repr=False)
     line_breaks: int = 0
     kind: str = "csv"  # "csv" | "parquet"
+    #: no quote character and no lone carriage return: records are lines, cells are the text
+    #: between commas (read by the fast path, :mod:`~finflow_core.lending.intake.plain_csv`)
+    plain: bool = False
 
     @property
     def expected_rows(self) -> int:
@@ -85,14 +88,14 @@ def open_batch(
     with stream:
         check_width(_header_cells(stream.read(BLOCK)), config, display)
         stream.seek(0)
-        sha, size, head, breaks = _first_pass(stream, display)
+        sha, size, head, breaks, plain = _first_pass(stream, display)
     header = _read_header(head, display)
     try:
         used, ignored = split_columns(header, config, display, require_target=require_target)
     except BatchRejected:
         _reject_structured_text(head, display)  # a JSON or HTML file says so, not "missing columns"
         raise
-    return BatchFile(display, sha, size, tuple(header), used, ignored, source, breaks)
+    return BatchFile(display, sha, size, tuple(header), used, ignored, source, breaks, plain=plain)
 
 
 def check_size(source: Source, config: Config, display: str) -> None:
@@ -156,6 +159,11 @@ def iter_chunks(batch: BatchFile, chunk_rows: int = 100_000) -> Iterator[RawChun
         from finflow_core.lending.intake.parquet import parquet_chunks
 
         yield from parquet_chunks(batch, chunk_rows)
+        return
+    if batch.plain:
+        from finflow_core.lending.intake.plain_csv import plain_chunks
+
+        yield from plain_chunks(batch, chunk_rows)
         return
     with batch.open_binary() as raw:
         reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""))
@@ -242,13 +250,17 @@ def make_chunk(
     return RawChunk(frame, numbers, lines, misshapen)
 
 
-def _first_pass(stream: BinaryIO, display: str) -> tuple[str, int, bytes, int]:
-    """SHA-256, size, first block and line breaks, after checking every byte is UTF-8 text."""
+def _first_pass(stream: BinaryIO, display: str) -> tuple[str, int, bytes, int, bool]:
+    """SHA-256, size, first block, line breaks and whether the file is plain (no quote, no
+    lone carriage return: see :attr:`BatchFile.plain`), after checking it is UTF-8 text."""
     sha = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
     size, offset, head, breaks = 0, 0, b"", 0
+    plain = True
     while block := stream.read(BLOCK):
         breaks += block.count(b"\n")
+        if plain:  # a "\r\n" split between two blocks merely sends the file the csv way
+            plain = b'"' not in block and block.count(b"\r") == block.count(b"\r\n")
         if size == 0:
             head = block
             _reject_utf16(block, display)
@@ -277,7 +289,7 @@ def _first_pass(stream: BinaryIO, display: str) -> tuple[str, int, bytes, int]:
         ) from exc
     if size == 0 or not head.removeprefix(codecs.BOM_UTF8).strip():
         raise BatchRejected(f"{display}: the file is empty", reason="empty")
-    return sha.hexdigest(), size, head, breaks
+    return sha.hexdigest(), size, head, breaks, plain
 
 
 def _reject_binary(block: bytes, display: str) -> None:
