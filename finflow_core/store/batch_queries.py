@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, or_, select
+import pyarrow as pa
+from sqlalchemy import Connection, bindparam, or_, select
 
 from finflow_core.lending.terms import BAND_RECOMMENDATION, BatchState, DriftStatus
 from finflow_core.pipeline.run import BatchSummary
@@ -140,16 +142,17 @@ def iter_decision_frames(store: Store, batch_id: str, reason_codes: int,
                          chunk_rows: int = 100_000) -> Iterator[pd.DataFrame]:
     """The stored decision table of a batch, in row-number order, a chunk at a time."""
     a = applications.c
+    query = (select(a.row_number, a.external_id, a.probability, a.band, a.status, a.expected_profit,
+                    a.amount, scores.c.model_version, scores.c.reasons)
+             .join(scores, scores.c.application_id == a.id)
+             .where(a.batch_id == bindparam("batch")).where(a.row_number > bindparam("last"))
+             .order_by(a.row_number).limit(chunk_rows))
     last = 0
     while True:
         with store.connect() as conn:
-            rows = conn.execute(
-                select(a.row_number, a.external_id, a.probability, a.band, a.status, a.expected_profit,
-                       a.amount, scores.c.model_version, scores.c.reasons)
-                .join(scores, scores.c.application_id == a.id)
-                .where(a.batch_id == batch_id).where(a.row_number > last)
-                .order_by(a.row_number).limit(chunk_rows)
-            ).all()
+            result = conn.execute(query, {"batch": batch_id, "last": last})
+            rows = result.cursor.fetchall()  # plain driver tuples: nothing here needs processing
+            result.close()
         if not rows:
             return
         yield _decision_table(rows, reason_codes)
@@ -169,19 +172,33 @@ def decision_columns(reason_codes: int) -> list[str]:
 
 
 def _decision_table(rows: list[Any], k: int) -> pd.DataFrame:
-    df = pd.DataFrame.from_records(
-        [tuple(r) for r in rows],
-        columns=["row_number", "application_id", "probability", "band", "status", "expected_profit",
-                 "loan_amount", "model_version", "reasons"],
-    )
-    reasons = json.loads("[" + ",".join(df.pop("reasons")) + "]")  # one parse for the chunk
-    df["probability"] = df["probability"].round(6)
-    df["expected_profit"] = pd.to_numeric(df["expected_profit"]).astype(float).round(2)  # NULL: NaN
-    df["decision"] = df["band"].map({str(k): str(v) for k, v in BAND_RECOMMENDATION.items()})
-    df = df[list(DECISION_EXPORT)]
-    for i in range(k):
-        df[f"reason_{i + 1}"] = [r[i]["text"] if i < len(r) else "" for r in reasons]
-    return df
+    """Columns straight from the rows; only the reasons of review and decline cases (the
+    rows that have any) are parsed, in one call for the chunk."""
+    (row_number, external, probability, band, status, profit, amount, version,
+     reasons) = (list(c) for c in zip(*rows, strict=True))
+    explained = [i for i, r in enumerate(reasons) if r != "[]"]
+    parsed = json.loads("[" + ",".join(reasons[i] for i in explained) + "]")
+    texts = [[""] * len(rows) for _ in range(k)]
+    for i, found in zip(explained, parsed, strict=True):
+        for j, reason in enumerate(found[:k]):
+            texts[j][i] = reason["text"]
+    recommend = {str(b): str(r) for b, r in BAND_RECOMMENDATION.items()}
+    return pd.DataFrame({
+        "row_number": np.asarray(row_number, dtype=np.int64),
+        "application_id": _text(external),
+        "probability": np.asarray(probability, dtype=float).round(6),
+        "band": _text(band),
+        "decision": _text([recommend.get(b) for b in band]),
+        "status": _text(status),
+        "expected_profit": np.asarray(profit, dtype=float).round(2),  # NULL (not priced): NaN
+        "loan_amount": np.asarray(amount, dtype=float),
+        "model_version": _text(version),
+        **{f"reason_{j + 1}": _text(texts[j]) for j in range(k)},
+    })
+
+
+def _text(values: list[Any]) -> Any:
+    return pd.array(pa.array(values, type=pa.string()), dtype="str")
 
 
 def quarantine_frame(store: Store, batch_id: str) -> pd.DataFrame:
