@@ -59,7 +59,7 @@ def _python_values(column: Any, rows: int) -> Sequence[Any]:
     if isinstance(column, list):
         if len(column) != rows:
             raise ValueError(f"column has {len(column)} values for {rows} rows")
-        if all(type(v) is str for v in column):  # the common case: text made for storing
+        if set(map(type, column)) <= {str}:  # the common case: text made for storing
             return column
         column = np.asarray(column, dtype=object)
     if isinstance(column, pd.Series):
@@ -80,7 +80,10 @@ def _python_values(column: Any, rows: int) -> Sequence[Any]:
         if missing.any():
             for i in np.flatnonzero(missing).tolist():
                 out[i] = None
-        return [_native(v) for v in out] if any(isinstance(v, _CONVERT) for v in out) else out
+        # one pass at C speed over the types present; convert only if some need it
+        if any(issubclass(t, _CONVERT) for t in set(map(type, out))):
+            return [_native(v) for v in out]
+        return out
     return arr.tolist()
 
 
