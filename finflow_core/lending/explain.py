@@ -95,12 +95,21 @@ class ReasonExplainer:
         chosen = np.take_along_axis(citable, order, axis=1)
         chosen &= np.cumsum(chosen, axis=1) <= self.top_k
         out: list[list[dict[str, Any]]] = [[] for _ in range(len(frame))]
-        for i, k in zip(*np.nonzero(chosen), strict=True):  # row-major: strongest first per row
-            j = order[i, k]
+        words: dict[tuple[str, Any], str | None] = {}  # a batch repeats its values: word each once
+        rows, ks = np.nonzero(chosen)
+        cols = order[rows, ks]
+        contributions = exp.shap[rows, cols].tolist()
+        for i, j, c in zip(rows.tolist(), cols.tolist(), contributions, strict=True):  # row-major
             name = self.features[j]
             value = cat_values[name][i] if name in cat_values else exp.values[i, j]
-            out[i].append({"feature": name, "text": self._word(name, value), "value": _plain(value),
-                           "contribution": float(exp.shap[i, j])})
+            if _missing(value):
+                text = self._word(name, value)
+            else:
+                key = (name, value)
+                text = words.get(key, _UNWORDED)
+                if text is _UNWORDED:
+                    text = words[key] = self._word(name, value)
+            out[i].append({"feature": name, "text": text, "value": _plain(value), "contribution": c})
         return out
 
     def _has_wording(self, values: np.ndarray) -> np.ndarray:
@@ -140,6 +149,9 @@ class ReasonExplainer:
                 return None
             template = f"{label} is {'high' if is_high else 'low'}"
         return f"{template} ({name} {format_value(float(value))})"
+
+
+_UNWORDED: Any = object()
 
 
 def format_value(v: float) -> str:
