@@ -99,10 +99,15 @@ class ReasonExplainer:
         rows, ks = np.nonzero(chosen)
         cols = order[rows, ks]
         contributions = exp.shap[rows, cols].tolist()
-        for i, j, c in zip(rows.tolist(), cols.tolist(), contributions, strict=True):  # row-major
-            name = self.features[j]
-            value = cat_values[name][i] if name in cat_values else exp.values[i, j]
-            if _missing(value):
+        numbers = exp.values[rows, cols].tolist()  # Python floats (NaN: missing)
+        for i, j, c, x in zip(rows.tolist(), cols.tolist(), contributions, numbers, strict=True):
+            name = self.features[j]  # row-major: each row's strongest reason first
+            if name in cat_values:
+                value = cat_values[name][i]
+                missing = _missing(value)
+            else:
+                value, missing = x, x != x
+            if missing:
                 text = self._word(name, value)
             else:
                 key = (name, value)

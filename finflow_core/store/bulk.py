@@ -80,9 +80,12 @@ def _python_values(column: Any, rows: int) -> Sequence[Any]:
         if missing.any():
             for i in np.flatnonzero(missing).tolist():
                 out[i] = None
-        # one pass at C speed over the types present; convert only if some need it
-        if any(issubclass(t, _CONVERT) for t in set(map(type, out))):
-            return [_native(v) for v in out]
+        # one pass at C speed over the types present; convert only if some need it, each
+        # distinct value once (a column of enum members holds a handful of them)
+        kinds = {t for t in set(map(type, out)) if issubclass(t, _CONVERT)}
+        if kinds:
+            plain = {v: _native(v) for v in set(out) if type(v) in kinds}
+            return [plain[v] if type(v) in kinds else v for v in out]
         return out
     return arr.tolist()
 
