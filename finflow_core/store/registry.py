@@ -62,11 +62,6 @@ def _record(r: Any) -> VersionRecord:
     )
 
 
-def _number(v: Any) -> float:
-    """A card figure; NaN where the card has none (an unpriced model has no profit)."""
-    return float("nan") if v is None else float(v)
-
-
 def champion_version(conn: Connection) -> str | None:
     return conn.execute(select(model_versions.c.version)
                         .where(model_versions.c.status == ModelStatus.CHAMPION)).scalar()
