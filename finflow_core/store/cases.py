@@ -15,6 +15,7 @@ from sqlalchemy import Connection, and_, delete, func, select, update
 from finflow_core.lending.terms import Band, BatchState, DecisionKind, Outcome, Status
 from finflow_core.store.batch_queries import published, visible
 from finflow_core.store.lending_tables import (
+    OPEN_CASES,
     applications,
     batches,
     claims,
@@ -79,6 +80,7 @@ def queue(conn: Connection, status: Status, order: str, limit: int, offset: int,
                a.segment_1, a.segment_2, c.claimed_by, c.claimed_at, c.expires_at, batches.c.uploaded_at)
         .select_from(applications.outerjoin(claims, live).join(batches, batches.c.id == a.batch_id))
         .where(a.status == status).where(batches.c.state == BatchState.PUBLISHED)
+        .where(OPEN_CASES)  # as the partial index says it: the planner can then use it
         .order_by(*sort).limit(limit).offset(offset)
     ).all()
     return [QueueRow(r[0], r[1], r[2], r[3], r[4], Band(r[5]), Status(r[6]), *r[7:]) for r in rows]
