@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from bench.common import config, emit, fresh_store
+from bench.common import config, emit, fresh_store, scoring_engine
 
 
 def main() -> None:
@@ -25,7 +25,6 @@ def main() -> None:
     from sklearn.metrics import roc_auc_score
 
     from finflow_core.lending.intake.validation import validate_batch
-    from finflow_core.services import batches as batch_store
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--explain-rows", type=int, default=4000)
@@ -33,7 +32,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
     cfg = config()
     store = fresh_store("alternatives")
-    engine = batch_store.scoring_engine(store, cfg)
+    engine = scoring_engine(store)
     bundle = engine.bundle
     history = validate_batch(cfg.paths.data_dir / "demo_history.csv", cfg, require_target=True).valid
     X = bundle.model.features_.transform(history)

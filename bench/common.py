@@ -45,19 +45,48 @@ def base_db() -> Path:
     return HOME / "data" / "finflow.db"
 
 
+def champion(store: Any) -> str | None:
+    from finflow_core.store import registry
+
+    with store.connect() as conn:
+        return registry.champion_version(conn)
+
+
+def context(store: Any) -> Any:
+    """The services' view of the bench installation."""
+    from finflow_core.services.context import Context
+
+    return Context(config(), store)
+
+
+def workbench(store: Any, *roles: str, name: str = "bench") -> Any:
+    """The services as a bench user holding ``roles`` (default: analyst)."""
+    from finflow_core.services.access import Principal
+    from finflow_core.services.workbench import Workbench
+
+    actor = Principal(user_id=None, username=name, roles=frozenset(roles or ("analyst",)))
+    return Workbench(context(store), actor)
+
+
+def scoring_engine(store: Any, *, explain: bool = True) -> Any:
+    """The champion with its active strategy (what a weekly run scores with)."""
+    from finflow_core.services.models import champion_engine
+
+    return champion_engine(context(store), explain=explain)
+
+
 def ensure_model(log: Any = print) -> str:
     """Train and register the demo champion in the bench home once (as `finflow setup --demo`)."""
-    from finflow_core.services import models as model_registry
     from finflow_core.services.demo_setup import bootstrap
     from finflow_core.store import open_store
 
     cfg = config()
     with open_store(cfg.paths.database_url) as store:
-        version = model_registry.champion_version(store)
+        version = champion(store)
         if version is None:
             log(f"training the demo model on {HISTORY_ROWS:,} rows (once; about 2 minutes)...")
-            bootstrap(cfg, store, demo=True, history_rows=HISTORY_ROWS, log=log)
-            version = model_registry.champion_version(store)
+            bootstrap(context(store), demo=True, history_rows=HISTORY_ROWS, log=log)
+            version = champion(store)
     return str(version)
 
 
@@ -75,6 +104,43 @@ def fresh_store(tag: str) -> Any:
     src.close()
     dst.close()
     return open_store(f"sqlite:///{target}")
+
+
+_PG: Any = None  # this process's throw-away PostgreSQL cluster
+
+
+def pg_store(tag: str) -> Any:
+    """A fresh PostgreSQL store with the bench champion registered (no sample batches).
+
+    The cluster is the tests' throw-away one (``tests/pg.py``: Debian's server binaries,
+    loopback, fsync off), started once per process and removed when it exits.
+    """
+    global _PG
+    from finflow_core.services.access import SYSTEM
+    from finflow_core.services.models import load_version
+    from finflow_core.services.workbench import Workbench
+    from finflow_core.store import open_store, registry
+
+    if _PG is None:
+        sys.path.insert(0, str(ROOT.parent / "tests"))
+        from pg import start_cluster  # the tests' helper (it skips via pytest without binaries)
+
+        _PG = start_cluster()
+    url = _PG.create_database(f"bench_{tag}_{os.getpid()}".lower())
+    with open_store(f"sqlite:///{base_db()}") as home:
+        version = champion(home)
+        bundle = load_version(context(home), str(version))
+        with home.connect() as conn:
+            rec = registry.version(conn, str(version))
+        folder = registry.model_folder(rec.folder, config().paths.models_dir)
+    store = open_store(url)
+    Workbench(context(store), SYSTEM).models.register(bundle, folder)
+    return store
+
+
+def open_bench_store(tag: str, backend: str = "sqlite") -> Any:
+    """``fresh_store`` on SQLite, ``pg_store`` on PostgreSQL."""
+    return pg_store(tag) if backend == "postgresql" else fresh_store(tag)
 
 
 def batch_csv(n: int, seed: int = 2026) -> Path:

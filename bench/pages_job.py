@@ -4,8 +4,8 @@
 
 Uses the store the 1M weekly-run benchmark left behind (real decisions, reasons and
 roll-ups) when it exists; otherwise fills a store through the core's own write path
-(``batch_store.StoreSink``: applications, scores, automatic decisions and the roll-ups,
-in one transaction per 100k batch) with synthetic applications and model-free scores, so
+(``StoreSink``: applications, scores, automatic decisions and the roll-ups, one published
+batch per 100k applications) with synthetic applications and model-free scores, so
 it needs no model time. Either way ``rollup.check_rollups`` confirms the roll-ups agree
 with the applications before anything is timed.
 """
@@ -30,6 +30,8 @@ from bench.common import (
     median_p95,
     parse_size,
     peak_rss_mb,
+    scoring_engine,
+    workbench,
 )
 
 FILL_BATCH = 100_000
@@ -37,17 +39,18 @@ FILL_BATCH = 100_000
 
 def fill(n: int, tag: str) -> Path:
     """``n`` applications in batches of 100k, written by StoreSink with synthetic scores."""
+    from datetime import UTC, datetime
+
     from finflow_core.lending.intake.reader import BatchFile, iter_chunks, open_batch
     from finflow_core.lending.intake.validation import ISSUE_COLUMNS, BatchValidator, ChunkResult
     from finflow_core.lending.strategy import BAND_DECISION, HIGH, LOW, MEDIUM, assign_bands
     from finflow_core.lending.synthetic import generate_applications
-    from finflow_core.pipeline.batch_run import BatchSummary
-    from finflow_core.services import auth
-    from finflow_core.services import batches as batch_store
+    from finflow_core.pipeline.run import BatchSummary
+    from finflow_core.store.batch_writer import StoreSink
 
     cfg = config()
     store = fresh_store(tag)
-    engine = batch_store.scoring_engine(store, cfg, explain=False)
+    engine = scoring_engine(store, explain=False)
     s = engine.strategy
     rng = np.random.default_rng(0)
     features = [f for f in engine.bundle.feature_names if f not in engine.bundle.categorical][:6]
@@ -76,15 +79,14 @@ def fill(n: int, tag: str) -> Path:
         chunk = ChunkResult(valid, result.row_numbers, pd.DataFrame(columns=["row_number", "line", "reasons"]),
                             pd.DataFrame(columns=ISSUE_COLUMNS), raw)
         batch = BatchFile(f"fill_{k}.csv", hashlib.sha256(f"fill-{n}-{k}".encode()).hexdigest(), 0, tuple(raw.columns), tuple(raw.columns), (), b"")
-        with store.begin() as conn:
-            sink = batch_store.StoreSink(conn, batch, engine, auth.SYSTEM)
-            sink.write_chunk(chunk, scored)
-            counts = {b: int((bands == b).sum()) for b in (LOW, MEDIUM, HIGH)}
-            drift = engine.bundle.baseline.report(
-                {name: np.ones(spec.n_bins, dtype=np.int64) for name, spec in engine.bundle.baseline.specs.items()})
-            sink.finish(BatchSummary(batch.batch_id, engine.bundle.version, rows, rows, 0, counts,
-                                     (counts[LOW] + counts[HIGH]) / rows, float(scored["expected_profit"].sum()),
-                                     drift.summary(), batch.name, batch.sha256), drift)
+        sink = StoreSink(store, batch, engine, "bench-fill", datetime.now(UTC))
+        sink.write_chunk(chunk, scored)
+        counts = {b: int((bands == b).sum()) for b in (LOW, MEDIUM, HIGH)}
+        drift = engine.bundle.baseline.report(
+            {name: np.ones(spec.n_bins, dtype=np.int64) for name, spec in engine.bundle.baseline.specs.items()})
+        sink.finish(BatchSummary(sink.batch_id, engine.bundle.version, rows, rows, 0, counts,
+                                 (counts[LOW] + counts[HIGH]) / rows, float(scored["expected_profit"].sum()),
+                                 drift.summary(), batch.name, batch.sha256), drift)
         done, k = done + rows, k + 1
         print(f"  filled {done:,} / {n:,}", flush=True)
     url = str(store.url).removeprefix("sqlite:///")
@@ -95,9 +97,6 @@ def fill(n: int, tag: str) -> Path:
 def main() -> None:
     from sqlalchemy import func, select
 
-    from finflow_core.services import auth
-    from finflow_core.services.portfolio import portfolio_summary
-    from finflow_core.services.review import review_queue
     from finflow_core.store import open_store
     from finflow_core.store.lending_tables import applications
     from finflow_core.store.rollup import check_rollups
@@ -108,7 +107,6 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=7)
     args = ap.parse_args()
     n = parse_size(args.rows)
-    cfg = config()
     timer = Timer()
     path = Path(args.store) if args.store else STORES / f"weekly_{label(n)}.db"
     source = "weekly-run store"
@@ -121,7 +119,7 @@ def main() -> None:
         t = time.perf_counter()
         problems = check_rollups(conn)
         check_seconds = time.perf_counter() - t
-    actor = auth.Principal(user_id=None, username="bench-manager", roles=frozenset({"manager", "officer"}))
+    wb = workbench(store, "manager", "officer", name="bench-manager")
 
     def timed(fn) -> dict:
         fn()  # first call: connection, statement compile
@@ -133,21 +131,21 @@ def main() -> None:
         return median_p95(samples)
 
     def portfolio_page(segment=None):
-        s = portfolio_summary(store, actor, cfg, segment=segment)
+        s = wb.portfolio.summary(segment=segment)
         s.kpis(), s.weekly()
         if segment:
             s.by("segment", "band")
         return s
 
-    pending = review_queue(store, actor, limit=50)[1]
+    pending = wb.review.queue(limit=50).total
     result = {
         "store": str(path), "source": source, "applications": int(total), "pending": int(pending),
         "rollups_consistent": not problems, "rollup_problems": problems[:5],
         "check_rollups_seconds": check_seconds, "prepare_seconds": fill_seconds,
         "portfolio_summary": timed(lambda: portfolio_page()),
         "portfolio_summary_by_industry": timed(lambda: portfolio_page("industry")),
-        "review_queue_oldest": timed(lambda: review_queue(store, actor, limit=50, order="oldest")),
-        "review_queue_largest": timed(lambda: review_queue(store, actor, limit=50, order="amount")),
+        "review_queue_oldest": timed(lambda: wb.review.queue(limit=50, order="oldest")),
+        "review_queue_largest": timed(lambda: wb.review.queue(limit=50, order="amount")),
         "peak_rss_mb": peak_rss_mb(),
     }
     store.close()

@@ -13,25 +13,31 @@ import cProfile
 import io
 import pstats
 
-from bench.common import RESULTS, batch_csv, config, emit, fresh_store, label, parse_size
+from bench.common import (
+    RESULTS,
+    batch_csv,
+    emit,
+    fresh_store,
+    label,
+    parse_size,
+    scoring_engine,
+    workbench,
+)
 
 
 def main() -> None:
-    from finflow_core.services import auth
-    from finflow_core.services import batches as batch_store
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", default="100k")
     ap.add_argument("--top", type=int, default=45)
     args = ap.parse_args()
     n = parse_size(args.size)
     path = batch_csv(n)
-    cfg = config()
     store = fresh_store(f"profile_{label(n)}")
-    engine = batch_store.scoring_engine(store, cfg)
+    engine = scoring_engine(store)
+    wb = workbench(store)
     prof = cProfile.Profile()
     prof.enable()
-    summary = batch_store.weekly_run(store, auth.SYSTEM, path, cfg, engine=engine,
-                                     out_dir=RESULTS / "out" / f"profile_{label(n)}")
+    summary = wb.batches.run(path, scoring=engine, out_dir=RESULTS / "out" / f"profile_{label(n)}")
     prof.disable()
     base = RESULTS / f"profile_{label(n)}"
     prof.dump_stats(f"{base}.prof")

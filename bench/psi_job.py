@@ -36,6 +36,7 @@ from bench.common import (
     label,
     parse_size,
     peak_rss_mb,
+    scoring_engine,
 )
 
 EVIDENTLY_PY = ROOT / ".venv-evidently" / "bin" / "python"
@@ -60,8 +61,6 @@ def main() -> None:
     from finflow_core.lending.drift import SCORE, psi_from_counts
     from finflow_core.lending.intake.validation import validate_batch
     from finflow_core.lending.synthetic import generate_applications
-    from finflow_core.services import batches as batch_store
-
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", default="1M")
     ap.add_argument("--evidently-python", default=str(EVIDENTLY_PY))
@@ -71,7 +70,7 @@ def main() -> None:
     ensure_model()  # standalone runs: the bench home's demo model, trained once
     cfg = config()
     store = fresh_store("psi")
-    engine = batch_store.scoring_engine(store, cfg, explain=False)
+    engine = scoring_engine(store, explain=False)
     bundle = engine.bundle
     baseline = bundle.baseline
     names = list(bundle.feature_names)

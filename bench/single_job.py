@@ -8,7 +8,15 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench.common import config, emit, fresh_store, median_p95, peak_rss_mb
+from bench.common import (
+    config,
+    emit,
+    fresh_store,
+    median_p95,
+    peak_rss_mb,
+    scoring_engine,
+    workbench,
+)
 
 
 def records(n: int) -> list[dict]:
@@ -21,33 +29,29 @@ def records(n: int) -> list[dict]:
 
 
 def main() -> None:
-    from finflow_core.services import auth
-    from finflow_core.services import batches as batch_store
-    from finflow_core.services.applications import score_one, submit_application
-
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--submit", type=int, default=100)
     args = ap.parse_args()
     cfg = config()
     store = fresh_store("single")
-    engine = batch_store.scoring_engine(store, cfg)
+    engine = scoring_engine(store)
+    officer = workbench(store, "officer", name="bench-officer").applications
     recs = records(args.n + args.submit + 20)
     for r in recs[:10]:  # warm-up: imports, first-call caches
-        score_one(engine, r)
+        officer.score(r, engine=engine)
     in_process, bands = [], {"low": 0, "medium": 0, "high": 0}
     for r in recs[10:10 + args.n]:
         t = time.perf_counter()
-        d = score_one(engine, r)
+        d = officer.score(r, engine=engine)
         in_process.append(time.perf_counter() - t)
         bands[d.band] += 1
-    actor = auth.Principal(user_id=None, username="bench-officer", roles=frozenset({"officer", "analyst"}))
     for r in recs[10 + args.n:20 + args.n]:
-        submit_application(store, actor, r, engine)
+        officer.submit(r, engine=engine)
     stored = []
     for r in recs[20 + args.n:20 + args.n + args.submit]:
         t = time.perf_counter()
-        submit_application(store, actor, r, engine)
+        officer.submit(r, engine=engine)
         stored.append(time.perf_counter() - t)
     # where one in-process decision's time goes
     from finflow_core.lending.intake.validation import validate_batch

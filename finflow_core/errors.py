@@ -110,7 +110,7 @@ class ClusterError(FinFlowError):
     """The Dask cluster cannot be used for this run: a wrong address, no scheduler answering,
     no workers, or workers that cannot read the batch or lack the same FinFlow installation."""
 
-    exit_code = 15
+    exit_code = 19
 
     def __init__(self, message: str, *, reason: str, **details: Any) -> None:
         super().__init__(message, reason=reason, **details)
@@ -121,4 +121,4 @@ class ClusterLost(ClusterError):
     """The cluster started the run but could not finish it (its workers left, or the
     scheduler went away); nothing was stored."""
 
-    exit_code = 16
+    exit_code = 20

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,11 +19,12 @@ from finflow_core.lending.config import Config, load_config
 from finflow_core.services.context import Context as ServiceContext
 from finflow_core.services.sessions import Gate
 from finflow_core.services.workbench import Workbench
-from finflow_core.store import Store, open_store
+from finflow_core.store import Store
 
 ENV_USER = "FINFLOW_USER"
 ENV_PASSWORD = "FINFLOW_PASSWORD"
 ENV_NEW_PASSWORD = "FINFLOW_NEW_PASSWORD"
+ENV_DEBUG = "FINFLOW_DEBUG"  # 1: print the traceback of an unexpected error too
 
 Handler = Callable[["Context", argparse.Namespace], int]
 
@@ -42,10 +45,15 @@ class Context:
 
     @cached_property
     def store(self) -> Store:
+        from finflow_core.services.maintenance import open_installation
         from finflow_core.store.config_log import record_config
 
-        store = open_store(self.config.paths.database_url)
-        record_config(store, self.config)  # a changed config file is an audit event
+        store = open_installation(self.config)  # refuses a lost database (see maintenance)
+        try:
+            record_config(store, self.config)  # a changed config file is an audit event
+        except BaseException:
+            store.close()
+            raise
         return store
 
     @cached_property
@@ -92,20 +100,41 @@ def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    """Run a command: one message and a documented exit code for anything that goes wrong."""
     ctx = Context(args)
     handler: Handler = args.handler
     try:
         return handler(ctx, args)
-    except FinFlowError as exc:
-        if getattr(args, "json", False):
-            print(json.dumps(exc.to_dict(), default=str), file=sys.stderr)
-        print(f"finflow: error: {exc.message}", file=sys.stderr)
-        return exc.exit_code
     except KeyboardInterrupt:
         print("finflow: interrupted: nothing was stored for the unfinished step", file=sys.stderr)
         return 130
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes one message
+        return report_failure(args, exc)
     finally:
-        ctx.close()
+        with contextlib.suppress(Exception):  # closing must not hide the real outcome
+            ctx.close()
+
+
+def report_failure(args: argparse.Namespace, exc: BaseException) -> int:
+    """Print a failure as ``finflow: error: ...`` (and JSON with --json); its exit code."""
+    from finflow_core.store.faults import translate
+
+    if isinstance(exc, SystemExit):
+        raise exc
+    fault = exc if isinstance(exc, FinFlowError) else translate(exc)
+    if fault is None:
+        if os.environ.get(ENV_DEBUG) == "1":
+            traceback.print_exception(exc, file=sys.stderr)
+        message = (f"unexpected error ({type(exc).__name__}: {str(exc)[:300]}); nothing of the "
+                   f"unfinished step was stored. Set {ENV_DEBUG}=1 for the details to report it.")
+        if getattr(args, "json", False):
+            print(json.dumps({"error": type(exc).__name__, "message": message}), file=sys.stderr)
+        print(f"finflow: error: {message}", file=sys.stderr)
+        return 1
+    if getattr(args, "json", False):
+        print(json.dumps(fault.to_dict(), default=str), file=sys.stderr)
+    print(f"finflow: error: {fault.message}", file=sys.stderr)
+    return fault.exit_code
 
 
 def ask_password(prompt: str, *, confirm: bool = True) -> str:

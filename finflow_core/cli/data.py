@@ -78,7 +78,7 @@ def register(sub: Any) -> None:
     q.add_argument("--reason", required=True, help="why (audited)")
     q.set_defaults(handler=models_rollback)
 
-    p = sub.add_parser("batches", help="list stored batches or export one")
+    p = sub.add_parser("batches", help="list stored batches, export or void one")
     bsub = p.add_subparsers(dest="batches_command", required=True)
     q = bsub.add_parser("list")
     q.add_argument("--json", action="store_true")
@@ -87,6 +87,12 @@ def register(sub: Any) -> None:
     q.add_argument("batch_id")
     q.add_argument("--out", required=True, type=Path)
     q.set_defaults(handler=batches_export)
+    q = bsub.add_parser("void", help="take a batch out of the queue and the portfolio so its file "
+                                     "can be run again (manager; kept in the history)")
+    q.add_argument("batch_id")
+    q.add_argument("--reason", required=True, help="why (audited)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=batches_void)
 
 
 def demo_data(ctx: Context, args: argparse.Namespace) -> int:
@@ -151,22 +157,30 @@ def _money(value: Any) -> str:
 
 
 def weekly_run(ctx: Context, args: argparse.Namespace) -> int:
+    from finflow_core.store.exports import check_out_dir
+
+    if args.out is not None:
+        check_out_dir(args.out)  # before signing in, reading or storing anything
     wb = ctx.workbench  # sign in before any work
-    from finflow_core.services.batches import summary_payload
+    from finflow_core.services.batches import already_stored_text, summary_payload
 
     progress = _progress_printer() if args.progress or sys.stderr.isatty() else None
     engine = _engine(args)
     data = Path(os.path.abspath(args.data.expanduser()))  # workers may run in another folder
     summary = wb.batches.run(data, engine=engine, progress=progress, out_dir=args.out)
     payload = summary_payload(summary)
+    profit = ("not priced" if summary.expected_profit is None
+              else f"expected profit {summary.expected_profit:,.0f}")
     text = (
         f"batch {summary.batch_id}{' (already stored: nothing added)' if summary.already_stored else ''}\n"
         f"  rows {summary.rows_in:,}: {summary.rows_valid:,} valid, {summary.rows_quarantined:,} quarantined\n"
         f"  bands: {summary.bands['low']:,} approve, {summary.bands['medium']:,} review, "
         f"{summary.bands['high']:,} decline; automation {summary.automation_rate:.1%}\n"
-        f"  expected profit {summary.expected_profit:,.0f}; {_drift_text(summary.drift)}"
+        f"  {profit}; {_drift_text(summary.drift)}"
         + (f"\n  reports in {args.out}" if args.out else "")
     )
+    if summary.already_stored:
+        print(f"finflow: {already_stored_text(summary)}", file=sys.stderr)
     for w in summary.warnings:
         print(f"finflow: warning: {w}", file=sys.stderr)
     emit(args, payload, text)
@@ -207,6 +221,8 @@ def _seconds(text: str) -> float:
 
 
 def _drift_text(drift: dict[str, Any]) -> str:
+    if drift.get("status") is None:
+        return "drift not measured"
     if drift["status"] == DriftStatus.INSUFFICIENT:
         return (f"drift not measured: {drift.get('rows', 0):,} scored rows, fewer than the "
                 f"{drift.get('min_rows', 0):,} PSI needs")
@@ -244,9 +260,20 @@ def batches_list(ctx: Context, args: argparse.Namespace) -> int:
     rows = ctx.workbench.batches.list()
     text = "\n".join(
         f"{r.id}  {r.uploaded_at[:16]}  {r.file_name:<24} {r.rows_in:>8,} rows  "
-        f"automation {r.automation_rate:.1%}  drift {r.drift_status}" for r in rows
+        f"automation {r.automation_rate:.1%}  drift {r.drift_status}"
+        + (f"  VOIDED by {r.voided_by}: {r.void_reason}" if r.state == "voided" else "")
+        for r in rows
     ) or "no batches stored yet"
     emit(args, [asdict(r) for r in rows], text)
+    return 0
+
+
+def batches_void(ctx: Context, args: argparse.Namespace) -> int:
+    result = ctx.workbench.batches.void(args.batch_id, args.reason)
+    emit(args, asdict(result),
+         f"batch {result.batch_id} ({result.file_name}) is voided: {result.open_cases:,} open "
+         "case(s) left the queue and its applications left the portfolio (all kept in the history "
+         "and the audit trail); the same file can now be run again")
     return 0
 
 

@@ -14,7 +14,7 @@ from finflow_core.cli.common import Context, emit
 from finflow_core.lending.terms import DriftStatus
 
 EXIT_DRIFT_ALERT = 11
-EXIT_PERFORMANCE_ALERT = 14
+EXIT_PERFORMANCE_ALERT = 21
 
 
 def register(sub: Any) -> None:

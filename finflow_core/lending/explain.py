@@ -118,12 +118,26 @@ class ReasonExplainer:
         chosen = np.take_along_axis(citable, order, axis=1)
         chosen &= np.cumsum(chosen, axis=1) <= self.top_k
         out: list[list[dict[str, Any]]] = [[] for _ in range(len(frame))]
-        for i, k in zip(*np.nonzero(chosen), strict=True):  # row-major: strongest first per row
-            j = order[i, k]
-            name = self.features[j]
-            value = cat_values[name][i] if name in cat_values else exp.values[i, j]
-            out[i].append({"feature": name, "text": self._word(name, value)[1],
-                           "value": _plain(value), "contribution": float(exp.shap[i, j])})
+        words: dict[tuple[str, Any], str] = {}  # a batch repeats its values: word each once
+        rows, ks = np.nonzero(chosen)
+        cols = order[rows, ks]
+        contributions = exp.shap[rows, cols].tolist()
+        numbers = exp.values[rows, cols].tolist()  # Python floats (NaN: missing)
+        for i, j, c, x in zip(rows.tolist(), cols.tolist(), contributions, numbers, strict=True):
+            name = self.features[j]  # row-major: each row's strongest reason first
+            if name in cat_values:
+                value = cat_values[name][i]
+                missing = _missing(value)
+            else:
+                value, missing = x, x != x
+            if missing:
+                text = self._word(name, value)[1]
+            else:
+                key = (name, value)
+                text = words.get(key, _UNWORDED)
+                if text is _UNWORDED:
+                    text = words[key] = self._word(name, value)[1]
+            out[i].append({"feature": name, "text": text, "value": _plain(value), "contribution": c})
         return out
 
     def _has_wording(self, values: np.ndarray) -> np.ndarray:
@@ -308,6 +322,9 @@ def probability_waterfall(base_value: float, parts: Sequence[tuple[str, str, str
     steps = [Step(b[0], b[1], b[2], b[3], path[k], path[k + 1], b[0] in cited)
              for k, b in enumerate(bars)]
     return ProbabilityWaterfall(p0, probability, steps, link)
+
+
+_UNWORDED: Any = object()
 
 
 def _templates(config: Config, name: str) -> tuple[str | None, str | None, str | None]:

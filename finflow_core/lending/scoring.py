@@ -67,8 +67,10 @@ class ScoringEngine:
     def route(self, frame: pd.DataFrame, p: np.ndarray) -> dict[str, np.ndarray]:
         s = self.strategy
         bands = assign_bands(p, s.low_edge, s.high_edge)
-        approve, review = expected_values(p, LoanValues.from_frame(frame, self.config), self.config.economics)
-        profit = np.where(bands == LOW, approve, np.where(bands == MEDIUM, review, 0.0))
+        values = LoanValues.from_frame(frame, self.config)
+        approve, review = expected_values(p, values, self.config.economics)
+        declined = 0.0 if values.priced else np.nan  # unpriced: no profit figure at all, not 0
+        profit = np.where(bands == LOW, approve, np.where(bands == MEDIUM, review, declined))
         return {"band": bands, "expected_profit": profit, "ev_approve": approve, "ev_review": review}
 
     def reasons(self, frame: pd.DataFrame, matrix: np.ndarray, mask: np.ndarray) -> list[list[dict]]:

@@ -105,3 +105,19 @@ class Arm(StrEnum):
 
     CHAMPION = "champion"
     CHALLENGER = "challenger"
+class BatchOrigin(StrEnum):
+    """Where a batch came from: an uploaded file, or one application typed into the form."""
+
+    FILE = "file"
+    FORM = "form"
+
+
+class BatchState(StrEnum):
+    """A stored batch's life: written while ``loading`` (invisible), then ``published``;
+    ``aborting`` while a failed or abandoned load is removed; ``voided`` by a manager
+    (kept in the history, out of the queue and the portfolio)."""
+
+    LOADING = "loading"
+    ABORTING = "aborting"
+    PUBLISHED = "published"
+    VOIDED = "voided"

@@ -3,14 +3,14 @@
 Connecting never shows a traceback: an address is checked before it is used (an ``http://``
 address is the dashboard's, not the scheduler's), the host is looked up, the port is tried
 and the scheduler is asked who it is, each within ``connect_timeout`` seconds; then the run
-waits up to the same time for a worker. Each failure is one :class:`ClusterError` (exit 15)
+waits up to the same time for a worker. Each failure is one :class:`ClusterError` (exit 19)
 that says what to do.
 
 :class:`TaskWatch` waits for a pass's tasks while it watches the cluster: a task lost with
 its worker (or whose input data was lost with every copy) is submitted again, up to
 ``attempts`` times, after the caller's ``on_lost`` hook has re-sent what was lost; when the
 cluster has no worker for ``connect_timeout`` seconds, or the scheduler goes away, the run
-stops with :class:`ClusterLost` (exit 16) and, because the store writes a batch in one
+stops with :class:`ClusterLost` (exit 20) and, because the store writes a batch in one
 transaction, nothing is stored.
 """
 

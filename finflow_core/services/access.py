@@ -52,6 +52,7 @@ class Action(StrEnum):
     LOAD_OUTCOMES = "load_outcomes"
     VIEW_PERFORMANCE = "view_performance"
     MANAGE_EXPERIMENTS = "manage_experiments"
+    BACKUP_STORE = "backup_store"
 
 
 _A, _O, _M, _D = Role.ANALYST, Role.OFFICER, Role.MANAGER, Role.ADMIN
@@ -75,6 +76,7 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.LOAD_OUTCOMES: frozenset({_A}),
     Action.VIEW_PERFORMANCE: frozenset({_A, _M}),
     Action.MANAGE_EXPERIMENTS: frozenset({_M}),
+    Action.BACKUP_STORE: frozenset({_D}),
 }
 
 

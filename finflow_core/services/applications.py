@@ -17,7 +17,7 @@ from typing import Any
 from finflow_core.lending.intake.reader import iter_chunks, open_batch
 from finflow_core.lending.intake.validation import BatchValidator, validate_batch
 from finflow_core.lending.scoring import ScoringEngine
-from finflow_core.lending.terms import BAND_RECOMMENDATION, Band, Recommendation
+from finflow_core.lending.terms import BAND_RECOMMENDATION, Band, BatchOrigin, Recommendation
 from finflow_core.pipeline.local import LocalEngine
 from finflow_core.services.access import Action
 from finflow_core.services.models import champion_engine
@@ -92,7 +92,8 @@ class ApplicationService(Service):
         if len(result.valid) == 0:  # nothing stored for a form that fails the quality gate
             return SingleDecision(False, issues=result.issues.to_dict("records"),
                                   seconds=time.perf_counter() - started)
-        summary = self.wb.batches._store(batch, LocalEngine(validated=[result]), scoring=engine)
+        summary = self.wb.batches._store(batch, LocalEngine(validated=[result]), scoring=engine,
+                                         origin=BatchOrigin.FORM)
         with self.ctx.store.connect() as conn:
             row = cases.first_application_of_batch(conn, summary.batch_id)
         band = Band(row.band)

@@ -1,8 +1,12 @@
 """Weekly batches: preview the quality gate, commit the same validated work, read results back.
 
 A batch is recognised by its file's SHA-256: the same file again returns the stored
-batch and stores nothing. A run that fails or is killed half-way rolls back: no partial
-batch. Both engines (this process, a Dask cluster) go through :meth:`BatchService._store`.
+batch and stores nothing (and says which model and config made it, when, by whom, and how
+to redo it). It is written in short transactions under an invisible loading state and
+published at once: a run that fails is removed, one that is killed is removed by the next
+run or start, so there is never a partial batch, and nobody is locked out meanwhile. A
+manager may void a batch (:meth:`BatchService.void`); the same file can then be run again.
+Both engines (this process, a Dask cluster) go through :meth:`BatchService._store`.
 """
 
 from __future__ import annotations
@@ -13,25 +17,30 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy.exc import IntegrityError
 
-from finflow_core.errors import BatchRejected, NotFound
+from finflow_core.errors import BatchRejected, InvalidInput, NotFound
 from finflow_core.lending.intake.reader import BatchFile, Source, iter_chunks, open_source
 from finflow_core.lending.intake.validation import (
     BatchValidator,
     ChunkResult,
     ignored_column_warnings,
+    merge_mappings,
 )
 from finflow_core.lending.scoring import ScoringEngine
+from finflow_core.lending.terms import BatchOrigin
 from finflow_core.pipeline.local import LocalEngine
 from finflow_core.pipeline.run import BatchEngine, BatchSummary, Progress, run_batch
 from finflow_core.services.access import Action
+from finflow_core.services.maintenance import stale_after
 from finflow_core.services.models import champion_engine
 from finflow_core.services.workbench import Service
+from finflow_core.store import batch_loads, exports
 from finflow_core.store import batch_queries as queries
-from finflow_core.store import exports
+from finflow_core.store.batch_loads import AlreadyStored, VoidResult
 from finflow_core.store.batch_queries import BatchRow
-from finflow_core.store.batch_writer import AlreadyStored, StoreSink
+from finflow_core.store.batch_writer import StoreSink
+
+MAX_REASON = 2000
 
 
 @dataclass
@@ -41,6 +50,7 @@ class BatchPreview:
     batch: BatchFile
     chunks: list[ChunkResult] = field(default_factory=list)
     stored: BatchSummary | None = None  # the same file was stored before
+    config: Any = None  # the config it was checked against (for its warnings)
 
     @property
     def rows_valid(self) -> int:
@@ -65,9 +75,19 @@ class BatchPreview:
     def rule_counts(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self.issues["rule"].value_counts().items()}
 
+    @cached_property
+    def mapped(self) -> pd.DataFrame:
+        """Kept rows' cells read as something else (column, value, mapped_to, count)."""
+        return merge_mappings(c.mapped for c in self.chunks)
+
     @property
     def warnings(self) -> list[str]:
-        return ignored_column_warnings(self.batch)
+        return ignored_column_warnings(self.batch, self.config) if self.config else []
+
+    @property
+    def stored_message(self) -> str:
+        """What the stored result is and how to redo it ("" if the file is new)."""
+        return already_stored_text(self.stored) if self.stored is not None else ""
 
 
 class BatchService(Service):
@@ -80,10 +100,11 @@ class BatchService(Service):
         batch = source if isinstance(source, BatchFile) else open_source(source, self.ctx.config, name=name)
         stored_id = queries.find_by_sha(self.ctx.store, batch.sha256)
         if stored_id is not None:
-            return BatchPreview(batch, [], queries.stored_summary(self.ctx.store, stored_id))
+            return BatchPreview(batch, [], queries.stored_summary(self.ctx.store, stored_id),
+                                config=self.ctx.config)
         validator = BatchValidator(self.ctx.config)
         chunks = [validator.validate(raw) for raw in iter_chunks(batch, 10**9)]
-        preview = BatchPreview(batch, chunks)
+        preview = BatchPreview(batch, chunks, config=self.ctx.config)
         if preview.rows_in == 0:
             raise BatchRejected(f"{batch.name}: the file has a header but no applications", reason="no_rows")
         return preview
@@ -103,6 +124,8 @@ class BatchService(Service):
         ``engine`` is where the work happens (default: this process, 50,000 rows a chunk).
         """
         self.require(Action.UPLOAD_BATCH)
+        if out_dir is not None:
+            exports.check_out_dir(Path(out_dir))  # before anything is read or stored
         batch = source if isinstance(source, BatchFile) else open_source(source, self.ctx.config, name=name)
         summary = self._store(batch, engine or LocalEngine(), progress=progress, scoring=scoring)
         if out_dir is not None:
@@ -110,27 +133,68 @@ class BatchService(Service):
         return summary
 
     def _store(self, batch: BatchFile, engine: BatchEngine, *, progress: Progress | None = None,
-               scoring: ScoringEngine | None = None) -> BatchSummary:
-        """The one way a batch gets stored (weekly files and typed-in applications alike)."""
+               scoring: ScoringEngine | None = None,
+               origin: BatchOrigin | str = BatchOrigin.FILE) -> BatchSummary:
+        """The one way a batch gets stored (weekly files and typed-in applications alike).
+
+        ``origin`` form: a typed-in application, written and published in one transaction,
+        its drift measured over its week (see :mod:`finflow_core.store.period_drift`).
+        """
         if not (self.wb.can(Action.UPLOAD_BATCH) or self.wb.can(Action.SUBMIT_APPLICATION)):
             self.require(Action.UPLOAD_BATCH)  # raises, naming the role needed
         store = self.ctx.store
-        summary = queries.stored_summary(store, batch.batch_id)
-        if summary is not None:
-            return summary
+        origin = BatchOrigin(origin)
+        stored = self._stored_version(batch)
+        if stored is not None:
+            return stored
+        if origin == BatchOrigin.FILE:
+            # a run killed earlier leaves nothing behind
+            batch_loads.recover_abandoned(store, stale=stale_after(self.ctx.config))
         scoring = scoring or champion_engine(self.ctx, explain=engine.name == "local")
         try:
-            with store.begin() as conn:
-                sink = StoreSink(conn, batch, scoring, self.actor.username, self.ctx.clock())
-                return run_batch(batch, scoring, engine, sink, progress=progress)
-        except AlreadyStored:
-            pass
-        except IntegrityError:
-            if queries.stored_summary(store, batch.batch_id) is None:
-                raise  # not a race on the same file: a real error
-        summary = queries.stored_summary(store, batch.batch_id)  # another run stored it first
-        assert summary is not None
-        return summary
+            sink = StoreSink(store, batch, scoring, self.actor.username, self.ctx.clock(),
+                             origin=origin, one_transaction=origin == BatchOrigin.FORM)
+        except AlreadyStored as exc:  # another run stored it first
+            found = queries.stored_summary(store, exc.batch_id)
+            assert found is not None
+            return found
+        try:
+            return run_batch(batch, scoring, engine, sink, progress=progress)
+        except BaseException:
+            sink.abort()
+            raise
+
+    def _stored_version(self, batch: BatchFile) -> BatchSummary | None:
+        stored_id = queries.find_by_sha(self.ctx.store, batch.sha256)
+        return None if stored_id is None else queries.stored_summary(self.ctx.store, stored_id)
+
+    # -- voiding -------------------------------------------------------------------------------
+    def void(self, batch_id: str, reason: str) -> VoidResult:
+        """Take a stored batch out of the queue and the portfolio, with a reason (audited).
+
+        Every row stays stored (history, audit trail, exports); the same file can then be run
+        again and is stored as a new batch.
+        """
+        self.require(Action.VOID_BATCH)
+        reason = (reason or "").strip()
+        if not reason:
+            raise InvalidInput("voiding a batch needs a reason (what was wrong with it)", field="reason")
+        if len(reason) > MAX_REASON:
+            raise InvalidInput(f"the reason is limited to {MAX_REASON} characters", field="reason")
+        now = self.ctx.clock()
+        monitoring = self.ctx.config.monitoring
+        with self.ctx.store.begin() as conn:
+            result = batch_loads.void(conn, batch_id, reason, self.actor.username, now)
+            if result.origin == BatchOrigin.FORM:
+                from finflow_core.services.models import load_version
+                from finflow_core.store.period_drift import recount_period
+                from finflow_core.store.tables import iso_utc
+
+                baseline = load_version(self.ctx, result.model_version).baseline
+                recount_period(conn, baseline, result.model_version, result.week_start,
+                               min_rows=monitoring.min_rows, confidence=monitoring.confidence,
+                               at=iso_utc(now))
+        return result
 
     # -- reading back ------------------------------------------------------------------------
     def list(self, limit: int = 100) -> list[BatchRow]:
@@ -165,6 +229,20 @@ class BatchService(Service):
 def csv_bytes(frame: pd.DataFrame) -> bytes:
     """A frame as spreadsheet-safe CSV bytes (for downloads)."""
     return exports.csv_bytes(frame)
+
+
+def already_stored_text(summary: BatchSummary) -> str:
+    """Which model and config made a stored batch, when and by whom, and how to redo it."""
+    when = summary.uploaded_at[:16].replace("T", " ")
+    config = (summary.config_sha256 or "")[:12] or "unknown"
+    text = (f"{summary.file_name} is stored already as batch {summary.batch_id}: scored by model "
+            f"{summary.model_version} with config {config}… on {when} UTC by "
+            f"{summary.uploaded_by or 'unknown'}; nothing was added.")
+    if summary.state == "voided":
+        return text + f" That batch was voided by {summary.voided_by}."
+    return text + (f" To store it again (after fixing the config or promoting another model), a "
+                   f"manager voids it first: `finflow batches void {summary.batch_id} --reason "
+                   "\"...\"`, then run the file again.")
 
 
 def summary_payload(summary: BatchSummary) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -23,12 +22,6 @@ from finflow_core.store import outcomes as rows_of
 from finflow_core.store import registry
 
 
-def model_folder(ctx: Context, folder: str) -> Path:
-    """A registered model folder: absolute as stored, or relative to the models folder."""
-    path = Path(folder)
-    return path if path.is_absolute() else ctx.config.paths.models_dir / path
-
-
 def champion_training_frame(ctx: Context, version: str) -> tuple[pd.DataFrame, str]:
     """The version's training file as written (text cells) and its copy's SHA-256."""
     from finflow_core.services.models import TRAINING_COPY
@@ -38,7 +31,7 @@ def champion_training_frame(ctx: Context, version: str) -> tuple[pd.DataFrame, s
         card = registry.card(conn, version)
     if rec is None or card is None:
         raise ModelError(f"no model version {version!r}", version=version)
-    path = model_folder(ctx, rec.folder) / TRAINING_COPY
+    path = registry.model_folder(rec.folder, ctx.config.paths.models_dir) / TRAINING_COPY
     want = card.get("training_copy_sha256")
     if want is None or not path.is_file():
         raise ModelError(f"model {version} kept no copy of its training data (trained before "

@@ -77,9 +77,8 @@ def load_version(ctx: Context, version: str) -> ModelBundle:
     key = (ctx.store.url, ctx.config.sha256, version, rec.artifact_sha256)
 
     def load() -> ModelBundle:
-        from finflow_core.services.lineage import model_folder
-
-        bundle = load_bundle(model_folder(ctx, rec.folder), installation_key(ctx.config),
+        bundle = load_bundle(registry.model_folder(rec.folder, ctx.config.paths.models_dir),
+                             installation_key(ctx.config),
                              expected_sha256=rec.artifact_sha256)
         bundle.check_compatible(ctx.config)
         return bundle
@@ -271,7 +270,8 @@ class ModelService(Service):
         by = self.actor.username
         with self.ctx.store.begin() as conn:
             first = registry.champion_version(conn) is None
-            registry.insert_version(conn, bundle, folder, by, now, champion=first)
+            registry.insert_version(conn, bundle, folder, by, now, champion=first,
+                                    models_dir=self.ctx.config.paths.models_dir)
             append_audit(conn, by, "model_trained", "model", bundle.version, {
                 "model": bundle.model_name, "rows": card["rows"],
                 "training_data_sha256": card["training_data_sha256"],

@@ -16,6 +16,7 @@ from finflow_core.lending.terms import (
     OPEN_STATUSES,
     STATUS_OF_OUTCOME,
     Band,
+    BatchState,
     DecisionKind,
     Outcome,
     Status,
@@ -142,10 +143,11 @@ def record_decision(conn: Connection, app: Any, score: Any, outcome: Outcome, re
     profit = {Outcome.APPROVE: score.ev_approve if score else 0.0, Outcome.DECLINE: 0.0,
               Outcome.REFER: score.ev_review if score else 0.0}[outcome]
     status = STATUS_OF_OUTCOME[outcome]
-    move_application(conn, app, status, DecisionKind.MANUAL, float(profit))
+    profit = None if profit is None else float(profit)  # None: not priced
+    move_application(conn, app, status, DecisionKind.MANUAL, profit)
     changed = cases.set_current_decision(conn, app.id, supersedes, status=status,
                                          decision_id=decision_id, kind=DecisionKind.MANUAL,
-                                         expected_profit=float(profit))
+                                         expected_profit=profit)
     if changed != 1:  # someone else got there between our read and write
         raise decided_conflict(conn, app)
     cases.drop_claim(conn, app.id)
@@ -201,6 +203,10 @@ def application_row(conn: Connection, application_id: int, *, lock: bool = False
     row = cases.application(conn, application_id, lock=lock)
     if row is None:
         raise NotFound(f"no application {application_id}", application=application_id)
+    if lock and row.batch_state == BatchState.VOIDED:  # kept in the history, not worked on
+        raise Conflict(f"case {row.external_id} belongs to batch {row.batch_id}, which a manager "
+                       "voided: it can no longer be claimed or decided", reason="voided",
+                       batch_id=row.batch_id)
     return row
 
 

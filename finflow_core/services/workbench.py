@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the services import the scoring stack: load each on first u
     from finflow_core.services.batches import BatchService
     from finflow_core.services.experiments import ExperimentService
     from finflow_core.services.letters import LetterService
+    from finflow_core.services.maintenance import MaintenanceService
     from finflow_core.services.models import ModelService
     from finflow_core.services.monitoring import DriftService
     from finflow_core.services.outcomes import OutcomeService
@@ -119,6 +120,12 @@ class Workbench:
         from finflow_core.services.users import UserService
 
         return UserService(self)
+
+    @cached_property
+    def maintenance(self) -> MaintenanceService:
+        from finflow_core.services.maintenance import MaintenanceService
+
+        return MaintenanceService(self)
 
     @cached_property
     def account(self) -> AccountService:

@@ -1,4 +1,9 @@
-"""Reading stored batches back: summaries, lists, decision tables, quarantine, drift runs."""
+"""Reading stored batches back: summaries, lists, decision tables, quarantine, drift runs.
+
+Only published and voided batches exist for a reader: a batch that is still loading (or
+being removed after a failed run) is invisible everywhere, and :func:`visible` /
+:func:`published` are the conditions other queries (the review queue) use for it.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, select
+import pyarrow as pa
+from sqlalchemy import Connection, bindparam, or_, select
 
-from finflow_core.lending.terms import BAND_RECOMMENDATION, DriftStatus
+from finflow_core.lending.terms import BAND_RECOMMENDATION, BatchState, DriftStatus
 from finflow_core.pipeline.run import BatchSummary
 from finflow_core.store import Store
 from finflow_core.store.lending_tables import (
@@ -40,15 +47,21 @@ class BatchRow:
     n_medium: int
     n_high: int
     automation_rate: float
-    expected_profit: float
+    expected_profit: float | None  # None: not priced
     drift_status: DriftStatus
+    state: BatchState = BatchState.PUBLISHED
+    origin: str = "file"
+    voided_at: str | None = None
+    voided_by: str | None = None
+    void_reason: str | None = None
 
 
 @dataclass(frozen=True)
 class DriftRun:
-    """PSI of one batch: the score's, every feature's, and the bin counts behind them."""
+    """PSI of one batch (``kind`` batch) or of a week's typed-in applications (``kind``
+    period, no batch): the score's, every feature's, and the bin counts behind them."""
 
-    batch_id: str
+    batch_id: str | None
     model_version: str
     status: DriftStatus
     score_psi: float | None
@@ -57,59 +70,89 @@ class DriftRun:
     computed_at: str
     week_start: str
     file_name: str
+    kind: str = "batch"
+    rows: int | None = None
 
 
 DECISION_EXPORT = ("row_number", "application_id", "probability", "band", "decision", "status",
                    "expected_profit", "loan_amount", "model_version")
 
 
+VISIBLE_STATES = (BatchState.PUBLISHED, BatchState.VOIDED)
+
+
+def published(batch_id: Any) -> Any:
+    """SQL: ``batch_id`` is a published batch's (the queue and the portfolio count only these)."""
+    return batch_id.in_(select(batches.c.id).where(batches.c.state == BatchState.PUBLISHED))
+
+
+def visible(batch_id: Any) -> Any:
+    """SQL: ``batch_id`` is a published or voided batch's (not one still loading)."""
+    return batch_id.in_(select(batches.c.id).where(batches.c.state.in_(VISIBLE_STATES)))
+
+
 def stored_summary(store: Store, batch_id: str) -> BatchSummary | None:
-    """The summary of a stored batch, or None."""
+    """The summary of a published or voided batch, or None (also while it is loading)."""
+    b = batches.c
     with store.connect() as conn:
-        row = conn.execute(select(batches.c.summary).where(batches.c.id == batch_id)).first()
+        row = conn.execute(select(b.summary, b.state, b.origin, b.uploaded_by, b.uploaded_at,
+                                  b.config_sha256, b.voided_at, b.voided_by, b.void_reason)
+                           .where(b.id == batch_id).where(b.state.in_(VISIBLE_STATES))).first()
     if row is None:
         return None
     d = json.loads(row.summary)
-    d["already_stored"] = True
-    d["timings"] = {}
-    return BatchSummary(**d)
+    d.update(already_stored=True, timings={}, state=row.state, origin=row.origin,
+             uploaded_by=row.uploaded_by, uploaded_at=row.uploaded_at,
+             config_sha256=row.config_sha256 or "", voided_at=row.voided_at,
+             voided_by=row.voided_by, void_reason=row.void_reason)
+    d.setdefault("priced", d.get("expected_profit") is not None)
+    known = set(BatchSummary.__dataclass_fields__)
+    return BatchSummary(**{k: v for k, v in d.items() if k in known})
 
 
 def find_by_sha(store: Store, sha256: str) -> str | None:
+    """The published batch of a file, if any (a voided one does not count: it may be rerun)."""
     with store.connect() as conn:
-        return conn.execute(select(batches.c.id).where(batches.c.sha256 == sha256)).scalar()
+        return conn.execute(select(batches.c.id).where(batches.c.sha256 == sha256)
+                            .where(batches.c.state == BatchState.PUBLISHED)).scalar()
 
 
-def list_batches(store: Store, limit: int = 100) -> list[BatchRow]:
+def list_batches(store: Store, limit: int = 100, *, include_voided: bool = True) -> list[BatchRow]:
+    """Stored batches, newest first (loading ones are not stored yet)."""
     b = batches.c
+    states = VISIBLE_STATES if include_voided else (BatchState.PUBLISHED,)
     with store.connect() as conn:
         rows = conn.execute(
             select(b.id, b.file_name, b.uploaded_by, b.uploaded_at, b.week_start, b.model_version,
                    b.rows_in, b.rows_valid, b.rows_quarantined, b.n_low, b.n_medium, b.n_high,
-                   b.automation_rate, b.expected_profit, b.drift_status)
-            .order_by(b.uploaded_at.desc()).limit(limit)
+                   b.automation_rate, b.expected_profit, b.drift_status, b.state, b.origin,
+                   b.voided_at, b.voided_by, b.void_reason)
+            .where(b.state.in_(states)).order_by(b.uploaded_at.desc()).limit(limit)
         ).all()
-    return [BatchRow(*r[:-1], DriftStatus(r[-1])) for r in rows]
+    return [BatchRow(*r[:14], DriftStatus(r[14]), BatchState(r[15]), *r[16:]) for r in rows]
 
 
 def batch_ids(conn: Connection) -> list[str]:
-    return list(conn.execute(select(batches.c.id).order_by(batches.c.uploaded_at)).scalars())
+    """Ids of published and voided batches, oldest first."""
+    return list(conn.execute(select(batches.c.id).where(batches.c.state.in_(VISIBLE_STATES))
+                             .order_by(batches.c.uploaded_at)).scalars())
 
 
 def iter_decision_frames(store: Store, batch_id: str, reason_codes: int,
                          chunk_rows: int = 100_000) -> Iterator[pd.DataFrame]:
     """The stored decision table of a batch, in row-number order, a chunk at a time."""
     a = applications.c
+    query = (select(a.row_number, a.external_id, a.probability, a.band, a.status, a.expected_profit,
+                    a.amount, scores.c.model_version, scores.c.reasons)
+             .join(scores, scores.c.application_id == a.id)
+             .where(a.batch_id == bindparam("batch")).where(a.row_number > bindparam("last"))
+             .order_by(a.row_number).limit(chunk_rows))
     last = 0
     while True:
         with store.connect() as conn:
-            rows = conn.execute(
-                select(a.row_number, a.external_id, a.probability, a.band, a.status, a.expected_profit,
-                       a.amount, scores.c.model_version, scores.c.reasons)
-                .join(scores, scores.c.application_id == a.id)
-                .where(a.batch_id == batch_id).where(a.row_number > last)
-                .order_by(a.row_number).limit(chunk_rows)
-            ).all()
+            result = conn.execute(query, {"batch": batch_id, "last": last})
+            rows = result.cursor.fetchall()  # plain driver tuples: nothing here needs processing
+            result.close()
         if not rows:
             return
         yield _decision_table(rows, reason_codes)
@@ -129,19 +172,33 @@ def decision_columns(reason_codes: int) -> list[str]:
 
 
 def _decision_table(rows: list[Any], k: int) -> pd.DataFrame:
-    df = pd.DataFrame.from_records(
-        [tuple(r) for r in rows],
-        columns=["row_number", "application_id", "probability", "band", "status", "expected_profit",
-                 "loan_amount", "model_version", "reasons"],
-    )
-    reasons = json.loads("[" + ",".join(df.pop("reasons")) + "]")  # one parse for the chunk
-    df["probability"] = df["probability"].round(6)
-    df["expected_profit"] = df["expected_profit"].round(2)
-    df["decision"] = df["band"].map({str(k): str(v) for k, v in BAND_RECOMMENDATION.items()})
-    df = df[list(DECISION_EXPORT)]
-    for i in range(k):
-        df[f"reason_{i + 1}"] = [r[i]["text"] if i < len(r) else "" for r in reasons]
-    return df
+    """Columns straight from the rows; only the reasons of review and decline cases (the
+    rows that have any) are parsed, in one call for the chunk."""
+    (row_number, external, probability, band, status, profit, amount, version,
+     reasons) = (list(c) for c in zip(*rows, strict=True))
+    explained = [i for i, r in enumerate(reasons) if r != "[]"]
+    parsed = json.loads("[" + ",".join(reasons[i] for i in explained) + "]")
+    texts = [[""] * len(rows) for _ in range(k)]
+    for i, found in zip(explained, parsed, strict=True):
+        for j, reason in enumerate(found[:k]):
+            texts[j][i] = reason["text"]
+    recommend = {str(b): str(r) for b, r in BAND_RECOMMENDATION.items()}
+    return pd.DataFrame({
+        "row_number": np.asarray(row_number, dtype=np.int64),
+        "application_id": _text(external),
+        "probability": np.asarray(probability, dtype=float).round(6),
+        "band": _text(band),
+        "decision": _text([recommend.get(b) for b in band]),
+        "status": _text(status),
+        "expected_profit": np.asarray(profit, dtype=float).round(2),  # NULL (not priced): NaN
+        "loan_amount": np.asarray(amount, dtype=float),
+        "model_version": _text(version),
+        **{f"reason_{j + 1}": _text(texts[j]) for j in range(k)},
+    })
+
+
+def _text(values: list[Any]) -> Any:
+    return pd.array(pa.array(values, type=pa.string()), dtype="str")
 
 
 def quarantine_frame(store: Store, batch_id: str) -> pd.DataFrame:
@@ -167,14 +224,19 @@ def issues_frame(store: Store, batch_id: str) -> pd.DataFrame:
 
 
 def drift_history(store: Store, limit: int = 52) -> list[DriftRun]:
-    """Drift runs, newest first."""
+    """Drift runs of published file batches and of weeks with enough typed-in applications,
+    newest first."""
     d = drift_runs.c
     with store.connect() as conn:
         rows = conn.execute(
             select(d.batch_id, d.model_version, d.status, d.score_psi, d.psi, d.counts, d.computed_at,
-                   batches.c.week_start, batches.c.file_name)
-            .join(batches, batches.c.id == d.batch_id)
+                   batches.c.week_start, batches.c.file_name, d.kind, d.period_start, d.rows)
+            .select_from(drift_runs.outerjoin(batches, batches.c.id == d.batch_id))
+            .where(or_(batches.c.state == BatchState.PUBLISHED,
+                       (d.kind == "period") & (d.status != DriftStatus.INSUFFICIENT)))
             .order_by(d.computed_at.desc(), d.id.desc()).limit(limit)
         ).all()
     return [DriftRun(r.batch_id, r.model_version, DriftStatus(r.status), r.score_psi, json.loads(r.psi),
-                     json.loads(r.counts), r.computed_at, r.week_start, r.file_name) for r in rows]
+                     json.loads(r.counts), r.computed_at, r.week_start or r.period_start,
+                     r.file_name or f"typed-in applications, week of {r.period_start}", r.kind, r.rows)
+            for r in rows]

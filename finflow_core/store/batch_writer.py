@@ -1,4 +1,13 @@
-"""Writing a scored batch into the store, chunk by chunk, inside the caller's transaction.
+"""Writing a scored batch into the store: chunks in short transactions, then one publish.
+
+While a batch loads, its row says ``loading`` and every read ignores it; each chunk is
+written in transactions of at most ``rows_per_transaction`` applications (SQLite's write
+lock is held for a fraction of a second at a time, and the loader pauses between them so a
+sign-in or a decision gets in). :meth:`StoreSink.finish` publishes the batch in one short
+transaction: totals, roll-ups, drift, audit entries. A run that fails is removed
+(:meth:`StoreSink.abort`); a run that is killed is removed by the next one to open the store
+(:mod:`finflow_core.store.batch_loads`). A typed-in application (a batch of one) is
+written and published in one transaction.
 
 Automatic decisions are audited through one entry per batch that carries a digest of all
 of them, so ``audit verify`` can tell if any was changed later.
@@ -6,6 +15,7 @@ of them, so ``audit verify`` can tell if any was changed later.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from datetime import date, datetime, timedelta
@@ -19,11 +29,22 @@ from finflow_core.lending.drift import DriftReport
 from finflow_core.lending.intake.reader import BatchFile
 from finflow_core.lending.intake.validation import ChunkResult
 from finflow_core.lending.scoring import ScoringEngine, reason_texts
-from finflow_core.lending.terms import AUTO_OUTCOME, STATUS_OF_BAND, Band, DecisionKind, Outcome
+from finflow_core.lending.terms import (
+    AUTO_OUTCOME,
+    STATUS_OF_BAND,
+    Band,
+    BatchOrigin,
+    BatchState,
+    DecisionKind,
+    Outcome,
+)
 from finflow_core.pipeline.run import BatchSummary
+from finflow_core.store import batch_loads
 from finflow_core.store.audit_chain import append_audit
+from finflow_core.store.batch_loads import AlreadyStored, BatchBeingLoaded, Heartbeat
 from finflow_core.store.bulk import bulk_insert
 from finflow_core.store.decision_check import decision_digest_line
+from finflow_core.store.engine import Store
 from finflow_core.store.lending_tables import (
     applications,
     batches,
@@ -33,19 +54,18 @@ from finflow_core.store.lending_tables import (
     quarantine_rows,
     scores,
 )
-from finflow_core.store.rollup import add_applications
+from finflow_core.store.period_drift import add_to_period
+from finflow_core.store.rollup import RollupAccumulator
 from finflow_core.store.tables import iso_utc
+
+__all__ = ["AlreadyStored", "BatchBeingLoaded", "StoreSink", "week_start"]
 
 ROLLUP_COLUMNS = ("week_start", "batch_id", "band", "status", "decided_kind", "segment_1",
                   "segment_2", "segment_3", "amount", "expected_profit", "probability")
 EXTERNAL_ID_LEN = applications.c.external_id.type.length
-
-
-class AlreadyStored(Exception):
-    """Raised inside a run's transaction when the same file was stored first (a race)."""
-
-    def __init__(self, batch_id: str) -> None:
-        self.batch_id = batch_id
+#: Applications per write transaction while a batch loads (SQLite: ~0.1 s of write lock).
+ROWS_PER_TRANSACTION = 10_000
+EMPTY_REASONS = "[]"
 
 
 def week_start(d: date | datetime) -> str:
@@ -54,46 +74,93 @@ def week_start(d: date | datetime) -> str:
 
 
 class StoreSink:
-    """Writes a run's chunks into the store inside the caller's transaction.
+    """Writes a run's chunks into the store under an invisible loading state, then publishes.
 
     Parameters
     ----------
-    conn : an open write transaction.
+    store : where the batch goes.
     batch, scoring : what is stored and the model and strategy that score it.
     actor_name : who uploaded it (audited).
     now : the run's time (from the service's clock).
+    origin : a file, or a typed-in form (drift is then measured per week, not per batch).
+    one_transaction : write and publish in a single transaction (a batch of one).
+    rows_per_transaction : applications per write transaction while loading.
+
+    Raises :class:`AlreadyStored` if the file is stored (published) already and
+    :class:`BatchBeingLoaded` if another live run is storing it now.
     """
 
-    def __init__(self, conn: Connection, batch: BatchFile, scoring: ScoringEngine, actor_name: str,
-                 now: datetime) -> None:
-        self.conn = conn
+    def __init__(self, store: Store, batch: BatchFile, scoring: ScoringEngine, actor_name: str,
+                 now: datetime, *, origin: BatchOrigin | str = BatchOrigin.FILE,
+                 one_transaction: bool = False,
+                 rows_per_transaction: int = ROWS_PER_TRANSACTION) -> None:
+        self.store = store
         self.batch = batch
         self.scoring = scoring
         self.config = scoring.config
         self.actor_name = actor_name
+        self.origin = BatchOrigin(origin)
         self.at = now
         self.now = iso_utc(now)
         self.upload_week = week_start(now)
         self.weeks: dict[str, int] = {}
         self.digest = hashlib.sha256()
         self.auto = {Outcome.APPROVE: 0, Outcome.DECLINE: 0}
-        if conn.execute(select(batches.c.id).where(batches.c.sha256 == batch.sha256)).first():
-            raise AlreadyStored(batch.batch_id)
+        self.rollups = RollupAccumulator()
+        self.rows_per_transaction = max(1, int(rows_per_transaction))
+        self.heartbeat: Heartbeat | None = None
+        self._stack = contextlib.ExitStack()
+        self._conn: Connection | None = None
+        self.published = False
+        #: chunks may be written from a writer thread (each in its own transaction)
+        self.background = not one_transaction
+        if one_transaction:
+            self._conn = self._stack.enter_context(store.begin())
         s = scoring.strategy
-        conn.execute(batches.insert().values(
-            id=batch.batch_id, sha256=batch.sha256, file_name=batch.name[:255],
-            uploaded_by=actor_name, uploaded_at=self.now, model_version=scoring.bundle.version,
-            low_edge=s.low_edge, high_edge=s.high_edge, week_start=self.upload_week,
-            rows_in=0, rows_valid=0, rows_quarantined=0, n_low=0, n_medium=0, n_high=0,
-            automation_rate=0.0, expected_profit=0.0, drift_status="stable", summary="{}",
-        ))
+        values = dict(
+            file_name=batch.name[:255], uploaded_by=actor_name, uploaded_at=self.now,
+            model_version=scoring.bundle.version, low_edge=s.low_edge, high_edge=s.high_edge,
+            week_start=self.upload_week, rows_in=0, rows_valid=0, rows_quarantined=0, n_low=0,
+            n_medium=0, n_high=0, automation_rate=0.0, expected_profit=None,
+            drift_status="stable", summary="{}", origin=self.origin,
+            config_sha256=self.config.sha256 or None,
+        )
+        try:
+            self.batch_id = batch_loads.start_load(store, batch.batch_id, batch.sha256, values,
+                                                   self._conn)
+        except BaseException:
+            self._stack.close()
+            raise
+        if self._conn is None:
+            self.heartbeat = Heartbeat(store, self.batch_id)
+
+    # -- writing ------------------------------------------------------------------------------
+    def _write(self, work: Any, rows: int = 0) -> None:
+        """``work(conn)`` in the load's transaction (one_transaction) or in a short one of its own."""
+        if self._conn is not None:
+            work(self._conn)
+            return
+        with self.store.begin() as conn:
+            batch_loads.beat(conn, self.batch_id, rows)
+            work(conn)
+        self.store.yield_to_others()
 
     def write_chunk(self, chunk: ChunkResult, scored: pd.DataFrame) -> None:
-        self._write_quarantine(chunk)
+        if not chunk.quarantined.empty:
+            self._write(lambda conn: self._write_quarantine(conn, chunk), len(chunk.quarantined))
         if scored.empty:
             return
-        cfg, n = self.config, len(scored)
+        step = self.rows_per_transaction
         valid = chunk.valid
+        raw = chunk.valid_raw if chunk.valid_raw is not None else valid.astype(str)
+        for lo in range(0, len(scored), step):
+            hi = min(lo + step, len(scored))
+            part = (valid.iloc[lo:hi], raw.iloc[lo:hi], scored.iloc[lo:hi])
+            self._write(lambda conn, part=part: self._write_rows(conn, *part), hi - lo)
+
+    def _write_rows(self, conn: Connection, valid: pd.DataFrame, raw: pd.DataFrame,
+                    scored: pd.DataFrame) -> None:
+        cfg, n = self.config, len(scored)
         weeks = self._weeks(valid)
         for w, k in pd.Series(weeks).value_counts().items():
             self.weeks[str(w)] = self.weeks.get(str(w), 0) + int(k)
@@ -104,31 +171,30 @@ class StoreSink:
         external = [str(e)[:EXTERNAL_ID_LEN] for e in scored["application_id"]]
         # ids are allocated up front (under the transaction's write lock) so each table is
         # one bulk insert, and every application points at its automatic decision
-        app_ids = np.asarray(allocate_ids(self.conn, applications, n), dtype=np.int64)
+        app_ids = np.asarray(allocate_ids(conn, applications, n), dtype=np.int64)
         decision_ids = np.full(n, None, dtype=object)
-        decision_ids[auto] = allocate_ids(self.conn, decisions, int(auto.sum()))
-        raw = chunk.valid_raw if chunk.valid_raw is not None else valid.astype(str)
+        decision_ids[auto] = allocate_ids(conn, decisions, int(auto.sum()))
         segs = [valid[c].astype(object).where(valid[c].notna(), None).to_numpy() for c in cfg.segments]
         columns = {
-            "id": app_ids, "batch_id": self.batch.batch_id, "row_number": row_numbers,
+            "id": app_ids, "batch_id": self.batch_id, "row_number": row_numbers,
             "external_id": external, "week_start": weeks,
             "amount": scored["loan_amount"].to_numpy(dtype=float),
             **{f"segment_{i + 1}": (segs[i] if i < len(segs) else None) for i in range(3)},
             "data": raw.to_json(orient="records", lines=True, force_ascii=False).splitlines(),
             "probability": probability, "band": bands,
             "status": np.array([STATUS_OF_BAND[b] for b in bands], dtype=object),
-            "expected_profit": scored["expected_profit"].to_numpy(dtype=float),
+            "expected_profit": self._profit(scored["expected_profit"]),
             "decided_kind": np.where(auto, DecisionKind.AUTO, None), "current_decision_id": decision_ids,
         }
-        bulk_insert(self.conn, applications, columns, n)
-        add_applications(self.conn, pd.DataFrame({k: columns[k] for k in ROLLUP_COLUMNS}))
+        bulk_insert(conn, applications, columns, n)
+        self.rollups.add(pd.DataFrame({k: columns[k] for k in ROLLUP_COLUMNS}))
         version = self.scoring.bundle.version
         reasons = scored["reasons"].tolist()
-        bulk_insert(self.conn, scores, {
+        bulk_insert(conn, scores, {
             "application_id": app_ids, "model_version": version, "probability": probability,
             "band": bands, "ev_approve": scored["ev_approve"].to_numpy(dtype=float),
             "ev_review": scored["ev_review"].to_numpy(dtype=float),
-            "reasons": [json.dumps(r, default=json_default) for r in reasons], "scored_at": self.now,
+            "reasons": reasons_json(reasons), "scored_at": self.now,
         }, n)
         idx = np.flatnonzero(auto)
         if len(idx) == 0:
@@ -139,35 +205,65 @@ class StoreSink:
             # the id as stored: verify recomputes this digest from the store
             self.digest.update(decision_digest_line(int(row_numbers[i]), external[i], outcome,
                                                     float(probability[i])))
-        bulk_insert(self.conn, decisions, {
+        bulk_insert(conn, decisions, {
             "id": decision_ids[idx].astype(np.int64), "application_id": app_ids[idx],
             "outcome": outcomes, "kind": DecisionKind.AUTO, "decided_by": f"model:{version}",
             "reason": [reason_texts(reasons[i]) if bands[i] == Band.HIGH else "" for i in idx.tolist()],
             "note": "", "decided_at": self.now, "model_version": version, "supersedes_id": None,
         }, len(idx))
 
+    # -- publishing -----------------------------------------------------------------------------
     def finish(self, summary: BatchSummary, drift: DriftReport) -> None:
+        """Publish the batch: one short transaction makes all of it visible at once."""
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        if self._conn is not None:
+            self._publish(self._conn, summary, drift)
+            self._stack.close()  # commits the one transaction
+        else:
+            with self.store.begin() as conn:
+                batch_loads.beat(conn, self.batch_id)
+                self._publish(conn, summary, drift)
+        self.published = True
+        batch_loads.finished(self.batch_id)
+
+    def _publish(self, conn: Connection, summary: BatchSummary, drift: DriftReport) -> None:
         week = max(self.weeks, key=lambda w: (self.weeks[w], w)) if self.weeks else self.upload_week
         bands = summary.bands
-        conn, bid, version = self.conn, self.batch.batch_id, self.scoring.bundle.version
-        conn.execute(update(batches).where(batches.c.id == bid).values(
+        bid, version = self.batch_id, self.scoring.bundle.version
+        summary.origin = self.origin  # who and when are on the row (read back with the summary)
+        counts = {k: [int(x) for x in v] for k, v in drift.counts.items()}
+        changed = conn.execute(update(batches).where(batches.c.id == bid)
+                               .where(batches.c.state == BatchState.LOADING).values(
             rows_in=summary.rows_in, rows_valid=summary.rows_valid,
             rows_quarantined=summary.rows_quarantined, n_low=bands[Band.LOW],
             n_medium=bands[Band.MEDIUM], n_high=bands[Band.HIGH],
             automation_rate=summary.automation_rate, expected_profit=summary.expected_profit,
             drift_status=drift.status, week_start=week,
             summary=json.dumps(stored_summary_dict(summary), default=json_default),
-        ))
-        conn.execute(drift_runs.insert().values(
-            batch_id=bid, model_version=version, status=drift.status,
-            score_psi=finite(drift.score_psi),
-            psi=json.dumps({k: finite(v) for k, v in drift.features.items()}),
-            counts=json.dumps(drift.counts), computed_at=self.now,
-        ))
+            state=BatchState.PUBLISHED, published_at=iso_utc(self.at), rows_written=summary.rows_in,
+            drift_counts=json.dumps(counts),
+        )).rowcount
+        if changed != 1:
+            raise batch_loads.LoadLost(f"batch {bid} is no longer loading: nothing was published",
+                                       reason="load_lost", batch_id=bid)
+        self.rollups.write(conn)
+        if self.origin == BatchOrigin.FILE:
+            conn.execute(drift_runs.insert().values(
+                batch_id=bid, model_version=version, status=drift.status, kind="batch",
+                score_psi=finite(drift.score_psi), rows=drift.rows,
+                psi=json.dumps({k: finite(v) for k, v in drift.features.items()}),
+                counts=json.dumps(counts), computed_at=self.now,
+            ))
+        else:  # a typed-in application: drift is measured over its week, once enough arrived
+            monitoring = self.config.monitoring
+            add_to_period(conn, self.scoring.bundle.baseline, version, week, counts,
+                          min_rows=monitoring.min_rows, confidence=monitoring.confidence, at=self.now)
         actor = self.actor_name
         append_audit(conn, actor, "batch_uploaded", "batch", bid, {
             "file": self.batch.name, "sha256": self.batch.sha256, "rows_in": summary.rows_in,
             "rows_valid": summary.rows_valid, "rows_quarantined": summary.rows_quarantined,
+            "origin": self.origin, "config_sha256": self.config.sha256,
         }, model_version=version, at=self.at)
         append_audit(conn, actor, "batch_scored", "batch", bid, {
             "bands": bands, "automatic_approvals": self.auto[Outcome.APPROVE],
@@ -179,6 +275,24 @@ class StoreSink:
             "status": drift.status, "score_psi": finite(drift.score_psi), "alerts": drift.alerts,
         }, model_version=version, at=self.at)
 
+    def abort(self) -> None:
+        """The run failed: remove everything written for it (nothing was ever visible)."""
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        if self.published:
+            return
+        if self._conn is not None:
+            self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)  # rolls back
+            batch_loads.finished(self.batch_id)
+            return
+        batch_loads.abort_load(self.store, self.batch_id)
+
+    def _profit(self, values: pd.Series) -> np.ndarray:
+        """Expected profit as stored: NULL throughout when nothing is priced (a declined
+        loan's 0 included: the batch's profit is unknown, not a sum of zeros)."""
+        out = values.to_numpy(dtype=float)
+        return out if self.config.pricing.priced else np.full(len(out), np.nan)
+
     # -- helpers ------------------------------------------------------------------------------
     def _weeks(self, valid: pd.DataFrame) -> list[str]:
         col = self.config.date_column
@@ -188,16 +302,16 @@ class StoreSink:
         monday = (d - pd.to_timedelta(d.dt.day_of_week, unit="D")).dt.strftime("%Y-%m-%d")
         return monday.fillna(self.upload_week).tolist()
 
-    def _write_quarantine(self, chunk: ChunkResult) -> None:
+    def _write_quarantine(self, conn: Connection, chunk: ChunkResult) -> None:
         q = chunk.quarantined
         if q.empty:
             return
         id_col = self.config.id_column
         cells = q.drop(columns=["row_number", "line", "reasons"])
         data = cells.to_json(orient="records", lines=True, force_ascii=False).splitlines()
-        self.conn.execute(quarantine_rows.insert(), [
+        conn.execute(quarantine_rows.insert(), [
             {
-                "batch_id": self.batch.batch_id, "row_number": int(rn), "line": int(ln),
+                "batch_id": self.batch_id, "row_number": int(rn), "line": int(ln),
                 "external_id": None if ext is None or pd.isna(ext) else str(ext)[:255],
                 "reasons": str(rs), "data": d,
             }
@@ -206,13 +320,16 @@ class StoreSink:
                 q[id_col] if id_col in q else [None] * len(q), data, strict=True,
             )
         ])
-        self.conn.execute(quarantine_issues.insert(), [
+        issues = chunk.issues
+        if issues.empty:
+            return
+        conn.execute(quarantine_issues.insert(), [
             {
-                "batch_id": self.batch.batch_id, "row_number": int(r.row_number),
+                "batch_id": self.batch_id, "row_number": int(r.row_number),
                 "column_name": str(r.column), "rule": str(r.rule),
                 "value": None if r.value is None else str(r.value), "message": str(r.message),
             }
-            for r in chunk.issues.itertuples(index=False)
+            for r in issues.itertuples(index=False)
         ])
 
 
@@ -232,6 +349,15 @@ def allocate_ids(conn: Connection, table: Any, n: int) -> list[int]:
         return [int(r[0]) for r in rows]
     start = int(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()) + 1
     return list(range(start, start + n))
+
+
+_REASONS_ENCODER = json.JSONEncoder(default=lambda o: json_default(o))
+
+
+def reasons_json(reasons: list[list[dict[str, Any]]]) -> list[str]:
+    """Each row's reasons as JSON text (most rows, approvals, have none)."""
+    encode = _REASONS_ENCODER.encode
+    return [encode(r) if r else EMPTY_REASONS for r in reasons]
 
 
 def stored_summary_dict(summary: BatchSummary) -> dict[str, Any]:

@@ -11,15 +11,18 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, select, true, update
+from sqlalchemy import Connection, and_, delete, func, select, update
 
 from finflow_core.lending.authority import ProposalStatus
 from finflow_core.lending.terms import Band, DecisionKind, Outcome, Status
+from finflow_core.store.batch_queries import published, visible
 from finflow_core.store.lending_tables import (
+    OPEN_CASES,
     applications,
     batches,
     claims,
     decisions,
+    portfolio_rollup,
     proposals,
     scores,
 )
@@ -92,18 +95,20 @@ def decision_record(r: Any) -> DecisionRecord:
 _ARRIVED = batches.c.uploaded_at  # when a case joined the queue: its batch was stored
 
 
-def on_desk() -> Any:
+def on_desk(batch_id: Any = applications.c.batch_id) -> Any:
     """Whether an application's batch puts its case on the desk (queue, counts, next case,
     cases awaiting a second officer). Every condition on the batch belongs here, in one
     place: batch states join here (e.g. only published, non-voided batches), written on
     ``applications.batch_id`` (``batch_id.in_(select(batches.c.id).where(...))``) so that
-    no caller needs a join. Today every stored batch is on the desk."""
-    return true()
+    no caller needs a join: only published batches (not one still loading, not a voided one).
+    ``batch_id`` is the column to test (the roll-ups' own for their counts)."""
+    return published(batch_id)
 
 
 def _open_cases(*statuses: Status) -> list[Any]:
-    """Conditions of an open case in the queue."""
-    return [applications.c.status.in_(statuses), on_desk()]
+    """Conditions of an open case in the queue (``OPEN_CASES`` as the partial index says it,
+    so the planner can use it)."""
+    return [applications.c.status.in_(statuses), OPEN_CASES, on_desk()]
 
 
 def _open_proposal(a: Any) -> Any:
@@ -202,17 +207,22 @@ def count_awaiting(conn: Connection) -> int:
 
 
 def count_by_status(conn: Connection, statuses: tuple[Status, ...]) -> dict[Status, int]:
-    """Cases on the desk by status."""
-    rows = conn.execute(select(applications.c.status, func.count())
-                        .where(*_open_cases(*statuses)).group_by(applications.c.status)).all()
+    """From the roll-ups (exact: kept in step in every decision's transaction), so a count
+    over a million applications, some of them still loading, costs a few milliseconds."""
+    r = portfolio_rollup.c
+    rows = conn.execute(select(r.status, func.sum(r.n)).where(r.status.in_(statuses))
+                        .where(on_desk(r.batch_id)).group_by(r.status)).all()
     counts = dict.fromkeys(statuses, 0)
     counts.update({Status(r[0]): int(r[1]) for r in rows})
     return counts
 
 
 def application(conn: Connection, application_id: int, *, lock: bool = False) -> Any | None:
-    """The row (locked for this transaction on PostgreSQL; SQLite's write lock covers it)."""
-    query = select(applications).where(applications.c.id == application_id)
+    """The row (locked for this transaction on PostgreSQL; SQLite's write lock covers it), with
+    its batch's state as ``batch_state``; None while its batch is still loading."""
+    query = (select(applications, batches.c.state.label("batch_state"))
+             .join(batches, batches.c.id == applications.c.batch_id)
+             .where(applications.c.id == application_id).where(visible(applications.c.batch_id)))
     return conn.execute(query.with_for_update() if lock else query).first()
 
 
@@ -282,14 +292,14 @@ def insert_decision(conn: Connection, **values: Any) -> int:
 
 
 def set_current_decision(conn: Connection, application_id: int, expected: int | None, *, status: Status,
-                         decision_id: int, kind: DecisionKind, expected_profit: float) -> int:
+                         decision_id: int, kind: DecisionKind, expected_profit: float | None) -> int:
     """Point the application at its new decision if it is still at ``expected``; rows changed."""
     current = applications.c.current_decision_id
     return conn.execute(
         update(applications).where(applications.c.id == application_id)
         .where(current.is_(None) if expected is None else current == expected)
         .values(status=status, current_decision_id=decision_id, decided_kind=kind,
-                expected_profit=float(expected_profit))
+                expected_profit=None if expected_profit is None else float(expected_profit))
     ).rowcount
 
 
@@ -315,6 +325,7 @@ def declined(conn: Connection, *, batch_id: str | None = None,
 
 def by_external_id(conn: Connection, external_id: str) -> list[int]:
     return list(conn.execute(select(applications.c.id).where(applications.c.external_id == external_id)
+                             .where(visible(applications.c.batch_id))
                              .order_by(applications.c.id)).scalars())
 
 

@@ -9,28 +9,52 @@ takes SQLite's single write lock up front and waits (``busy_timeout``) for it in
 failing half-way. Read connections (:meth:`Store.connect`) use a plain deferred ``BEGIN``
 plus ``PRAGMA query_only`` so they never block writers and cannot write by mistake.
 
+SQLite's own wait for the lock is not fair: a waiter polls every 100 ms once it has waited a
+while, so a writer that commits and begins again at once (a batch written chunk by chunk)
+could starve a sign-in indefinitely. FinFlow's writers therefore poll ``BEGIN IMMEDIATE``
+themselves every few milliseconds, and a long writer pauses briefly between its
+transactions (:meth:`Store.yield_to_others`): a waiting writer gets in after at most one
+chunk. Giving up after ``SQLITE_BUSY_TIMEOUT_MS`` is :class:`~finflow_core.store.faults.StoreBusy`.
+
+A database file is created ``0600`` in a ``0700`` folder. Before the first write of each
+:class:`Store`, SQLite's ``PRAGMA quick_check`` must pass: a damaged file is refused for
+writes (reads still work, so its contents can be exported). Driver errors become
+:mod:`~finflow_core.store.faults` (one message, a documented exit code).
+
 Any other SQLAlchemy URL (``postgresql+psycopg://...``) works the same way through
 :func:`open_store`; there, read connections are ``READ ONLY`` transactions.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from finflow_core.errors import FinFlowError
+from finflow_core.store.faults import StoreBusy, StoreDamaged, StoreNotWritable, translate
 
 #: How long a SQLite writer waits for the write lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: How often a waiting writer tries for the lock, at most (seconds).
+LOCK_POLL_SECONDS = 0.004
+#: How long a long writer (a batch load) pauses between its transactions on SQLite.
+YIELD_SECONDS = 0.012
 #: Execution option set on read connections; the SQLite "begin" hook reads it.
 READ_ONLY_OPTION = "finflow_read_only"
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def normalise_url(url: str | URL) -> URL:
@@ -97,17 +121,117 @@ def _sqlite_on_begin(conn: Connection) -> None:
     if info.get("query_only", False) != read_only:
         conn.exec_driver_sql(f"PRAGMA query_only = {int(read_only)}")
         info["query_only"] = read_only
-    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+    if read_only:
+        conn.exec_driver_sql("BEGIN")
+    else:
+        _begin_immediate(conn.connection.dbapi_connection)
 
 
-def _ensure_sqlite_folder(url: URL) -> None:
-    """Create the folder of a SQLite file so a fresh installation starts without set-up."""
-    database = url.database or ""
-    if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+def _begin_immediate(raw: Any) -> None:
+    """Take the write lock, trying every few milliseconds (see the module docstring)."""
+    timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
+    try:
+        raw.execute("BEGIN IMMEDIATE")  # the common case: free at once, no pragma needed
         return
+    except sqlite3.OperationalError as exc:
+        if not _is_locked(exc):
+            raise
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    raw.execute("PRAGMA busy_timeout = 0")
+    try:
+        while True:
+            time.sleep(delay)
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_locked(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise StoreBusy(
+                        f"the database stayed locked by another FinFlow process for more than "
+                        f"{timeout:.0f} s; wait for it to finish (see `finflow batches list`) "
+                        "and try again", cause=str(exc)) from None
+            delay = min(delay * 2, LOCK_POLL_SECONDS)
+    finally:
+        raw.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+
+
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def sqlite_path(url: str | URL) -> Path | None:
+    """The file of a SQLite URL (None for other databases, memory and URI filenames)."""
+    parsed = normalise_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
     if database.startswith("file:"):
-        return  # URI filenames: the caller owns them
-    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return None  # URI filenames: the caller owns them
+    return Path(database).expanduser()
+
+
+def check_sqlite_file(path: Path, prior_use: Iterable[Path] = ()) -> None:
+    """Refuse a database file that cannot be FinFlow's before anything opens it.
+
+    A missing or zero-length file is a fresh installation only if nothing says this
+    installation was used before (``prior_use``: its key, models, anchors): otherwise the
+    real database was lost or truncated, and starting an empty one would hand the first
+    ``users add`` an admin account. A file that is not SQLite, or shorter than its own
+    header says, is damaged.
+    """
+    evidence = [str(p) for p in prior_use if p.exists()]
+    if not path.exists() or path.stat().st_size == 0:
+        if evidence:
+            state = "missing" if not path.exists() else "empty (0 bytes)"
+            raise StoreDamaged(
+                f"the database {path} is {state}, but this installation was used before "
+                f"({', '.join(evidence[:3])} exist): FinFlow will not start a new, empty "
+                "database in its place. Restore it with `finflow restore --from BACKUP`; to "
+                "really start afresh, move the data and models folders away first.",
+                path=str(path), reason=state.split()[0])
+        return
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(100)
+    except OSError as exc:
+        raise StoreNotWritable(f"cannot read the database {path}: {exc.strerror}",
+                               path=str(path)) from None
+    if len(header) < 100 or not header.startswith(SQLITE_MAGIC):
+        raise StoreDamaged(f"{path} is not a SQLite database (it holds something else, or was "
+                           "overwritten): restore it with `finflow restore --from BACKUP`",
+                           path=str(path), reason="not_a_database")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    header_valid = header[24:28] == header[92:96]  # the page count is current
+    size = path.stat().st_size
+    wal = Path(f"{path}-wal")
+    # with a write-ahead log the file may lag its header (a checkpoint cut short): SQLite
+    # completes it from the log, and quick_check judges the result before any write
+    pending_log = wal.exists() and wal.stat().st_size > 0
+    if header_valid and pages and size < pages * page_size and not pending_log:
+        raise StoreDamaged(
+            f"the database {path} is truncated ({size:,} bytes, its header says "
+            f"{pages * page_size:,}): restore it with `finflow restore --from BACKUP`",
+            path=str(path), reason="truncated")
+
+
+def _ensure_sqlite_file(path: Path) -> None:
+    """A fresh database file: 0600 in a 0700 folder (created if missing)."""
+    folder = path.parent
+    if not folder.exists():
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask
+    if not path.exists():
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return  # another process made it first
+        os.close(fd)
 
 
 class Store:
@@ -119,6 +243,8 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._checked = engine.dialect.name != "sqlite"  # PostgreSQL checks its own pages
+        self._check_lock = threading.Lock()
 
     @property
     def dialect(self) -> str:
@@ -135,9 +261,43 @@ class Store:
         """A write transaction: commits when the block ends, rolls back on an exception.
 
         On SQLite it holds the database's write lock from the start, so keep it short.
+        Driver errors come out as :mod:`~finflow_core.store.faults`.
         """
-        with self.engine.begin() as conn:
-            yield conn
+        if not self._checked:
+            self.check_integrity()
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except DBAPIError as exc:
+            raise self._fault(exc) from None
+
+    def _fault(self, exc: DBAPIError) -> BaseException:
+        fault = translate(exc, self.url, SQLITE_BUSY_TIMEOUT_MS / 1000)
+        return exc if fault is None else fault
+
+    def check_integrity(self) -> None:
+        """SQLite's ``PRAGMA quick_check``, once per Store: a damaged file is refused for writes."""
+        with self._check_lock:
+            if self._checked:
+                return
+            try:
+                with self.engine.connect() as conn:
+                    conn.execution_options(**{READ_ONLY_OPTION: True})
+                    found = list(conn.exec_driver_sql("PRAGMA quick_check(5)").scalars())
+            except DBAPIError as exc:
+                raise self._fault(exc) from None
+            if found != ["ok"]:
+                raise StoreDamaged(
+                    f"the database {self.url} failed its integrity check ({'; '.join(found)[:300]}): "
+                    "FinFlow refuses to write to it. Export what you need (reads still work), "
+                    "then restore a backup with `finflow restore --from BACKUP`",
+                    problems=found)
+            self._checked = True
+
+    def yield_to_others(self) -> None:
+        """A long writer's pause between transactions, so waiting writers get the lock."""
+        if self.dialect == "sqlite":
+            time.sleep(YIELD_SECONDS)
 
     @contextmanager
     def connect(self, *, snapshot: bool = False) -> Iterator[Connection]:
@@ -155,7 +315,10 @@ class Store:
                 if snapshot:
                     options["isolation_level"] = "REPEATABLE READ"
             conn.execution_options(**options)
-            yield conn
+            try:
+                yield conn
+            except DBAPIError as exc:
+                raise self._fault(exc) from None
 
     def revision(self) -> str | None:
         """The Alembic revision the database is at (``None`` for an unversioned database)."""
@@ -182,22 +345,44 @@ class Store:
         return f"Store({self.url!r})"
 
 
-def open_store(url: str | URL, *, upgrade: bool = True) -> Store:
+def open_store(url: str | URL, *, upgrade: bool = True, recover: bool = True,
+               prior_use: Iterable[Path] = (), stale: timedelta | None = None) -> Store:
     """Open the database at ``url`` and bring its schema up to date.
 
-    Creates a SQLite file's folder if needed; with ``upgrade`` (the default) applies any
-    pending migrations. Migrations only ever add; nothing is dropped. A database written
-    by a newer FinFlow is refused (:class:`~finflow_core.store.migrate.SchemaVersionError`).
+    A SQLite file is checked first (:func:`check_sqlite_file`: ``prior_use`` are files that
+    prove the installation was used before) and created 0600 in a 0700 folder if it is new.
+    With ``upgrade`` (the default) pending migrations are applied (they only ever add); a
+    database written by a newer FinFlow is refused
+    (:class:`~finflow_core.store.migrate.SchemaVersionError`). With ``recover`` (and
+    ``upgrade``), batch loads whose process died are removed (audited), see
+    :func:`finflow_core.store.batch_loads.recover_abandoned` (``stale``: when a load from
+    another host counts as abandoned; default ten minutes).
     """
     from finflow_core.store.migrate import upgrade_to_head
 
     parsed = normalise_url(url)
-    _ensure_sqlite_folder(parsed)
-    engine = make_engine(parsed)
+    path = sqlite_path(parsed)
+    engine: Engine | None = None
     try:
+        if path is not None:
+            check_sqlite_file(path, prior_use)
+            _ensure_sqlite_file(path)
+        engine = make_engine(parsed)
         if upgrade:
             upgrade_to_head(engine)
-    except BaseException:
-        engine.dispose()
-        raise
-    return Store(engine)
+        store = Store(engine)
+        if upgrade and recover:
+            from finflow_core.store.batch_loads import recover_abandoned
+
+            recover_abandoned(store, **({} if stale is None else {"stale": stale}))
+        return store
+    except BaseException as exc:
+        if engine is not None:
+            engine.dispose()
+        if isinstance(exc, FinFlowError):
+            raise
+        fault = translate(exc, str(path or parsed.render_as_string(hide_password=True)),
+                          SQLITE_BUSY_TIMEOUT_MS / 1000)
+        if fault is None:
+            raise
+        raise fault from None

@@ -1,14 +1,24 @@
-"""Files made from the store: spreadsheet-safe CSV and a batch's report folder."""
+"""Files made from the store: spreadsheet-safe CSV and a batch's report folder.
+
+Reports are written to temporary names in the target folder and renamed into place, with
+``summary.json`` last (it marks a complete set): a run killed while exporting never leaves
+a half-written ``decisions.csv`` beside last week's ``summary.json``. Problems with the
+folder (an existing file of that name, not writable) are found before anything is stored.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
-from collections.abc import Iterable
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
 
+from finflow_core.errors import InvalidInput
 from finflow_core.lending.spreadsheet import FORMULA_PREFIXES, spreadsheet_safe
 from finflow_core.pipeline.run import BatchSummary
 from finflow_core.store import Store
@@ -17,31 +27,77 @@ from finflow_core.store.batch_queries import (
     issues_frame,
     iter_decision_frames,
     quarantine_frame,
+    stored_summary,
 )
 from finflow_core.store.batch_writer import json_default
+from finflow_core.store.faults import StoreNotWritable
 
 REPORT_FILES = {"decisions": "decisions.csv", "quarantine": "quarantine.csv",
-                "issues": "quarantine_issues.csv", "summary": "summary.json"}
+                "issues": "quarantine_issues.csv", "mappings": "value_mappings.csv",
+                "summary": "summary.json"}
+MAPPING_COLUMNS = ["column", "value", "mapped_to", "count"]
+#: Summary keys that describe a run or an upload, not the batch's content (left out of
+#: summary.json, so the same file gives the same reports; `batches list` has who and when).
+RUN_ONLY = ("already_stored", "timings", "uploaded_at", "uploaded_by")
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse an output folder that cannot take the reports, before any work is done."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InvalidInput(f"--out {out_dir} is an existing file, not a folder: name a folder "
+                           "(it is created if missing)", field="out")
+    existing = out_dir
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InvalidInput(f"--out {out_dir}: {existing} is a file, not a folder", field="out")
+    for name in REPORT_FILES.values():
+        if (out_dir / name).is_dir():
+            raise InvalidInput(f"--out {out_dir} holds a folder named {name}: remove it or choose "
+                               "another folder", field="out")
+    try:
+        probe = tempfile.NamedTemporaryFile(dir=existing, prefix=".finflow-probe-")  # noqa: SIM115
+    except OSError as exc:
+        raise StoreNotWritable(f"--out {out_dir} is not writable ({exc.strerror}): choose a folder "
+                               "this user can write", path=str(out_dir)) from None
+    probe.close()
 
 
 def export_batch(store: Store, summary: BatchSummary, out_dir: Path, reason_codes: int) -> dict[str, Path]:
-    """Write decisions.csv, quarantine.csv, quarantine_issues.csv and summary.json from the store."""
+    """Write decisions.csv, quarantine.csv, quarantine_issues.csv, value_mappings.csv and
+    summary.json from the store (each to a temporary name, then renamed; summary.json last)."""
+    check_out_dir(out_dir)
     batch_id = summary.batch_id
+    summary = stored_summary(store, batch_id) or summary  # as stored: who, when, with what
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {k: out_dir / v for k, v in REPORT_FILES.items()}
-    frames = iter_decision_frames(store, batch_id, reason_codes)
-    first = next(frames, None)
-    if first is None:  # no valid application: the header alone
-        write_csv(decisions_frame(store, batch_id, reason_codes), paths["decisions"])
-    else:
-        write_csv(itertools.chain([first], frames), paths["decisions"])
-    write_csv(quarantine_frame(store, batch_id), paths["quarantine"])
-    write_csv(issues_frame(store, batch_id), paths["issues"])
-    d = summary.to_dict()
-    d.pop("already_stored", None)
-    d.pop("timings", None)
-    paths["summary"].write_text(json.dumps(d, indent=2, default=json_default))
+    with _staged(paths) as staged:
+        frames = iter_decision_frames(store, batch_id, reason_codes)
+        first = next(frames, None)
+        if first is None:  # no valid application: the header alone
+            write_csv(decisions_frame(store, batch_id, reason_codes), staged["decisions"])
+        else:
+            write_csv(itertools.chain([first], frames), staged["decisions"])
+        write_csv(quarantine_frame(store, batch_id), staged["quarantine"])
+        write_csv(issues_frame(store, batch_id), staged["issues"])
+        write_csv(pd.DataFrame(summary.value_mappings, columns=MAPPING_COLUMNS), staged["mappings"])
+        d = {k: v for k, v in summary.to_dict().items() if k not in RUN_ONLY}
+        staged["summary"].write_text(json.dumps(d, indent=2, default=json_default), encoding="utf-8")
     return paths
+
+
+@contextlib.contextmanager
+def _staged(paths: dict[str, Path]) -> Iterator[dict[str, Path]]:
+    """Temporary files beside ``paths``, renamed into place when the block succeeds."""
+    staged = {k: p.with_name(f".{p.name}.{os.getpid()}.tmp") for k, p in paths.items()}
+    try:
+        yield staged
+        paths["summary"].unlink(missing_ok=True)  # no old summary beside new files, ever
+        for key in [k for k in paths if k != "summary"] + ["summary"]:
+            os.replace(staged[key], paths[key])
+    finally:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
 
 
 def write_csv(frames: pd.DataFrame | Iterable[pd.DataFrame], path: Path) -> None:

@@ -66,11 +66,24 @@ strategies = Table(
     Index("ix_strategies_model_version", "model_version", "id"),
 )
 
+#: Batch states: ``loading`` while its chunks are written (invisible to every read),
+#: ``aborting`` while a dead load's rows are removed, ``published`` once complete (one short
+#: transaction), ``voided`` when a manager took it out of the queue and the portfolio.
+BATCH_STATES = ("loading", "aborting", "published", "voided")
+#: States that occupy a file: at most one such batch per file hash.
+LIVE_STATES = ("loading", "aborting", "published")
+_LIVE = text("state IN ('loading', 'aborting', 'published')")
+#: the review queue's statuses, as written in the partial index (a query must repeat this
+#: text, with literals, for the planner to use the index: :data:`OPEN_CASES`)
+OPEN_CASES_SQL = "status IN ('pending', 'referred')"
+_OPEN = text(OPEN_CASES_SQL)
+OPEN_CASES = text(f"applications.{OPEN_CASES_SQL}")
+
 batches = Table(
     "batches",
     metadata,
     Column("id", String(32), primary_key=True),
-    Column("sha256", String(64), nullable=False, unique=True),
+    Column("sha256", String(64), nullable=False),
     Column("file_name", String(255), nullable=False),
     Column("uploaded_by", String(64), nullable=False),
     _ts("uploaded_at", nullable=False),
@@ -85,11 +98,28 @@ batches = Table(
     Column("n_medium", Integer, nullable=False),
     Column("n_high", Integer, nullable=False),
     Column("automation_rate", Float, nullable=False),
-    Column("expected_profit", Float, nullable=False),
+    Column("expected_profit", Float),  # NULL: nothing priced
     Column("drift_status", String(32), nullable=False),
     Column("summary", Text, nullable=False),
+    Column("state", String(10), nullable=False, server_default="published"),
+    Column("origin", String(8), nullable=False, server_default="file"),  # file | form
+    Column("config_sha256", String(64)),
+    # who is writing a loading batch, and when it last said so (abandoned loads are removed)
+    Column("loader_pid", Integer),
+    Column("loader_host", String(255)),
+    _ts("heartbeat_at"),
+    Column("rows_written", Integer, nullable=False, server_default="0"),
+    _ts("published_at"),
+    _ts("voided_at"),
+    Column("voided_by", String(64)),
+    Column("void_reason", Text),
+    Column("drift_counts", Text),  # JSON {column: [bin counts]}: a period's drift adds them up
     CheckConstraint("rows_in = rows_valid + rows_quarantined", name="rows_add_up"),
+    CheckConstraint("state IN ('loading', 'aborting', 'published', 'voided')", name="state_known"),
+    CheckConstraint("origin IN ('file', 'form')", name="origin_known"),
     Index("ix_batches_uploaded_at", "uploaded_at"),
+    Index("ix_batches_sha256", "sha256"),
+    Index("uq_batches_live_sha256", "sha256", unique=True, sqlite_where=_LIVE, postgresql_where=_LIVE),
 )
 
 applications = Table(
@@ -109,7 +139,7 @@ applications = Table(
     Column("probability", Float, nullable=False),
     Column("band", String(8), nullable=False),
     Column("status", String(12), nullable=False),
-    Column("expected_profit", Float, nullable=False),
+    Column("expected_profit", Float),  # NULL: nothing priced
     Column("decided_kind", String(8)),
     Column("current_decision_id", Integer),
     UniqueConstraint("batch_id", "row_number"),
@@ -117,7 +147,10 @@ applications = Table(
     CheckConstraint("status IN ('approved', 'declined', 'pending', 'referred')", name="status_known"),
     Index("ix_applications_external_id", "external_id"),
     Index("ix_applications_queue", "status", "id"),
-    Index("ix_applications_queue_amount", "status", "amount", "id"),
+    # only open cases (the queue's "largest first"): an index over every application keyed
+    # by amount takes random inserts, which made storing a million rows 4-5x slower
+    Index("ix_applications_queue_amount", "status", "amount", "id", sqlite_where=_OPEN,
+          postgresql_where=_OPEN),
 )
 
 scores = Table(
@@ -127,8 +160,8 @@ scores = Table(
     Column("model_version", String(64), ForeignKey("model_versions.version"), nullable=False),
     Column("probability", Float, nullable=False),
     Column("band", String(8), nullable=False),
-    Column("ev_approve", Float, nullable=False),
-    Column("ev_review", Float, nullable=False),
+    Column("ev_approve", Float),  # NULL: nothing priced
+    Column("ev_review", Float),
     Column("reasons", Text, nullable=False),  # JSON list of {feature, text, value, contribution}
     _ts("scored_at", nullable=False),
 )
@@ -226,17 +259,25 @@ quarantine_issues = Table(
     Index("ix_quarantine_issues_batch", "batch_id", "row_number"),
 )
 
+#: PSI of one file batch (``kind`` batch), or of a period's typed-in applications (``kind``
+#: period: ``period_start`` is the week, no batch; recomputed as applications arrive).
 drift_runs = Table(
     "drift_runs",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("batch_id", String(32), ForeignKey("batches.id"), nullable=False, unique=True),
+    Column("batch_id", String(32), ForeignKey("batches.id"), unique=True),
     Column("model_version", String(64), ForeignKey("model_versions.version"), nullable=False),
     Column("status", String(32), nullable=False),
     Column("score_psi", Float),
     Column("psi", Text, nullable=False),  # JSON {feature: psi}
     Column("counts", Text, nullable=False),  # JSON {feature: [bin counts]}
     _ts("computed_at", nullable=False),
+    Column("kind", String(8), nullable=False, server_default="batch"),
+    Column("period_start", String(10)),
+    Column("rows", Integer),
+    CheckConstraint("kind IN ('batch', 'period')", name="kind_known"),
+    Index("uq_drift_runs_period", "period_start", "model_version", unique=True,
+          sqlite_where=text("kind = 'period'"), postgresql_where=text("kind = 'period'")),
 )
 
 
@@ -255,7 +296,7 @@ portfolio_rollup = Table(
     Column("segment_3", String(64), nullable=False),
     Column("n", Integer, nullable=False),
     Column("amount", Float, nullable=False),
-    Column("expected_profit", Float, nullable=False),
+    Column("expected_profit", Float),  # NULL: nothing priced
     UniqueConstraint("week_start", "batch_id", "band", "status", "kind", "segment_1", "segment_2",
                      "segment_3", name="uq_portfolio_rollup_key"),
 )

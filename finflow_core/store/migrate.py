@@ -85,14 +85,35 @@ def upgrade_to_head(engine: Engine, *, script_location: str | Path | None = None
     head = head_revision(script_location)
     if _check_known(script, current_revision(engine), head) == head:
         return head
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK_KEY})
-        # Re-read under the lock: another process may have migrated meanwhile.
-        if _check_known(script, _revision_of(conn), head) != head:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:  # a table rebuild drops the old table: its children's keys are checked at the end
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = OFF")
+        try:
+            with conn.begin():
+                if not sqlite:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                 {"key": PG_MIGRATION_LOCK_KEY})
+                # Re-read under the lock: another process may have migrated meanwhile.
+                if _check_known(script, _revision_of(conn), head) != head:
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
+                    if sqlite:
+                        _check_foreign_keys(conn)
+        finally:
+            if sqlite:
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = ON")
     return head
+
+
+def _check_foreign_keys(conn: Connection) -> None:
+    """Every foreign key must still hold after SQLite migrated with the checks off."""
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        raise SchemaVersionError(
+            f"migrating would break {len(broken)} foreign key(s) (first: {tuple(broken[0])}); "
+            "nothing was changed", broken=len(broken),
+        )
 
 
 def _revision_of(conn: Connection) -> str | None:

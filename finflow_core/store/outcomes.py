@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, and_, func, select
 
+from finflow_core.store.batch_queries import published
 from finflow_core.store.bulk import bulk_insert
 from finflow_core.store.lending_tables import applications, batches, scores
 from finflow_core.store.lifecycle_tables import application_arms, outcome_files, outcomes
@@ -51,7 +52,8 @@ class LinkedApplication:
 
 
 def link(conn: Connection, external_ids: list[str]) -> dict[str, list[LinkedApplication]]:
-    """Every stored application for each external id (several when it was in several batches)."""
+    """Every application of a published batch for each external id (several when it was in
+    several batches; a voided batch's applications take no outcome)."""
     cur = current_outcomes()
     a = applications.c
     out: dict[str, list[LinkedApplication]] = {}
@@ -62,7 +64,7 @@ def link(conn: Connection, external_ids: list[str]) -> dict[str, list[LinkedAppl
             select(a.id, a.external_id, a.batch_id, a.status, a.amount, a.data, a.week_start, cur.c.id,
                    cur.c.defaulted)
             .select_from(applications.outerjoin(cur, cur.c.application_id == a.id))
-            .where(a.external_id.in_(part)).order_by(a.id)
+            .where(a.external_id.in_(part)).where(published(a.batch_id)).order_by(a.id)
         ).all()
         for r in rows:
             out.setdefault(r[1], []).append(LinkedApplication(*r[:8], None if r[8] is None else bool(r[8])))
@@ -84,6 +86,8 @@ def insert_outcomes(conn: Connection, frame: pd.DataFrame) -> None:
         "application_id", "file_id", "defaulted", "observed_on", "amount_lost", "days_past_due",
         "months_on_book", "exposure", "realised_profit", "supersedes_id")}
     columns["defaulted"] = np.asarray([bool(x) for x in columns["defaulted"]], dtype=object)
+    for whole in ("days_past_due", "months_on_book", "supersedes_id"):  # INTEGER columns
+        columns[whole] = np.asarray([None if pd.isna(x) else int(x) for x in columns[whole]], dtype=object)
     bulk_insert(conn, outcomes, columns, len(frame))
 
 
@@ -106,6 +110,7 @@ def performance_rows(conn: Connection, *, batch_ids: tuple[str, ...] = ()) -> pd
                      .outerjoin(cur, cur.c.application_id == a.id)
                      .outerjoin(application_arms, arm.application_id == a.id))
     )
+    query = query.where(published(a.batch_id))  # not a batch still loading, nor a voided one
     if batch_ids:
         query = query.where(a.batch_id.in_(batch_ids))
     rows = conn.execute(query.order_by(a.id)).all()

@@ -3,6 +3,8 @@
 The roll-ups (kept in step by every batch and decision, see ``rollup``) hold counts,
 amounts and expected profit per week, batch, band, status, decision kind and segment; a
 manager's page is one GROUP BY over a few thousand rows whatever the number of applications.
+Only published batches count: a loading batch has no roll-up rows yet, and a voided one's
+are removed (and excluded here as well).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, and_, func, select
 
+from finflow_core.lending.terms import BatchState
 from finflow_core.store.lending_tables import batches, portfolio_rollup, probability_rollup
-from finflow_core.store.rollup import HIST_BINS
+from finflow_core.store.rollup import HIST_BINS, published
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class PortfolioFilter:
 
 def _where(table: Any, segment_keys: dict[str, str], f: PortfolioFilter) -> list[Any]:
     c = table.c
-    conds: list[Any] = []
+    conds: list[Any] = [published(c.batch_id)]
     if f.week_from:
         conds.append(c.week_start >= f.week_from)
     if f.week_to:
@@ -81,7 +84,9 @@ class BatchOption:
 
 
 def weeks_and_batches(conn: Connection, limit: int = 500) -> tuple[list[str], list[BatchOption]]:
-    weeks = list(conn.execute(select(batches.c.week_start).distinct().order_by(batches.c.week_start)).scalars())
-    rows = conn.execute(select(batches.c.id, batches.c.file_name, batches.c.week_start)
+    live = batches.c.state == BatchState.PUBLISHED
+    weeks = list(conn.execute(select(batches.c.week_start).where(live).distinct()
+                              .order_by(batches.c.week_start)).scalars())
+    rows = conn.execute(select(batches.c.id, batches.c.file_name, batches.c.week_start).where(live)
                         .order_by(batches.c.uploaded_at.desc()).limit(limit)).all()
     return weeks, [BatchOption(*r) for r in rows]

@@ -32,7 +32,7 @@ class VersionRecord:
     rows: int
     auc: float
     cutoff: float
-    oof_profit: float
+    oof_profit: float | None  # None when the lender has no pricing
     promoted_by: str | None
     promoted_at: str | None
     folder: str
@@ -48,12 +48,16 @@ class SavedEdges:
     saved_by: str
 
 
+def _figure(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _record(r: Any) -> VersionRecord:
     card = json.loads(r.card)
     return VersionRecord(
         r.version, r.model_name, ModelStatus(r.status), r.created_at, r.trained_by, int(r.rows),
         float(card["metrics_out_of_fold"]["auc"]), float(card["strategy"]["cutoff"]),
-        float(card["strategy"]["oof_profit_banded"]), r.promoted_by, r.promoted_at, r.folder,
+        _figure(card["strategy"].get("oof_profit_banded")), r.promoted_by, r.promoted_at, r.folder,
         r.artifact_sha256,
     )
 
@@ -78,14 +82,36 @@ def card(conn: Connection, name: str) -> dict[str, Any] | None:
     return None if text is None else json.loads(text)
 
 
+def stored_folder(folder: Path, models_dir: Path | None) -> str:
+    """A model folder as the registry keeps it: relative to the installation's models folder
+    when it lies inside it (a copied or restored home then loads its own models)."""
+    if models_dir is not None:
+        try:
+            return Path(folder).resolve().relative_to(Path(models_dir).resolve()).as_posix()
+        except ValueError:
+            pass
+    return str(folder)
+
+
+def model_folder(stored: str, models_dir: Path) -> Path:
+    """Where a registered version's files are: relative rows under ``models_dir``; an old
+    absolute row where it says, or under ``models_dir`` by name if that place is gone."""
+    path = Path(stored)
+    if not path.is_absolute():
+        return models_dir / path
+    if not path.exists() and (models_dir / path.name).is_dir():
+        return models_dir / path.name  # a home copied from elsewhere, registered before 0004
+    return path
+
+
 def insert_version(conn: Connection, bundle: ModelBundle, folder: Path, trained_by: str, now: datetime,
-                   *, champion: bool) -> None:
+                   *, champion: bool, models_dir: Path | None = None) -> None:
     c = bundle.card
     conn.execute(model_versions.insert().values(
         version=bundle.version, model_name=bundle.model_name,
         status=ModelStatus.CHAMPION if champion else ModelStatus.CANDIDATE,
         artifact_sha256=c["artifact_sha256"], training_data_sha256=c["training_data_sha256"],
-        rows=c["rows"], folder=str(folder), card=json.dumps(c, sort_keys=True), created_at=iso_utc(now),
+        rows=c["rows"], folder=stored_folder(folder, models_dir), card=json.dumps(c, sort_keys=True), created_at=iso_utc(now),
         trained_by=trained_by, promoted_at=iso_utc(now) if champion else None,
         promoted_by=trained_by if champion else None,
     ))

@@ -12,7 +12,7 @@ import pytest
 
 from finflow_core.errors import BatchRejected
 from finflow_core.lending.config import Config
-from finflow_core.lending.intake.reader import iter_chunks, open_batch
+from finflow_core.lending.intake.reader import iter_chunks, open_batch, open_source
 from finflow_core.lending.intake.validation import validate_batch
 from finflow_core.lending.synthetic import generate_applications
 
@@ -258,3 +258,99 @@ def test_closed_quotes_with_line_breaks_at_a_chunk_end_are_fine(config: Config,
     assert [c.row_numbers for c in chunks] == [list(range(1, 8)), list(range(8, 13))]
     assert chunks[0].frame["application_id"].iloc[6] == 'ID "quoted",\nand broken'
     assert chunks[1].frame["application_id"].iloc[-1] == "LAST\n"
+
+
+# -- limits before work --------------------------------------------------------------------------
+
+def test_a_header_far_wider_than_the_config_is_rejected_before_any_row_is_read(
+    config: Config, sample_csv: str,
+) -> None:
+    """The 385 KB file that once took 3.6 GB: 10,000 header columns over 16-cell rows."""
+    import resource
+    import time
+
+    header = ",".join(f"c{i}" for i in range(10_000))
+    rows = "\n".join(",".join(["12345"] * 16) for _ in range(3_500))
+    content = (header + "\n" + rows + "\n").encode()
+    assert 250_000 < len(content) < 500_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    err = _rejected(content, config)
+    assert time.perf_counter() - started < 0.5
+    assert err.reason == "too_many_columns" and "10,000 columns" in err.message
+    assert err.details["allowed"] == 2 * len(config.columns) + 50
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KB: < 50 MB more
+    # a normal file with a few extra columns is still fine
+    extra = sample_csv.replace("\n", ",x,y\n", 1).replace("\n", ",1,2\n")
+    assert validate_batch(extra.encode(), config).rows_in == 12
+
+
+def test_a_file_over_the_size_limit_is_rejected_before_it_is_read(
+    small_raw: dict, sample_csv: str, tmp_path: Path,
+) -> None:
+    import copy
+
+    from finflow_core.lending.config import parse_config
+
+    raw = copy.deepcopy(small_raw)
+    raw["limits"] = {"max_file_mb": 0.001, "max_columns": 40}  # about 1 KB
+    tight = parse_config(raw)
+    path = tmp_path / "big.csv"
+    path.write_text(sample_csv * 3)
+    for source in (path, path.read_bytes()):
+        with pytest.raises(BatchRejected) as exc:
+            open_batch(source, tight, name="week.csv")
+        assert exc.value.reason == "too_large" and "max_file_mb" in exc.value.message
+    parquet = tmp_path / "big.parquet"
+    pd.read_csv(io.StringIO(sample_csv * 3), dtype=str).to_parquet(parquet)
+    assert parquet.stat().st_size > 1100
+    for source in (parquet, parquet.read_bytes()):  # a Parquet file: the same limit
+        with pytest.raises(BatchRejected) as exc:
+            open_source(source, tight, name="week.parquet")
+        assert exc.value.reason == "too_large"
+    assert tight.limits.columns_allowed(len(tight.columns)) == 40
+
+
+def test_optional_columns_count_as_used(config: Config, sample: pd.DataFrame) -> None:
+    optional = [c.name for c in config.optional_columns]
+    df = sample.copy()
+    for name in optional:
+        df[name] = ""
+    df["notes"] = "x"
+    batch = open_batch(df.to_csv(index=False).encode(), config, name="week.csv")
+    assert set(optional) <= set(batch.used_columns)
+    assert batch.ignored_columns == ("notes",)
+
+
+# -- the quote-free fast path ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("chunk_rows", [1, 3, 50])
+def test_the_quote_free_fast_path_reads_exactly_what_the_csv_module_reads(
+    config: Config, sample_csv: str, chunk_rows: int,
+) -> None:
+    """Blank and whitespace lines, CRLF, a BOM, short and long rows, no final line break."""
+    import dataclasses
+
+    header, *rows = sample_csv.strip("\n").split("\n")
+    lines = [header, rows[0], "", "   ", rows[1], "a,b,c", rows[2] + ",extra", "\t", rows[3], ",",
+             *rows[4:9], "", rows[9]]
+    for content in ("\ufeff" + "\r\n".join(lines) + "\r\n\r\n", "\n".join(lines)):
+        batch = open_batch(content.encode(), config, name="week.csv")
+        assert batch.plain
+        fast = list(iter_chunks(batch, chunk_rows))
+        slow = list(iter_chunks(dataclasses.replace(batch, plain=False), chunk_rows))
+        assert len(fast) == len(slow) > 0
+        for f, s in zip(fast, slow, strict=True):
+            pd.testing.assert_frame_equal(f.frame, s.frame)
+            assert (f.row_numbers, f.lines, f.misshapen) == (s.row_numbers, s.lines, s.misshapen)
+        assert sum(len(c.misshapen) for c in fast) == 3  # "a,b,c", the extra cell, ","
+        assert [r for c in fast for r in c.row_numbers][-1] == 12  # blank lines are no records
+
+
+def test_quotes_or_a_lone_carriage_return_take_the_csv_module_path(config: Config, sample_csv: str) -> None:
+    header, first, *rest = sample_csv.split("\n")
+    quoted = "\n".join([header, '"' + first.replace(",", '",', 1), *rest])
+    assert not open_batch(quoted.encode(), config, name="q.csv").plain
+    lone_cr = "\n".join([header, first + "\r" + rest[0], *rest[1:]])
+    assert not open_batch(lone_cr.encode(), config, name="cr.csv").plain
+    assert open_batch(sample_csv.encode(), config, name="plain.csv").plain

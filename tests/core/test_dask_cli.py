@@ -1,7 +1,7 @@
 """`finflow weekly-run --engine dask`: clear cluster errors with exit codes, paths, progress.
 
 Wrong addresses (a web address, nothing listening, an unknown host, something that is not
-a scheduler, a scheduler without workers) each end in one line and exit 15 within the
+a scheduler, a scheduler without workers) each end in one line and exit 19 within the
 connect timeout, never a traceback. Workers started in another folder get the absolute
 path; workers that cannot read the file, or read another file at the same path, are named
 before any work (or the driver sends the data with --send-data). Progress lines are
@@ -116,7 +116,7 @@ def assert_one_clear_line(err: str, *fragments: str) -> None:
 def test_a_web_address_says_use_tcp(cli: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err, took = weekly(capsys, "--data", str(cli["batch"]), "--engine", "dask",
                                 "--scheduler", "http://127.0.0.1:8787/status")
-    assert code == 15 and took < 30
+    assert code == 19 and took < 30
     assert_one_clear_line(err, "web address", "tcp://127.0.0.1:8786")
     with run_store(cli) as store:
         assert batches_stored(store) == 0
@@ -130,7 +130,7 @@ def test_a_tls_address_without_tls_settings_says_which_are_missing(
         monkeypatch.delenv(f"DASK_DISTRIBUTED__COMM__TLS__{name}", raising=False)
     code, _, err, took = weekly(capsys, "--data", str(cli["batch"]), "--engine", "dask",
                                 "--scheduler", f"tls://127.0.0.1:{free_port()}")
-    assert code == 15 and took < 20
+    assert code == 19 and took < 20
     assert_one_clear_line(err, "TLS address", "distributed.comm.tls.ca-file",
                           "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT")
 
@@ -140,11 +140,11 @@ def test_nothing_listening_and_unknown_host_fail_at_once(
 ) -> None:
     code, _, err, took = weekly(capsys, "--data", str(cli["batch"]), "--engine", "dask",
                                 "--scheduler", f"tcp://127.0.0.1:{free_port()}")
-    assert code == 15 and took < 20  # the issue: 30 s, then a 62-line traceback
+    assert code == 19 and took < 20  # the issue: 30 s, then a 62-line traceback
     assert_one_clear_line(err, "nothing is listening", "dask scheduler")
     code, _, err, _ = weekly(capsys, "--data", str(cli["batch"]), "--engine", "dask",
                              "--scheduler", "tcp://no-such-host.invalid:8786")
-    assert code == 15
+    assert code == 19
     assert_one_clear_line(err, "unknown host 'no-such-host.invalid'")
 
 
@@ -172,7 +172,7 @@ def test_a_port_that_is_not_a_scheduler_times_out_with_the_connect_timeout(
     with web_server() as port:
         code, _, err, took = weekly(capsys, "--data", str(cli["batch"]), "--engine", "dask",
                                     "--scheduler", f"tcp://127.0.0.1:{port}", "--connect-timeout", "2")
-    assert code == 15 and took < 20
+    assert code == 19 and took < 20
     assert_one_clear_line(err, "not a Dask scheduler", "8786")
 
 
@@ -185,7 +185,7 @@ def test_a_scheduler_without_workers_waits_the_timeout_then_says_so(
                       scheduler_kwargs={"dashboard": False}) as empty:
         code, _, err, took = weekly(capsys, "--data", str(cli["batch"]), "--engine", "dask",
                                     "--scheduler", empty.scheduler_address, "--connect-timeout", "2")
-    assert code == 15 and 2 <= took < 25  # the issue: 33 s, then TimeoutError
+    assert code == 19 and 2 <= took < 25  # the issue: 33 s, then TimeoutError
     assert_one_clear_line(err, "has no workers", "within 2 s", "dask worker")
 
 
@@ -253,7 +253,7 @@ def test_workers_that_cannot_read_the_file_are_named_and_send_data_works(
         cluster.wait_for_workers()
         code, _, err, took = weekly(capsys, "--data", str(cli["batch"]), "--engine", "dask",
                                     "--scheduler", cluster.address)
-        assert code == 15 and took < 60
+        assert code == 19 and took < 60
         assert_one_clear_line(err, "2 of 2 workers", f"cannot read {cli['batch']}", "--send-data",
                               "tcp://127.0.0.1:")
         with run_store(cli) as store:
@@ -298,7 +298,7 @@ def test_a_worker_reading_another_file_at_the_same_path_is_refused(
         cluster.wait_for_workers()
         code, _, err, _ = weekly(capsys, "--data", str(cli["batch"]), "--engine", "dask",
                                  "--scheduler", cluster.address)
-    assert code == 15
+    assert code == 19
     assert_one_clear_line(err, "1 of 1 workers", "is not the file this machine reads")
     with run_store(cli) as store:
         assert batches_stored(store) == 0

@@ -64,7 +64,7 @@ def test_errors_raised_on_a_worker_arrive_as_themselves() -> None:
         back = pickle.loads(pickle.dumps(error))
         assert type(back) is type(error)
         assert (back.message, back.details, back.exit_code) == (error.message, error.details, error.exit_code)
-    assert [e.exit_code for e in errors[2:]] == [15, 16]
+    assert [e.exit_code for e in errors[2:]] == [19, 20]
 
 
 @pytest.mark.parametrize("variant", ["plain", "no final line break", "crlf", "empty lines"])

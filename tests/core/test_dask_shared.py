@@ -4,7 +4,7 @@ Two installations with different models run at the same time on one cluster and 
 stores exactly what its own single-process run stores (the issue's finding: home B's rows
 were scored with home A's model). Workers are killed in the middle of a run (one of them;
 all of them, so the only copies of the model are lost; all of them for good) and the run
-either completes with the single-process result or fails with one message, exit code 16,
+either completes with the single-process result or fails with one message, exit code 20,
 and nothing stored.
 """
 
@@ -167,7 +167,7 @@ def test_a_worker_refuses_a_payload_whose_hash_differs(homes: dict[str, tuple[Co
     assert a.key != b.key and a.sha256 != b.sha256 and a.key.startswith("finflow-run-a-payload-")
     with pytest.raises(ClusterError, match="another run's model payload") as caught:
         engine_for(a, b.ref)  # a task of run B handed run A's payload
-    assert caught.value.exit_code == 15 and caught.value.reason == "payload_mismatch"
+    assert caught.value.exit_code == 19 and caught.value.reason == "payload_mismatch"
     forged = Payload(b.key, b.sha256, a.blob)  # B's name and hash over A's bytes
     with pytest.raises(ClusterError, match="another run's model payload"):
         engine_for(forged, b.ref)
@@ -251,7 +251,7 @@ def test_a_cluster_whose_workers_are_gone_for_good_fails_clearly_and_stores_noth
             run(store, batch_files["A"], config, engine,
                 progress=_kill_after_first_part(cluster.kill_workers))
         assert time.monotonic() - started < 90
-    assert caught.value.exit_code == 16 and caught.value.reason == "no_workers_left"
+    assert caught.value.exit_code == 20 and caught.value.reason == "no_workers_left"
     assert "nothing was stored" in caught.value.message
     assert batches_stored(store) == before
     store.close()

@@ -158,4 +158,4 @@ def test_the_cli_loads_outcomes_refuses_bad_files_and_the_monitor_exits_for_sche
     assert json.loads(capsys.readouterr().out)["rows"] == ffa_sqlite.count("outcomes")
     code = main(["monitor", "--json"])
     payload = json.loads(capsys.readouterr().out)
-    assert code == 14 and any(a["kind"] == "calibration" for a in payload["performance_alerts"])
+    assert code == 21 and any(a["kind"] == "calibration" for a in payload["performance_alerts"])

@@ -153,7 +153,7 @@ def test_a_tls_cluster_as_documented_takes_finflow_with_its_certificate(
             monkeypatch.delenv(f"DASK_DISTRIBUTED__COMM__TLS__{name}", raising=False)
         with pytest.raises(ClusterError, match="TLS settings are missing") as refused:
             connect(address, 5)
-        assert refused.value.exit_code == 15
+        assert refused.value.exit_code == 19
         import dask
 
         settings = {"distributed.comm.tls.ca-file": str(tmp_path / "ca.pem"),

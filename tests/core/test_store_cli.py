@@ -134,7 +134,8 @@ def test_weekly_run_json_prints_the_documented_summary_and_the_same_file_is_stor
     assert 0 <= first["automation_rate"] <= 1 and isinstance(first["expected_profit"], float)
     assert first["already_stored"] is False
     assert {p.name for p in (tmp_path / "out").iterdir()} == {
-        "decisions.csv", "quarantine.csv", "quarantine_issues.csv", "summary.json"}
+        "decisions.csv", "quarantine.csv", "quarantine_issues.csv", "value_mappings.csv",
+        "summary.json"}
 
     code, out, _ = run(capsys, "weekly-run", "--data", batches_dir.a, "--json")
     second = json.loads(out)

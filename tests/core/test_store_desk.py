@@ -325,7 +325,7 @@ def test_one_condition_on_the_batch_governs_every_read_of_the_desk(
     before = review.desk()
     assert before.awaiting == 1 and review.next_case() == case.application_id
 
-    monkeypatch.setattr(cases, "on_desk", lambda: applications.c.batch_id != hidden)
+    monkeypatch.setattr(cases, "on_desk", lambda batch_id=applications.c.batch_id: batch_id != hidden)
     rows = review.queue(limit=5000).rows
     assert rows and {r.batch_id for r in rows} == {shown}
     after = review.desk()

@@ -61,6 +61,9 @@ WRITES: dict[str, tuple[str, Call]] = {
         "vic.victim", "someone else's new password")),
     "users.disable": ("manage_users", lambda wb, ff, ctx: wb.users.disable("vic.victim")),
     "users.enable": ("manage_users", lambda wb, ff, ctx: wb.users.enable("vic.victim")),
+    "maintenance.backup": ("backup_store", lambda wb, ff, ctx: wb.maintenance.backup(
+        ff.home / f"backup_{wb.actor.username}.db")),
+    "batches.void": ("void_batch", lambda wb, ff, ctx: wb.batches.void(ctx["batch_id"], "a test")),
 }
 
 #: Every service method that reads, with the action it needs.

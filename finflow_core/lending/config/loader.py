@@ -102,6 +102,7 @@ def parse_config(raw: dict[str, Any], *, source: str = "<dict>", sha256: str = "
         lender=doc.lender,
         letters=doc.letters,
         warnings=doc.warnings(),
+        limits=doc.limits,
     )
 
 

@@ -30,6 +30,7 @@ from finflow_core.lending.config.settings import (
     Economics,
     LenderInfo,
     LettersSettings,
+    LimitsSettings,
     ModelSettings,
     MonitoringSettings,
     Paths,
@@ -127,6 +128,7 @@ class Document(BaseModel):
     lender: LenderInfo | None = None
     letters: LettersSettings = LettersSettings()
     paths: PathSettings = PathSettings()
+    limits: LimitsSettings = LimitsSettings()
 
     @model_validator(mode="before")
     @classmethod
@@ -204,6 +206,7 @@ class Config:
     lender: LenderInfo | None = None
     warnings: tuple[str, ...] = ()
     letters: LettersSettings = field(default_factory=LettersSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
 
     def _key(self) -> tuple[Any, ...]:
         return tuple(getattr(self, f.name) for f in fields(self))

@@ -226,6 +226,20 @@ class FourEyesSettings:
 
 
 @dataclass(frozen=True, config=DECLARED)
+class LimitsSettings:
+    """What a file may cost before any row is parsed, and when a silent load counts as dead."""
+
+    max_file_mb: Positive = 200.0  # the app's upload limit (server.maxUploadSize)
+    #: header columns allowed (0: twice the declared columns plus 50)
+    max_columns: Whole = 0
+    #: a load from another host with no heartbeat for this long was abandoned
+    stale_load_minutes: Positive = 10.0
+
+    def columns_allowed(self, declared: int) -> int:
+        return self.max_columns or 2 * declared + 50
+
+
+@dataclass(frozen=True, config=DECLARED)
 class ReviewSettings:
     claim_minutes: Positive = 30.0  # a claimed case returns to the queue after this long
     sla_hours: Positive = 24.0  # a case waiting longer than this is overdue

@@ -105,7 +105,7 @@ def open_outcome_file(source: Source, spec: OutcomeSpec, *, name: str | None = N
         raise BatchRejected(f"{display}: file not found", reason="not_found", file=str(source))
     stream: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
     with stream:
-        sha, size, head, breaks, records = _first_pass(stream, display)
+        sha, size, head, breaks, records, _ = _first_pass(stream, display)
     header = _read_header(head, display)
     missing = [c for c in spec.required if c not in header]
     if missing:

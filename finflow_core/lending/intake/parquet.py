@@ -24,6 +24,7 @@ from finflow_core.lending.intake.reader import (
     BatchFile,
     RawChunk,
     Source,
+    check_size,
     make_chunk,
     split_columns,
 )
@@ -64,6 +65,7 @@ def open_parquet_batch(source: Source, config: Config, *, name: str | None = Non
     display = name or (Path(source).name if not isinstance(source, bytes) else "upload.parquet")
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise BatchRejected(f"{display}: file not found", reason="not_found", file=str(source))
+    check_size(source, config, display)  # the same limit as a CSV, before pyarrow reads it
     try:
         pf = _parquet_file(source)
     except Exception as exc:  # pyarrow raises several types for a broken file

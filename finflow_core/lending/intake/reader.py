@@ -1,6 +1,10 @@
 """Reading a weekly batch file: is it a batch at all, and its rows as raw text.
 
-A first pass hashes the file and checks it is UTF-8 text (so a bad file is rejected
+Limits come first, before any row is parsed: a file larger than ``limits.max_file_mb`` and
+a header with far more columns than the config declares (``limits.max_columns``, by
+default twice the declared columns plus 50) are rejected at once, so memory stays bounded
+by the file size (a 10,000-column header over 16-cell rows would otherwise cost ~1 MB per
+row). A first pass hashes the file and checks it is UTF-8 text (so a bad file is rejected
 before anything is scored or written); a second pass streams its records in chunks.
 Cells stay exactly as written: judging them is the quality gate's job.
 """
@@ -44,6 +48,9 @@ class BatchFile:
     line_breaks: int = 0
     kind: str = "csv"  # "csv" | "parquet"
     records: int | None = None  # records counted by the first look (Parquet: exact)
+    #: no quote character and no lone carriage return: records are lines, cells are the text
+    #: between commas (read by the fast path, :mod:`~finflow_core.lending.intake.plain_csv`)
+    plain: bool = False
 
     @property
     def expected_rows(self) -> int:
@@ -79,25 +86,53 @@ def open_batch(
     display = name or (Path(source).name if not isinstance(source, bytes) else "upload.csv")
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise BatchRejected(f"{display}: file not found", reason="not_found", file=str(source))
+    check_size(source, config, display)
     stream: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
     with stream:
-        sha, size, head, breaks, records = _first_pass(stream, display)
+        check_width(_header_cells(stream.read(BLOCK)), config, display)
+        stream.seek(0)
+        sha, size, head, breaks, records, plain = _first_pass(stream, display)
     header = _read_header(head, display)
     try:
         used, ignored = split_columns(header, config, display, require_target=require_target)
     except BatchRejected:
         _reject_structured_text(head, display)  # a JSON or HTML file says so, not "missing columns"
         raise
-    return BatchFile(display, sha, size, tuple(header), used, ignored, source, breaks, records=records)
+    return BatchFile(display, sha, size, tuple(header), used, ignored, source, breaks, records=records, plain=plain)
+
+
+def check_size(source: Source, config: Config, display: str) -> None:
+    """Refuse a file over ``limits.max_file_mb`` before reading it."""
+    size = len(source) if isinstance(source, bytes) else os.path.getsize(source)
+    limit = config.limits.max_file_mb
+    if size > limit * 1024 * 1024:
+        raise BatchRejected(
+            f"{display}: the file is {size / 1024 / 1024:,.1f} MB, more than the {limit:g} MB "
+            "allowed (limits.max_file_mb): split it into smaller batches",
+            reason="too_large", size=size, limit_mb=limit)
+
+
+def check_width(header: Sequence[str], config: Config, display: str) -> None:
+    """Refuse a header with far more columns than the config declares (memory per row)."""
+    declared = len(config.columns)
+    allowed = config.limits.columns_allowed(declared)
+    if len(header) > allowed:
+        raise BatchRejected(
+            f"{display}: the header has {len(header):,} columns; the config declares {declared} "
+            f"and at most {allowed:,} are accepted (limits.max_columns): is this the right file?",
+            reason="too_many_columns", columns=len(header), allowed=allowed)
 
 
 def split_columns(
     header: Sequence[str], config: Config, display: str, *, require_target: bool = False
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The header's used and ignored columns; BatchRejected if a required one is missing."""
+    """The header's used and ignored columns (optional declared columns count as used);
+    BatchRejected if a required one is missing or the header is far too wide."""
+    check_width(header, config, display)
     required = [c.name for c in config.input_columns]
     if require_target:
         required.append(config.target_column)
+    used = {*required, *(c.name for c in config.optional_columns)}
     missing = [c for c in required if c not in header]
     if missing:
         hint = ""
@@ -107,7 +142,7 @@ def split_columns(
             f"{display}: missing required column(s) {', '.join(missing)}.{hint}",
             reason="missing_columns", missing=missing, found=list(header),
         )
-    return tuple(c for c in header if c in required), tuple(c for c in header if c not in required)
+    return tuple(c for c in header if c in used), tuple(c for c in header if c not in used)
 
 
 def open_source(
@@ -127,6 +162,11 @@ def iter_chunks(batch: BatchFile, chunk_rows: int = 100_000) -> Iterator[RawChun
         from finflow_core.lending.intake.parquet import parquet_chunks
 
         yield from parquet_chunks(batch, chunk_rows)
+        return
+    if batch.plain:
+        from finflow_core.lending.intake.plain_csv import plain_chunks
+
+        yield from plain_chunks(batch, chunk_rows)
         return
     with batch.open_binary() as raw:
         reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""))
@@ -213,16 +253,20 @@ def make_chunk(
     return RawChunk(frame, numbers, lines, misshapen)
 
 
-def _first_pass(stream: BinaryIO, display: str) -> tuple[str, int, bytes, int, int]:
-    """SHA-256, size, first block, line breaks and records expected (lines less the header and
-    empty lines), after checking every byte is UTF-8 text."""
+def _first_pass(stream: BinaryIO, display: str) -> tuple[str, int, bytes, int, int, bool]:
+    """SHA-256, size, first block, line breaks, records expected (lines less the header and
+    empty lines) and whether the file is plain (no quote, no lone carriage return: see
+    :attr:`BatchFile.plain`), after checking every byte is UTF-8 text."""
     sha = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
     size, offset, head, breaks, empty, tail = 0, 0, b"", 0, 0, b""
+    plain = True
     while block := stream.read(BLOCK):
         breaks += block.count(b"\n")
         empty += _empty_lines(tail + block) - _empty_lines(tail)
         tail = block[-2:]
+        if plain:  # a "\r\n" split between two blocks merely sends the file the csv way
+            plain = b'"' not in block and block.count(b"\r") == block.count(b"\r\n")
         if size == 0:
             head = block
             _reject_utf16(block, display)
@@ -252,7 +296,7 @@ def _first_pass(stream: BinaryIO, display: str) -> tuple[str, int, bytes, int, i
     if size == 0 or not head.removeprefix(codecs.BOM_UTF8).strip():
         raise BatchRejected(f"{display}: the file is empty", reason="empty")
     lines = breaks + (not tail.endswith(b"\n"))
-    return sha.hexdigest(), size, head, breaks, max(lines - 1 - empty, 0)
+    return sha.hexdigest(), size, head, breaks, max(lines - 1 - empty, 0), plain
 
 
 _EMPTY_LINE = re.compile(rb"\n(?=\r?\n)")
@@ -300,6 +344,14 @@ def _reject_structured_text(head: bytes, display: str) -> None:
             "comma-separated CSV with a header row.",
             reason="not_csv",
         )
+
+
+def _header_cells(head: bytes) -> list[str]:
+    """The first record's cells, leniently (for the width limit; bad files are judged later)."""
+    try:
+        return next(csv.reader(io.StringIO(head.decode("utf-8-sig", errors="ignore"))), [])
+    except csv.Error:
+        return []
 
 
 def _read_header(head: bytes, display: str) -> list[str]:
