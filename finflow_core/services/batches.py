@@ -26,6 +26,7 @@ from finflow_core.lending.scoring import ScoringEngine
 from finflow_core.pipeline.local import LocalEngine
 from finflow_core.pipeline.run import BatchEngine, BatchSummary, Progress, run_batch
 from finflow_core.services.access import Action
+from finflow_core.services.audit import anchor_after_write
 from finflow_core.services.models import champion_engine
 from finflow_core.services.workbench import Service
 from finflow_core.store import batch_queries as queries
@@ -122,7 +123,11 @@ class BatchService(Service):
         try:
             with store.begin() as conn:
                 sink = StoreSink(conn, batch, scoring, self.actor.username, self.ctx.clock())
-                return run_batch(batch, scoring, engine, sink, progress=progress)
+                summary = run_batch(batch, scoring, engine, sink, progress=progress)
+            warning = anchor_after_write(self.ctx)  # the signed chain head, kept elsewhere
+            if warning:
+                summary.warnings.append(warning)
+            return summary
         except AlreadyStored:
             pass
         except IntegrityError:

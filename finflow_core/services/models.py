@@ -59,9 +59,10 @@ class WhatIf:
 # -- loading, shared by the services that score ----------------------------------------------
 
 def load_version(ctx: Context, version: str) -> ModelBundle:
-    """A registered version, loaded once per process, refused if its file no longer matches."""
+    """A registered version, loaded once per process, refused if its file no longer matches
+    (or its registry row fails its seal)."""
     with ctx.store.connect() as conn:
-        rec = registry.version(conn, version)
+        rec = registry.trusted_version(conn, version)
     if rec is None:
         raise NotFound(f"no model version {version!r} is registered", version=version)
     key = (ctx.store.url, ctx.config.sha256, version, rec.artifact_sha256)
@@ -189,12 +190,13 @@ class ModelService(Service):
         by = self.actor.username
         with self.ctx.store.begin() as conn:
             first = registry.champion_version(conn) is None
-            registry.insert_version(conn, bundle, folder, by, now, champion=first)
+            sealed = registry.insert_version(conn, bundle, folder, by, now, champion=first)
             append_audit(conn, by, "model_trained", "model", bundle.version, {
                 "model": bundle.model_name, "rows": card["rows"],
                 "training_data_sha256": card["training_data_sha256"],
                 "artifact_sha256": card["artifact_sha256"],
                 "auc": card["metrics_out_of_fold"]["auc"], "cutoff": card["strategy"]["cutoff"],
+                **sealed,
             }, model_version=bundle.version, at=now)
             if first:
                 append_audit(conn, by, "model_promoted", "model", bundle.version,
@@ -229,9 +231,10 @@ class ModelService(Service):
             name = version or registry.champion_version(conn)
             if name is None or registry.version(conn, name) is None:
                 raise NotFound(f"no model version {name!r}", version=name)
-            registry.insert_edges(conn, name, low_edge, high_edge, note, self.actor.username, now)
+            sealed = registry.insert_edges(conn, name, low_edge, high_edge, note,
+                                           self.actor.username, now)
             append_audit(conn, self.actor.username, "strategy_saved", "model", name,
-                         {"low_edge": low_edge, "high_edge": high_edge, "note": note},
+                         {"low_edge": low_edge, "high_edge": high_edge, "note": note, **sealed},
                          model_version=name, at=now)
 
     def _compare_with_champion(self, report: ValidationReport, new: ModelBundle) -> dict[str, Any] | None:

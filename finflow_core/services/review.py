@@ -35,7 +35,9 @@ from finflow_core.services.workbench import Service
 from finflow_core.store import cases
 from finflow_core.store.audit_chain import append_audit
 from finflow_core.store.cases import ClaimInfo, DecisionRecord, QueueRow
+from finflow_core.store.lending_tables import decisions
 from finflow_core.store.rollup import move_application
+from finflow_core.store.seals import seal_ref, sealed_insert_values
 from finflow_core.store.tables import iso_utc, parse_utc
 
 MAX_TEXT = 2000
@@ -162,11 +164,12 @@ class ReviewService(Service):
                     raise _decided_conflict(conn, app, f"decision {supersedes} is no longer the current one")
                 score = cases.score(conn, application_id)
                 version = score.model_version if score is not None else None
-                decision_id = cases.insert_decision(
-                    conn, application_id=application_id, outcome=outcome, kind=DecisionKind.MANUAL,
-                    decided_by=me, reason=reason, note=note, decided_at=iso_utc(now),
-                    model_version=version, supersedes_id=supersedes,
+                sealed = sealed_insert_values(  # a fresh id and the keyed seal of the row
+                    conn, decisions, application_id=application_id, outcome=outcome,
+                    kind=DecisionKind.MANUAL, decided_by=me, reason=reason, note=note,
+                    decided_at=iso_utc(now), model_version=version, supersedes_id=supersedes,
                 )
+                decision_id = cases.insert_decision(conn, **sealed)
                 profit = {Outcome.APPROVE: score.ev_approve if score else 0.0, Outcome.DECLINE: 0.0,
                           Outcome.REFER: score.ev_review if score else 0.0}[outcome]
                 status = STATUS_OF_OUTCOME[outcome]
@@ -181,6 +184,7 @@ class ReviewService(Service):
                     "application": application_id, "decision": decision_id, "outcome": outcome,
                     "reason": reason, "note": note, "supersedes": supersedes,
                     "probability": app.probability, "band": app.band,
+                    **seal_ref("decisions", decision_id, sealed["seal"]),
                 }, model_version=version, at=now)
         except IntegrityError as exc:
             if "decisions" not in str(exc.orig):

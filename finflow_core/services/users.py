@@ -83,7 +83,8 @@ class UserService(Service):
                 raise Conflict(f"the username {name!r} is taken: choose another", username=name)
             user_id = user_rows.insert_user(conn, name, password_hash, role_set, by, now)
             append_audit(conn, by, "user_created", USER, name,
-                         {"roles": sorted(role_set), "via": "admin"}, at=now)
+                         {"roles": sorted(role_set), "via": "admin",
+                          **user_rows.seal_ref(conn, user_id)}, at=now)
             return _info(user_rows.by_id(conn, user_id))
 
     def set_roles(self, username: str, roles: Iterable[str] | str) -> UserInfo:
@@ -101,7 +102,8 @@ class UserService(Service):
             if new != old:
                 user_rows.update_user(conn, row.id, roles=new)
                 append_audit(conn, by.username, "roles_changed", USER, row.username,
-                             {"from": sorted(old), "to": sorted(new)}, at=now)
+                             {"from": sorted(old), "to": sorted(new),
+                              **user_rows.seal_ref(conn, row.id)}, at=now)
             return _info(user_rows.by_id(conn, row.id))
 
     def reset_password(self, username: str, new_password: str) -> None:
@@ -117,8 +119,8 @@ class UserService(Service):
             row = _require_user(conn, name)
             user_rows.update_user(conn, row.id, password_hash=password_hash,
                                   password_changed_at=iso_utc(now), failed_logins=0, locked_until=None)
-            append_audit(conn, by.username, "password_changed", USER, row.username, {"by": "admin"},
-                         at=now)
+            append_audit(conn, by.username, "password_changed", USER, row.username,
+                         {"by": "admin", **user_rows.seal_ref(conn, row.id)}, at=now)
 
     def disable(self, username: str) -> UserInfo:
         """Stop a user from signing in; the last active admin cannot be disabled."""
@@ -132,7 +134,8 @@ class UserService(Service):
                 if Role.ADMIN in row.roles:
                     _keep_an_admin(conn, row, "disable it")
                 user_rows.update_user(conn, row.id, active=False)
-                append_audit(conn, by.username, "user_disabled", USER, row.username, {}, at=now)
+                append_audit(conn, by.username, "user_disabled", USER, row.username,
+                             user_rows.seal_ref(conn, row.id), at=now)
             return _info(user_rows.by_id(conn, row.id))
 
     def enable(self, username: str) -> UserInfo:
@@ -146,7 +149,8 @@ class UserService(Service):
             if not row.active or row.failed_logins or row.locked_until:
                 user_rows.update_user(conn, row.id, active=True, failed_logins=0, locked_until=None)
                 append_audit(conn, by.username, "user_enabled", USER, row.username,
-                             {"was_active": row.active, "cleared_failures": row.failed_logins}, at=now)
+                             {"was_active": row.active, "cleared_failures": row.failed_logins,
+                              **user_rows.seal_ref(conn, row.id)}, at=now)
             return _info(user_rows.by_id(conn, row.id))
 
 
@@ -171,7 +175,8 @@ class AccountService(Service):
             row = _current_self(conn, self.actor)
             user_rows.update_user(conn, row.id, password_hash=password_hash,
                                   password_changed_at=iso_utc(now), failed_logins=0, locked_until=None)
-            append_audit(conn, name, "password_changed", USER, name, {"by": "self"}, at=now)
+            append_audit(conn, name, "password_changed", USER, name,
+                         {"by": "self", **user_rows.seal_ref(conn, row.id)}, at=now)
 
 
 def _current_admin(conn: Connection, actor: Principal) -> Principal:

@@ -34,6 +34,7 @@ from finflow_core.store.lending_tables import (
     scores,
 )
 from finflow_core.store.rollup import add_applications
+from finflow_core.store.seals import BatchSeals
 from finflow_core.store.tables import iso_utc
 
 ROLLUP_COLUMNS = ("week_start", "batch_id", "band", "status", "decided_kind", "segment_1",
@@ -77,6 +78,7 @@ class StoreSink:
         self.weeks: dict[str, int] = {}
         self.digest = hashlib.sha256()
         self.auto = {Outcome.APPROVE: 0, Outcome.DECLINE: 0}
+        self.seals = BatchSeals(conn)  # keyed per-row seals; their sums go into batch_scored
         if conn.execute(select(batches.c.id).where(batches.c.sha256 == batch.sha256)).first():
             raise AlreadyStored(batch.batch_id)
         s = scoring.strategy
@@ -120,16 +122,19 @@ class StoreSink:
             "expected_profit": scored["expected_profit"].to_numpy(dtype=float),
             "decided_kind": np.where(auto, DecisionKind.AUTO, None), "current_decision_id": decision_ids,
         }
+        self.seals.seal(applications, columns, n)
         bulk_insert(self.conn, applications, columns, n)
         add_applications(self.conn, pd.DataFrame({k: columns[k] for k in ROLLUP_COLUMNS}))
         version = self.scoring.bundle.version
         reasons = scored["reasons"].tolist()
-        bulk_insert(self.conn, scores, {
+        score_columns = {
             "application_id": app_ids, "model_version": version, "probability": probability,
             "band": bands, "ev_approve": scored["ev_approve"].to_numpy(dtype=float),
             "ev_review": scored["ev_review"].to_numpy(dtype=float),
             "reasons": [json.dumps(r, default=json_default) for r in reasons], "scored_at": self.now,
-        }, n)
+        }
+        self.seals.seal(scores, score_columns, n)
+        bulk_insert(self.conn, scores, score_columns, n)
         idx = np.flatnonzero(auto)
         if len(idx) == 0:
             return
@@ -174,6 +179,7 @@ class StoreSink:
             "automatic_declines": self.auto[Outcome.DECLINE], "expected_profit": summary.expected_profit,
             "low_edge": self.scoring.strategy.low_edge, "high_edge": self.scoring.strategy.high_edge,
             "auto_decisions_sha256": self.digest.hexdigest(),
+            "config_sha256": self.config.sha256, **self.seals.details(),
         }, model_version=version, at=self.at)
         append_audit(conn, actor, "drift_measured", "batch", bid, {
             "status": drift.status, "score_psi": finite(drift.score_psi), "alerts": drift.alerts,

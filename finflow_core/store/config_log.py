@@ -13,8 +13,10 @@ import json
 from sqlalchemy import Connection, select
 
 from finflow_core.lending.config import Config
+from finflow_core.security.keys import load_key
 from finflow_core.store import Store
 from finflow_core.store.audit_chain import append_audit
+from finflow_core.store.seals import bind_key, bound_key
 from finflow_core.store.tables import audit_log
 
 SUBJECT = "config"
@@ -27,7 +29,12 @@ def last_recorded(store: Store, config: Config) -> str | None:
 
 
 def record_config(store: Store, config: Config, actor: str = "system") -> bool:
-    """Append an audit entry if the config differs from the one last recorded; True if so."""
+    """Append an audit entry if the config differs from the one last recorded; True if so.
+
+    Binds the config's installation key to the store first (if none is), as every entry
+    point starts here."""
+    if bound_key(store) is None:
+        bind_key(store, load_key(config))
     if not config.sha256 or last_recorded(store, config) == config.sha256:
         return False
     with store.begin() as conn:

@@ -45,6 +45,7 @@ model_versions = Table(
     Column("trained_by", String(64), nullable=False),
     _ts("promoted_at"),
     Column("promoted_by", String(64)),
+    Column("seal", String(32)),  # keyed MAC (finflow_core.store.seals); not of status or folder
     CheckConstraint("status IN ('candidate', 'champion', 'retired')", name="status_known"),
     Index("uq_model_versions_one_champion", "status", unique=True,
           sqlite_where=text("status = 'champion'"), postgresql_where=text("status = 'champion'")),
@@ -61,6 +62,7 @@ strategies = Table(
     Column("note", Text, nullable=False, server_default=""),
     _ts("saved_at", nullable=False),
     Column("saved_by", String(64), nullable=False),
+    Column("seal", String(32)),
     CheckConstraint("low_edge >= 0 AND low_edge <= high_edge", name="edges_ordered"),
     Index("ix_strategies_model_version", "model_version", "id"),
 )
@@ -111,6 +113,9 @@ applications = Table(
     Column("expected_profit", Float, nullable=False),
     Column("decided_kind", String(8)),
     Column("current_decision_id", Integer),
+    # keyed MAC of the application as submitted and scored (not of the current state above,
+    # which verify checks against the sealed scores and decisions)
+    Column("seal", String(32)),
     UniqueConstraint("batch_id", "row_number"),
     CheckConstraint("band IN ('low', 'medium', 'high')", name="band_known"),
     CheckConstraint("status IN ('approved', 'declined', 'pending', 'referred')", name="status_known"),
@@ -130,6 +135,7 @@ scores = Table(
     Column("ev_review", Float, nullable=False),
     Column("reasons", Text, nullable=False),  # JSON list of {feature, text, value, contribution}
     _ts("scored_at", nullable=False),
+    Column("seal", String(32)),
 )
 
 decisions = Table(
@@ -145,6 +151,7 @@ decisions = Table(
     _ts("decided_at", nullable=False),
     Column("model_version", String(64)),
     Column("supersedes_id", Integer, ForeignKey("decisions.id"), unique=True),
+    Column("seal", String(32)),  # officers' decisions; automatic ones follow from their score
     CheckConstraint("outcome IN ('approve', 'decline', 'refer')", name="outcome_known"),
     CheckConstraint("kind IN ('auto', 'manual')", name="kind_known"),
     # one first decision per application; every later one supersedes exactly one

@@ -26,6 +26,8 @@ from finflow_core.lending.config.columns import (
 from finflow_core.lending.config.estimators import did_you_mean
 from finflow_core.lending.config.fields import DECLARED, Names, Problem, Text
 from finflow_core.lending.config.settings import (
+    AuditPaths,
+    AuditSection,
     DisplaySettings,
     Economics,
     LenderInfo,
@@ -125,6 +127,7 @@ class Document(BaseModel):
     display: DisplaySettings = DisplaySettings()
     lender: LenderInfo | None = None
     paths: PathSettings = PathSettings()
+    audit: AuditSection = AuditSection()
 
     @model_validator(mode="before")
     @classmethod
@@ -201,6 +204,7 @@ class Config:
     display: DisplaySettings = field(default_factory=DisplaySettings)
     lender: LenderInfo | None = None
     warnings: tuple[str, ...] = ()
+    audit: AuditPaths | None = None  # None: the defaults, resolved where they are used
 
     def _key(self) -> tuple[Any, ...]:
         return tuple(getattr(self, f.name) for f in fields(self))
