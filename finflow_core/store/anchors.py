@@ -86,7 +86,7 @@ def write_anchor(anchor: Anchor, folder: Path) -> Path:
     """Write ``anchor`` as a new file in ``folder`` (0600; the folder made 0700); an anchor of
     the same entry already there is kept and returned instead."""
     try:
-        if not folder.exists():
+        if not folder.is_dir():
             folder.mkdir(parents=True, mode=0o700)
             folder.chmod(0o700)
         for existing in folder.glob(f"anchor-{anchor.seq:010d}-*.json"):

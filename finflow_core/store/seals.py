@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ from finflow_core.security.keys import InstallationKey, load_key
 #: Execution option that carries the installation key on a store's connections.
 KEY_OPTION = "finflow_installation_key"
 SEAL_LEN = 32
+_HEX = re.compile(r"[0-9a-f]+")
 
 
 class SealBroken(FinFlowError):
@@ -210,7 +212,7 @@ class SealSum:
         self._sum = np.zeros(2, dtype=np.uint64)
 
     def add(self, seals: Sequence[str | None]) -> None:
-        present = [s for s in seals if s]
+        present = [s for s in seals if s and len(s) == SEAL_LEN and _HEX.fullmatch(s)]
         if present:
             halves = np.frombuffer(bytes.fromhex("".join(present)), dtype="<u8").reshape(-1, 2)
             with np.errstate(over="ignore"):

@@ -117,14 +117,14 @@ def _check_batch(conn: Connection, key: InstallationKey, record: TrailRecord, bi
         for r, want in zip(page, app_seals, strict=True):
             numbers.add(int(r["row_number"]))
             name = f"{r['id']} (batch {bid} row {r['row_number']}, {r['external_id']})"
-            if _sealed(out, bid, "applications", name, r["seal"], want):
-                sums["applications"].add([r["seal"]])
+            _sealed(out, bid, "applications", name, r["seal"], want)
+            sums["applications"].add([r["seal"]])  # a changed row is named above, not here
             if r["s_application_id"] is None:
                 out.add(bid, "scores", f"application {name}", "missing",
                         "the application has no score: its scores row was deleted")
                 continue
-            if _sealed(out, bid, "scores", f"application {name}", r["s_seal"], score_seals[r["id"]]):
-                sums["scores"].add([r["s_seal"]])
+            _sealed(out, bid, "scores", f"application {name}", r["s_seal"], score_seals[r["id"]])
+            sums["scores"].add([r["s_seal"]])
             _check_state(out, bid, name, r)
     _check_sums(conn, record, bid, sums, numbers, out)
 
@@ -190,8 +190,8 @@ def _check_sums(conn: Connection, record: TrailRecord, bid: str, sums: dict[str,
         want, got = recorded.get(table), total.value()
         if want is not None and want != got:
             out.add(bid, table, f"batch {bid}", "missing",
-                    f"{got['n']} validly sealed rows stored, audit entry {seq} recorded "
-                    f"{want.get('n')}: rows were deleted or replaced")
+                    f"{got['n']} rows stored, audit entry {seq} recorded {want.get('n')} (or "
+                    "others): rows were deleted, or replaced by rows from elsewhere")
     uploaded = record.batch_uploaded.get(bid)
     rows_in = int(uploaded.details.get("rows_in", 0)) if uploaded else 0
     quarantined = set(conn.execute(select(quarantine_rows.c.row_number)
@@ -286,7 +286,7 @@ def _check_manual(conn: Connection, key: InstallationKey, record: TrailRecord, o
                 and det.get("reason") == r["reason"] and det.get("note") == r["note"]
                 and det.get("supersedes") == r["supersedes_id"])
         ref = det.get("row_seal") or {}
-        if not same or (sealed and ref.get("seal") not in (None, r["seal"])):
+        if not same or (sealed and ref.get("seal") not in (None, want)):
             out.add("manual", "decisions", name, "changed", f"differs from audit entry {event.seq}")
     for decision_id, event in sorted(record.manual.items()):
         if decision_id not in seen:

@@ -124,7 +124,8 @@ def check_chain(rows: Iterable[Mapping[str, Any]], head: tuple[int, str] | None,
 
     The first problem is the one reported; the walk goes on to the end so that ``visit``
     sees every entry whose own hash is valid (its content is authentic even when an
-    earlier entry was tampered with) and ``hashes`` covers every entry asked for.
+    earlier entry was tampered with) and ``hashes`` covers every entry asked for. Unkeyed
+    entries are visited only once the keyed entry that continues them is reached.
     """
     chain_key = key.chain_key
     prev_seq, prev_hash, count, legacy = 0, GENESIS_HASH, 0, 0
@@ -133,6 +134,7 @@ def check_chain(rows: Iterable[Mapping[str, Any]], head: tuple[int, str] | None,
     want = set(wanted)
     hashes: dict[int, str] = {}
     first: AuditVerification | None = None
+    waiting: list[Mapping[str, Any]] = []
 
     def bad(seq: int, problem: Problem, message: str) -> None:
         nonlocal first
@@ -176,7 +178,13 @@ def check_chain(rows: Iterable[Mapping[str, Any]], head: tuple[int, str] | None,
             bad(culprit, "changed", f"entry {seq} does not link to entry {prev_seq}: entry "
                 f"{culprit} was rewritten (or the link of entry {seq} altered)")
         if authentic and visit is not None:
-            visit(row)
+            if keyed_from is None:  # unkeyed: trusted only once a chain_keyed entry vouches
+                waiting.append(row)
+            else:
+                for earlier in waiting:
+                    visit(earlier)
+                waiting.clear()
+                visit(row)
         prev_seq, prev_hash = seq, stored
     if head is not None and prev_seq < head[0]:
         bad(prev_seq + 1, "truncated", f"entries {prev_seq + 1} to {head[0]} are missing: the "
