@@ -11,6 +11,7 @@ be told any more, and the trail says from when on it can.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,7 @@ from finflow_core.store.lending_tables import (
     strategies,
 )
 from finflow_core.store.seals import SPECS, SealSum, key_of, seal_ref, seal_rows
-from finflow_core.store.tables import users
+from finflow_core.store.tables import audit_log, users
 
 PAGE = 20_000
 ACTION = "legacy_rows_sealed"
@@ -49,13 +50,17 @@ def adopt_legacy(store: Store, actor: str) -> Adoption:
         refs: list[dict[str, Any]] = []
         for table, pk in ((users, "id"), (strategies, "id"), (model_versions, "version")):
             refs += _small(conn, table, pk, counts)
+        kept = _decisions_in_trail(conn)
         for row in conn.execute(select(decisions).where(decisions.c.kind == "manual")
                                 .where(decisions.c.seal.is_(None))).mappings():
+            if row["id"] in kept:
+                continue
             # decisions refuse UPDATE: the trail keeps their seal instead
             refs.append(seal_ref("decisions", row["id"], _seal(conn, "decisions", [dict(row)])[0])
                         ["row_seal"])
             counts["decisions"] += 1
         sums = _batches(conn, counts)
+        counts = +counts  # drop tables with nothing adopted
         if not counts:
             return Adoption()
         entry = append_audit(conn, actor, ACTION, "audit", "rows", {
@@ -64,6 +69,20 @@ def adopt_legacy(store: Store, actor: str) -> Adoption:
                     "(trust on first use): changes made to them before now cannot be told",
         })
     return Adoption(dict(counts), entry.seq)
+
+
+def _decisions_in_trail(conn: Connection) -> set[int]:
+    """Officers' decisions whose seal an entry already keeps (their case_decided entry, or an
+    earlier adoption)."""
+    rows = conn.execute(select(audit_log.c.details)
+                        .where(audit_log.c.action.in_(("case_decided", ACTION))))
+    kept = set()
+    for (text,) in rows:
+        details = json.loads(text)
+        for ref in [details.get("row_seal") or {}, *(details.get("row_seals") or [])]:
+            if isinstance(ref, dict) and ref.get("table") == "decisions":
+                kept.add(int(ref["row"]))
+    return kept
 
 
 def _seal(conn: Connection, table: str, rows: list[dict[str, Any]]) -> list[str]:
