@@ -98,35 +98,45 @@ def _pages(conn: Connection, batch_id: str) -> Iterator[list[dict[str, Any]]]:
         last = int(page[-1]["id"])
 
 
+_APP = ("id", "row_number", "amount", "probability", "batch_id", "external_id", "week_start",
+        "segment_1", "segment_2", "segment_3", "data", "band")
+#: outcome (None: undecided) -> status shown, and the score column the expected profit is
+_STATUS = {None: "pending", **{str(o): str(s) for o, s in STATUS_OF_OUTCOME.items()}}
+_PROFIT = {None: "s_ev_review", "approve": "s_ev_approve", "refer": "s_ev_review", "decline": None}
+
+
 def _check_batch(conn: Connection, key: InstallationKey, record: TrailRecord, bid: str,
                  out: Findings, counts: Counter[str]) -> None:
     sums = {"applications": SealSum(), "scores": SealSum()}
     numbers: set[int] = set()
     for page in _pages(conn, bid):
         counts["applications"] += len(page)
-        app_seals = seal_rows(key, "applications", {c: [r[c] for r in page] for c in
-                                                   ("id", "row_number", "amount", "probability",
-                                                    "batch_id", "external_id", "week_start",
-                                                    "segment_1", "segment_2", "segment_3", "data",
-                                                    "band")}, len(page))
+        app_seals = seal_rows(key, "applications", {c: [r[c] for r in page] for c in _APP},
+                              len(page))
         scored = [r for r in page if r["s_application_id"] is not None]
         counts["scores"] += len(scored)
         score_seals = dict(zip((r["id"] for r in scored), seal_rows(
             key, "scores", {c: [r[f"s_{c}"] for r in scored] for c in _SCORE if c != "seal"},
             len(scored)), strict=True))
+        sums["applications"].add([r["seal"] for r in page])  # changed rows are named below
+        sums["scores"].add([r["s_seal"] for r in scored])
+        numbers.update(r["row_number"] for r in page)
         for r, want in zip(page, app_seals, strict=True):
-            numbers.add(int(r["row_number"]))
-            name = f"{r['id']} (batch {bid} row {r['row_number']}, {r['external_id']})"
-            _sealed(out, bid, "applications", name, r["seal"], want)
-            sums["applications"].add([r["seal"]])  # a changed row is named above, not here
+            if r["seal"] != want:
+                _sealed(out, bid, "applications", _name(bid, r), r["seal"], want)
             if r["s_application_id"] is None:
-                out.add(bid, "scores", f"application {name}", "missing",
+                out.add(bid, "scores", f"application {_name(bid, r)}", "missing",
                         "the application has no score: its scores row was deleted")
                 continue
-            _sealed(out, bid, "scores", f"application {name}", r["s_seal"], score_seals[r["id"]])
-            sums["scores"].add([r["s_seal"]])
-            _check_state(out, bid, name, r)
+            if r["s_seal"] != score_seals[r["id"]]:
+                _sealed(out, bid, "scores", f"application {_name(bid, r)}", r["s_seal"],
+                        score_seals[r["id"]])
+            _check_state(out, bid, r)
     _check_sums(conn, record, bid, sums, numbers, out)
+
+
+def _name(bid: str, r: dict[str, Any]) -> str:
+    return f"{r['id']} (batch {bid} row {r['row_number']}, {r['external_id']})"
 
 
 def _sealed(out: Findings, bid: str, table: str, name: str, stored: str | None, want: str) -> bool:
@@ -141,32 +151,38 @@ def _sealed(out: Findings, bid: str, table: str, name: str, stored: str | None, 
     return True
 
 
-_PROFIT = {Outcome.APPROVE: "s_ev_approve", Outcome.REFER: "s_ev_review", None: "s_ev_review"}
-
-
-def _check_state(out: Findings, bid: str, name: str, r: dict[str, Any]) -> None:
+def _check_state(out: Findings, bid: str, r: dict[str, Any]) -> None:
     """The current state kept on the application row must follow from score and decision."""
+    outcome = r["cur_outcome"]
+    column = _PROFIT.get(outcome)
+    want = 0.0 if column is None else r[column]
+    if (r["probability"] == r["s_probability"] and r["band"] == r["s_band"]
+            and r["status"] == _STATUS.get(outcome) and r["decided_kind"] == r["cur_kind"]
+            and r["current_decision_id"] == r["cur_id"]
+            and (r["cur_id"] is None or r["cur_application"] == r["id"])
+            and (outcome is not None or r["band"] == "medium")
+            and (want == r["expected_profit"] or _same(r["expected_profit"], want))):
+        return  # the usual case, checked at once
+    name = _name(bid, r)
+
     def bad(message: str) -> None:
         out.add(bid, "applications", name, "inconsistent", message)
 
     if r["probability"] != r["s_probability"] or r["band"] != r["s_band"]:
         bad(f"shows probability {r['probability']!r} and band {r['band']}, but its sealed score "
             f"says {r['s_probability']!r} and {r['s_band']}")
-    outcome = r["cur_outcome"]
     if r["current_decision_id"] is not None and r["cur_id"] is None:
         bad(f"its current decision {r['current_decision_id']} does not exist (deleted)")
         return
     if r["cur_id"] is not None and r["cur_application"] != r["id"]:
         bad(f"its current decision {r['cur_id']} belongs to application {r['cur_application']}")
         return
-    status = "pending" if outcome is None else STATUS_OF_OUTCOME[Outcome(outcome)]
+    status = _STATUS.get(outcome)
     if r["status"] != status or r["decided_kind"] != r["cur_kind"]:
         bad(f"shows status {r['status']} ({r['decided_kind'] or 'undecided'}), but its current "
             f"decision says {status} ({r['cur_kind'] or 'undecided'})")
     if outcome is None and r["band"] != "medium":
         bad(f"is in band {r['band']} but has no automatic decision")
-    column = _PROFIT.get(None if outcome is None else Outcome(outcome))
-    want = 0.0 if column is None else r[column]
     if not _same(r["expected_profit"], want):
         bad(f"shows expected profit {r['expected_profit']!r}, but its score and decision give "
             f"{want!r}")
@@ -249,10 +265,15 @@ def _auto_problem(r: Any) -> str:
     outcome = AUTO_OUTCOME.get(r["band"])
     if outcome is None:
         return f"an automatic decision for a {r['band']}-band application (only officers decide those)"
+    model = r["s_model_version"]
+    if (r["outcome"] == outcome and r["decided_by"] == f"model:{model}" and r["model_version"] == model
+            and r["decided_at"] == r["scored_at"] and r["supersedes_id"] is None and r["note"] == ""
+            and (r["reason"] == "") == (outcome != Outcome.DECLINE)
+            and (outcome != Outcome.DECLINE or r["reason"] == reason_texts(json.loads(r["reasons"])))):
+        return ""  # the usual case
     reason = reason_texts(json.loads(r["reasons"])) if outcome == Outcome.DECLINE else ""
-    expected = {"outcome": outcome, "decided_by": f"model:{r['s_model_version']}",
-                "model_version": r["s_model_version"], "decided_at": r["scored_at"],
-                "supersedes_id": None, "note": "", "reason": reason}
+    expected = {"outcome": outcome, "decided_by": f"model:{model}", "model_version": model,
+                "decided_at": r["scored_at"], "supersedes_id": None, "note": "", "reason": reason}
     wrong = [f"{k} {r[k]!r} (its sealed score gives {v!r})" for k, v in expected.items() if r[k] != v]
     return "; ".join(wrong)
 
