@@ -2,7 +2,9 @@
 
 import os  # noqa: E402
 import tempfile  # noqa: E402
+from pathlib import Path
 
+import pytest
 from pg import pg_cluster, pg_url, store_url  # noqa: F401  (PostgreSQL cluster, two backends)
 
 # No test run may make an installation key in the working tree (the default key file lies
@@ -10,3 +12,14 @@ from pg import pg_cluster, pg_url, store_url  # noqa: F401  (PostgreSQL cluster,
 # not bring their own key get one in a throw-away folder. Tests of key files unset this.
 os.environ.setdefault("FINFLOW_KEY_FILE", os.path.join(
     tempfile.mkdtemp(prefix="finflow-test-key-"), "keys", "installation.key"))
+
+
+@pytest.fixture(autouse=True)
+def _anchors_apart(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Audit anchors of each test in a folder of its own: never in the working tree (the default
+    folder lies under FINFLOW_HOME, the working directory when a test sets none), and never
+    one test's anchors checked against another test's database. Installations of the store
+    tests put them under their own home (``store_helpers`` unsets this)."""
+    folder = tmp_path_factory.mktemp("anchors")
+    monkeypatch.setenv("FINFLOW_ANCHOR_DIR", str(folder))
+    return folder

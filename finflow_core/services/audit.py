@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from finflow_core.lending.config import AuditSection, Config, resolve_audit
+from finflow_core.lending.config import Config
 from finflow_core.security.keys import InstallationKey, load_key
 from finflow_core.services.access import Action
 from finflow_core.services.context import Context
@@ -16,6 +16,7 @@ from finflow_core.store import audit_chain, decision_check
 from finflow_core.store.anchors import (
     Anchor,
     AnchorError,
+    anchor_folder,
     make_anchor,
     parse_anchor,
     write_anchor,
@@ -87,7 +88,7 @@ class AnchorExport:
 
 def anchor_dir(config: Config) -> Path:
     """Where anchors go (``audit.anchor_dir``; outside the data folder)."""
-    return (config.audit or resolve_audit(AuditSection(), config.paths)).anchor_dir
+    return anchor_folder(config)
 
 
 def store_key(ctx: Context) -> InstallationKey:

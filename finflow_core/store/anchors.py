@@ -13,6 +13,11 @@ line a person can paste into a ticket::
 
 The MAC is ``HMAC-SHA256(K_anchor, "finflow-anchor/1|seq|hash|at|entries|key")`` (first 32
 hex characters). Anyone holding the key can also make one: keep key and anchors apart.
+
+Every entry point (CLI, app) also makes sure a chain has at least one anchor
+(:func:`first_anchor`): without it, someone who rewrites the whole log in the old unkeyed
+format and clears the head's key fingerprint would have the next write continue it keyed
+(``chain_keyed``) and nothing outside the database would remember it was keyed before.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from finflow_core.errors import FinFlowError
+from finflow_core.lending.config import AuditSection, Config, resolve_audit
 from finflow_core.security.keys import InstallationKey
 from finflow_core.store.engine import Store
 from finflow_core.store.tables import audit_head, audit_log, iso_utc, utcnow
@@ -68,6 +74,23 @@ class Anchor:
 def _mac(anchor: Anchor, key: InstallationKey) -> str:
     body = f"{VERSION}|{anchor.seq}|{anchor.hash}|{anchor.at}|{anchor.entries}|{anchor.key}"
     return hmac.new(key.anchor_key, body.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def anchor_folder(config: Config) -> Path:
+    """Where anchors go: ``audit.anchor_dir`` (``$FINFLOW_ANCHOR_DIR``), outside the data folder."""
+    return (config.audit or resolve_audit(AuditSection(), config.paths)).anchor_dir
+
+
+def first_anchor(store: Store, key: InstallationKey, folder: Path) -> Path | None:
+    """Anchor the chain now if ``folder`` holds no anchor signed by ``key`` and the chain has
+    entries; the file written, or None when there was nothing to do."""
+    if folder.is_dir():
+        for path in sorted(folder.glob(FILE_PATTERN), reverse=True):  # the newest first
+            found = _read_file(path) if path.is_file() else None
+            if isinstance(found, Anchor) and found.signed_by(key):
+                return None
+    made = make_anchor(store, key)
+    return write_anchor(made, folder) if made.seq > 0 else None
 
 
 def make_anchor(store: Store, key: InstallationKey) -> Anchor:

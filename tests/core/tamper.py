@@ -44,6 +44,24 @@ def rechain(conn: Connection, edits: dict[int, dict[str, Any]] | None = None) ->
     conn.execute(update(audit_head).values(seq=seq, hash=prev))
 
 
+def rewrite_as_unkeyed(conn: Connection, drop: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+    """Delete the entries ``drop``, renumber and re-chain the rest with the documented unkeyed
+    formula, and clear the head's key fingerprint: the log now looks like one an older FinFlow
+    wrote, hoping the next write continues it keyed (``chain_keyed``)."""
+    rows = conn.execute(select(audit_log).order_by(audit_log.c.seq)).mappings().all()
+    conn.execute(text("DELETE FROM audit_log"))
+    prev, seq = GENESIS_HASH, 0
+    for row in rows:
+        if int(row["seq"]) in drop:
+            continue
+        seq += 1
+        forged = {**row, "seq": seq, "prev_hash": prev}
+        forged["hash"] = entry_hash(prev, forged)
+        conn.execute(audit_log.insert().values(**forged))
+        prev = forged["hash"]
+    conn.execute(update(audit_head).values(seq=seq, hash=prev, key_fingerprint=None))
+
+
 def cut_tail(store: Store, keep: int) -> None:
     """Delete every entry after ``keep`` and move the head back to it: a valid, shorter chain."""
     with store.begin() as conn:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from store_helpers import ADMIN, ANALYST, MANAGER, PASSWORD, BatchFiles, Lending
-from tamper import cut_tail, drop_guards, raw_sql
+from tamper import cut_tail, drop_guards, raw_sql, rewrite_as_unkeyed
 from trail import audit_rows
 
 from finflow_core.cli import main
@@ -158,3 +158,46 @@ def test_rows_from_before_sealing_are_refused_until_an_admin_adopts_them(
     assert "nothing to adopt" in capsys.readouterr().out
     raw_sql(ff.store, "UPDATE applications SET amount = 1 WHERE id = :a", a=case)
     assert [f.table for f in ff.wb(MANAGER).audit.verify().findings] == ["applications"]
+
+
+# -- a log disguised as one from before keying ------------------------------------------------
+
+def test_an_entry_point_anchors_a_chain_that_has_no_anchor_yet(
+    ff_sqlite: Lending, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ff = ff_sqlite
+    ff.users()  # entries, but no batch: no anchor yet
+    assert read_anchors(anchors_of(ff)) == []
+    signed_in(monkeypatch, "mia.manager")
+    assert main(["audit", "verify"]) == 0
+    assert "1 anchor(s)" in capsys.readouterr().out  # written as the command opened the store
+    [(_, first)] = read_anchors(anchors_of(ff))
+    assert not isinstance(first, str)
+    assert first.seq == audit_rows(ff.store, action="config_loaded")[0]["seq"]  # the head then
+    assert main(["audit", "verify"]) == 0
+    assert len(read_anchors(anchors_of(ff))) == 1  # one is enough: later starts add none
+
+
+def test_a_log_rewritten_as_unkeyed_is_named_even_after_the_next_write_continues_it_keyed(
+    ff_sqlite: Lending, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An entry deleted, the rest re-chained with the old unkeyed formula, the head's key
+    fingerprint cleared: the next ordinary write takes it for an older FinFlow's log and
+    continues it keyed. The first anchor (written when the CLI started) still names it."""
+    ff = ff_sqlite
+    ff.users()
+    signed_in(monkeypatch, "mia.manager")
+    assert main(["audit", "verify"]) == 0  # any entry point: the chain gets its first anchor
+    capsys.readouterr()
+    victim = next(r["seq"] for r in audit_rows(ff.store) if r["action"] == "user_created")
+    drop_guards(ff.store)
+    with ff.store.begin() as conn:
+        rewrite_as_unkeyed(conn, drop={victim})
+    ff.gate.authenticate("mia.manager", PASSWORD)  # an ordinary write
+    assert audit_rows(ff.store, action="chain_keyed"), "the next write continued the chain keyed"
+    report = ff.wb(MANAGER).audit.verify()
+    assert not report.ok
+    assert any(f.table == "audit_log" and f.problem == "rewritten" for f in report.findings), \
+        report.message
+    assert main(["audit", "verify"]) == 12
+    assert "differs from anchor" in capsys.readouterr().out

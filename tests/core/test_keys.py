@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from finflow_core.errors import ConfigError
-from finflow_core.lending.config import Config, parse_config
+from finflow_core.lending.config import ENV_ANCHOR_DIR, Config, parse_config
 from finflow_core.security.keys import (
     ENV_KEY_FILE,
     ENV_SECRET,
@@ -26,6 +26,7 @@ from finflow_core.store.model_files import installation_key
 def no_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV_SECRET, raising=False)
     monkeypatch.delenv(ENV_KEY_FILE, raising=False)
+    monkeypatch.delenv(ENV_ANCHOR_DIR, raising=False)
 
 
 def config_in(root: Path, small_raw: dict[str, Any], **audit: str) -> Config:
@@ -115,4 +116,15 @@ def test_the_config_refuses_a_key_beside_the_database(
         config_in(tmp_path, small_raw, key_file=str(tmp_path / where))
     with pytest.raises(ConfigError, match="audit.anchor_dir"):
         config_in(tmp_path, small_raw, anchor_dir=str(tmp_path / "data" / "anchors"))
+
+
+def test_finflow_anchor_dir_overrides_the_config_and_is_held_to_the_same_rule(
+    tmp_path: Path, small_raw: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV_ANCHOR_DIR, str(tmp_path / "worm" / "anchors"))
+    cfg = config_in(tmp_path, small_raw)
+    assert cfg.audit is not None and cfg.audit.anchor_dir == tmp_path / "worm" / "anchors"
+    monkeypatch.setenv(ENV_ANCHOR_DIR, str(tmp_path / "data"))
+    with pytest.raises(ConfigError, match="audit.anchor_dir"):
+        config_in(tmp_path, small_raw)
 

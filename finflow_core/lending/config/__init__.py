@@ -28,6 +28,7 @@ from finflow_core.lending.config.columns import (
 )
 from finflow_core.lending.config.fields import FrozenParams
 from finflow_core.lending.config.loader import (
+    ENV_ANCHOR_DIR,
     ENV_CONFIG,
     ENV_DATABASE_URL,
     ENV_HOME,
@@ -63,8 +64,8 @@ from finflow_core.lending.config.settings import (
 from finflow_core.lending.config.yaml12 import load_yaml
 
 __all__ = [
-    "COLUMN_TYPES", "CUTOFF_METHODS", "ENV_CONFIG", "ENV_DATABASE_URL", "ENV_HOME", "ENV_KEY_FILE",
-    "AuditPaths", "AuditSection",
+    "COLUMN_TYPES", "CUTOFF_METHODS", "ENV_ANCHOR_DIR", "ENV_CONFIG", "ENV_DATABASE_URL",
+    "ENV_HOME", "ENV_KEY_FILE", "AuditPaths", "AuditSection",
     "ID_MAX_LENGTH", "KNOWN_CANDIDATES", "MODEL_ROLES", "PROTECTED_HINTS", "REQUIRED_ROLES",
     "ROLES", "SINGLE_ROLES", "UNKNOWN_POLICIES", "ColumnSpec", "ColumnType", "Config",
     "CutoffRule", "DatasetSection", "DisplaySettings", "Document", "Economics", "FrozenParams",

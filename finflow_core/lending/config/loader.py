@@ -25,6 +25,7 @@ ENV_CONFIG = "FINFLOW_CONFIG"
 ENV_HOME = "FINFLOW_HOME"
 ENV_DATABASE_URL = "FINFLOW_DATABASE_URL"
 ENV_KEY_FILE = "FINFLOW_KEY_FILE"
+ENV_ANCHOR_DIR = "FINFLOW_ANCHOR_DIR"
 
 
 def default_config_path() -> Path:
@@ -119,11 +120,12 @@ def resolve_paths(declared: PathSettings, home: Path | None = None) -> Paths:
 
 
 def resolve_audit(declared: AuditSection, paths: Paths, home: Path | None = None) -> AuditPaths:
-    """The key file (``FINFLOW_KEY_FILE`` wins) and the anchor folder, refused inside the data
-    folder or beside a SQLite file: whoever writes (or copies) the database must not reach them."""
+    """The key file and the anchor folder (``FINFLOW_KEY_FILE`` / ``FINFLOW_ANCHOR_DIR`` win),
+    refused inside the data folder or beside a SQLite file: whoever writes (or copies) the
+    database must not reach them."""
     home = home or finflow_home()
     key_file = _resolve(home, os.environ.get(ENV_KEY_FILE) or declared.key_file)
-    anchor_dir = _resolve(home, declared.anchor_dir)
+    anchor_dir = _resolve(home, os.environ.get(ENV_ANCHOR_DIR) or declared.anchor_dir)
     data = paths.data_dir.resolve()
     prefix = "sqlite:///"
     db_folder = None

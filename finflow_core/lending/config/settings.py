@@ -281,7 +281,8 @@ class AuditSection:
 
     Both must lie outside the data folder and the database's folder: whoever can write the
     database must not also be able to read the key or rewrite the anchors (see
-    docs/SECURITY.md). ``FINFLOW_KEY_FILE`` overrides ``key_file``.
+    docs/SECURITY.md). ``FINFLOW_KEY_FILE`` overrides ``key_file``, ``FINFLOW_ANCHOR_DIR``
+    ``anchor_dir``.
     """
 
     key_file: Text = ".secrets/installation.key"
