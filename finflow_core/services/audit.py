@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+
+from sqlalchemy import Connection
 
 from finflow_core.lending.config import Config
 from finflow_core.security.keys import InstallationKey, load_key
@@ -104,6 +107,19 @@ def anchor_after_write(ctx: Context) -> str | None:
     except AnchorError as exc:
         return exc.message
     return None
+
+
+@contextmanager
+def anchored_write(ctx: Context) -> Iterator[Connection]:
+    """``ctx.store.begin()``, with the chain's head anchored once it has committed.
+
+    For the rare changes that decide who may do what and how cases are routed (users and
+    roles, promotions, band edges): cutting them off the end of the log and moving the head
+    back is then named by the anchor, not only through the rows they sealed. The change is
+    stored even when the anchor cannot be written (verify reports the missing anchor)."""
+    with ctx.store.begin() as conn:
+        yield conn
+    anchor_after_write(ctx)
 
 
 def model_folder(config: Config, folder: str) -> Path:

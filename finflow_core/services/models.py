@@ -21,6 +21,7 @@ from finflow_core.lending.scoring import ScoringEngine
 from finflow_core.lending.strategy import LoanValues, Strategy, evaluate_edges
 from finflow_core.lending.terms import ModelStatus
 from finflow_core.services.access import Action
+from finflow_core.services.audit import anchored_write
 from finflow_core.services.context import Context
 from finflow_core.services.workbench import Service
 from finflow_core.store import registry
@@ -208,7 +209,7 @@ class ModelService(Service):
         """Make ``version`` the champion; the previous champion is retired."""
         self.require(Action.PROMOTE_MODEL)
         now = self.ctx.clock()
-        with self.ctx.store.begin() as conn:
+        with anchored_write(self.ctx) as conn:  # then anchored (services.audit)
             rec = registry.version(conn, version)
             if rec is None:
                 raise NotFound(f"no model version {version!r}", version=version)
@@ -227,7 +228,7 @@ class ModelService(Service):
             raise InvalidInput("band edges need 0 <= low edge <= high edge <= 1", field="edges",
                                low_edge=low_edge, high_edge=high_edge)
         now = self.ctx.clock()
-        with self.ctx.store.begin() as conn:
+        with anchored_write(self.ctx) as conn:  # then anchored (services.audit)
             name = version or registry.champion_version(conn)
             if name is None or registry.version(conn, name) is None:
                 raise NotFound(f"no model version {name!r}", version=name)

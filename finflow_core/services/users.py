@@ -17,6 +17,7 @@ from finflow_core.lending.terms import Role
 from finflow_core.security.password_policy import check_password_policy
 from finflow_core.security.passwords import hash_password
 from finflow_core.services.access import Action, Principal, allowed_roles
+from finflow_core.services.audit import anchored_write
 from finflow_core.services.sessions import (
     USER,
     Gate,
@@ -76,7 +77,7 @@ class UserService(Service):
         check_password_policy(password, name)
         password_hash = hash_password(password)
         now = self.ctx.clock()
-        with self.ctx.store.begin() as conn:
+        with anchored_write(self.ctx) as conn:  # then anchored (services.audit)
             lock_chain(conn)
             by = _current_admin(conn, self.actor).username
             if user_rows.by_name(conn, name) is not None:
@@ -92,7 +93,7 @@ class UserService(Service):
         self.require(Action.MANAGE_USERS)
         new = parse_roles(roles)
         now = self.ctx.clock()
-        with self.ctx.store.begin() as conn:
+        with anchored_write(self.ctx) as conn:  # then anchored (services.audit)
             lock_chain(conn)
             by = _current_admin(conn, self.actor)
             row = _require_user(conn, username)
@@ -113,7 +114,7 @@ class UserService(Service):
         check_password_policy(new_password, name)
         password_hash = hash_password(new_password)
         now = self.ctx.clock()
-        with self.ctx.store.begin() as conn:
+        with anchored_write(self.ctx) as conn:  # then anchored (services.audit)
             lock_chain(conn)
             by = _current_admin(conn, self.actor)
             row = _require_user(conn, name)
@@ -126,7 +127,7 @@ class UserService(Service):
         """Stop a user from signing in; the last active admin cannot be disabled."""
         self.require(Action.MANAGE_USERS)
         now = self.ctx.clock()
-        with self.ctx.store.begin() as conn:
+        with anchored_write(self.ctx) as conn:  # then anchored (services.audit)
             lock_chain(conn)
             by = _current_admin(conn, self.actor)
             row = _require_user(conn, username)
@@ -142,7 +143,7 @@ class UserService(Service):
         """Let a user sign in again; also clears a sign-in lock."""
         self.require(Action.MANAGE_USERS)
         now = self.ctx.clock()
-        with self.ctx.store.begin() as conn:
+        with anchored_write(self.ctx) as conn:  # then anchored (services.audit)
             lock_chain(conn)
             by = _current_admin(conn, self.actor)
             row = _require_user(conn, username)

@@ -166,8 +166,9 @@ def test_an_entry_point_anchors_a_chain_that_has_no_anchor_yet(
     ff_sqlite: Lending, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ff = ff_sqlite
-    ff.users()  # entries, but no batch: no anchor yet
-    assert read_anchors(anchors_of(ff)) == []
+    ff.users()
+    for path in anchors_of(ff).glob("anchor-*.json"):  # as in an installation from before anchors
+        path.unlink()
     signed_in(monkeypatch, "mia.manager")
     assert main(["audit", "verify"]) == 0
     assert "1 anchor(s)" in capsys.readouterr().out  # written as the command opened the store
@@ -186,6 +187,8 @@ def test_a_log_rewritten_as_unkeyed_is_named_even_after_the_next_write_continues
     continues it keyed. The first anchor (written when the CLI started) still names it."""
     ff = ff_sqlite
     ff.users()
+    for path in anchors_of(ff).glob("anchor-*.json"):  # only the first anchor is left to check
+        path.unlink()
     signed_in(monkeypatch, "mia.manager")
     assert main(["audit", "verify"]) == 0  # any entry point: the chain gets its first anchor
     capsys.readouterr()
@@ -201,3 +204,19 @@ def test_a_log_rewritten_as_unkeyed_is_named_even_after_the_next_write_continues
         report.message
     assert main(["audit", "verify"]) == 12
     assert "differs from anchor" in capsys.readouterr().out
+
+
+def test_band_edges_removed_with_their_entry_and_the_head_moved_back_are_named(ff: Lending) -> None:
+    """Saving band edges (like user administration and promotions) anchors the chain at once:
+    the row and its entry cut off the end leave no row behind to betray them, only the anchor."""
+    keep = audit_rows(ff.store)[-1]["seq"]
+    ff.wb(MANAGER).models.save_strategy(0.05, 0.40, "tighter")
+    [(_, anchor)] = read_anchors(anchors_of(ff))
+    assert not isinstance(anchor, str) and anchor.seq == keep + 1
+    drop_guards(ff.store)
+    raw_sql(ff.store, "DELETE FROM strategies")
+    cut_tail(ff.store, keep)
+    report = ff.wb(MANAGER).audit.verify()
+    assert report.chain.ok  # a valid, shorter chain
+    assert [(f.table, f.problem) for f in report.findings] == [("audit_log", "truncated")]
+    assert report.findings[0].row == f"entries {keep + 1} to {keep + 1}"

@@ -107,6 +107,7 @@ def test_granting_admin_then_deleting_those_entries_and_moving_the_head_back_is_
     report = verify(ff)
     assert report.chain.ok
     assert named(report, "users", "2 (ann.analyst, roles admin,analyst)", "rolled_back")
+    assert named(report, "audit_log", f"entries {keep + 1} to", "truncated")  # anchored at once
     assert not report.ok
 
 
