@@ -160,8 +160,10 @@ def check_chain(rows: Iterable[Mapping[str, Any]], head: tuple[int, str] | None,
         authentic = keyed
         if keyed and keyed_from is None:
             if seq != 1 and row["action"] != REKEY_ACTION:
-                bad(seq, "changed", f"entry {seq} is keyed but follows unkeyed entries without a "
-                    "chain_keyed record: the entries before it were rewritten")
+                bad(1, "changed", f"entries 1 to {seq - 1} carry hashes recomputed without the "
+                    "installation key (the documented formula, by someone who can write the "
+                    f"database): the log was re-chained; entry {seq} is the first keyed one, and "
+                    "no chain_keyed entry says an older FinFlow wrote those before it")
             keyed_from = seq
         elif not keyed:
             unkeyed = entry_hash(str(row["prev_hash"]), row) == stored

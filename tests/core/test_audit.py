@@ -353,6 +353,23 @@ def test_recomputing_the_chain_with_the_documented_formula_is_named(store: Store
     assert "rewritten without the key" in again.message
 
 
+def test_a_keyed_entry_written_on_top_of_a_recomputed_chain_still_names_it_from_entry_1(
+    store: Store,
+) -> None:
+    """The old README's attack, then FinFlow keeps writing (the head's fingerprint is still
+    right, so the next entry is keyed): the whole part before it is named, not that entry."""
+    append_n(store, 4)
+    with store.begin() as conn:
+        drop_guards(conn)
+        rechain_without_the_key(conn, lambda row: row.update(actor="mallory")
+                                if row["seq"] == 2 else None)
+    append_n(store, 1)
+    result = verify_audit(store)
+    assert (result.ok, result.problem, result.first_bad_seq) == (False, "changed", 1)
+    assert "entries 1 to 4 carry hashes recomputed without the installation key" in result.message
+    assert "entry 5 is the first keyed one" in result.message
+
+
 def legacy_chain(store: Store, n: int) -> None:
     """Entries as an older FinFlow wrote them: plain SHA-256, no key, no fingerprint."""
     prev = ZERO
