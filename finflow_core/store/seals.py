@@ -212,15 +212,32 @@ class SealSum:
         self._sum = np.zeros(2, dtype=np.uint64)
 
     def add(self, seals: Sequence[str | None]) -> None:
-        present = [s for s in seals if s and len(s) == SEAL_LEN and _HEX.fullmatch(s)]
+        present = [s for s in seals if s]
+        raw = _seal_bytes(present)
+        if raw is None:  # a malformed seal (written outside FinFlow) counts as none
+            present = [s for s in present if len(s) == SEAL_LEN and _HEX.fullmatch(s)]
+            raw = bytes.fromhex("".join(present))
         if present:
-            halves = np.frombuffer(bytes.fromhex("".join(present)), dtype="<u8").reshape(-1, 2)
+            halves = np.frombuffer(raw, dtype="<u8").reshape(-1, 2)
             with np.errstate(over="ignore"):
                 self._sum += halves.sum(axis=0, dtype=np.uint64)
         self.n += len(seals)
 
     def value(self) -> dict[str, Any]:
         return {"n": self.n, "sum": f"{int(self._sum[0]):016x}{int(self._sum[1]):016x}"}
+
+
+def _seal_bytes(seals: list[str]) -> bytes | None:
+    """All seals as bytes in one call, or None if any is not 32 hex digits (then each is
+    checked on its own: the usual case needs no per-seal check)."""
+    joined = "".join(seals)
+    if len(joined) != SEAL_LEN * len(seals):
+        return None
+    try:
+        raw = bytes.fromhex(joined)
+    except ValueError:
+        return None
+    return raw if len(raw) == SEAL_LEN // 2 * len(seals) else None  # fromhex skips spaces
 
 
 # -- column conversions -------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, select
+from sqlalchemy import Connection, and_, exists, func, select
 
 from finflow_core.lending.scoring import reason_texts
 from finflow_core.lending.terms import AUTO_OUTCOME, STATUS_OF_OUTCOME, Outcome
@@ -82,20 +82,34 @@ def check_lending(conn: Connection, key: InstallationKey, record: TrailRecord) -
 # -- applications and scores ------------------------------------------------------------------
 
 def _pages(conn: Connection, batch_id: str) -> Iterator[list[dict[str, Any]]]:
+    """The batch's applications with their score and current decision, a page at a time.
+
+    Paged over the primary key between the batch's first and last id (a rowid range scan),
+    not over the batch index: ordering a million-row batch for every page made verify
+    quadratic. Rows of other batches inside that range (interleaved loads) are skipped."""
     a, s, cur = applications.c, scores.c, decisions.alias("cur")
+    lo, hi = conn.execute(select(func.min(a.id), func.max(a.id))
+                          .where(a.batch_id == batch_id)).one()
+    if lo is None:
+        return
     query = (select(applications, *[s[c].label(f"s_{c}") for c in _SCORE],
                     cur.c.id.label("cur_id"), cur.c.application_id.label("cur_application"),
                     cur.c.outcome.label("cur_outcome"), cur.c.kind.label("cur_kind"))
              .select_from(applications.outerjoin(scores, s.application_id == a.id)
                           .outerjoin(cur, cur.c.id == a.current_decision_id))
-             .where(a.batch_id == batch_id).order_by(a.id).limit(PAGE))
-    last = 0
-    while True:
-        page = [dict(r) for r in conn.execute(query.where(a.id > last)).mappings()]
-        if not page:
+             .where(a.id <= hi).order_by(a.id).limit(PAGE))
+    last = int(lo) - 1
+    while last < hi:
+        result = conn.execute(query.where(a.id > last))
+        keys = list(result.keys())
+        rows = result.all()
+        if not rows:
             return
-        yield page
-        last = int(page[-1]["id"])
+        last = int(rows[-1][keys.index("id")])
+        page = [dict(zip(keys, r, strict=True)) for r in rows]  # no per-row key lookups
+        page = [r for r in page if r["batch_id"] == batch_id]
+        if page:
+            yield page
 
 
 _APP = ("id", "row_number", "amount", "probability", "batch_id", "external_id", "week_start",

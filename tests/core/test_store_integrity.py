@@ -84,7 +84,8 @@ def test_the_readme_tamper_demo_done_properly_is_named(
     monkeypatch.setenv("FINFLOW_PASSWORD", PASSWORD)
     assert main(["audit", "verify"]) == 12
     out = capsys.readouterr().out
-    assert "rewritten" in out.splitlines()[0]  # the chain's verdict comes first
+    verdict = out.splitlines()[0]  # the chain's verdict comes first
+    assert "recomputed without the installation key" in verdict and "re-chained" in verdict
     assert "anchor(s)" in out and "disagree with the chain" in out  # the batch's anchor
     assert f"decisions {declined.id} (by oscar.officer, application {case}): was changed" in out
     assert main(["audit", "verify", "--json"]) == 12
@@ -324,3 +325,37 @@ def test_cli_verify_exits_12_and_lists_every_problem(
     for line in (f"applications {case} (batch", "(automatic, application ",
                  "users 3 (oscar.officer, roles admin)"):
         assert line in out, out
+
+
+def test_verify_pages_over_interleaved_batches_and_names_a_row_past_a_page_boundary(
+    ffa_sqlite: Lending, batches_dir: BatchFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages follow the primary key (a rowid range per batch), so rows of another batch inside
+    the range are skipped, not blamed, and nothing is checked twice or left out."""
+    ff = ffa_sqlite
+    b = ff.run(batches_dir.b)
+    monkeypatch.setattr("finflow_core.store.verify_batches.PAGE", 7)
+    with ff.store.connect() as conn:
+        first_a = conn.execute(text("SELECT min(id) FROM applications")).scalar_one()
+    drop_guards(ff.store)
+    clean = verify(ff)
+    assert clean.ok, clean.message
+    total = ff.count("applications")
+    assert clean.integrity.checked["applications"] == total
+    case = ff.pending_ids(b.batch_id)[10]
+    raw_sql(ff.store, "UPDATE applications SET amount = amount + 1 WHERE id = :a", a=case)
+    raw_sql(ff.store, "UPDATE applications SET batch_id = :b, row_number = -1 WHERE id = :a",
+            b=b.batch_id, a=first_a + 3)  # a row of a, now claimed by b, inside a's range
+    report = verify(ff)
+    assert report.integrity.checked["applications"] == total
+    assert named(report, "applications", f"{case} (batch {b.batch_id}", "changed")
+    assert named(report, "applications", f"{first_a + 3} (batch {b.batch_id} row -1", "changed")
+
+
+def test_a_malformed_seal_is_named_not_a_crash(ffa: Lending) -> None:
+    case = pending(ffa)
+    raw_sql(ffa.store, "UPDATE scores SET seal = :s WHERE application_id = :a",
+            s="not a seal, but 32 characters!!!", a=case)
+    report = verify(ffa)
+    assert named(report, "scores", f"application {case_row(ffa, case)}", "changed")
+    assert named(report, "scores", "batch ", "missing")  # its batch's seal sum no longer adds up
