@@ -47,11 +47,21 @@ def register(sub: Any) -> None:
     q.add_argument("username")
     q.set_defaults(handler=users_passwd)
 
-    p = sub.add_parser("audit", help="verify or export the audit trail (admin, manager)")
+    p = sub.add_parser("audit", help="verify, anchor or export the audit trail (admin, manager)")
     asub = p.add_subparsers(dest="audit_command", required=True)
-    q = asub.add_parser("verify", help="check the hash chain and the stored automatic decisions")
+    q = asub.add_parser("verify", help="check the keyed chain, its anchors and every sealed row "
+                        "(exit 12 naming each problem)")
+    q.add_argument("--anchor", action="append", default=[], metavar="FILE_OR_LINE",
+                   help="also check this anchor (a file, or the line kept in a ticket); repeatable")
     q.add_argument("--json", action="store_true")
     q.set_defaults(handler=audit_verify)
+    q = asub.add_parser("anchor", help="sign the chain's head now, write it to audit.anchor_dir "
+                        "and print a line to keep elsewhere (a ticket, another machine)")
+    q.add_argument("--out", type=Path, help="also write the anchor to this new file")
+    q.set_defaults(handler=audit_anchor)
+    q = asub.add_parser("seal-legacy", help="adopt rows written before FinFlow sealed rows "
+                        "(admin, once after upgrading: an audited trust-on-first-use step)")
+    q.set_defaults(handler=audit_seal_legacy)
     q = asub.add_parser("export", help="export the trail as CSV (all, or one application / user)")
     q.add_argument("--out", type=Path, required=True)
     q.add_argument("--application", help="an application id: its full trail")
@@ -140,10 +150,31 @@ def users_passwd(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def audit_verify(ctx: Context, args: argparse.Namespace) -> int:
-    report = ctx.workbench.audit.verify()
-    emit(args, {"ok": report.ok, "chain": asdict(report.chain), "decisions": asdict(report.decisions)},
+    report = ctx.workbench.audit.verify(args.anchor)
+    integrity = report.integrity
+    emit(args, {"ok": report.ok, "chain": asdict(report.chain), "anchors": asdict(integrity.anchors),
+                "checked": integrity.checked, "findings": [asdict(f) for f in report.findings],
+                "decisions": asdict(report.decisions)},
          report.message)
     return 0 if report.ok else EXIT_AUDIT_BROKEN
+
+
+def audit_anchor(ctx: Context, args: argparse.Namespace) -> int:
+    made = ctx.workbench.audit.anchor(args.out)
+    print(made.line)
+    for path in made.paths:
+        print(f"written to {path}", file=sys.stderr)
+    return 0
+
+
+def audit_seal_legacy(ctx: Context, args: argparse.Namespace) -> int:
+    adoption = ctx.workbench.audit.seal_legacy()
+    if adoption.seq is None:
+        print("nothing to adopt: every row is sealed")
+    else:
+        rows = ", ".join(f"{t} {n:,}" for t, n in adoption.counts.items())
+        print(f"sealed rows from before sealing ({rows}), recorded as audit entry {adoption.seq}")
+    return 0
 
 
 def audit_export(ctx: Context, args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ from finflow_core.lending.terms import BatchOrigin
 from finflow_core.pipeline.local import LocalEngine
 from finflow_core.pipeline.run import BatchEngine, BatchSummary, Progress, run_batch
 from finflow_core.services.access import Action
+from finflow_core.services.audit import anchor_after_write, anchored_write
 from finflow_core.services.maintenance import stale_after
 from finflow_core.services.models import champion_engine
 from finflow_core.services.workbench import Service
@@ -159,10 +160,14 @@ class BatchService(Service):
             assert found is not None
             return found
         try:
-            return run_batch(batch, scoring, engine, sink, progress=progress)
+            summary = run_batch(batch, scoring, engine, sink, progress=progress)
         except BaseException:
             sink.abort()
             raise
+        warning = anchor_after_write(self.ctx)  # the signed chain head, kept elsewhere
+        if warning:
+            summary.warnings.append(warning)
+        return summary
 
     def _stored_version(self, batch: BatchFile) -> BatchSummary | None:
         stored_id = queries.find_by_sha(self.ctx.store, batch.sha256)
@@ -183,7 +188,7 @@ class BatchService(Service):
             raise InvalidInput(f"the reason is limited to {MAX_REASON} characters", field="reason")
         now = self.ctx.clock()
         monitoring = self.ctx.config.monitoring
-        with self.ctx.store.begin() as conn:
+        with anchored_write(self.ctx) as conn:  # then anchored: it changes what the desk shows
             result = batch_loads.void(conn, batch_id, reason, self.actor.username, now)
             if result.origin == BatchOrigin.FORM:
                 from finflow_core.services.models import load_version

@@ -24,6 +24,7 @@ from finflow_core.lending.scoring import ScoringEngine
 from finflow_core.lending.strategy import LoanValues, Strategy, evaluate_edges
 from finflow_core.lending.terms import ModelStatus
 from finflow_core.services.access import Action
+from finflow_core.services.audit import anchored_write
 from finflow_core.services.context import Context
 from finflow_core.services.workbench import Service
 from finflow_core.store import registry
@@ -69,9 +70,10 @@ class WhatIf:
 # -- loading, shared by the services that score ----------------------------------------------
 
 def load_version(ctx: Context, version: str) -> ModelBundle:
-    """A registered version, loaded once per process, refused if its file no longer matches."""
+    """A registered version, loaded once per process, refused if its file no longer matches
+    (or its registry row fails its seal)."""
     with ctx.store.connect() as conn:
-        rec = registry.version(conn, version)
+        rec = registry.trusted_version(conn, version)
     if rec is None:
         raise NotFound(f"no model version {version!r} is registered", version=version)
     key = (ctx.store.url, ctx.config.sha256, version, rec.artifact_sha256)
@@ -270,13 +272,14 @@ class ModelService(Service):
         by = self.actor.username
         with self.ctx.store.begin() as conn:
             first = registry.champion_version(conn) is None
-            registry.insert_version(conn, bundle, folder, by, now, champion=first,
-                                    models_dir=self.ctx.config.paths.models_dir)
+            sealed = registry.insert_version(conn, bundle, folder, by, now, champion=first,
+                                             models_dir=self.ctx.config.paths.models_dir)
             append_audit(conn, by, "model_trained", "model", bundle.version, {
                 "model": bundle.model_name, "rows": card["rows"],
                 "training_data_sha256": card["training_data_sha256"],
                 "artifact_sha256": card["artifact_sha256"],
                 "auc": card["metrics_out_of_fold"]["auc"], "cutoff": card["strategy"]["cutoff"],
+                **sealed,
             }, model_version=bundle.version, at=now)
             if first:
                 append_audit(conn, by, "model_promoted", "model", bundle.version,
@@ -288,7 +291,7 @@ class ModelService(Service):
         """Make ``version`` the champion; the previous champion is retired."""
         self.require(Action.PROMOTE_MODEL)
         now = self.ctx.clock()
-        with self.ctx.store.begin() as conn:
+        with anchored_write(self.ctx) as conn:  # then anchored (services.audit)
             rec = registry.version(conn, version)
             if rec is None:
                 raise NotFound(f"no model version {version!r}", version=version)
@@ -307,13 +310,14 @@ class ModelService(Service):
             raise InvalidInput("band edges need 0 <= low edge <= high edge <= 1", field="edges",
                                low_edge=low_edge, high_edge=high_edge)
         now = self.ctx.clock()
-        with self.ctx.store.begin() as conn:
+        with anchored_write(self.ctx) as conn:  # then anchored (services.audit)
             name = version or registry.champion_version(conn)
             if name is None or registry.version(conn, name) is None:
                 raise NotFound(f"no model version {name!r}", version=name)
-            registry.insert_edges(conn, name, low_edge, high_edge, note, self.actor.username, now)
+            sealed = registry.insert_edges(conn, name, low_edge, high_edge, note,
+                                           self.actor.username, now)
             append_audit(conn, self.actor.username, "strategy_saved", "model", name,
-                         {"low_edge": low_edge, "high_edge": high_edge, "note": note},
+                         {"low_edge": low_edge, "high_edge": high_edge, "note": note, **sealed},
                          model_version=name, at=now)
 
     def _compare_with_champion(self, report: ValidationReport, new: ModelBundle) -> dict[str, Any] | None:

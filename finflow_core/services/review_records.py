@@ -26,8 +26,10 @@ from finflow_core.store import proposals as proposal_rows
 from finflow_core.store.audit_chain import append_audit
 from finflow_core.store.cases import ClaimInfo, DecisionRecord, QueueRow
 from finflow_core.store.desk import OverrideCount
+from finflow_core.store.lending_tables import decisions
 from finflow_core.store.proposals import Proposal
 from finflow_core.store.rollup import move_application
+from finflow_core.store.seals import seal_ref, sealed_insert_values
 from finflow_core.store.tables import iso_utc
 
 MAX_TEXT = 2000
@@ -135,12 +137,15 @@ def record_decision(conn: Connection, app: Any, score: Any, outcome: Outcome, re
     """Write one officer's decision, move the case and audit it (inside the caller's
     transaction); the application row must still be at ``supersedes``."""
     version = score.model_version if score is not None else None
-    decision_id = cases.insert_decision(
-        conn, application_id=app.id, outcome=outcome, kind=DecisionKind.MANUAL, decided_by=me,
-        reason=reason, note=note, decided_at=iso_utc(now), model_version=version,
+    sealed = sealed_insert_values(  # a fresh id and the keyed seal of the row
+        conn, decisions, application_id=app.id, outcome=outcome, kind=DecisionKind.MANUAL,
+        decided_by=me, reason=reason, note=note, decided_at=iso_utc(now), model_version=version,
         supersedes_id=supersedes, suggestion=suggestion, proposed_by=proposed_by, four_eyes=four_eyes,
     )
-    profit = {Outcome.APPROVE: score.ev_approve if score else 0.0, Outcome.DECLINE: 0.0,
+    decision_id = cases.insert_decision(conn, **sealed)
+    priced = score is None or score.ev_approve is not None  # unpriced: no economics configured
+    profit = {Outcome.APPROVE: score.ev_approve if score else 0.0,
+              Outcome.DECLINE: 0.0 if priced else None,
               Outcome.REFER: score.ev_review if score else 0.0}[outcome]
     status = STATUS_OF_OUTCOME[outcome]
     profit = None if profit is None else float(profit)  # None: not priced
@@ -154,7 +159,7 @@ def record_decision(conn: Connection, app: Any, score: Any, outcome: Outcome, re
     details: dict[str, Any] = {
         "application": app.id, "decision": decision_id, "outcome": outcome, "reason": reason,
         "note": note, "supersedes": supersedes, "probability": app.probability, "band": app.band,
-        "suggestion": suggestion,
+        "suggestion": suggestion, **seal_ref("decisions", decision_id, sealed["seal"]),
     }
     if proposed_by is not None:
         details.update(proposed_by=proposed_by, proposal=proposal, four_eyes=four_eyes,

@@ -200,9 +200,11 @@ class Gate:
                 return Attempt.DISABLED, row
             user_rows.update_user(conn, row.id, failed_logins=0, locked_until=None,
                                   last_login_at=iso_utc(now))
+            sealed: dict[str, object] = {}
             if checked.rehash is not None:  # stored with other parameters than today's
                 user_rows.update_user(conn, row.id, password_hash=checked.rehash)
-            audit("login", {})
+                sealed = user_rows.seal_ref(conn, row.id)  # the re-sealed row, in the trail
+            audit("login", sealed)
             return Attempt.OK, row
 
     # -- the first admin -------------------------------------------------------------------
@@ -249,7 +251,8 @@ class Gate:
             if outcome == "ok":
                 user_id = user_rows.insert_user(conn, name, new_hash, admin, "system", now)
                 append_audit(conn, "system", "user_created", USER, name,
-                             {"roles": ["admin"], "via": "setup_code"}, at=now)
+                             {"roles": ["admin"], "via": "setup_code",
+                              **user_rows.seal_ref(conn, user_id)}, at=now)
         if outcome == "ok":
             return Workbench(self.ctx, Principal(user_id, name, admin))
         if outcome == "already":
@@ -275,7 +278,8 @@ class Gate:
             user_rows.clear_setup_codes(conn)  # a pending set-up code is now pointless
             user_id = user_rows.insert_user(conn, name, password_hash, admin, "system", now)
             append_audit(conn, "system", "user_created", USER, name,
-                         {"roles": ["admin"], "via": "bootstrap"}, at=now)
+                         {"roles": ["admin"], "via": "bootstrap",
+                          **user_rows.seal_ref(conn, user_id)}, at=now)
         return Workbench(self.ctx, Principal(user_id, name, admin))
 
 

@@ -18,6 +18,7 @@ from finflow_core.lending.terms import Role
 from finflow_core.security.password_policy import check_password_policy
 from finflow_core.security.passwords import hash_password
 from finflow_core.services.access import Action, Principal, allowed_roles
+from finflow_core.services.audit import anchored_write
 from finflow_core.services.sessions import (
     USER,
     Gate,
@@ -79,14 +80,15 @@ class UserService(Service):
         check_password_policy(password, name)
         password_hash = hash_password(password)
         now = self.ctx.clock()
-        with self.ctx.store.begin() as conn:
+        with anchored_write(self.ctx) as conn:  # then anchored (services.audit)
             lock_chain(conn)
             by = _current_admin(conn, self.actor).username
             if user_rows.by_name(conn, name) is not None:
                 raise Conflict(f"the username {name!r} is taken: choose another", username=name)
             user_id = user_rows.insert_user(conn, name, password_hash, role_set, by, now)
             append_audit(conn, by, "user_created", USER, name,
-                         {"roles": sorted(role_set), "via": "admin"}, at=now)
+                         {"roles": sorted(role_set), "via": "admin",
+                          **user_rows.seal_ref(conn, user_id)}, at=now)
             return _info(user_rows.by_id(conn, user_id))
 
     def set_roles(self, username: str, roles: Iterable[str] | str) -> UserInfo:
@@ -94,7 +96,7 @@ class UserService(Service):
         self.require(Action.MANAGE_USERS)
         new = parse_roles(roles)
         now = self.ctx.clock()
-        with self.ctx.store.begin() as conn:
+        with anchored_write(self.ctx) as conn:  # then anchored (services.audit)
             lock_chain(conn)
             by = _current_admin(conn, self.actor)
             row = _require_user(conn, username)
@@ -104,7 +106,8 @@ class UserService(Service):
             if new != old:
                 user_rows.update_user(conn, row.id, roles=new)
                 append_audit(conn, by.username, "roles_changed", USER, row.username,
-                             {"from": sorted(old), "to": sorted(new)}, at=now)
+                             {"from": sorted(old), "to": sorted(new),
+                              **user_rows.seal_ref(conn, row.id)}, at=now)
             return _info(user_rows.by_id(conn, row.id))
 
     def set_limit(self, username: str, amount: float | None) -> UserInfo:
@@ -113,15 +116,15 @@ class UserService(Service):
         self.require(Action.MANAGE_USERS)
         limit = check_limit(amount)
         now = self.ctx.clock()
-        with self.ctx.store.begin() as conn:
+        with anchored_write(self.ctx) as conn:  # then anchored (services.audit)
             lock_chain(conn)
             by = _current_admin(conn, self.actor)
             row = _require_user(conn, username)
             old = user_rows.lending_limit(conn, row.username)
             if old != limit:
-                user_rows.set_lending_limit(conn, row.id, limit)
+                user_rows.set_lending_limit(conn, row.id, limit)  # re-seals the row
                 append_audit(conn, by.username, "lending_limit_changed", USER, row.username,
-                             {"from": old, "to": limit}, at=now)
+                             {"from": old, "to": limit, **user_rows.seal_ref(conn, row.id)}, at=now)
             return replace(_info(user_rows.by_id(conn, row.id)), lending_limit=limit)
 
     def reset_password(self, username: str, new_password: str) -> None:
@@ -131,20 +134,20 @@ class UserService(Service):
         check_password_policy(new_password, name)
         password_hash = hash_password(new_password)
         now = self.ctx.clock()
-        with self.ctx.store.begin() as conn:
+        with anchored_write(self.ctx) as conn:  # then anchored (services.audit)
             lock_chain(conn)
             by = _current_admin(conn, self.actor)
             row = _require_user(conn, name)
             user_rows.update_user(conn, row.id, password_hash=password_hash,
                                   password_changed_at=iso_utc(now), failed_logins=0, locked_until=None)
-            append_audit(conn, by.username, "password_changed", USER, row.username, {"by": "admin"},
-                         at=now)
+            append_audit(conn, by.username, "password_changed", USER, row.username,
+                         {"by": "admin", **user_rows.seal_ref(conn, row.id)}, at=now)
 
     def disable(self, username: str) -> UserInfo:
         """Stop a user from signing in; the last active admin cannot be disabled."""
         self.require(Action.MANAGE_USERS)
         now = self.ctx.clock()
-        with self.ctx.store.begin() as conn:
+        with anchored_write(self.ctx) as conn:  # then anchored (services.audit)
             lock_chain(conn)
             by = _current_admin(conn, self.actor)
             row = _require_user(conn, username)
@@ -152,21 +155,23 @@ class UserService(Service):
                 if Role.ADMIN in row.roles:
                     _keep_an_admin(conn, row, "disable it")
                 user_rows.update_user(conn, row.id, active=False)
-                append_audit(conn, by.username, "user_disabled", USER, row.username, {}, at=now)
+                append_audit(conn, by.username, "user_disabled", USER, row.username,
+                             user_rows.seal_ref(conn, row.id), at=now)
             return _info(user_rows.by_id(conn, row.id))
 
     def enable(self, username: str) -> UserInfo:
         """Let a user sign in again; also clears a sign-in lock."""
         self.require(Action.MANAGE_USERS)
         now = self.ctx.clock()
-        with self.ctx.store.begin() as conn:
+        with anchored_write(self.ctx) as conn:  # then anchored (services.audit)
             lock_chain(conn)
             by = _current_admin(conn, self.actor)
             row = _require_user(conn, username)
             if not row.active or row.failed_logins or row.locked_until:
                 user_rows.update_user(conn, row.id, active=True, failed_logins=0, locked_until=None)
                 append_audit(conn, by.username, "user_enabled", USER, row.username,
-                             {"was_active": row.active, "cleared_failures": row.failed_logins}, at=now)
+                             {"was_active": row.active, "cleared_failures": row.failed_logins,
+                              **user_rows.seal_ref(conn, row.id)}, at=now)
             return _info(user_rows.by_id(conn, row.id))
 
 
@@ -191,7 +196,8 @@ class AccountService(Service):
             row = _current_self(conn, self.actor)
             user_rows.update_user(conn, row.id, password_hash=password_hash,
                                   password_changed_at=iso_utc(now), failed_logins=0, locked_until=None)
-            append_audit(conn, name, "password_changed", USER, name, {"by": "self"}, at=now)
+            append_audit(conn, name, "password_changed", USER, name,
+                         {"by": "self", **user_rows.seal_ref(conn, row.id)}, at=now)
 
 
 def check_limit(amount: float | str | None) -> float | None:

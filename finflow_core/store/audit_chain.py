@@ -1,14 +1,12 @@
-"""The audit trail: an append-only, hash-chained log of everything that changed.
+"""The audit trail: an append-only, keyed hash chain of everything that changed.
 
-Each entry's ``hash`` is::
-
-    sha256(prev_hash + "|" + canonical_json({seq, at, actor, action, subject_type,
-                                             subject_id, model_version, details}))
-
-where ``details`` is the stored canonical JSON *text* and canonical JSON means
-``json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=False)``. The first
-entry's ``prev_hash`` is 64 zeros. The single ``audit_head`` row keeps the last seq and
-hash, so deleting the newest entries (which leaves an intact but shorter chain) is caught.
+The format (canonical form, keyed hash) is in ``chain_hash``; checking it is in
+``verify_chain``; this module appends entries and reads them back. The single
+``audit_head`` row keeps the last seq and hash (so deleting the newest entries, which
+leaves an intact but shorter chain, is caught) and the fingerprint of the key the chain is
+keyed with (so a wrong key file is named at the first write, not after a week of entries).
+A cut-off tail with the head moved back to match is what the anchors catch
+(``store.anchors``: the signed head, exported where the database's writer cannot reach).
 
 Writers call :func:`append_audit` inside their own transaction, so the change and its
 audit entry commit or roll back together. Appends are serialised: on SQLite by the write
@@ -16,50 +14,51 @@ lock every ``store.begin()`` takes; on PostgreSQL by ``SELECT ... FOR UPDATE`` o
 row, held until commit. Call ``append_audit`` near the end of a transaction (it makes every
 other audited writer wait), or call :func:`lock_chain` first thing — but not both patterns
 on the same rows, or PostgreSQL transactions can deadlock.
+
+A chain written by an older FinFlow (unkeyed) is continued keyed: the first append made
+with a key writes a ``chain_keyed`` entry first, naming how many entries came before.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
+import hmac
 import io
-import json
-import math
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass
-from datetime import date, datetime
-from decimal import Decimal
-from enum import Enum
+from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Select, insert, select, update
 
 from finflow_core.errors import FinFlowError
 from finflow_core.lending.spreadsheet import spreadsheet_safe
+from finflow_core.security.keys import InstallationKey
+from finflow_core.store.chain_hash import (
+    CSV_FIELDS,
+    HASHED_FIELDS,
+    REKEY_ACTION,
+    AuditEntry,
+    canonical_json,
+    entry_hash,
+)
 from finflow_core.store.engine import READ_ONLY_OPTION, Store
-from finflow_core.store.tables import (
-    GENESIS_HASH,
-    audit_head,
-    audit_log,
-    iso_utc,
-    parse_utc,
-    utcnow,
-)
+from finflow_core.store.seals import key_of
+from finflow_core.store.tables import audit_head, audit_log, iso_utc, parse_utc, utcnow
+from finflow_core.store.verify_chain import AuditVerification, verify_audit, verify_entries
 
-HASHED_FIELDS: tuple[str, ...] = (
-    "seq", "at", "actor", "action", "subject_type", "subject_id", "model_version", "details",
-)
-CSV_FIELDS: tuple[str, ...] = HASHED_FIELDS + ("prev_hash", "hash")
+__all__ = [
+    "CSV_FIELDS", "HASHED_FIELDS", "AuditChainError", "AuditEntry", "AuditVerification",
+    "append_audit", "audit_trail", "canonical_json", "entry_hash", "export_audit_csv",
+    "lock_chain", "verify_audit", "verify_entries",
+]
+
 _MAX_LENGTHS = {"actor": 64, "action": 64, "subject_type": 64, "subject_id": 255,
                 "model_version": 128}
-_PAGE = 2000
-
-Problem = Literal["changed", "removed", "inserted", "truncated", "head_missing"]
 
 
 class AuditChainError(FinFlowError):
-    """The audit chain cannot be appended to (its head row is missing)."""
+    """The audit chain cannot be appended to (head row missing, or another key)."""
 
     exit_code = 12
 
@@ -67,90 +66,6 @@ class AuditChainError(FinFlowError):
 class _Named(Protocol):
     @property
     def username(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """One audit row as stored (``details`` is the canonical JSON text)."""
-
-    seq: int
-    at: str
-    actor: str
-    action: str
-    subject_type: str
-    subject_id: str
-    model_version: str | None
-    details: str
-    prev_hash: str
-    hash: str
-
-    @property
-    def detail(self) -> dict[str, Any]:
-        """``details`` parsed back into a dict."""
-        return json.loads(self.details)
-
-    def as_dict(self) -> dict[str, Any]:
-        """A plain dict with ``details`` parsed back into a dict."""
-        row = asdict(self)
-        row["details"] = self.detail
-        return row
-
-
-@dataclass(frozen=True)
-class AuditVerification:
-    """Outcome of walking the chain; ``first_bad_seq`` names the first untrustworthy entry."""
-
-    ok: bool
-    entries: int
-    first_bad_seq: int | None
-    problem: Problem | None
-    message: str
-    head_seq: int | None = None
-
-
-# -- canonical form and hashing -----------------------------------------------------------
-
-def canonical_json(value: Any) -> str:
-    """Deterministic JSON: sorted keys, no spaces, dates/decimals/numpy scalars converted."""
-    return json.dumps(
-        _jsonable(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-        allow_nan=False,
-    )
-
-
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, set | frozenset):
-        return sorted((_jsonable(v) for v in value), key=canonical_json)
-    if isinstance(value, datetime):
-        return iso_utc(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Decimal | Path):
-        return str(value)
-    if isinstance(value, Enum):
-        return _jsonable(value.value)
-    if hasattr(value, "tolist"):  # numpy arrays and scalars, pandas arrays
-        return _jsonable(value.tolist())
-    if hasattr(value, "item"):
-        return _jsonable(value.item())
-    raise TypeError(
-        f"audit details cannot hold a {type(value).__name__}: convert it to a str, number, "
-        "list or dict first"
-    )
-
-
-def entry_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
-    """The chain hash of one entry (see the module docstring for the exact formula)."""
-    payload = canonical_json({name: fields[name] for name in HASHED_FIELDS})
-    return hashlib.sha256(f"{prev_hash}|{payload}".encode()).hexdigest()
 
 
 # -- appending ----------------------------------------------------------------------------
@@ -162,15 +77,20 @@ def lock_chain(conn: Connection) -> tuple[int, str]:
     the database write lock. Use it first thing in a transaction that must not interleave
     with other audited writes (e.g. a check-then-write on users).
     """
+    row = _locked_head(conn)
+    return int(row.seq), str(row.hash)
+
+
+def _locked_head(conn: Connection) -> Any:
     _require_write_transaction(conn)
-    query = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
-    row = conn.execute(query.with_for_update()).first()
+    query = select(audit_head.c.seq, audit_head.c.hash, audit_head.c.key_fingerprint)
+    row = conn.execute(query.where(audit_head.c.id == 1).with_for_update()).first()
     if row is None:
         raise AuditChainError(
-            "the audit_head row is missing, so nothing can be audited: run verify_audit and "
-            "restore the database from a backup",
+            "the audit_head row is missing, so nothing can be audited: run `finflow audit "
+            "verify` and restore the database from a backup",
         )
-    return int(row.seq), str(row.hash)
+    return row
 
 
 def append_audit(
@@ -195,15 +115,52 @@ def append_audit(
         "details": canonical_json(dict(details or {})),
     }
     _check_lengths(fields)
-    seq, prev_hash = lock_chain(conn)
-    fields["seq"] = seq + 1
-    fields["at"] = iso_utc(at or utcnow())  # taken under the lock, so it follows seq order
-    digest = entry_hash(prev_hash, fields)
+    key = key_of(conn)
+    seq, prev_hash, moment = _keyed_head(conn, key, at)
+    return _insert(conn, key, {**fields, "seq": seq + 1, "at": moment}, prev_hash)
+
+
+def _insert(conn: Connection, key: InstallationKey, fields: dict[str, Any],
+            prev_hash: str) -> AuditEntry:
+    digest = entry_hash(prev_hash, fields, key.chain_key)
     conn.execute(insert(audit_log).values(**fields, prev_hash=prev_hash, hash=digest))
-    conn.execute(
-        update(audit_head).where(audit_head.c.id == 1).values(seq=fields["seq"], hash=digest)
-    )
+    conn.execute(update(audit_head).where(audit_head.c.id == 1).values(
+        seq=fields["seq"], hash=digest, key_fingerprint=key.fingerprint))
     return AuditEntry(prev_hash=prev_hash, hash=digest, **fields)
+
+
+def _keyed_head(conn: Connection, key: InstallationKey,
+                at: datetime | None) -> tuple[int, str, str]:
+    """The locked head and the entry's time (taken under the lock, so it follows seq order),
+    after checking the chain is keyed with ``key`` (an unkeyed chain is continued keyed with
+    a ``chain_keyed`` entry first)."""
+    head = _locked_head(conn)
+    moment = iso_utc(at or utcnow())
+    seq, prev_hash, recorded = int(head.seq), str(head.hash), head.key_fingerprint
+    if recorded == key.fingerprint or seq == 0:
+        return seq, prev_hash, moment
+    if recorded:
+        raise AuditChainError(
+            f"the audit chain is keyed with key {recorded}, but this installation's key "
+            f"({key.source}) is {key.fingerprint}: point audit.key_file or FINFLOW_KEY_FILE at "
+            "the key this installation was set up with. Nothing was written.",
+            recorded=recorded, fingerprint=key.fingerprint)
+    last = conn.execute(select(audit_log).where(audit_log.c.seq == seq)).mappings().first()
+    if last is not None and hmac.compare_digest(
+            entry_hash(str(last["prev_hash"]), last, key.chain_key), str(last["hash"])):
+        return seq, prev_hash, moment  # keyed already (only the fingerprint was missing)
+    rekey = {
+        "seq": seq + 1, "at": moment, "actor": "system", "action": REKEY_ACTION,
+        "subject_type": "audit", "subject_id": "chain", "model_version": None,
+        "details": canonical_json({
+            "key_fingerprint": key.fingerprint, "legacy_entries": seq,
+            "legacy_head_hash": prev_hash,
+            "note": f"entries 1 to {seq} were written without a key (an older FinFlow); "
+                    "every entry from this one on is keyed",
+        }),
+    }
+    entry = _insert(conn, key, rekey, prev_hash)
+    return entry.seq, entry.hash, moment
 
 
 def _require_write_transaction(conn: Connection) -> None:
@@ -225,91 +182,6 @@ def _check_lengths(fields: Mapping[str, Any]) -> None:
             raise ValueError(f"audit field {name!r} must not be empty")
         if len(value) > limit:
             raise ValueError(f"audit field {name!r} is longer than {limit} characters: {value!r}")
-
-
-# -- verification -------------------------------------------------------------------------
-
-def verify_audit(store: Store) -> AuditVerification:
-    """Walk the whole chain in one consistent snapshot and report the first bad entry."""
-    with store.connect(snapshot=True) as conn:
-        head = conn.execute(
-            select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
-        ).first()
-        head_pair = None if head is None else (int(head.seq), str(head.hash))
-        result = _check_chain(_stored_rows(conn), head_pair)
-    if result.ok and head_pair is None:
-        return AuditVerification(
-            False, result.entries, None, "head_missing",
-            "the audit_head row is missing: the log may have been truncated; restore a backup",
-        )
-    return result
-
-
-def verify_entries(
-    entries: Iterable[Mapping[str, Any]], head: tuple[int, str] | None = None
-) -> AuditVerification:
-    """Verify exported entries (e.g. rows of :func:`export_audit_csv` read back with
-    ``csv.DictReader``); pass ``head=(seq, hash)`` to also detect a cut-off tail."""
-    return _check_chain((_normalise_row(e) for e in entries), head)
-
-
-def _stored_rows(conn: Connection) -> Iterator[dict[str, Any]]:
-    last = 0
-    while True:
-        page = conn.execute(
-            select(audit_log).where(audit_log.c.seq > last).order_by(audit_log.c.seq).limit(_PAGE)
-        ).mappings().all()
-        if not page:
-            return
-        yield from (dict(r) for r in page)
-        last = int(page[-1]["seq"])
-
-
-def _normalise_row(entry: Mapping[str, Any]) -> dict[str, Any]:
-    row = {name: entry[name] for name in CSV_FIELDS}
-    row["seq"] = int(row["seq"])
-    row["model_version"] = row["model_version"] or None
-    if not isinstance(row["details"], str):
-        row["details"] = canonical_json(row["details"])
-    return row
-
-
-def _check_chain(
-    rows: Iterable[Mapping[str, Any]], head: tuple[int, str] | None
-) -> AuditVerification:
-    prev_seq, prev_hash, count = 0, GENESIS_HASH, 0
-    head_seq = None if head is None else head[0]
-
-    def bad(seq: int, problem: Problem, message: str) -> AuditVerification:
-        return AuditVerification(False, count, seq, problem, message, head_seq)
-
-    for row in rows:
-        seq = int(row["seq"])
-        if head_seq is not None and seq > head_seq:
-            return bad(seq, "inserted", f"entry {seq} lies beyond the last entry FinFlow "
-                       f"appended ({head_seq}): it was added outside FinFlow")
-        if seq <= prev_seq:
-            return bad(seq, "inserted", f"entry {seq} appears again or out of order after "
-                       f"entry {prev_seq}")
-        if seq != prev_seq + 1:
-            gap = f"{prev_seq + 1}" if seq == prev_seq + 2 else f"{prev_seq + 1} to {seq - 1}"
-            return bad(prev_seq + 1, "removed", f"entry {gap} is missing (deleted)")
-        if entry_hash(str(row["prev_hash"]), row) != row["hash"]:
-            return bad(seq, "changed", f"entry {seq} was changed after it was written "
-                       "(its content no longer matches its hash)")
-        if row["prev_hash"] != prev_hash:
-            culprit = prev_seq or seq
-            return bad(culprit, "changed", f"entry {seq} does not link to entry {prev_seq}: "
-                       f"entry {culprit} was rewritten (or the link of entry {seq} altered)")
-        prev_seq, prev_hash, count = seq, str(row["hash"]), count + 1
-    if head is not None and prev_seq < head[0]:
-        return bad(prev_seq + 1, "truncated", f"entries {prev_seq + 1} to {head[0]} are missing: "
-                   "the newest part of the log was deleted")
-    if head is not None and prev_hash != head[1]:
-        return bad(prev_seq, "changed", f"entry {prev_seq} was rewritten: its hash differs from "
-                   "the one recorded when it was appended")
-    return AuditVerification(True, count, None, None,
-                             f"audit chain intact: {count} entries verified", head_seq)
 
 
 # -- search and export --------------------------------------------------------------------

@@ -56,6 +56,7 @@ from finflow_core.store.lending_tables import (
 )
 from finflow_core.store.period_drift import add_to_period
 from finflow_core.store.rollup import RollupAccumulator
+from finflow_core.store.seals import BatchSeals
 from finflow_core.store.tables import iso_utc
 
 __all__ = ["AlreadyStored", "BatchBeingLoaded", "StoreSink", "week_start"]
@@ -116,6 +117,11 @@ class StoreSink:
         self.background = not one_transaction
         if one_transaction:
             self._conn = self._stack.enter_context(store.begin())
+        if one_transaction:
+            self.seals = BatchSeals(self._conn)  # keyed per-row seals; their sums go into batch_scored
+        else:
+            with store.connect() as conn:
+                self.seals = BatchSeals(conn)
         s = scoring.strategy
         values = dict(
             file_name=batch.name[:255], uploaded_by=actor_name, uploaded_at=self.now,
@@ -186,16 +192,19 @@ class StoreSink:
             "expected_profit": self._profit(scored["expected_profit"]),
             "decided_kind": np.where(auto, DecisionKind.AUTO, None), "current_decision_id": decision_ids,
         }
+        self.seals.seal(applications, columns, n)
         bulk_insert(conn, applications, columns, n)
         self.rollups.add(pd.DataFrame({k: columns[k] for k in ROLLUP_COLUMNS}))
         version = self.scoring.bundle.version
         reasons = scored["reasons"].tolist()
-        bulk_insert(conn, scores, {
+        score_columns = {
             "application_id": app_ids, "model_version": version, "probability": probability,
             "band": bands, "ev_approve": scored["ev_approve"].to_numpy(dtype=float),
             "ev_review": scored["ev_review"].to_numpy(dtype=float),
             "reasons": reasons_json(reasons), "scored_at": self.now,
-        }, n)
+        }
+        self.seals.seal(scores, score_columns, n)
+        bulk_insert(conn, scores, score_columns, n)
         idx = np.flatnonzero(auto)
         if len(idx) == 0:
             return
@@ -270,6 +279,7 @@ class StoreSink:
             "automatic_declines": self.auto[Outcome.DECLINE], "expected_profit": summary.expected_profit,
             "low_edge": self.scoring.strategy.low_edge, "high_edge": self.scoring.strategy.high_edge,
             "auto_decisions_sha256": self.digest.hexdigest(),
+            "config_sha256": self.config.sha256, **self.seals.details(),
         }, model_version=version, at=self.at)
         append_audit(conn, actor, "drift_measured", "batch", bid, {
             "status": drift.status, "score_psi": finite(drift.score_psi), "alerts": drift.alerts,

@@ -4,17 +4,23 @@ The configuration is a file edited outside FinFlow, so its changes are noticed w
 is read: every entry point (the app, the CLI) records the config's SHA-256 against the
 store, and a hash different from the last one recorded appends a ``config_changed``
 entry (who noticed it, old and new hash, file). The first use records ``config_loaded``.
+Entry points start here, so this is also where the installation key is bound to the store
+and where a chain without any anchor gets its first one (``store.anchors.first_anchor``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from sqlalchemy import Connection, select
 
 from finflow_core.lending.config import Config
+from finflow_core.security.keys import load_key
 from finflow_core.store import Store
+from finflow_core.store.anchors import AnchorError, anchor_folder, first_anchor
 from finflow_core.store.audit_chain import append_audit
+from finflow_core.store.seals import bind_key, bound_key
 from finflow_core.store.tables import audit_log
 
 SUBJECT = "config"
@@ -27,7 +33,21 @@ def last_recorded(store: Store, config: Config) -> str | None:
 
 
 def record_config(store: Store, config: Config, actor: str = "system") -> bool:
-    """Append an audit entry if the config differs from the one last recorded; True if so."""
+    """Append an audit entry if the config differs from the one last recorded; True if so.
+
+    Binds the config's installation key to the store first (if none is), and anchors a
+    chain that has no anchor yet (a folder that cannot be written is left to ``audit
+    verify`` to report: starting FinFlow does not depend on it)."""
+    if bound_key(store) is None:
+        bind_key(store, load_key(config))
+    recorded = _record(store, config, actor)
+    key = bound_key(store)
+    with contextlib.suppress(AnchorError):
+        first_anchor(store, key if key is not None else load_key(config), anchor_folder(config))
+    return recorded
+
+
+def _record(store: Store, config: Config, actor: str) -> bool:
     if not config.sha256 or last_recorded(store, config) == config.sha256:
         return False
     with store.begin() as conn:

@@ -46,6 +46,7 @@ model_versions = Table(
     _ts("promoted_at"),
     Column("promoted_by", String(64)),
     Column("promotion_note", Text),  # why the manager promoted it (also in the audit trail)
+    Column("seal", String(32)),  # keyed MAC (finflow_core.store.seals); not of status or folder
     CheckConstraint("status IN ('candidate', 'champion', 'retired')", name="status_known"),
     Index("uq_model_versions_one_champion", "status", unique=True,
           sqlite_where=text("status = 'champion'"), postgresql_where=text("status = 'champion'")),
@@ -62,6 +63,7 @@ strategies = Table(
     Column("note", Text, nullable=False, server_default=""),
     _ts("saved_at", nullable=False),
     Column("saved_by", String(64), nullable=False),
+    Column("seal", String(32)),
     CheckConstraint("low_edge >= 0 AND low_edge <= high_edge", name="edges_ordered"),
     Index("ix_strategies_model_version", "model_version", "id"),
 )
@@ -142,6 +144,9 @@ applications = Table(
     Column("expected_profit", Float),  # NULL: nothing priced
     Column("decided_kind", String(8)),
     Column("current_decision_id", Integer),
+    # keyed MAC of the application as submitted and scored (not of the current state above,
+    # which verify checks against the sealed scores and decisions)
+    Column("seal", String(32)),
     UniqueConstraint("batch_id", "row_number"),
     CheckConstraint("band IN ('low', 'medium', 'high')", name="band_known"),
     CheckConstraint("status IN ('approved', 'declined', 'pending', 'referred')", name="status_known"),
@@ -164,6 +169,7 @@ scores = Table(
     Column("ev_review", Float),
     Column("reasons", Text, nullable=False),  # JSON list of {feature, text, value, contribution}
     _ts("scored_at", nullable=False),
+    Column("seal", String(32)),
 )
 
 decisions = Table(
@@ -184,6 +190,7 @@ decisions = Table(
     Column("suggestion", String(8)),
     Column("proposed_by", String(64)),
     Column("four_eyes", String(32)),
+    Column("seal", String(32)),  # officers' decisions; automatic ones follow from their score
     CheckConstraint("outcome IN ('approve', 'decline', 'refer')", name="outcome_known"),
     CheckConstraint("kind IN ('auto', 'manual')", name="kind_known"),
     # one first decision per application; every later one supersedes exactly one

@@ -2,7 +2,8 @@
 
 joblib runs code when it loads a file, so nothing is unpickled before the artifact's
 SHA-256 matches the card and the card's HMAC matches this installation's key (and, when
-a registry gives one, the hash recorded when the version was registered).
+a registry gives one, the hash recorded when the version was registered, which the
+registry checks against the row's keyed seal first: see ``store.registry``).
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -20,29 +19,16 @@ import joblib
 from finflow_core.errors import ModelError, ModelIntegrityError
 from finflow_core.lending.config import Config
 from finflow_core.lending.model.bundle import ModelBundle
+from finflow_core.security.keys import load_key
 
 ARTIFACT = "model.joblib"
 CARD = "model_card.json"
-ENV_SECRET = "FINFLOW_SECRET_KEY"
-KEY_FILE = ".finflow_secret"
 
 
 def installation_key(config: Config) -> bytes:
-    """The key that signs model cards: ``$FINFLOW_SECRET_KEY`` or a file made on first use."""
-    env = os.environ.get(ENV_SECRET)
-    if env:
-        return env.encode()
-    path = config.paths.data_dir / KEY_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
+    """The secret that signs model cards: this installation's key (``security.keys``), kept
+    outside the data folder so that whoever writes the database cannot re-sign a card."""
+    return load_key(config).secret
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

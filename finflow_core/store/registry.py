@@ -1,7 +1,12 @@
 """The registry of record: model versions, which one is champion, and saved band edges.
 
 The files live under the models folder; the store holds each version's card and artifact
-hash, so a model is loaded only if its file still hashes to what was registered.
+hash, so a model is loaded only if its file still hashes to what was registered. Both kinds
+of rows are sealed with the installation key (``store.seals``) when written, and checked
+before they are relied on (:func:`trusted_version`, :func:`saved_edges`): a row changed or
+inserted by SQL (an artifact hash updated to match a swapped model, band edges that approve
+everything) is refused with :class:`~finflow_core.store.seals.SealBroken`, and so is a row
+without a seal (until an admin adopts rows from before sealing: ``finflow audit seal-legacy``).
 """
 
 from __future__ import annotations
@@ -12,10 +17,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Table, select, update
 
 from finflow_core.lending.model.bundle import ModelBundle
 from finflow_core.lending.terms import ModelStatus
+from finflow_core.store import seals
 from finflow_core.store.lending_tables import model_versions, strategies
 from finflow_core.store.tables import iso_utc
 
@@ -104,10 +110,20 @@ def model_folder(stored: str, models_dir: Path) -> Path:
     return path
 
 
+def trusted_version(conn: Connection, name: str) -> VersionRecord | None:
+    """A version about to be loaded and scored with: its row must pass its seal."""
+    row = conn.execute(select(model_versions).where(model_versions.c.version == name)).first()
+    if row is None:
+        return None
+    _check(conn, model_versions, row, f"model version {name}")
+    return _record(row)
+
+
 def insert_version(conn: Connection, bundle: ModelBundle, folder: Path, trained_by: str, now: datetime,
-                   *, champion: bool, models_dir: Path | None = None) -> None:
+                   *, champion: bool, models_dir: Path | None = None) -> dict[str, Any]:
+    """Register a version (sealed); returns what its audit event records about the row."""
     c = bundle.card
-    conn.execute(model_versions.insert().values(
+    values = seals.sealed_values(conn, "model_versions", dict(
         version=bundle.version, model_name=bundle.model_name,
         status=ModelStatus.CHAMPION if champion else ModelStatus.CANDIDATE,
         artifact_sha256=c["artifact_sha256"], training_data_sha256=c["training_data_sha256"],
@@ -115,6 +131,8 @@ def insert_version(conn: Connection, bundle: ModelBundle, folder: Path, trained_
         trained_by=trained_by, promoted_at=iso_utc(now) if champion else None,
         promoted_by=trained_by if champion else None,
     ))
+    conn.execute(model_versions.insert().values(**values))
+    return seals.seal_ref("model_versions", bundle.version, values["seal"])
 
 
 def make_champion(conn: Connection, name: str, by: str, now: datetime, *, note: str = "") -> None:
@@ -136,16 +154,32 @@ def previous_champion(conn: Connection) -> str | None:
 
 
 def saved_edges(conn: Connection, name: str) -> SavedEdges | None:
-    """The band edges a manager last saved for a version, if any."""
+    """The band edges a manager last saved for a version, if any (refused if not sealed)."""
     row = conn.execute(select(strategies).where(strategies.c.model_version == name)
                        .order_by(strategies.c.id.desc()).limit(1)).first()
     if row is None:
         return None
+    _check(conn, strategies, row, f"the band edges saved for {name}")
     return SavedEdges(row.low_edge, row.high_edge, row.note, row.saved_at, row.saved_by)
 
 
 def insert_edges(conn: Connection, name: str, low: float, high: float, note: str, by: str,
-                 now: datetime) -> None:
-    conn.execute(strategies.insert().values(model_version=name, low_edge=float(low),
-                                            high_edge=float(high), note=note, saved_at=iso_utc(now),
-                                            saved_by=by))
+                 now: datetime) -> dict[str, Any]:
+    """Save band edges (sealed); returns what its audit event records about the row."""
+    values = seals.sealed_insert_values(conn, strategies, model_version=name, low_edge=float(low),
+                                        high_edge=float(high), note=note, saved_at=iso_utc(now),
+                                        saved_by=by)
+    conn.execute(strategies.insert().values(**values))
+    return seals.seal_ref("strategies", values["id"], values["seal"])
+
+
+def _check(conn: Connection, table: Table, row: Any, what: str) -> None:
+    """Refuse a row that fails its seal or has none: a row written outside FinFlow is never
+    scored with. Rows from before FinFlow sealed them are adopted once by an admin
+    (``finflow audit seal-legacy``, an audited step) and then pass."""
+    if row.seal is None:
+        raise seals.SealBroken(
+            f"{what} ({table.name} row) has no seal: it was written outside FinFlow, or before "
+            "FinFlow sealed rows (an admin adopts those once with `finflow audit seal-legacy`). "
+            "It is not used; run `finflow audit verify`.", table=table.name)
+    seals.check_seal(conn, table.name, row, what)

@@ -93,6 +93,8 @@ users = Table(
     _timestamp("locked_until"),
     # Lending authority: the amount this officer may commit alone (NULL: not set).
     Column("lending_limit", Float, nullable=True),
+    # keyed MAC of who the user is and may do (finflow_core.store.seals); not of throttling
+    Column("seal", String(32)),
     CheckConstraint("failed_logins >= 0", name="failed_logins_not_negative"),
 )
 
@@ -111,7 +113,8 @@ setup_codes = Table(
 
 # -- audit trail ----------------------------------------------------------------------------
 
-#: Append-only (database triggers refuse UPDATE and DELETE); hash-chained, see finflow_core.store.audit_chain.
+#: Append-only (database triggers refuse UPDATE and DELETE); keyed hash chain, see
+#: finflow_core.store.chain_hash.
 audit_log = Table(
     "audit_log",
     metadata,
@@ -138,5 +141,7 @@ audit_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", Integer, nullable=False),
     Column("hash", String(64), nullable=False),
+    # which installation key the chain is keyed with (its fingerprint; NULL before keying)
+    Column("key_fingerprint", String(16)),
     CheckConstraint("id = 1", name="single_row"),
 )

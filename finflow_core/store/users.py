@@ -1,6 +1,9 @@
 """User rows and the first-admin set-up code: reads and writes inside the caller's transaction.
 
-No permission checks here: the services decide who may call these.
+No permission checks here: the services decide who may call these. Who a user is and may
+do (name, password hash, roles, active) is sealed with the installation key
+(``store.seals``): every write of those columns re-seals the row, and the service records
+the new seal in its audit event (:func:`seal_ref`). Sign-in throttling is not sealed.
 """
 
 from __future__ import annotations
@@ -11,7 +14,11 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from finflow_core.store import seals
 from finflow_core.store.tables import iso_utc, setup_codes, users
+
+#: The columns a change of which re-seals the row (the rest is sign-in throttling).
+SEALED = frozenset(seals.SPECS["users"].columns)
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,7 @@ def lending_limit(conn: Connection, username: str) -> float | None:
 
 
 def set_lending_limit(conn: Connection, user_id: int, amount: float | None) -> None:
-    conn.execute(update(users).where(users.c.id == user_id).values(lending_limit=amount))
+    update_user(conn, user_id, lending_limit=amount)  # sealed: it decides who needs four eyes
 
 
 def count(conn: Connection) -> int:
@@ -96,6 +103,7 @@ def insert_user(conn: Connection, name: str, password_hash: str, roles: frozense
     ))
     key = result.inserted_primary_key
     assert key is not None  # a single-row INSERT always reports its key
+    _reseal(conn, int(key[0]))
     return int(key[0])
 
 
@@ -103,6 +111,20 @@ def update_user(conn: Connection, user_id: int, **values: Any) -> None:
     if "roles" in values:
         values["roles"] = roles_text(values["roles"])
     conn.execute(update(users).where(users.c.id == user_id).values(**values))
+    if SEALED & values.keys():
+        _reseal(conn, user_id)
+
+
+def _reseal(conn: Connection, user_id: int) -> None:
+    row = conn.execute(select(users).where(users.c.id == user_id)).mappings().one()
+    conn.execute(update(users).where(users.c.id == user_id)
+                 .values(seal=seals.seal_row(seals.key_of(conn), "users", row)))
+
+
+def seal_ref(conn: Connection, user_id: int) -> dict[str, Any]:
+    """The row's current seal, for the audit event that records the change (merge it in)."""
+    seal = conn.execute(select(users.c.seal).where(users.c.id == user_id)).scalar_one()
+    return seals.seal_ref("users", user_id, seal)
 
 
 # -- the one-time set-up code ----------------------------------------------------------------

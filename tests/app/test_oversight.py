@@ -173,7 +173,7 @@ def test_audit_verify_shows_the_result_and_search_finds_an_application(inst) -> 
     no_exception(at)
     results = [s.value for s in at.success]
     assert any(r.startswith("Audit chain: audit chain intact:") for r in results)
-    assert any(r.startswith("Decisions: decisions match the audit trail:") for r in results)
+    assert any(r.startswith("Decisions: decisions match their seals and the audit trail:") for r in results)
 
     at.text_input(key="au_actor").input("system").run()
     assert set(table_with(at, "user")["user"]) == {"system"}

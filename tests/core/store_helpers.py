@@ -111,7 +111,7 @@ def _set_env(mp: pytest.MonkeyPatch, home: Path, config_path: Path, url: str) ->
     mp.setenv("FINFLOW_CONFIG", str(config_path))
     mp.setenv("FINFLOW_SECRET_KEY", SECRET_KEY)
     mp.setenv("FINFLOW_DATABASE_URL", url)
-    for name in ("FINFLOW_USER", "FINFLOW_PASSWORD", "FINFLOW_NEW_PASSWORD"):
+    for name in ("FINFLOW_USER", "FINFLOW_PASSWORD", "FINFLOW_NEW_PASSWORD", "FINFLOW_ANCHOR_DIR"):
         mp.delenv(name, raising=False)
 
 

@@ -6,7 +6,6 @@ import copy
 import hashlib
 import json
 import shutil
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,10 @@ import pandas as pd
 import pytest
 
 from finflow_core.errors import ModelError, ModelIntegrityError
-from finflow_core.lending.config import Config, parse_config
 from finflow_core.lending.model.bundle import ModelBundle
 from finflow_core.store.model_files import (
     ARTIFACT,
     CARD,
-    ENV_SECRET,
-    installation_key,
     load_bundle,
     read_card,
     save_bundle,
@@ -160,24 +156,3 @@ def test_saving_keeps_the_bundle_card(bundle: ModelBundle, tmp_path: Path, model
     assert "artifact_sha256" not in bundle.card  # the session bundle is untouched
 
 
-def _config_in(root: Path, small_raw: dict[str, Any]) -> Config:
-    raw = copy.deepcopy(small_raw)
-    raw["paths"]["data_dir"] = str(root / "data")
-    return parse_config(raw)
-
-
-def test_installation_key_from_env_or_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           small_raw: dict[str, Any]) -> None:
-    cfg = _config_in(tmp_path, small_raw)
-    monkeypatch.setenv(ENV_SECRET, "from-the-environment")
-    assert installation_key(cfg) == b"from-the-environment"
-    assert not (tmp_path / "data").exists()
-    monkeypatch.delenv(ENV_SECRET)
-    key = installation_key(cfg)
-    key_file = tmp_path / "data" / ".finflow_secret"
-    assert key_file.is_file()
-    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert len(key) == 64
-    assert installation_key(cfg) == key  # stable
-    other = _config_in(tmp_path / "elsewhere", small_raw)
-    assert installation_key(other) != key  # another installation, another key

@@ -1,9 +1,10 @@
-"""The hash-chained audit trail: format, atomicity, tamper detection, concurrency, export."""
+"""The keyed audit chain: format, atomicity, tamper detection, re-keying, concurrency, export."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import io
 import json
 import re
@@ -20,6 +21,7 @@ from sqlalchemy import Connection, delete, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 from trail import audit_rows
 
+from finflow_core.security.keys import InstallationKey
 from finflow_core.store import Store, open_store
 from finflow_core.store.audit_chain import (
     AuditChainError,
@@ -30,21 +32,29 @@ from finflow_core.store.audit_chain import (
     verify_audit,
     verify_entries,
 )
+from finflow_core.store.seals import bind_key
 from finflow_core.store.tables import audit_head, audit_log
 
 ZERO = "0" * 64
+KEY = InstallationKey(b"audit-chain-tests-key-0123456789", "tests")
+
+
+def keyed_store(url: str, *, upgrade: bool = True) -> Store:
+    s = open_store(url, upgrade=upgrade)
+    bind_key(s, KEY)
+    return s
 
 
 @pytest.fixture
 def store(store_url: str) -> Iterator[Store]:
-    s = open_store(store_url)
+    s = keyed_store(store_url)
     yield s
     s.close()
 
 
 @pytest.fixture
 def sqlite_store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(f"sqlite:///{tmp_path / 'finflow.db'}")
+    s = keyed_store(f"sqlite:///{tmp_path / 'finflow.db'}")
     yield s
     s.close()
 
@@ -82,17 +92,20 @@ def test_entries_follow_the_documented_hash_formula(store: Store) -> None:
     assert stored[0]["details"] == '{"a":[1,"x"],"b":2}'
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", stored[0]["at"])
     prev = ZERO
+    chain_key = hmac.new(KEY.secret, b"finflow/audit-chain/v1", hashlib.sha256).digest()
     for row in stored:  # recompute independently of finflow_core.store.audit_chain
         payload = {k: row[k] for k in ("seq", "at", "actor", "action", "subject_type",
                                        "subject_id", "model_version", "details")}
         body = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         assert row["prev_hash"] == prev
-        assert row["hash"] == hashlib.sha256(f"{prev}|{body}".encode()).hexdigest()
+        keyed = hmac.new(chain_key, f"{prev}|{body}".encode(), hashlib.sha256).hexdigest()
+        assert row["hash"] == keyed != hashlib.sha256(f"{prev}|{body}".encode()).hexdigest()
         prev = row["hash"]
     with store.connect() as conn:
-        assert tuple(conn.execute(select(audit_head.c.seq, audit_head.c.hash)).one()) == (3, prev)
+        head = conn.execute(select(audit_head.c.seq, audit_head.c.hash, audit_head.c.key_fingerprint))
+        assert tuple(head.one()) == (3, prev, KEY.fingerprint)
     result = verify_audit(store)
-    assert (result.ok, result.entries, result.first_bad_seq) == (True, 3, None)
+    assert (result.ok, result.entries, result.first_bad_seq, result.keyed_from) == (True, 3, None, 1)
 
 
 def test_details_are_canonicalised() -> None:
@@ -206,12 +219,12 @@ def test_appending_without_a_head_fails_loudly(sqlite_store: Store) -> None:
 # -- concurrency ----------------------------------------------------------------------------
 
 def test_eight_writers_append_fifty_entries_each(store_url: str) -> None:
-    open_store(store_url).close()  # migrate once
+    keyed_store(store_url).close()  # migrate once
     barrier = threading.Barrier(8)
     errors: list[BaseException] = []
 
     def writer(n: int) -> None:
-        store = open_store(store_url, upgrade=False)  # own engine: like another process
+        store = keyed_store(store_url, upgrade=False)  # own engine: like another process
         try:
             barrier.wait()
             for i in range(50):
@@ -230,7 +243,7 @@ def test_eight_writers_append_fifty_entries_each(store_url: str) -> None:
         t.join()
     elapsed = time.monotonic() - started
     assert errors == []
-    with open_store(store_url, upgrade=False) as store:
+    with keyed_store(store_url, upgrade=False) as store:
         result = verify_audit(store)
         assert (result.ok, result.entries, result.head_seq) == (True, 400, 400)
         trail = audit_rows(store)
@@ -282,11 +295,13 @@ def test_exported_csv_can_be_verified_offline(sqlite_store: Store, tmp_path: Pat
     entries = list(csv.DictReader(io.StringIO(exported)))
     with sqlite_store.connect() as conn:
         head = tuple(conn.execute(select(audit_head.c.seq, audit_head.c.hash)).one())
-    assert verify_entries(entries, head=(int(head[0]), str(head[1]))).ok
-    cut = verify_entries(entries[:3], head=(int(head[0]), str(head[1])))
+    assert verify_entries(entries, head=(int(head[0]), str(head[1])), key=KEY).ok
+    cut = verify_entries(entries[:3], head=(int(head[0]), str(head[1])), key=KEY)
     assert (cut.ok, cut.problem, cut.first_bad_seq) == (False, "truncated", 4)
+    other = InstallationKey(b"not-this-installations-key-0000", "elsewhere")
+    assert verify_entries(entries, key=other).problem == "changed"  # the key is needed
     entries[1]["subject_id"] = "A9"
-    result = verify_entries(entries)
+    result = verify_entries(entries, key=KEY)
     assert (result.ok, result.problem, result.first_bad_seq) == (False, "changed", 2)
 
 
@@ -300,3 +315,117 @@ def test_csv_export_defuses_spreadsheet_formulas_by_default(sqlite_store: Store)
 def test_an_empty_log_verifies(store: Store) -> None:
     result = verify_audit(store)
     assert (result.ok, result.entries, result.head_seq) == (True, 0, 0)
+
+
+# -- the key: what a database writer who knows the formula cannot do -------------------------
+
+def rechain_without_the_key(conn: Connection, edit: Callable[[dict[str, Any]], None]) -> None:
+    """The attack the old README invited: change an entry, recompute every hash and
+    prev_hash with the documented (unkeyed) formula, and move the head to match."""
+    prev = ZERO
+    for row in conn.execute(select(audit_log).order_by(audit_log.c.seq)).mappings().all():
+        forged = dict(row)
+        edit(forged)
+        forged["prev_hash"] = prev
+        forged["hash"] = entry_hash(prev, forged)
+        conn.execute(update(audit_log).where(audit_log.c.seq == row["seq"]).values(**forged))
+        prev = forged["hash"]
+    conn.execute(update(audit_head).values(hash=prev))
+
+
+def test_recomputing_the_chain_with_the_documented_formula_is_named(store: Store) -> None:
+    append_n(store, 5)
+
+    def mallory(row: dict[str, Any]) -> None:
+        if row["seq"] == 3:
+            row["actor"] = "mallory"
+
+    with store.begin() as conn:
+        drop_guards(conn)
+        rechain_without_the_key(conn, mallory)
+    result = verify_audit(store)
+    assert (result.ok, result.problem, result.first_bad_seq) == (False, "changed", 1)
+    assert "recomputed without the key" in result.message
+    with store.begin() as conn:  # nulling the key's fingerprint as well: still not trusted
+        conn.execute(update(audit_head).values(key_fingerprint=None))
+    again = verify_audit(store)
+    assert (again.ok, again.problem) == (False, "unkeyed")
+    assert "rewritten without the key" in again.message
+
+
+def test_a_keyed_entry_written_on_top_of_a_recomputed_chain_still_names_it_from_entry_1(
+    store: Store,
+) -> None:
+    """The old README's attack, then FinFlow keeps writing (the head's fingerprint is still
+    right, so the next entry is keyed): the whole part before it is named, not that entry."""
+    append_n(store, 4)
+    with store.begin() as conn:
+        drop_guards(conn)
+        rechain_without_the_key(conn, lambda row: row.update(actor="mallory")
+                                if row["seq"] == 2 else None)
+    append_n(store, 1)
+    result = verify_audit(store)
+    assert (result.ok, result.problem, result.first_bad_seq) == (False, "changed", 1)
+    assert "entries 1 to 4 carry hashes recomputed without the installation key" in result.message
+    assert "entry 5 is the first keyed one" in result.message
+
+
+def legacy_chain(store: Store, n: int) -> None:
+    """Entries as an older FinFlow wrote them: plain SHA-256, no key, no fingerprint."""
+    prev = ZERO
+    with store.begin() as conn:
+        for seq in range(1, n + 1):
+            fields = {"seq": seq, "at": f"2025-01-0{seq}T00:00:00.000000+00:00", "actor": "old",
+                      "action": "edit", "subject_type": "case", "subject_id": f"L{seq}",
+                      "model_version": None, "details": canonical_json({"i": seq})}
+            digest = entry_hash(prev, fields)
+            conn.execute(insert(audit_log).values(**fields, prev_hash=prev, hash=digest))
+            prev = digest
+        conn.execute(update(audit_head).values(seq=n, hash=prev, key_fingerprint=None))
+
+
+def test_an_unkeyed_chain_is_not_trusted_then_continued_keyed_with_a_record(store: Store) -> None:
+    legacy_chain(store, 3)
+    before = verify_audit(store)
+    assert (before.ok, before.problem) == (False, "unkeyed")
+    append_n(store, 2)
+    trail = audit_rows(store)
+    assert [e["action"] for e in trail] == ["edit", "edit", "edit", "chain_keyed", "edit", "edit"]
+    rekey = trail[3]
+    assert rekey["details"]["legacy_entries"] == 3
+    assert rekey["details"]["key_fingerprint"] == KEY.fingerprint
+    after = verify_audit(store)
+    assert (after.ok, after.keyed_from, after.legacy_entries, after.entries) == (True, 4, 3, 6)
+    assert "3 written before the chain was keyed at entry 4" in after.message
+
+    def older(row: dict[str, Any]) -> None:  # rewriting the unkeyed part is seen from the keyed one
+        if row["seq"] == 2:
+            row["actor"] = "mallory"
+
+    with store.begin() as conn:
+        drop_guards(conn)
+        prev = ZERO
+        for row in conn.execute(select(audit_log).where(audit_log.c.seq <= 3)
+                                .order_by(audit_log.c.seq)).mappings().all():
+            forged = dict(row)
+            older(forged)
+            forged["prev_hash"], forged["hash"] = prev, entry_hash(prev, forged)
+            conn.execute(update(audit_log).where(audit_log.c.seq == row["seq"]).values(**forged))
+            prev = forged["hash"]
+    tampered = verify_audit(store)
+    assert (tampered.ok, tampered.problem, tampered.first_bad_seq) == (False, "changed", 3)
+
+
+def test_another_key_is_named_at_the_first_write_and_by_verify(store: Store) -> None:
+    append_n(store, 2)
+    other = InstallationKey(b"the-wrong-key-file-0123456789abc", "/elsewhere/installation.key")
+    bind_key(store, other)
+    with pytest.raises(AuditChainError, match=f"keyed with key {KEY.fingerprint}.*"
+                       f"{other.fingerprint}") as caught:
+        append_n(store, 1)
+    assert caught.value.exit_code == 12
+    result = verify_audit(store)
+    assert (result.ok, result.problem) == (False, "wrong_key")
+    assert "/elsewhere/installation.key" in result.message
+    bind_key(store, KEY)
+    assert verify_audit(store).ok and verify_audit(store).entries == 2

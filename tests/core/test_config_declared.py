@@ -314,8 +314,11 @@ def test_new_settings_have_their_defaults_and_are_checked(raw: dict[str, Any]) -
     assert _error(raw).key == "lender.name"
 
 
-def test_configs_are_immutable_hashable_picklable_values(config: Config,
-                                                         small_raw: dict[str, Any]) -> None:
+def test_configs_are_immutable_hashable_picklable_values(
+    config: Config, small_raw: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert config.audit is not None
+    monkeypatch.setenv("FINFLOW_ANCHOR_DIR", str(config.audit.anchor_dir))  # as when it was read
     again = parse_config(copy.deepcopy(small_raw), source="small-test-config")
     assert again == config and hash(again) == hash(config) and again is not config
     assert {config: 1}[again] == 1

@@ -172,7 +172,7 @@ def tampered(store: Store, table: str, column: str, key: str, key_value: int, va
                          {"v": original})
 
 
-def test_changing_a_stored_decision_or_probability_is_reported_with_its_batch(
+def test_changing_a_stored_decision_or_probability_is_reported_with_its_batch_and_row(
     ffa: Lending, batches_dir: BatchFiles
 ) -> None:
     ff = ffa
@@ -205,10 +205,11 @@ def test_changing_a_stored_decision_or_probability_is_reported_with_its_batch(
         assert not result.ok, f"changing {what} went unnoticed"
         assert a_id not in result.message, what  # the untouched batch is not blamed
         if change[3] == manual.id:
-            assert f"decision {manual.id} differs from audit entry {seq}" in result.problems
+            assert (f"decisions {manual.id} (by oscar.officer, application {case}): differs from "
+                    f"audit entry {seq}") in result.problems
         else:
             assert any(b.batch_id in p for p in result.problems), (what, result.problems)
-        assert all(b.batch_id in p or f"decision {manual.id} " in p for p in result.problems), what
+        assert all(b.batch_id in p or f"decisions {manual.id} " in p for p in result.problems), what
         assert verify_decisions(ff.store).ok, f"{what}: restoring the value did not restore the check"
 
 

@@ -21,12 +21,10 @@ from store_helpers import (
 )
 from trail import audit_rows
 
-from finflow_core.lending.config import load_config
+from finflow_core.security.passwords import hash_password
 from finflow_core.services.access import SYSTEM, Principal
-from finflow_core.services.context import Context
-from finflow_core.services.sessions import Gate
 from finflow_core.store import Store, make_engine, open_store
-from finflow_core.store.audit_chain import append_audit, verify_audit
+from finflow_core.store.audit_chain import canonical_json, entry_hash, verify_audit
 from finflow_core.store.batch_queries import find_by_sha
 from finflow_core.store.decision_check import verify_decisions
 from finflow_core.store.lending_tables import applications, batches, decisions, model_versions
@@ -36,7 +34,7 @@ from finflow_core.store.migrate import (
     head_revision,
     load_all_tables,
 )
-from finflow_core.store.tables import users
+from finflow_core.store.tables import GENESIS_HASH, audit_head, audit_log, users
 
 pytest_plugins = ["store_fixtures"]  # the store tests' shared fixtures
 
@@ -48,7 +46,6 @@ ONE_SUCCESSOR = r"decisions\.supersedes_id|decisions_supersedes_id"
 ONE_CHAMPION = r"model_versions\.status|uq_model_versions_one_champion"
 FOREIGN_KEY = r"(?i)foreign key constraint"
 #: The users columns of 0001 (later migrations add columns such as lending_limit).
-USERS_0001 = [c for c in users.c if c.name != "lending_limit"]
 
 
 @pytest.fixture
@@ -102,14 +99,10 @@ def test_an_older_database_at_0001_is_upgraded_keeping_users_and_audit(
         old = Store(engine)
         assert old.revision() == "0001_foundation"
         assert "batches" not in inspect(engine).get_table_names()
-        gate = Gate(Context(load_config(), old))
-        gate.create_first_admin("ada.admin", PASSWORD).users.add("ann.analyst", PASSWORD, ["analyst"])
-        gate.authenticate("ann.analyst", PASSWORD)
-        with old.begin() as conn:
-            append_audit(conn, "ada.admin", "note", "test", "1", {"text": "before the upgrade"})
+        write_as_finflow_0001(old)  # its users and its (unkeyed) audit chain, as it wrote them
         trail_before = audit_rows(old)
         with old.connect() as conn:
-            users_before = conn.execute(select(*USERS_0001).order_by(users.c.id)).all()
+            users_before = conn.execute(select(*OLD_USER_COLUMNS).order_by(users.c.id)).all()
     finally:
         engine.dispose()
 
@@ -118,7 +111,7 @@ def test_an_older_database_at_0001_is_upgraded_keeping_users_and_audit(
         store = lending.store
         assert store.revision() == head_revision()
         with store.connect() as conn:
-            assert conn.execute(select(*USERS_0001).order_by(users.c.id)).all() == users_before
+            assert conn.execute(select(*OLD_USER_COLUMNS).order_by(users.c.id)).all() == users_before
         assert audit_rows(store)[: len(trail_before)] == trail_before
         assert verify_audit(store).ok
         assert lending.gate.authenticate("ada.admin", PASSWORD).roles == frozenset({"admin"})
@@ -136,6 +129,34 @@ def test_an_older_database_at_0001_is_upgraded_keeping_users_and_audit(
         assert verify_audit(store).ok and verify_decisions(store).ok
     finally:
         lending.close()
+
+
+OLD_USER_COLUMNS = [users.c[c] for c in ("id", "username", "password_hash", "roles", "active",
+                                          "created_at", "failed_logins", "locked_until")]
+
+
+def write_as_finflow_0001(store: Store) -> None:
+    """Two users and four audit entries the way the FinFlow of revision 0001 wrote them: no
+    seals, and a chain hashed with plain SHA-256 (no key)."""
+    at = "2025-11-28T10:00:0{}.000000+00:00"
+    with store.begin() as conn:
+        for i, (name, roles) in enumerate((("ada.admin", "admin"), ("ann.analyst", "analyst"))):
+            conn.execute(insert(users).values(
+                username=name, password_hash=hash_password(PASSWORD), roles=roles, active=True,
+                created_at=at.format(i), created_by="system", password_changed_at=at.format(i)))
+        prev = GENESIS_HASH
+        entries = [("system", "user_created", "user", "ada.admin", {"roles": ["admin"]}),
+                   ("ada.admin", "user_created", "user", "ann.analyst", {"roles": ["analyst"]}),
+                   ("ann.analyst", "login", "user", "ann.analyst", {}),
+                   ("ada.admin", "note", "test", "1", {"text": "before the upgrade"})]
+        for seq, (actor, action, subject_type, subject_id, details) in enumerate(entries, 1):
+            fields = {"seq": seq, "at": at.format(seq + 2), "actor": actor, "action": action,
+                      "subject_type": subject_type, "subject_id": subject_id, "model_version": None,
+                      "details": canonical_json(details)}
+            digest = entry_hash(prev, fields)  # no key: the formula of that FinFlow
+            conn.execute(insert(audit_log).values(**fields, prev_hash=prev, hash=digest))
+            prev = digest
+        conn.execute(update(audit_head).values(seq=len(entries), hash=prev))
 
 
 def test_reopening_a_current_database_changes_nothing(ff_sqlite: Lending, batches_dir: BatchFiles) -> None:

@@ -108,7 +108,8 @@ def test_an_unpriced_batch_stores_null_profits_and_says_not_priced(
         assert check_rollups(conn) == []
     kpis = Workbench(Context(config, store), MANAGER).portfolio.summary().kpis()
     assert kpis["applications"] == 150
-    assert verify_audit(store).ok and verify_decisions(store).ok
+    vd = verify_decisions(store)
+    assert verify_audit(store).ok and vd.ok, vd.problems
 
 
 def test_the_cli_prints_not_priced_instead_of_nan(

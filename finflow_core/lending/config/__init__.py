@@ -28,20 +28,25 @@ from finflow_core.lending.config.columns import (
 )
 from finflow_core.lending.config.fields import FrozenParams
 from finflow_core.lending.config.loader import (
+    ENV_ANCHOR_DIR,
     ENV_CONFIG,
     ENV_DATABASE_URL,
     ENV_HOME,
+    ENV_KEY_FILE,
     default_config_path,
     finflow_home,
     load_config,
     parse_config,
     read_yaml,
+    resolve_audit,
     resolve_paths,
 )
 from finflow_core.lending.config.schema import Config, DatasetSection, Document
 from finflow_core.lending.config.settings import (
     CUTOFF_METHODS,
     KNOWN_CANDIDATES,
+    AuditPaths,
+    AuditSection,
     CutoffRule,
     DisplaySettings,
     Economics,
@@ -62,7 +67,8 @@ from finflow_core.lending.config.settings import (
 from finflow_core.lending.config.yaml12 import load_yaml
 
 __all__ = [
-    "COLUMN_TYPES", "CUTOFF_METHODS", "ENV_CONFIG", "ENV_DATABASE_URL", "ENV_HOME",
+    "COLUMN_TYPES", "CUTOFF_METHODS", "ENV_ANCHOR_DIR", "ENV_CONFIG", "ENV_DATABASE_URL",
+    "ENV_HOME", "ENV_KEY_FILE", "AuditPaths", "AuditSection",
     "ID_MAX_LENGTH", "KNOWN_CANDIDATES", "MODEL_ROLES", "PROTECTED_HINTS", "REQUIRED_ROLES",
     "ROLES", "SINGLE_ROLES", "UNKNOWN_POLICIES", "ColumnSpec", "ColumnType", "Config",
     "CutoffRule", "DatasetSection", "DisplaySettings", "Document", "Economics",
@@ -70,5 +76,5 @@ __all__ = [
     "MonitoringSettings", "PathSettings", "Paths", "Pricing",
     "PricingSection", "RateByBand", "RatioSpec", "ReviewSettings", "Role", "StrategySettings",
     "UnknownPolicy", "default_config_path", "finflow_home", "load_config", "load_yaml",
-    "parse_config", "protected_hint", "read_yaml", "resolve_paths",
+    "parse_config", "protected_hint", "read_yaml", "resolve_audit", "resolve_paths",
 ]

@@ -18,12 +18,14 @@ from pydantic import ValidationError
 from finflow_core.errors import ConfigError
 from finflow_core.lending.config.messages import config_error
 from finflow_core.lending.config.schema import Config, Document
-from finflow_core.lending.config.settings import Paths, PathSettings
+from finflow_core.lending.config.settings import AuditPaths, AuditSection, Paths, PathSettings
 from finflow_core.lending.config.yaml12 import DuplicateKey, load_yaml
 
 ENV_CONFIG = "FINFLOW_CONFIG"
 ENV_HOME = "FINFLOW_HOME"
 ENV_DATABASE_URL = "FINFLOW_DATABASE_URL"
+ENV_KEY_FILE = "FINFLOW_KEY_FILE"
+ENV_ANCHOR_DIR = "FINFLOW_ANCHOR_DIR"
 
 
 def default_config_path() -> Path:
@@ -84,6 +86,7 @@ def parse_config(raw: dict[str, Any], *, source: str = "<dict>", sha256: str = "
     except ValidationError as exc:
         raise config_error(exc, raw) from None
     ds = doc.dataset
+    paths = resolve_paths(doc.paths)
     return Config(
         dataset_name=ds.name,
         columns=ds.columns,
@@ -94,7 +97,7 @@ def parse_config(raw: dict[str, Any], *, source: str = "<dict>", sha256: str = "
         model=doc.model,
         monitoring=doc.monitoring,
         review=doc.review,
-        paths=resolve_paths(doc.paths),
+        paths=paths,
         source=source,
         sha256=sha256,
         pricing=doc.pricing_plan,
@@ -103,6 +106,7 @@ def parse_config(raw: dict[str, Any], *, source: str = "<dict>", sha256: str = "
         letters=doc.letters,
         warnings=doc.warnings(),
         limits=doc.limits,
+        audit=resolve_audit(doc.audit, paths),
     )
 
 
@@ -115,6 +119,28 @@ def resolve_paths(declared: PathSettings, home: Path | None = None) -> Paths:
         data_dir=_resolve(home, declared.data_dir),
         database_url=_resolve_sqlite(home, url),
     )
+
+
+def resolve_audit(declared: AuditSection, paths: Paths, home: Path | None = None) -> AuditPaths:
+    """The key file and the anchor folder (``FINFLOW_KEY_FILE`` / ``FINFLOW_ANCHOR_DIR`` win),
+    refused inside the data folder or beside a SQLite file: whoever writes (or copies) the
+    database must not reach them."""
+    home = home or finflow_home()
+    key_file = _resolve(home, os.environ.get(ENV_KEY_FILE) or declared.key_file)
+    anchor_dir = _resolve(home, os.environ.get(ENV_ANCHOR_DIR) or declared.anchor_dir)
+    data = paths.data_dir.resolve()
+    prefix = "sqlite:///"
+    db_folder = None
+    if paths.database_url.startswith(prefix) and ":memory:" not in paths.database_url:
+        db_folder = Path(paths.database_url[len(prefix):]).resolve().parent
+    for key, place, folder in (("audit.key_file", key_file, key_file.parent),
+                               ("audit.anchor_dir", anchor_dir, anchor_dir)):
+        where = place.resolve()
+        if where == data or data in where.parents or folder.resolve() == db_folder:
+            raise ConfigError(f"{place} lies in the database's folder: put it where whoever "
+                              "writes or copies the database cannot reach it (docs/SECURITY.md)",
+                              key=key)
+    return AuditPaths(key_file=key_file, anchor_dir=anchor_dir)
 
 
 def _resolve(home: Path, value: str) -> Path:

@@ -26,6 +26,8 @@ from finflow_core.lending.config.columns import (
 from finflow_core.lending.config.estimators import did_you_mean
 from finflow_core.lending.config.fields import DECLARED, Names, Problem, Text
 from finflow_core.lending.config.settings import (
+    AuditPaths,
+    AuditSection,
     DisplaySettings,
     Economics,
     LenderInfo,
@@ -129,6 +131,7 @@ class Document(BaseModel):
     letters: LettersSettings = LettersSettings()
     paths: PathSettings = PathSettings()
     limits: LimitsSettings = LimitsSettings()
+    audit: AuditSection = AuditSection()
 
     @model_validator(mode="before")
     @classmethod
@@ -207,6 +210,7 @@ class Config:
     warnings: tuple[str, ...] = ()
     letters: LettersSettings = field(default_factory=LettersSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
+    audit: AuditPaths | None = None  # None: the defaults, resolved where they are used
 
     def _key(self) -> tuple[Any, ...]:
         return tuple(getattr(self, f.name) for f in fields(self))

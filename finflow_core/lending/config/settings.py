@@ -316,3 +316,25 @@ class Paths:
     models_dir: Path
     data_dir: Path
     database_url: str
+
+
+@dataclass(frozen=True, config=DECLARED)
+class AuditSection:
+    """``audit:``: where the installation key and the exported chain anchors live.
+
+    Both must lie outside the data folder and the database's folder: whoever can write the
+    database must not also be able to read the key or rewrite the anchors (see
+    docs/SECURITY.md). ``FINFLOW_KEY_FILE`` overrides ``key_file``, ``FINFLOW_ANCHOR_DIR``
+    ``anchor_dir``.
+    """
+
+    key_file: Text = ".secrets/installation.key"
+    anchor_dir: Text = "anchors"
+
+
+@dataclass(frozen=True)
+class AuditPaths:
+    """Resolved ``audit:`` locations (absolute)."""
+
+    key_file: Path
+    anchor_dir: Path

@@ -1,7 +1,7 @@
 """The review desk: lending limits, four eyes, the model's suggestion on each decision.
 
 Revision ID: 0006_review_desk
-Revises: 0004_batch_lifecycle
+Revises: 0005_integrity
 Create Date: 2026-12-02
 
 - ``users.lending_limit``: the amount an officer may commit alone (NULL: not set);
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_review_desk"
-down_revision: str | Sequence[str] | None = "0004_batch_lifecycle"
+down_revision: str | Sequence[str] | None = "0005_integrity"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
