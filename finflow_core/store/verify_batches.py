@@ -169,10 +169,9 @@ def _check_state(out: Findings, bid: str, r: dict[str, Any]) -> None:
     """The current state kept on the application row must follow from score and decision."""
     outcome = r["cur_outcome"]
     column = _PROFIT.get(outcome)
-    if column is None:  # a decline earns nothing; an unpriced batch (no economics) shows no figure
-        want = None if r["s_ev_approve"] is None else 0.0
-    else:
-        want = r[column]
+    # a decline earns nothing; an unpriced batch (no economics) shows no figure at all
+    unpriced_decline = None if r["s_ev_approve"] is None else 0.0
+    want = unpriced_decline if column is None else r[column]
     if (r["probability"] == r["s_probability"] and r["band"] == r["s_band"]
             and r["status"] == _STATUS.get(outcome) and r["decided_kind"] == r["cur_kind"]
             and r["current_decision_id"] == r["cur_id"]
