@@ -37,11 +37,12 @@ FILL_BATCH = 100_000
 
 def fill(n: int, tag: str) -> Path:
     """``n`` applications in batches of 100k, written by StoreSink with synthetic scores."""
+    from finflow_core.pipeline.batch_run import BatchSummary
+
     from finflow_core.lending.intake.reader import BatchFile, iter_chunks, open_batch
     from finflow_core.lending.intake.validation import ISSUE_COLUMNS, BatchValidator, ChunkResult
     from finflow_core.lending.strategy import BAND_DECISION, HIGH, LOW, MEDIUM, assign_bands
     from finflow_core.lending.synthetic import generate_applications
-    from finflow_core.pipeline.batch_run import BatchSummary
     from finflow_core.services import auth
     from finflow_core.services import batches as batch_store
 

@@ -30,7 +30,12 @@ from finflow_core.store.audit_chain import append_audit, verify_audit
 from finflow_core.store.batch_queries import find_by_sha
 from finflow_core.store.decision_check import verify_decisions
 from finflow_core.store.lending_tables import applications, batches, decisions, model_versions
-from finflow_core.store.migrate import MIGRATIONS_DIR, alembic_config, head_revision, load_all_tables
+from finflow_core.store.migrate import (
+    MIGRATIONS_DIR,
+    alembic_config,
+    head_revision,
+    load_all_tables,
+)
 from finflow_core.store.tables import users
 
 pytest_plugins = ["store_fixtures"]  # the store tests' shared fixtures

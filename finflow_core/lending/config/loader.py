@@ -99,6 +99,7 @@ def parse_config(raw: dict[str, Any], *, source: str = "<dict>", sha256: str = "
         sha256=sha256,
         pricing=doc.pricing_plan,
         display=doc.display,
+        security=doc.security,
         lender=doc.lender,
         warnings=doc.warnings(),
     )

@@ -36,6 +36,7 @@ from finflow_core.lending.config.settings import (
     Pricing,
     PricingSection,
     ReviewSettings,
+    SecuritySettings,
     StrategySettings,
 )
 
@@ -123,6 +124,7 @@ class Document(BaseModel):
     monitoring: MonitoringSettings = MonitoringSettings()
     review: ReviewSettings = ReviewSettings()
     display: DisplaySettings = DisplaySettings()
+    security: SecuritySettings = SecuritySettings()
     lender: LenderInfo | None = None
     paths: PathSettings = PathSettings()
 
@@ -199,6 +201,7 @@ class Config:
     sha256: str
     pricing: Pricing = field(default_factory=Pricing)
     display: DisplaySettings = field(default_factory=DisplaySettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
     lender: LenderInfo | None = None
     warnings: tuple[str, ...] = ()
 
