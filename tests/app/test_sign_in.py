@@ -22,7 +22,8 @@ def test_sign_in_with_the_right_password_opens_the_role_s_first_page(inst) -> No
     no_exception(at)
     assert [t.value for t in at.title] == ["Review queue"]
     assert at.session_state["ff_user"].username == "officer"
-    assert "**officer**" in texts(at)  # the sidebar names who is signed in
+    # the sidebar names who is signed in, as plain text
+    assert [t.value for t in at.sidebar.text] == ["officer", "role: officer"]
 
 
 def test_sign_in_with_a_wrong_password_is_refused(inst) -> None:
