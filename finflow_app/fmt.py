@@ -1,14 +1,30 @@
 """How figures read on screen: the app's short names for ``finflow_core.formatting``.
 
 The rules live in the core (the reports and the CLI use the same ones); this module keeps
-the names the pages already import, plus the app's words for bands and decisions. The
-installation's time zone is set once per process with :func:`set_time_zone` (it is one
+the names the pages already import, plus the app's words for bands and decisions, and two
+things only a Streamlit screen needs:
+
+* :func:`md` makes any user-supplied string (an application id, a file name, a note, a user
+  name) safe inside Markdown: Streamlit renders Markdown in titles, captions, alerts, metric
+  labels and values, so ``[Verify here](http://x)`` would become a live link and
+  ``![x](http://x/y.png)`` would make the browser fetch that image. Every ASCII punctuation
+  character is backslash-escaped (CommonMark shows it as written); line breaks are spaces.
+  Where a whole line is user text, pages use ``st.text`` or a table cell instead.
+* column helpers for ``st.dataframe``: money in whole units with thousands, rates as
+  percentages with fixed decimals, measures with fixed decimals, so table cells read like
+  the figures around them and still sort as numbers.
+
+The installation's time zone is set once per process with :func:`set_time_zone` (it is one
 setting for everybody who uses the installation); until then times are shown in UTC.
 """
 
 from __future__ import annotations
 
+import string
+from collections.abc import Iterable
 from typing import Any
+
+import streamlit as st
 
 from finflow_core import formatting as _f
 from finflow_core.formatting import (  # noqa: F401  (re-exported for pages)
@@ -78,3 +94,44 @@ def text(value: Any, limit: int | None = None) -> str:
 def cell(value: Any) -> str:
     """A number as written in a file, made readable (3744600.0 -> 3,744,600); text unchanged."""
     return _f.as_written(value)
+
+
+_MD_ESCAPE = str.maketrans({c: "\\" + c for c in string.punctuation})
+
+
+def md(value: Any, limit: int | None = None) -> str:
+    """Any value as literal text inside Markdown (user data is never Markdown): missing is
+    ``–``, control characters go, punctuation is escaped."""
+    return text(value, limit=limit).translate(_MD_ESCAPE)
+
+
+# -- table columns ------------------------------------------------------------------------------
+
+def money_column(label: str, currency: str = "") -> Any:
+    """Money in whole currency units with thousands separators; the currency in the header."""
+    return st.column_config.NumberColumn(f"{label} ({currency})" if currency else label, format="localized",
+                                         step=1)
+
+
+def percent_column(label: str, decimals: int = 1) -> Any:
+    """A share or rate (0.8) shown as ``80.0%``."""
+    return st.column_config.NumberColumn(label, format="percent", step=10 ** -(decimals + 2))
+
+
+def number_column(label: str, decimals: int = 3) -> Any:
+    """A measure with fixed decimals: AUC ``0.820``, PSI ``0.031``."""
+    return st.column_config.NumberColumn(label, format=f"%.{decimals}f")
+
+
+def count_column(label: str) -> Any:
+    return st.column_config.NumberColumn(label, format="localized", step=1)
+
+
+def text_cells(values: Iterable[Any]) -> list[str]:
+    """Cells as words (``–`` for missing, JSON as readable text): for text columns."""
+    return [text(v) for v in values]
+
+
+def time_cells(values: Iterable[Any]) -> list[str]:
+    """Moments to the minute in the installation's zone (they still sort as time)."""
+    return [when(v) for v in values]

@@ -8,6 +8,7 @@ user of every role (two officers).
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -111,14 +112,23 @@ def page_as(user: Principal, page: str) -> AppTest:
     return at.switch_page(page).run()
 
 
-def texts(at: AppTest) -> str:
-    """Every piece of text the run rendered (markdown, titles, alerts, captions, metrics)."""
+MARKDOWN_KINDS = ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error", "success")
+
+
+def plain(markdown: str) -> str:
+    """Markdown source as a reader sees it: backslash escapes (``\\[``) dropped."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def texts(at: AppTest, *, raw: bool = False) -> str:
+    """Every piece of text the run rendered (markdown, titles, alerts, captions, metrics), as
+    read (``raw=True``: the Markdown source, escapes included)."""
     parts: list[str] = []
-    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error",
-                 "success", "text"):
+    for kind in (*MARKDOWN_KINDS, "text"):
         parts.extend(str(e.value) for e in getattr(at, kind))
     parts.extend(f"{m.label} {m.value}" for m in at.metric)
-    return "\n".join(parts)
+    joined = "\n".join(parts)
+    return joined if raw else plain(joined)
 
 
 def data_elements(at: AppTest) -> int:

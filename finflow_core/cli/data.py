@@ -58,7 +58,8 @@ def register(sub: Any) -> None:
     q.set_defaults(handler=models_show)
     q = msub.add_parser("promote", help="make a version the champion (manager)")
     q.add_argument("version")
-    q.add_argument("--note", default="")
+    q.add_argument("--note", "--reason", dest="note", default="",
+                   help="why (required: recorded in the audit trail with the comparison)")
     q.set_defaults(handler=models_promote)
 
     p = sub.add_parser("batches", help="list stored batches or export one")
@@ -167,7 +168,11 @@ def models_show(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def models_promote(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.workbench.models.promote(args.version, args.note)
+    comparison = ctx.workbench.models.promote(args.version, args.note)
+    if comparison is not None:
+        print(f"compared on {comparison.source}")
+        for w in comparison.warnings:
+            print(f"warning: the candidate has {w}")
     print(f"model {args.version} is now the champion")
     return 0
 

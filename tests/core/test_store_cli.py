@@ -104,7 +104,8 @@ def test_train_registers_a_candidate_for_an_analyst(
     signed_in("mia.manager")
     code, out, _ = run(capsys, "models", "list", "--json")
     assert {m["version"] for m in json.loads(out)} == {ff_sqlite.version, result["version"]}
-    assert run(capsys, "models", "promote", result["version"])[0] == 0
+    assert run(capsys, "models", "promote", result["version"])[0] == 2  # a reason is required
+    assert run(capsys, "models", "promote", result["version"], "--note", "newer data")[0] == 0
     signed_in("ann.analyst")
     assert run(capsys, "models", "promote", ff_sqlite.version)[0] == 8
 
