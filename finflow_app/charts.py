@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
 
+from finflow_app import fmt
 from finflow_app.fmt import BAND_COLOURS, BAND_NAMES
 
 STATUS_COLOURS = {"approved": "#3a8d5c", "declined": "#c2473d", "pending": "#d39b2a", "referred": "#7b61a8"}
@@ -126,32 +128,68 @@ def distribution_bars(dist: pd.DataFrame, label: str) -> go.Figure:
     return fig
 
 
+#: Up to this many weeks without data between two stored weeks are drawn as empty weeks;
+#: a longer gap is one labelled gap on the axis.
+MAX_FILLED_GAP = 12
+
+
+def weekly_frame(weekly: pd.DataFrame) -> pd.DataFrame:
+    """The weeks as axis categories (``week``), with the weeks between them that hold no data
+    inserted as empty rows, so a line breaks there instead of joining weeks months apart."""
+    rows: list[dict[str, Any]] = []
+    prev: date | None = None
+    for r in weekly.sort_values("week_start").to_dict("records"):
+        day = date.fromisoformat(str(r["week_start"])[:10])
+        if prev is not None:
+            missing = (day - prev).days // 7 - 1
+            if 0 < missing <= MAX_FILLED_GAP:
+                rows += [{"week": (prev + timedelta(weeks=i)).isoformat()} for i in range(1, missing + 1)]
+            elif missing > MAX_FILLED_GAP:
+                rows.append({"week": f"{missing} weeks without data"})
+        rows.append({**r, "week": day.isoformat()})
+        prev = day
+    return pd.DataFrame(rows, columns=["week", *weekly.columns])
+
+
+def _weeks_axis(fig: go.Figure, frame: pd.DataFrame) -> None:
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(frame["week"]),
+                     title="week of")
+
+
 def weekly_counts(weekly: pd.DataFrame) -> go.Figure:
     fig = _fig("Week by week: decisions")
-    w = weekly.sort_values("week_start").assign(open=lambda d: d["pending"] + d["referred"])
+    w = weekly_frame(weekly)
+    w["open"] = w["pending"] + w["referred"]
     for col, name in (("applications", "applications"), ("approved", "approved"),
                       ("declined", "declined"), ("open", "pending / referred")):
-        fig.add_scatter(x=w["week_start"], y=w[col], mode="lines+markers", name=name)
-    fig.update_xaxes(title="week of")
+        fig.add_scatter(x=w["week"], y=w[col], mode="lines+markers", name=name, connectgaps=False,
+                        hovertemplate="%{x}: %{y:,.0f}<extra>" + name + "</extra>")
+    _weeks_axis(fig, w)
+    fig.update_yaxes(title="applications", tickformat=",.0f", rangemode="tozero")
     return fig
 
 
 def weekly_rates(weekly: pd.DataFrame, target: float) -> go.Figure:
     fig = _fig("Week by week: automation rate and ROI")
-    w = weekly.sort_values("week_start")
-    fig.add_scatter(x=w["week_start"], y=w["automation_rate"], mode="lines+markers", name="automation rate")
-    fig.add_scatter(x=w["week_start"], y=w["roi"], mode="lines+markers", name="ROI")
+    w = weekly_frame(weekly)
+    for col, name in (("automation_rate", "automation rate"), ("roi", "ROI")):
+        fig.add_scatter(x=w["week"], y=w[col], mode="lines+markers", name=name, connectgaps=False,
+                        hovertemplate="%{x}: %{y:.1%}<extra>" + name + "</extra>")
     fig.add_hline(y=target, line_dash="dash", line_color="#5f6b7a",
-                  annotation_text=f"automation target {target:.0%}")
+                  annotation_text=f"automation target {fmt.pct(target, 0)}")
+    _weeks_axis(fig, w)
     fig.update_yaxes(tickformat=".0%")
     return fig
 
 
 def weekly_profit(weekly: pd.DataFrame, currency: str) -> go.Figure:
     fig = _fig("Week by week: expected profit", showlegend=False)
-    w = weekly.sort_values("week_start")
-    fig.add_bar(x=w["week_start"], y=w["expected_profit"], marker_color="#4a6fa5")
-    fig.update_yaxes(title=currency)
+    w = weekly_frame(weekly)
+    fig.add_bar(x=w["week"], y=w["expected_profit"], marker_color="#4a6fa5",
+                width=0.3 if len(w) == 1 else None,
+                hovertemplate="%{x}: " + currency + " %{y:,.0f}<extra></extra>")
+    _weeks_axis(fig, w)
+    fig.update_yaxes(title=currency, tickformat=",.0f")
     return fig
 
 

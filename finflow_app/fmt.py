@@ -7,9 +7,12 @@ things only a Streamlit screen needs:
 * :func:`md` makes any user-supplied string (an application id, a file name, a note, a user
   name) safe inside Markdown: Streamlit renders Markdown in titles, captions, alerts, metric
   labels and values, so ``[Verify here](http://x)`` would become a live link and
-  ``![x](http://x/y.png)`` would make the browser fetch that image. Every ASCII punctuation
-  character is backslash-escaped (CommonMark shows it as written); line breaks are spaces.
-  Where a whole line is user text, pages use ``st.text`` or a table cell instead.
+  ``![x](http://x/y.png)`` would make the browser fetch that image. Every character that
+  can open Markdown inline (links and images, emphasis, code, HTML, math, strikethrough,
+  entities) is backslash-escaped, and so are what GFM turns into links by itself (``://``,
+  ``www.``, ``@``) and block markers at the start; CommonMark shows an escaped character as
+  written. Line breaks are spaces. Where a whole line is user text, pages use ``st.text``
+  or a table cell instead.
 * column helpers for ``st.dataframe``: money in whole units with thousands, rates as
   percentages with fixed decimals, measures with fixed decimals, so table cells read like
   the figures around them and still sort as numbers.
@@ -20,7 +23,7 @@ setting for everybody who uses the installation); until then times are shown in 
 
 from __future__ import annotations
 
-import string
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -96,13 +99,18 @@ def cell(value: Any) -> str:
     return _f.as_written(value)
 
 
-_MD_ESCAPE = str.maketrans({c: "\\" + c for c in string.punctuation})
+_MD_ESCAPE = str.maketrans({c: "\\" + c for c in "\\`*_[]<>~$&"})
+_AUTOLINK = re.compile(r"(?i)(:)(//)|(www)(\.)|(@)")
+_BLOCK_START = re.compile(r"^(\s*)([#>+=|-]|\d+[.)])")
 
 
 def md(value: Any, limit: int | None = None) -> str:
     """Any value as literal text inside Markdown (user data is never Markdown): missing is
-    ``–``, control characters go, punctuation is escaped."""
-    return text(value, limit=limit).translate(_MD_ESCAPE)
+    ``–``, control characters go, Markdown syntax is escaped (see the module doc)."""
+    s = text(value, limit=limit).translate(_MD_ESCAPE)
+    s = _AUTOLINK.sub(lambda m: "".join("\\" + g if g in (":", ".", "@") else "\\/\\/" if g == "//" else g
+                                        for g in m.groups() if g), s)
+    return _BLOCK_START.sub(lambda m: m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], s)
 
 
 # -- table columns ------------------------------------------------------------------------------

@@ -202,7 +202,7 @@ def guard(action: Action | None = None) -> Workbench:
     if wb is None:
         notice = st.session_state.pop(NOTICE_KEY, None)
         if notice:
-            st.warning(notice)
+            st.warning(fmt.md(notice))
         st.info("You are not signed in. [Sign in to FinFlow](./)")
         st.stop()
     if action is not None and not wb.can(action):
@@ -242,7 +242,7 @@ def drift_banner(status: str, score_psi: float | None, limits: str = "") -> None
     """The drift status as a coloured banner, with what to do about it."""
     from finflow_core.services.monitoring import ADVICE
 
-    psi = f": score PSI {score_psi:.3f}" if score_psi is not None else ""
+    psi = f": score PSI {fmt.number(score_psi, 3)}" if score_psi is not None else ""
     show = {DriftStatus.STABLE: st.success, DriftStatus.WATCH: st.warning,
             DriftStatus.ALERT: st.error}.get(DriftStatus(status), st.info)
     show(f"Drift: **{status.upper()}**{psi}{limits}. {ADVICE.get(DriftStatus(status), '')}",
@@ -250,5 +250,6 @@ def drift_banner(status: str, score_psi: float | None, limits: str = "") -> None
 
 
 def error(exc: Any) -> None:
-    """Show a FinFlow error's message (never a traceback)."""
-    st.error(getattr(exc, "message", None) or str(exc))
+    """Show a FinFlow error's message (never a traceback), as plain text: messages quote what
+    people typed and files held (names, ids), which must never render as Markdown."""
+    st.error(fmt.md(getattr(exc, "message", None) or str(exc)))

@@ -233,7 +233,7 @@ class ModelService(Service):
         return compare_on(cand, active_strategy(self.ctx, cand), champ, active_strategy(self.ctx, champ),
                           evidence, config)
 
-    def promote(self, version: str, reason: str, *,
+    def promote(self, version: str, reason: str = "", *,
                 comparison: ModelComparison | None = None) -> ModelComparison | None:
         """Make ``version`` the champion (the previous one is retired), for a reason a person
         gives; the comparison with the champion (made here unless given) goes into the trail."""

@@ -21,7 +21,7 @@ import math
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
 
@@ -354,7 +354,8 @@ def _lock_end(locked_until: str | None, now: datetime) -> datetime | None:
 def locked_error(until: datetime, now: datetime) -> AuthError:
     wait = max(1, math.ceil((until - now).total_seconds()))
     return AuthError(
-        f"too many failed attempts: try again in {wait} s (after {iso_utc(until)[:19]} UTC)",
+        f"too many failed attempts: try again in {wait} s (after "
+        f"{until.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S')} UTC)",
         reason="locked", retry_after_seconds=wait, retry_at=iso_utc(until),
     )
 

@@ -13,7 +13,7 @@ import sys
 from datetime import timedelta
 
 import pytest
-from app_support import PASSWORD, ROOT, app_as, new_app, no_exception, texts
+from app_support import PASSWORD, ROOT, app_as, new_app, no_exception, plain, texts
 from sqlalchemy import update
 
 from finflow_app import state
@@ -138,7 +138,7 @@ def test_unknown_and_known_names_lock_out_the_same_way(inst, name: str) -> None:
     messages = []
     for _ in range(4):
         at = sign_in(at, name, "wrong-password-9")
-        messages.append([e.value for e in at.error])
+        messages.append([plain(e.value) for e in at.error])
     assert messages[:3] == [["wrong username or password"]] * 3
     assert len(messages[3]) == 1 and messages[3][0].startswith("too many failed attempts: try again in ")
 
