@@ -111,11 +111,11 @@ def psi_over_time(table: pd.DataFrame, columns: Sequence[str], labels: Mapping[s
     t = table.sort_values("computed_at")
     for col in columns:
         part = t[t["column"] == col]
-        fig.add_scatter(x=part["computed_at"].str[:16], y=part["psi"], mode="lines+markers",
-                        name=labels.get(col, col))
+        fig.add_scatter(x=[fmt.when(t) for t in part["computed_at"]], y=part["psi"], mode="lines+markers",
+                        name=labels.get(col, col), hovertemplate="%{x}: PSI %{y:.3f}<extra></extra>")
     fig.add_hline(y=watch, line_dash="dash", line_color="#d39b2a", annotation_text="watch")
     fig.add_hline(y=alert, line_dash="dash", line_color="#c2473d", annotation_text="alert")
-    fig.update_xaxes(title="batch scored at (UTC)")
+    fig.update_xaxes(title=f"batch scored at ({fmt.time_zone()})", type="category")
     fig.update_yaxes(title="PSI")
     return fig
 
@@ -203,7 +203,7 @@ def segment_bars(frame: pd.DataFrame, segment: str) -> go.Figure:
 
 
 def roc_curve(fpr: Sequence[float], tpr: Sequence[float], auc: float) -> go.Figure:
-    fig = _fig(f"ROC curve (out-of-fold AUC {auc:.3f})", showlegend=False)
+    fig = _fig(f"ROC curve (out-of-fold AUC {fmt.number(auc, 3)})", showlegend=False)
     fig.add_scatter(x=list(fpr), y=list(tpr), mode="lines", line_color="#4a6fa5")
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#9aa5b1"})
     fig.update_xaxes(title="false positive rate", range=[0, 1])
@@ -215,12 +215,13 @@ def profit_curve(curve: Mapping[str, Sequence[float]], cutoff: float, low: float
                  currency: str) -> go.Figure:
     fig = _fig("Out-of-fold profit by approval cut-off", showlegend=False)
     fig.add_scatter(x=list(curve["threshold"]), y=list(curve["profit"]), mode="lines",
-                    line_color="#4a6fa5")
-    fig.add_vline(x=cutoff, line_color="#1f2933", annotation_text=f"cut-off {cutoff:.3f}")
+                    line_color="#4a6fa5",
+                    hovertemplate="below %{x:.1%}: " + currency + " %{y:,.0f}<extra></extra>")
+    fig.add_vline(x=cutoff, line_color="#1f2933", annotation_text=f"cut-off {fmt.pct(cutoff)}")
     fig.add_vrect(x0=low, x1=high, fillcolor="#d39b2a", opacity=0.15, line_width=0,
                   annotation_text="review band", annotation_position="bottom left")
-    fig.update_xaxes(title="approve when probability of default is below", range=[0, 1])
-    fig.update_yaxes(title=currency)
+    fig.update_xaxes(title="approve when probability of default is below", range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(title=currency, tickformat=",.0f")
     return fig
 
 
@@ -229,7 +230,7 @@ def importance_bars(importance: Mapping[str, float], labels: Mapping[str, str]) 
     fig = _fig("What drives the model overall (mean |SHAP|)", height=max(320, 24 * len(items) + 80),
                showlegend=False)
     fig.add_bar(x=[v for _, v in items], y=[labels.get(k, k) for k, _ in items], orientation="h",
-                marker_color="#4a6fa5")
+                marker_color="#4a6fa5", hovertemplate="%{y}: %{x:.3f}<extra></extra>")
     return fig
 
 

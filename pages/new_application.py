@@ -40,6 +40,13 @@ with st.form("new_application", enter_to_submit=False):
         elif col.type == "category":
             record[col.name] = box.selectbox(label, list(col.categories), index=None, key=key,
                                              placeholder="Choose")
+        elif col.role == "interest_rate":  # typed as people say it (11.5 %), stored as a fraction
+            rate = box.number_input(
+                f"{col.display} (%)" + ("" if col.nullable else " *"), value=None, key=key,
+                min_value=None if col.min is None else float(col.min) * 100,
+                max_value=None if col.max is None else float(col.max) * 100, step=0.25, format="%.2f",
+                placeholder="optional" if col.nullable else None)
+            record[col.name] = None if rate is None else round(rate / 100, 6)
         elif col.is_numeric:
             integer = col.type == "integer"
             conv = int if integer else float

@@ -18,7 +18,7 @@ def metric(at, label: str) -> str:  # type: ignore[no-untyped-def]
 
 def fill_application(at, app_id: str, **over: object):  # type: ignore[no-untyped-def]
     values = {
-        "annual_revenue": 850_000.0, "loan_amount": 120_000.0, "term_months": 36, "interest_rate": 0.11,
+        "annual_revenue": 850_000.0, "loan_amount": 120_000.0, "term_months": 36, "interest_rate": 11.0,
         "credit_score": 705, "years_in_business": 8.0, "employees": 12, "existing_debt": 40_000.0,
         "debt_to_income": 0.3, "recent_delinquencies": 0,
     } | over

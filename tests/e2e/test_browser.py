@@ -216,7 +216,7 @@ def test_officer_types_a_new_application_and_gets_a_decision(server: Server, pag
     sign_in(page, server, "officer")
     go(page, "New application", timings)
     values = {"Annual revenue": "850000", "Loan amount": "120000", "Loan term": "36",
-              "Interest rate": "0.11", "Credit score": "705", "Years in business": "8",
+              "Interest rate (%)": "11", "Credit score": "705", "Years in business": "8",
               "Employees": "12", "Existing debt": "40000", "Debt-to-income ratio": "0.3",
               "Recent delinquencies": "0"}
     page.get_by_role("textbox", name="Application id *").fill("WEB-E2E-1")
