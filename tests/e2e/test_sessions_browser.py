@@ -3,19 +3,15 @@ deep link comes back to its page after sign-in, and uploads need a live session.
 
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 from app_support import PASSWORD
-from e2e_support import IDLE, Server
+from e2e_support import COOKIE, IDLE, Server, session_cookie
 from playwright.sync_api import Browser, Page, expect
 
 pytestmark = pytest.mark.browser
-
-COOKIE = "finflow_session"
-
 
 def settle(page: Page) -> None:
     page.wait_for_timeout(120)
@@ -29,16 +25,6 @@ def sign_in_form(page: Page, username: str) -> None:
     expect(page.locator("[data-testid='stSidebar']").get_by_text(username, exact=True)).to_be_visible(
         timeout=30_000)
     settle(page)
-
-
-def session_cookie(page: Page, timeout: float = 10.0) -> dict:  # type: ignore[type-arg]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [c for c in page.context.cookies() if c["name"] == COOKIE]
-        if found:
-            return found[0]
-        page.wait_for_timeout(100)
-    raise AssertionError(f"no {COOKIE} cookie after sign-in: {page.context.cookies()}")
 
 
 def test_a_reload_and_a_typed_link_keep_the_user_signed_in(server: Server, browser: Browser) -> None:
