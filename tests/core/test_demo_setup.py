@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from finflow_core.lending.config import load_config
+from finflow_core.lending.config import default_config_path, load_config
 from finflow_core.services.demo_setup import DEMO_FOREST_TREES, demo_config, heartbeat
 
 
 def test_the_demo_forest_is_lighter_and_everything_else_is_the_config() -> None:
-    config = load_config()
+    config = load_config(default_config_path())
     assert config.model.random_forest.to_dict()["n_estimators"] > DEMO_FOREST_TREES
     demo = demo_config(config)
     assert demo.model.random_forest.to_dict()["n_estimators"] == DEMO_FOREST_TREES
@@ -23,7 +23,7 @@ def test_the_demo_forest_is_lighter_and_everything_else_is_the_config() -> None:
 
 
 def test_a_forest_already_small_is_kept() -> None:
-    config = load_config()
+    config = load_config(default_config_path())
     small = dataclasses.replace(config, model=dataclasses.replace(
         config.model, random_forest={**config.model.random_forest.to_dict(), "n_estimators": 40}))
     assert demo_config(small) is small
