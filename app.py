@@ -1,35 +1,51 @@
-"""FinFlow: the Streamlit app. Run with ``streamlit run app.py``.
+"""FinFlow: the Streamlit app. Run with ``streamlit run serve.py`` (``make run``).
 
 The navigation is built from the signed-in user's roles; with no users yet the app shows
-only the first-run set-up, and signed out only the sign-in form. Each page file checks the
-user's role itself (``state.guard``), so a deep link cannot get round this file.
+only the first-run set-up, and signed out only the sign-in form. Signed out, every page URL
+is registered too, drawing the sign-in form: a deep link shows the form (never Streamlit's
+"Page not found") and, once signed in, the page asked for (when the role allows it). Each
+page file checks the user's role itself (``state.guard``), so a deep link cannot get round
+this file.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
 
 from finflow_app import state
-from finflow_app.pages import allowed, landing
+from finflow_app.pages import PAGES, PageSpec, allowed, landing
 from finflow_app.screens import setup_screen, sign_in_screen
 
 # a local icon: Streamlit would fetch a material icon from an outside font host (blocked by the CSP)
 st.set_page_config(page_title="FinFlow", page_icon=str(Path(__file__).with_name("finflow_app") / "favicon.png"),
                    layout="wide")
 
+
+def _asked_for(spec: PageSpec, screen: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        st.session_state[state.NEXT_KEY] = spec.url_path
+        screen()
+    run.__name__ = f"asked_for_{spec.url_path}"
+    return run
+
+
+def before_sign_in(screen: Callable[[], None], title: str, url_path: str) -> st.Page:
+    """Only ``screen``, under its own URL and under every page's URL."""
+    pages = [st.Page(screen, title=title, url_path=url_path, default=True)]
+    pages += [st.Page(_asked_for(spec, screen), title=title, url_path=spec.url_path) for spec in PAGES]
+    return st.navigation(pages, position="hidden")
+
+
 if not state.gate().has_users():
-    page = st.navigation([st.Page(setup_screen, title="Set up FinFlow", url_path="setup", default=True)],
-                         position="hidden")
+    page = before_sign_in(setup_screen, "Set up FinFlow", "setup")
 else:
     wb = state.current()
     if wb is None:
-        page = st.navigation(
-            [st.Page(sign_in_screen, title="Sign in", url_path="sign_in", default=True)],
-            position="hidden",
-        )
+        page = before_sign_in(sign_in_screen, "Sign in", "sign_in")
     else:
         user = wb.actor
         home = landing(user)
@@ -39,6 +55,10 @@ else:
                 st.Page(spec.path, title=spec.title, icon=spec.icon, url_path=spec.url_path,
                         default=spec.url_path == home)
             )
+        asked = st.session_state.pop(state.NEXT_KEY, None)
+        if asked and asked not in {s.url_path for s in allowed(user)}:
+            title = next(s.title for s in PAGES if s.url_path == asked)
+            state.notify(f"Your role does not give access to {title}: here is your first page.", "info")
         # The menu is drawn here with page links: the config hides Streamlit's own page list
         # (client.showSidebarNavigation = false, so the legacy pages/ listing never shows).
         page = st.navigation([p for group in sections.values() for p in group], position="hidden")
@@ -49,12 +69,16 @@ else:
                 for p in group:
                     st.page_link(p)
             st.divider()
-            st.markdown(f"**{user.username}**  \n{', '.join(sorted(user.roles))}")
+            # the user name as plain text: it is data, never Markdown
+            st.text(user.username)
+            st.text(("roles: " if len(user.roles) > 1 else "role: ") + ", ".join(sorted(user.roles)))
             if st.button("Sign out", key="sign_out", icon=":material/logout:"):
                 state.sign_out()
                 st.rerun()
 
 state.show_notices()
+with st.sidebar:
+    state.cookie_exchange()
 started = time.perf_counter()
 try:
     page.run()

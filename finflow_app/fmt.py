@@ -1,14 +1,33 @@
 """How figures read on screen: the app's short names for ``finflow_core.formatting``.
 
 The rules live in the core (the reports and the CLI use the same ones); this module keeps
-the names the pages already import, plus the app's words for bands and decisions. The
-installation's time zone is set once per process with :func:`set_time_zone` (it is one
+the names the pages already import, plus the app's words for bands and decisions, and two
+things only a Streamlit screen needs:
+
+* :func:`md` makes any user-supplied string (an application id, a file name, a note, a user
+  name) safe inside Markdown: Streamlit renders Markdown in titles, captions, alerts, metric
+  labels and values, so ``[Verify here](http://x)`` would become a live link and
+  ``![x](http://x/y.png)`` would make the browser fetch that image. Every character that
+  can open Markdown inline (links and images, emphasis, code, HTML, math, strikethrough,
+  entities) is backslash-escaped, and so are what GFM turns into links by itself (``://``,
+  ``www.``, ``@``) and block markers at the start; CommonMark shows an escaped character as
+  written. Line breaks are spaces. Where a whole line is user text, pages use ``st.text``
+  or a table cell instead.
+* column helpers for ``st.dataframe``: money in whole units with thousands, rates as
+  percentages with fixed decimals, measures with fixed decimals, so table cells read like
+  the figures around them and still sort as numbers.
+
+The installation's time zone is set once per process with :func:`set_time_zone` (it is one
 setting for everybody who uses the installation); until then times are shown in UTC.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
+
+import streamlit as st
 
 from finflow_core import formatting as _f
 from finflow_core.formatting import (  # noqa: F401  (re-exported for pages)
@@ -78,3 +97,49 @@ def text(value: Any, limit: int | None = None) -> str:
 def cell(value: Any) -> str:
     """A number as written in a file, made readable (3744600.0 -> 3,744,600); text unchanged."""
     return _f.as_written(value)
+
+
+_MD_ESCAPE = str.maketrans({c: "\\" + c for c in "\\`*_[]<>~$&"})
+_AUTOLINK = re.compile(r"(?i)(:)(//)|(www)(\.)|(@)")
+_BLOCK_START = re.compile(r"^(\s*)([#>+=|-]|\d+[.)])")
+
+
+def md(value: Any, limit: int | None = None) -> str:
+    """Any value as literal text inside Markdown (user data is never Markdown): missing is
+    ``–``, control characters go, Markdown syntax is escaped (see the module doc)."""
+    s = text(value, limit=limit).translate(_MD_ESCAPE)
+    s = _AUTOLINK.sub(lambda m: "".join("\\" + g if g in (":", ".", "@") else "\\/\\/" if g == "//" else g
+                                        for g in m.groups() if g), s)
+    return _BLOCK_START.sub(lambda m: m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], s)
+
+
+# -- table columns ------------------------------------------------------------------------------
+
+def money_column(label: str, currency: str = "") -> Any:
+    """Money in whole currency units with thousands separators; the currency in the header."""
+    return st.column_config.NumberColumn(f"{label} ({currency})" if currency else label, format="localized",
+                                         step=1)
+
+
+def percent_column(label: str, decimals: int = 1) -> Any:
+    """A share or rate (0.8) shown as ``80.0%``."""
+    return st.column_config.NumberColumn(label, format="percent", step=10 ** -(decimals + 2))
+
+
+def number_column(label: str, decimals: int = 3) -> Any:
+    """A measure with fixed decimals: AUC ``0.820``, PSI ``0.031``."""
+    return st.column_config.NumberColumn(label, format=f"%.{decimals}f")
+
+
+def count_column(label: str) -> Any:
+    return st.column_config.NumberColumn(label, format="localized", step=1)
+
+
+def text_cells(values: Iterable[Any]) -> list[str]:
+    """Cells as words (``–`` for missing, JSON as readable text): for text columns."""
+    return [text(v) for v in values]
+
+
+def time_cells(values: Iterable[Any]) -> list[str]:
+    """Moments to the minute in the installation's zone (they still sort as time)."""
+    return [when(v) for v in values]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from finflow_app import state
+from finflow_app import fmt, state
 from finflow_core.errors import FinFlowError
 from finflow_core.security.password_policy import MIN_PASSWORD_LENGTH
 
@@ -34,7 +34,7 @@ def setup_screen() -> None:
         state.error(exc)
         return
     state.sign_in(wb)
-    state.notify(f"Welcome, {wb.actor.username}: you are FinFlow's first administrator. "
+    state.notify(f"Welcome, {fmt.md(wb.actor.username)}: you are FinFlow's first administrator. "
                  "Add your colleagues on the Users page.")
     st.rerun()
 
@@ -44,7 +44,7 @@ def sign_in_screen() -> None:
     st.caption("Credit-risk decisioning for small-business lending")
     notice = st.session_state.pop(state.NOTICE_KEY, None)
     if notice:
-        st.warning(notice)
+        st.warning(fmt.md(notice))
     with st.form("sign_in"):
         username = st.text_input("Username", key="signin_username", autocomplete="username")
         password = st.text_input("Password", type="password", key="signin_password",

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -321,6 +322,10 @@ def clip(value: str, limit: int | None) -> str:
     return value[: max(limit - 1, 0)] + "…"
 
 
+#: ISO 8601 date and time as text: ``2026-12-02T13:48:52.418851+00:00``.
+_ISO_MOMENT = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?$")
+
+
 def text(value: Any, tz: str = "UTC", *, limit: int | None = None) -> str:
     """Any value as words for a person: never ``None``, ``nan``, ``NaT`` or raw JSON.
 
@@ -349,6 +354,8 @@ def _text(value: Any, tz: str, depth: int) -> str:
         value = value.decode("utf-8", errors="replace")
     if isinstance(value, str):
         s = clean(value).strip()
+        if _ISO_MOMENT.match(s):  # a time stamp stored as text (audit details): to the minute
+            return when(s, tz)
         if s[:1] in "{[" and depth < 4:
             try:
                 parsed = json.loads(s)

@@ -9,12 +9,11 @@ from finflow_core.services.access import Action  # noqa: E402
 
 wb = state.guard(Action.VIEW_AUDIT)
 
-import json  # noqa: E402
 from datetime import UTC, datetime, time, timedelta  # noqa: E402
 
 import pandas as pd  # noqa: E402
 
-from finflow_app.fmt import when  # noqa: E402
+from finflow_app import fmt as f  # noqa: E402
 from finflow_core.services.audit import AuditFilter  # noqa: E402
 
 VERIFY_KEY = "au_verified"
@@ -31,9 +30,9 @@ if st.button("Verify the audit trail", key="au_verify", icon=":material/verified
 verified = st.session_state.get(VERIFY_KEY)
 if verified is not None:
     chain_ok, chain_msg, dec_ok, dec_msg, at = verified
-    (st.success if chain_ok else st.error)(f"Audit chain: {chain_msg}", icon=":material/link:")
-    (st.success if dec_ok else st.error)(f"Decisions: {dec_msg}", icon=":material/gavel:")
-    st.caption(f"Checked {when(at)}.")
+    (st.success if chain_ok else st.error)(f"Audit chain: {f.md(chain_msg)}", icon=":material/link:")
+    (st.success if dec_ok else st.error)(f"Decisions: {f.md(dec_msg)}", icon=":material/gavel:")
+    st.caption(f"Checked {f.md(f.when(at))}.")
 
 st.subheader("Search")
 c = st.columns([2, 2, 1, 1, 1])
@@ -49,12 +48,13 @@ until_at = datetime.combine(until, time(), UTC) + timedelta(days=1) if until els
 if application:
     events = wb.audit.application_trail(application)
     if not events:
-        st.info(f"Nothing recorded about application {application}.")
+        st.info(f"Nothing recorded about application {f.md(application)}.")
     else:
-        st.caption(f"{len(events):,} event(s) about application {application}, oldest first.")
+        st.caption(f"{f.count(len(events))} event(s) about application {f.md(application)}, oldest first.")
         st.dataframe(pd.DataFrame([
-            {"at": when(e.at), "source": e.source, "seq": e.seq, "user": e.actor, "action": e.action,
-             "model": e.model_version, "details": json.dumps(e.details, sort_keys=True)}
+            {"at": f.when(e.at), "source": f.text(e.source), "seq": f.text(e.seq), "user": f.text(e.actor),
+             "action": f.text(e.action).replace("_", " "), "model": f.text(e.model_version),
+             "details": f.text(e.details)}
             for e in events
         ]), hide_index=True, key="au_app_table")
         st.download_button("Download this application's trail (CSV)", key="au_dl_app", on_click="ignore",
@@ -66,11 +66,11 @@ else:
     if not entries:
         st.info("No audit entry matches.")
     else:
-        st.caption(f"{len(entries):,} newest matching entries.")
+        st.caption(f"{f.count(len(entries))} newest matching entries.")
         st.dataframe(pd.DataFrame([
-            {"seq": e.seq, "at": when(e.at), "user": e.actor, "action": e.action,
-             "subject": f"{e.subject_type} {e.subject_id}", "model": e.model_version,
-             "details": e.details}
+            {"seq": e.seq, "at": f.when(e.at), "user": f.text(e.actor), "action": f.text(e.action).replace("_", " "),
+             "subject": f.text(f"{e.subject_type} {e.subject_id}"), "model": f.text(e.model_version),
+             "details": f.text(e.details)}
             for e in entries
         ]), hide_index=True, key="au_table")
     st.download_button(

@@ -12,7 +12,7 @@ wb = state.guard(Action.VIEW_DRIFT)
 import pandas as pd  # noqa: E402
 
 from finflow_app import charts  # noqa: E402
-from finflow_app.fmt import when  # noqa: E402
+from finflow_app import fmt as f  # noqa: E402
 from finflow_core.errors import FinFlowError  # noqa: E402
 from finflow_core.lending.terms import DriftStatus  # noqa: E402
 from finflow_core.services.monitoring import flagged, psi_table  # noqa: E402
@@ -36,14 +36,15 @@ def label(name: str) -> str:
         return name
 
 
-names = {i: f"{r.file_name} · week of {r.week_start} · {r.status}" for i, r in enumerate(runs)}
+names = {i: f"{f.text(r.file_name, limit=80)} · week of {r.week_start} · {f.text(r.status).replace('_', ' ')}"
+         for i, r in enumerate(runs)}
 meaningful = next((i for i, r in enumerate(runs) if r.status != DriftStatus.INSUFFICIENT), 0)
 idx = st.selectbox("Batch", list(names), index=meaningful, format_func=names.__getitem__, key="dr_run",
                    help="Newest first; opens on the newest batch with enough rows to judge.")
 run = runs[idx]
 score = run.score_psi
 state.drift_banner(run.status, score, f" (watch from {watch:g}, alert above {alert:g})")
-st.caption(f"Batch {run.batch_id} scored {when(run.computed_at)} by model {run.model_version}.")
+st.caption(f"Batch {f.md(run.batch_id)} scored {f.md(f.when(run.computed_at))} by model {f.md(run.model_version)}.")
 
 psi = {"score": score, **run.features}
 labels = {k: label(k) for k in psi}
@@ -55,7 +56,7 @@ column = st.selectbox("Column", columns, format_func=label, key="dr_column")
 try:
     dist = wb.drift.distribution(run, column)
 except (FinFlowError, KeyError) as exc:
-    st.caption(f"No distribution: {getattr(exc, 'message', exc)}")
+    st.caption(f"No distribution: {f.md(getattr(exc, 'message', exc))}")
 else:
     st.plotly_chart(charts.distribution_bars(dist, label(column)), key="dr_dist")
 
@@ -67,8 +68,9 @@ shown = st.multiselect("Columns", list(psi), default=default_cols, format_func=l
 if len(runs) > 1 and shown:
     st.plotly_chart(charts.psi_over_time(table, shown, labels, watch, alert), key="dr_time")
 st.dataframe(pd.DataFrame([
-    {"batch": r.file_name, "week of": r.week_start, "scored": when(r.computed_at),
-     "status": r.status, "score PSI": r.score_psi,
+    {"batch": f.text(r.file_name), "week of": r.week_start, "scored": f.when(r.computed_at),
+     "status": f.text(r.status).replace("_", " "), "score PSI": f.number(r.score_psi, 3),
      "features on watch or alert": len(flagged(r, watch, alert))}
     for r in runs
-]), hide_index=True, key="dr_history")
+]), hide_index=True, key="dr_history", column_config={
+    "features on watch or alert": f.count_column("features on watch or alert")})

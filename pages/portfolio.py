@@ -1,4 +1,8 @@
-"""Portfolio: the manager's view of risk, decisions, automation, profit and trends."""
+"""Portfolio: the manager's view of risk, decisions, automation, profit and trends.
+
+Totals count every application; the week-by-week trends are those of the weekly batch
+files, and applications typed in one by one are shown apart (see ``PortfolioSummary.weekly``).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,10 @@ from finflow_core.services.access import Action  # noqa: E402
 
 wb = state.guard(Action.VIEW_PORTFOLIO)
 
+import pandas as pd  # noqa: E402
+
 from finflow_app import charts  # noqa: E402
-from finflow_app.fmt import compact, count, pct  # noqa: E402
+from finflow_app import fmt as f  # noqa: E402
 from finflow_core.services.portfolio import PortfolioFilter  # noqa: E402
 
 cfg = wb.context.config
@@ -19,7 +25,7 @@ currency = cfg.economics.currency
 st.title("Portfolio")
 opts = wb.portfolio.filter_options()
 weeks: list[str] = opts.weeks
-batch_names = {b.id: f"{b.file_name} (week of {b.week_start})" for b in opts.batches}
+batch_names = {b.id: f"{f.text(b.file_name, limit=80)} (week of {b.week_start})" for b in opts.batches}
 
 with st.expander("Filters", expanded=True, icon=":material/filter_list:"):
     c = st.columns([2, 2, 1])
@@ -28,7 +34,7 @@ with st.expander("Filters", expanded=True, icon=":material/filter_list:"):
         week_from, week_to = c[0].select_slider("Weeks", options=weeks, value=(weeks[0], weeks[-1]),
                                                 key="pf_weeks")
     elif weeks:
-        c[0].caption(f"One week stored: {weeks[0]}")
+        c[0].caption(f"One week stored: {f.md(weeks[0])}")
     chosen_batches = c[1].multiselect("Batches", list(batch_names), format_func=batch_names.__getitem__,
                                       key="pf_batches", placeholder="All batches")
     group_by = c[2].selectbox("Break down by", list(cfg.segments), key="pf_group",
@@ -56,39 +62,64 @@ if k["applications"] == 0:
     st.stop()
 
 c = st.columns(4)
-c[0].metric("Applications", count(k["applications"]))
-c[1].metric("Approved", count(k["approved"]), delta=f"{pct(k['approval_rate'])} of all", delta_color="off", delta_arrow="off")
-c[2].metric("Declined", count(k["declined"]))
-c[3].metric("Pending review", count(k["pending"] + k["referred"]),
-            delta=f"{count(k['referred'])} referred", delta_color="off", delta_arrow="off")
+c[0].metric("Applications", f.count(k["applications"]))
+c[1].metric("Approved", f.count(k["approved"]), delta=f"{f.pct(k['approval_rate'])} of all", delta_color="off",
+            delta_arrow="off")
+c[2].metric("Declined", f.count(k["declined"]))
+c[3].metric("Pending review", f.count(k["pending"] + k["referred"]),
+            delta=f"{f.count(k['referred'])} referred", delta_color="off", delta_arrow="off")
 c = st.columns(4)
 target = k["automation_target"]
-c[0].metric("Automation rate", pct(k["automation_rate"]),
-            delta=f"{(k['automation_rate'] - target) * 100:+.1f} pts vs target {pct(target, 0)}")
-c[1].metric("Expected profit", compact(k["expected_profit"], currency))
-c[2].metric("Amount approved", compact(k["amount_approved"], currency))
-c[3].metric("ROI on approved amount", pct(k["roi"]))
+gap = f.points_delta(k["automation_rate"] - target)
+c[0].metric("Automation rate", f.pct(k["automation_rate"]),
+            delta=f"{gap} vs target {f.pct(target, 0)}" if gap else f"at the target {f.pct(target, 0)}",
+            delta_color="normal" if gap else "off", delta_arrow="auto" if gap else "off")
+c[1].metric("Expected profit", f.compact(k["expected_profit"], currency),
+            help=f"{f.money(k['expected_profit'], currency)} expected over the loans' terms")
+c[2].metric("Amount approved", f.compact(k["amount_approved"], currency),
+            help=f.money(k["amount_approved"], currency))
+c[3].metric("ROI on approved amount", f.pct(k["roi"]))
 
 left, right = st.columns(2)
 left.plotly_chart(charts.band_status_bar(summary.by("band", "status")), key="pf_bands")
 right.plotly_chart(charts.probability_histogram(summary.histogram), key="pf_hist")
 
+
+def weekly_table(frame: pd.DataFrame, key: str) -> None:
+    shown = frame[["week_start", "applications", "approved", "declined", "pending", "referred",
+                   "automation_rate", "expected_profit", "amount_approved", "roi"]].copy()
+    for col in ("expected_profit", "amount_approved"):
+        shown[col] = shown[col].round()
+    st.dataframe(shown, hide_index=True, key=key, column_config={
+        "week_start": st.column_config.TextColumn("week of"),
+        **{c: f.count_column(c) for c in ("applications", "approved", "declined", "pending", "referred")},
+        "automation_rate": f.percent_column("automation"), "roi": f.percent_column("ROI"),
+        "expected_profit": f.money_column("expected profit", currency),
+        "amount_approved": f.money_column("amount approved", currency),
+    })
+
+
 weekly = summary.weekly()
+typed = summary.weekly(typed_in=True)
 st.subheader("Week by week")
-left, right = st.columns(2)
-left.plotly_chart(charts.weekly_counts(weekly), key="pf_weekly_counts")
-right.plotly_chart(charts.weekly_rates(weekly, target), key="pf_weekly_rates")
-st.plotly_chart(charts.weekly_profit(weekly, currency), key="pf_weekly_profit")
-st.dataframe(weekly, hide_index=True, key="pf_weekly_table", column_config={
-    "automation_rate": st.column_config.NumberColumn("automation", format="percent"),
-    "roi": st.column_config.NumberColumn("ROI", format="percent"),
-    "expected_profit": st.column_config.NumberColumn(f"expected profit ({currency})", format="localized"),
-    "amount_approved": st.column_config.NumberColumn(f"amount approved ({currency})", format="localized"),
-})
+if weekly.empty:
+    st.info("No weekly batch matches these filters: only applications typed in one by one (below).")
+else:
+    if len(weekly) == 1:
+        st.caption(f"One week selected ({f.md(weekly['week_start'].iloc[0])}): trends need more weeks.")
+    left, right = st.columns(2)
+    left.plotly_chart(charts.weekly_counts(weekly), key="pf_weekly_counts")
+    right.plotly_chart(charts.weekly_rates(weekly, target), key="pf_weekly_rates")
+    st.plotly_chart(charts.weekly_profit(weekly, currency), key="pf_weekly_profit")
+    weekly_table(weekly, "pf_weekly_table")
+if not typed.empty:
+    st.markdown(f"**Typed in one by one:** {f.count(summary.typed_in_total)} application(s), counted in the "
+                "totals above but not in the weekly trends (a handful of applications is no week's trend).")
+    weekly_table(typed, "pf_typed_table")
 
 segments = None
 if group_by:
-    st.subheader(f"By {cfg.column(group_by).display.lower()}")
+    st.subheader(f"By {f.md(cfg.column(group_by).display.lower())}")
     segments = summary.by("segment", "band")
     st.plotly_chart(charts.segment_bars(segments, cfg.column(group_by).display.lower()), key="pf_segments")
 
@@ -102,12 +133,22 @@ parts += [f"{cfg.column(n).display} in {', '.join(v)}" for n, v in seg_filter.it
 filters_text = "; ".join(parts)
 
 
+def report_args() -> dict[str, object]:
+    runs = wb.drift.runs(limit=1) if wb.can(Action.VIEW_DRIFT) else []
+    return {"drift_run": runs[0] if runs else None, "filters_text": filters_text,
+            "generated_by": wb.actor.username, "tz": f.time_zone()}
+
+
 def report_html() -> bytes:
     from finflow_core.reports import build_weekly_report
 
-    runs = wb.drift.runs(limit=1) if wb.can(Action.VIEW_DRIFT) else []
-    return build_weekly_report(summary, cfg, drift_run=runs[0] if runs else None, filters_text=filters_text,
-                               generated_by=wb.actor.username).encode("utf-8")
+    return build_weekly_report(summary, cfg, **report_args()).encode("utf-8")  # type: ignore[arg-type]
+
+
+def report_pdf() -> bytes:
+    from finflow_core.reports import build_weekly_pdf
+
+    return build_weekly_pdf(summary, cfg, **report_args())  # type: ignore[arg-type]
 
 
 def csv_of(frame):  # type: ignore[no-untyped-def]
@@ -119,7 +160,7 @@ def csv_of(frame):  # type: ignore[no-untyped-def]
     return make
 
 
-d = st.columns(3)
+d = st.columns(4)
 d[0].download_button("Weekly trends (CSV)", csv_of(weekly), file_name="portfolio_weekly.csv",
                      mime="text/csv", key="pf_dl_weekly", on_click="ignore", icon=":material/download:")
 d[1].download_button("Breakdown shown (CSV)",
@@ -129,3 +170,6 @@ d[1].download_button("Breakdown shown (CSV)",
 d[2].download_button("Weekly report (HTML)", report_html, file_name="finflow_weekly_report.html",
                      mime="text/html", key="pf_dl_report", on_click="ignore", icon=":material/summarize:",
                      type="primary")
+d[3].download_button("Weekly report (PDF)", report_pdf, file_name="finflow_weekly_report.pdf",
+                     mime="application/pdf", key="pf_dl_report_pdf", on_click="ignore",
+                     icon=":material/picture_as_pdf:")

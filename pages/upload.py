@@ -12,7 +12,8 @@ wb = state.guard(Action.VIEW_BATCHES)
 import pandas as pd  # noqa: E402
 
 from finflow_app import charts  # noqa: E402
-from finflow_app.fmt import compact, count, pct, when  # noqa: E402
+from finflow_app import fmt as f  # noqa: E402
+from finflow_app.fmt import compact, count, pct  # noqa: E402
 from finflow_core.errors import BatchRejected, FinFlowError  # noqa: E402
 from finflow_core.pipeline.run import BatchSummary  # noqa: E402
 from finflow_core.services.batches import BatchPreview, csv_bytes  # noqa: E402
@@ -29,19 +30,22 @@ def show_summary(summary: BatchSummary) -> None:
     c[0].metric("Applications", count(summary.rows_in))
     c[1].metric("Valid", count(summary.rows_valid))
     c[2].metric("Quarantined", count(summary.rows_quarantined))
+    gap = f.points_delta(summary.automation_rate - target)
     c[3].metric("Automation rate", pct(summary.automation_rate),
-                delta=f"{(summary.automation_rate - target) * 100:+.1f} pts vs target {pct(target, 0)}")
+                delta=f"{gap} vs target {pct(target, 0)}" if gap else f"at the target {pct(target, 0)}",
+                delta_color="normal" if gap else "off", delta_arrow="auto" if gap else "off")
     c = st.columns(4)
     c[0].metric("Auto-approve", count(summary.bands.get("low", 0)))
     c[1].metric("Manual review", count(summary.bands.get("medium", 0)))
     c[2].metric("Auto-decline", count(summary.bands.get("high", 0)))
     c[3].metric("Expected profit", compact(summary.expected_profit, currency),
-                delta=f"ROI {pct(summary.roi)}", delta_color="off", delta_arrow="off")
+                delta=f"ROI {pct(summary.roi)}", delta_color="off", delta_arrow="off",
+                help=f.money(summary.expected_profit, currency))
     drift = summary.drift or {}
     state.drift_banner(str(drift.get("status", "stable")), drift.get("score_psi"))
     st.plotly_chart(charts.bands_bar(summary.bands), key=f"up_bands_{summary.batch_id}")
     for w in summary.warnings:
-        st.caption(f"Note: {w}")
+        st.caption(f"Note: {f.md(w)}")
     st.download_button(
         "Download decisions (CSV)", key=f"up_dl_decisions_{summary.batch_id}", on_click="ignore",
         data=lambda: csv_bytes(wb.batches.decisions(summary.batch_id)),
@@ -56,12 +60,16 @@ def quality_gate(report: BatchPreview) -> None:
     c[1].metric("Valid", count(report.rows_valid))
     c[2].metric("Quarantined", count(report.rows_quarantined))
     for w in report.warnings:
-        st.caption(f"Note: {w}")
+        st.caption(f"Note: {f.md(w)}")
     if report.rows_quarantined:
         rules = report.rule_counts()
-        st.warning(f"{report.rows_quarantined:,} row(s) fail the quality gate and will not be scored: "
-                   + ", ".join(f"{rule} ×{n:,}" for rule, n in rules.items()))
-        st.dataframe(report.quarantined.head(500), hide_index=True, key="up_quarantine")
+        st.warning(f"{count(report.rows_quarantined)} row(s) fail the quality gate and will not be scored: "
+                   + ", ".join(f"{f.md(rule)} ×{count(n)}" for rule, n in rules.items()))
+        shown = report.quarantined.head(500).copy()
+        for col in shown.columns:  # cells as written, made readable (3,744,600): never None or nan
+            if shown[col].dtype == object or str(shown[col].dtype) in ("str", "string"):
+                shown[col] = [f.cell(v) for v in shown[col]]
+        st.dataframe(shown, hide_index=True, key="up_quarantine")
         d1, d2 = st.columns(2)
         d1.download_button("Download quarantined rows (CSV)", csv_bytes(report.quarantined),
                            file_name="quarantine.csv", mime="text/csv", key="up_dl_quarantine",
@@ -87,7 +95,7 @@ def upload_section() -> None:
         try:
             report = wb.batches.preview(data, name=file.name)
         except BatchRejected as exc:
-            st.error(f"File rejected, nothing was stored: {exc.message}", icon=":material/block:")
+            st.error(f"File rejected, nothing was stored: {f.md(exc.message)}", icon=":material/block:")
             return
         st.session_state[REPORT_KEY] = ((file.name, len(data), file.file_id), report)
     batch = report.batch
@@ -104,13 +112,13 @@ def upload_section() -> None:
     if report.rows_valid == 0:
         st.error("No valid application to score: fix the file and upload it again.")
         return
-    if not st.button(f"Score and store {report.rows_valid:,} applications", type="primary", key="up_score",
+    if not st.button(f"Score and store {count(report.rows_valid)} applications", type="primary", key="up_score",
                      icon=":material/play_arrow:"):
         return
     bar = st.progress(0.0, text="Scoring...")
 
     def progress(done: int, total: int) -> None:
-        bar.progress(min(done / max(total, 1), 1.0), text=f"Scored {done:,} of ~{total:,} rows")
+        bar.progress(min(done / max(total, 1), 1.0), text=f"Scored {count(done)} of ~{count(total)} rows")
 
     try:
         summary = wb.batches.commit(report, progress=progress)
@@ -132,19 +140,20 @@ def recent_batches() -> None:
         st.caption("No batch stored yet.")
         return
     table = pd.DataFrame([
-        {"batch": r.id, "file": r.file_name, "week of": r.week_start,
-         "uploaded": when(r.uploaded_at), "by": r.uploaded_by, "rows": r.rows_in,
+        {"batch": r.id, "file": f.text(r.file_name), "week of": r.week_start,
+         "uploaded": f.when(r.uploaded_at), "by": f.text(r.uploaded_by), "rows": r.rows_in,
          "quarantined": r.rows_quarantined, "approve": r.n_low, "review": r.n_medium,
          "decline": r.n_high, "automation": r.automation_rate,
-         f"expected profit ({currency})": r.expected_profit, "drift": r.drift_status,
-         "model": r.model_version}
+         "expected profit": round(r.expected_profit), "drift": f.text(r.drift_status).replace("_", " "),
+         "model": f.text(r.model_version)}
         for r in rows
     ])
     st.dataframe(table, hide_index=True, key="up_batches", column_config={
-        "automation": st.column_config.NumberColumn(format="percent"),
-        f"expected profit ({currency})": st.column_config.NumberColumn(format="localized"),
+        **{c: f.count_column(c) for c in ("rows", "quarantined", "approve", "review", "decline")},
+        "automation": f.percent_column("automation"),
+        "expected profit": f.money_column("expected profit", currency),
     })
-    names = {r.id: f"{r.file_name} · {r.id}" for r in rows}
+    names = {r.id: f"{f.text(r.file_name, limit=80)} · {r.id}" for r in rows}
     bid = st.selectbox("Batch", list(names), format_func=names.__getitem__, key="up_pick")
     c = st.columns(3)
     c[0].download_button(

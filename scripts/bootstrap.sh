@@ -17,8 +17,12 @@ want="$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "==> installing pinned requirements into .venv (first time: about a minute)"
   .venv/bin/python -m pip install --quiet --upgrade pip
-  # the lock (pip-compile, with hashes): every package at the version the tests ran with
-  .venv/bin/python -m pip install --quiet --require-hashes -r requirements.txt
+  # the lock (pip-compile, with hashes): every package at the version the tests ran with;
+  # one line per package, so a long install never looks stuck
+  .venv/bin/python -m pip install --progress-bar off --require-hashes -r requirements.txt \
+    | { grep --line-buffered -E '^(Collecting|Installing collected|Successfully installed)' || true; } \
+    | sed -u -e 's/^Collecting /    fetching /' -e 's/^Installing collected packages:.*/    installing.../' \
+        -e 's/^Successfully installed.*/    installed/'
   .venv/bin/python -m pip install --quiet --no-deps -e .
   echo "$want" > "$stamp"
 fi

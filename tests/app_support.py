@@ -8,6 +8,7 @@ user of every role (two officers).
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -111,14 +112,23 @@ def page_as(user: Principal, page: str) -> AppTest:
     return at.switch_page(page).run()
 
 
-def texts(at: AppTest) -> str:
-    """Every piece of text the run rendered (markdown, titles, alerts, captions, metrics)."""
+MARKDOWN_KINDS = ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error", "success")
+
+
+def plain(markdown: str) -> str:
+    """Markdown source as a reader sees it: backslash escapes (``\\[``) dropped."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def texts(at: AppTest, *, raw: bool = False) -> str:
+    """Every piece of text the run rendered (markdown, titles, alerts, captions, metrics), as
+    read (``raw=True``: the Markdown source, escapes included)."""
     parts: list[str] = []
-    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error",
-                 "success", "text"):
+    for kind in (*MARKDOWN_KINDS, "text"):
         parts.extend(str(e.value) for e in getattr(at, kind))
     parts.extend(f"{m.label} {m.value}" for m in at.metric)
-    return "\n".join(parts)
+    joined = "\n".join(parts)
+    return joined if raw else plain(joined)
 
 
 def data_elements(at: AppTest) -> int:
@@ -157,3 +167,36 @@ def installed(home: Path) -> Iterator[Installation]:
             yield inst
         finally:
             inst.store.close()
+
+
+# -- text that looks like Markdown or HTML (tests of "text is text") -----------------------------
+
+LINK = "[Verify here](http://evil.example/a)"
+IMAGE = "![x](http://evil.example/i.png)"
+HTML = "<img src=http://evil.example/h.png>"
+BARE = "see http://evil.example/b"
+FILE_NAME = "![f](http://evil.example/f.png).csv"
+EVIL_HOST = "evil.example"
+
+
+def store_hostile_text(inst: Installation) -> None:
+    """Applications, a batch file name, a typed-in id, decision reasons and notes, and a band
+    note that look like Markdown links, images and HTML pointing at :data:`EVIL_HOST`."""
+    from finflow_core.lending.synthetic import generate_applications
+
+    df = generate_applications(300, seed=31337).drop(columns=["default"])
+    df.loc[:3, "application_id"] = [LINK, IMAGE, HTML, BARE]
+    inst.wb("analyst").batches.run(df.to_csv(index=False).encode("utf-8"), name=FILE_NAME)
+    officer = inst.wb("officer")
+    officer.applications.submit({
+        "application_id": "[typed](http://evil.example/t)", "application_date": "2026-11-02",
+        "annual_revenue": 850_000.0, "loan_amount": 120_000.0, "term_months": 36, "interest_rate": 0.11,
+        "credit_score": 560, "years_in_business": 8.0, "employees": 12, "existing_debt": 40_000.0,
+        "debt_to_income": 0.9, "recent_delinquencies": 3, "industry": "retail", "region": "west",
+        "collateral": "full"})
+    for external in (LINK, IMAGE):
+        for case_id in officer.review.find(external):
+            if officer.review.case(case_id).status == "pending":
+                officer.review.open(case_id)
+                officer.review.decide(case_id, "decline", reason=IMAGE, note=LINK)
+    inst.wb("manager").models.save_strategy(0.05, 0.4, note=LINK)

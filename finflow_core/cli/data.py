@@ -70,9 +70,17 @@ def register(sub: Any) -> None:
     q = msub.add_parser("show")
     q.add_argument("version", nargs="?", help="default: the champion")
     q.set_defaults(handler=models_show)
+    q = msub.add_parser("compare", help="a version against the champion (or --against) on the same outcomes")
+    q.add_argument("version")
+    q.add_argument("--against", help="the version to beat (default: the champion)")
+    q.add_argument("--data", type=Path, help="a labelled CSV/Parquet of recent applications (an "
+                   "out-of-time holdout); default: the version's own training rows, out of fold")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=models_compare)
     q = msub.add_parser("promote", help="make a version the champion (manager)")
     q.add_argument("version")
-    q.add_argument("--reason", "--note", dest="reason", required=True, help="why (audited)")
+    q.add_argument("--reason", "--note", dest="reason", required=True,
+                   help="why (recorded in the audit trail with the comparison)")
     q.set_defaults(handler=models_promote)
     q = msub.add_parser("rollback", help="restore the previous champion in one step (manager)")
     q.add_argument("--reason", required=True, help="why (audited)")
@@ -145,9 +153,25 @@ def train(ctx: Context, args: argparse.Namespace) -> int:
         lines.append(f"  strategy: {s['warning']}")
     for name, path in outcome.reports.items():
         lines.append(f"  {name}: {path}")
+    comparison = outcome.champion_comparison
+    if comparison is not None:
+        lines += comparison_lines(comparison)
+    elif outcome.comparison_error:
+        lines.append(f"  no comparison with the champion: {outcome.comparison_error}")
     emit(args, {"version": outcome.version, "champion": outcome.became_champion, "card": card,
-                "comparison": outcome.champion_comparison}, "\n".join(lines))
+                "comparison": None if comparison is None else comparison.audit_details(),
+                "comparison_error": outcome.comparison_error}, "\n".join(lines))
     return 0
+
+
+def comparison_lines(c: Any) -> list[str]:
+    """A :class:`~finflow_core.services.model_comparison.ModelComparison` as a person reads it."""
+    lines = [f"  against {c.champion.version} on {c.source}:"]
+    for label, m in (("candidate", c.candidate), ("champion", c.champion)):
+        lines.append(f"    {label:<9} {m.version:<28} AUC {m.auc:.3f}  calibration error "
+                     f"{m.calibration_error:.3f}  profit {_money(m.profit)}  automation {m.automation_rate:.1%}")
+    lines += [f"  warning: the candidate has {w}" for w in c.warnings]
+    return lines
 
 
 def _money(value: Any) -> str:
@@ -244,8 +268,16 @@ def models_show(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def models_compare(ctx: Context, args: argparse.Namespace) -> int:
+    comparison = ctx.workbench.models.compare(args.version, args.against, data=args.data)
+    emit(args, comparison.audit_details(), "\n".join(comparison_lines(comparison)).removeprefix("  "))
+    return 0
+
+
 def models_promote(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.workbench.models.promote(args.version, args.reason)
+    comparison = ctx.workbench.models.promote(args.version, args.reason)
+    if comparison is not None:
+        print("\n".join(comparison_lines(comparison)).removeprefix("  "))
     print(f"model {args.version} is now the champion")
     return 0
 

@@ -2,7 +2,9 @@
 
 It goes through the same quality gate and scoring as a weekly batch (a batch of one), so
 the answer is the one the weekly run would give; submitted, it is stored and audited like
-any batch, and the identical form submitted twice is recognised and not stored twice.
+any batch. An application id is one application: the same id with the same figures is
+answered with the decision already made (``SingleDecision.earlier``), with other figures it
+is refused (:class:`DuplicateApplication`, naming the stored one), never stored twice.
 """
 
 from __future__ import annotations
@@ -10,10 +12,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from finflow_core.errors import Conflict
+from finflow_core.formatting import when
 from finflow_core.lending.intake.reader import iter_chunks, open_batch
 from finflow_core.lending.intake.validation import BatchValidator, validate_batch
 from finflow_core.lending.scoring import ScoringEngine
@@ -23,6 +29,25 @@ from finflow_core.services.access import Action
 from finflow_core.services.models import champion_engine
 from finflow_core.services.workbench import Service
 from finflow_core.store import cases
+from finflow_core.store.portfolio_queries import TYPED_IN_PREFIX
+
+
+class DuplicateApplication(Conflict):
+    """The application id is stored already, with other figures."""
+
+
+@dataclass(frozen=True)
+class EarlierDecision:
+    """The stored application an identical resubmission found, and where it stands."""
+
+    application_id: int
+    batch_id: str
+    stored_at: str
+    stored_by: str
+    status: str
+    decided_at: str | None
+    decided_by: str | None
+    outcome: str | None
 
 
 @dataclass
@@ -37,6 +62,7 @@ class SingleDecision:
     batch_id: str | None = None
     stored_id: int | None = None
     seconds: float = 0.0
+    earlier: EarlierDecision | None = None  # set when this was a resubmission of a stored one
 
 
 @dataclass
@@ -49,6 +75,23 @@ class CaseExplanation:
     contributions: list[float]  # in the model's raw output (log-odds for boosted trees)
     base_value: float
     probability: float
+
+
+_ONE_AT_A_TIME = threading.Lock()
+
+
+def _same_cells(stored: dict[str, Any], new: dict[str, Any]) -> bool:
+    """The same figures, however written (``850000`` and ``850000.0`` are one amount)."""
+    def value(v: Any) -> Any:
+        if v is None or (isinstance(v, str) and not v.strip()):
+            return None
+        try:
+            number = float(v)
+        except (TypeError, ValueError):
+            return str(v).strip()
+        return None if math.isnan(number) else number
+    keys = set(stored) | set(new)
+    return all(value(stored.get(k)) == value(new.get(k)) for k in keys)
 
 
 def record_csv(record: dict[str, Any], columns: list[str]) -> bytes:
@@ -87,13 +130,20 @@ class ApplicationService(Service):
         config = self.ctx.config
         engine = engine or champion_engine(self.ctx)
         data = record_csv(record, [c.name for c in config.input_columns])
-        batch = open_batch(data, config, name=f"form:{record.get(config.id_column, '')}"[:255])
+        batch = open_batch(data, config, name=f"{TYPED_IN_PREFIX}{record.get(config.id_column, '')}"[:255])
         result = BatchValidator(config).validate(next(iter_chunks(batch)))
         if len(result.valid) == 0:  # nothing stored for a form that fails the quality gate
             return SingleDecision(False, issues=result.issues.to_dict("records"),
                                   seconds=time.perf_counter() - started)
-        summary = self.wb.batches._store(batch, LocalEngine(validated=[result]), scoring=engine,
-                                         origin=BatchOrigin.FORM)
+        external = str(result.valid_raw[config.id_column].iloc[0])
+        cells = json.loads(result.valid_raw.to_json(orient="records", lines=True, force_ascii=False)
+                           .splitlines()[0])
+        with _ONE_AT_A_TIME:  # check and store together (one server process submits at a time)
+            earlier = self._stored(external, cells)
+            if earlier is not None:
+                return self._answer(earlier, started)
+            summary = self.wb.batches._store(batch, LocalEngine(validated=[result]), scoring=engine,
+                                             origin=BatchOrigin.FORM)
         with self.ctx.store.connect() as conn:
             row = cases.first_application_of_batch(conn, summary.batch_id)
         band = Band(row.band)
@@ -101,6 +151,41 @@ class ApplicationService(Service):
             True, probability=row.probability, band=band, decision=BAND_RECOMMENDATION[band],
             expected_profit=row.expected_profit, reasons=json.loads(row.reasons),
             batch_id=summary.batch_id, stored_id=row.id, seconds=time.perf_counter() - started,
+        )
+
+    def _stored(self, external: str, cells: dict[str, Any]) -> EarlierDecision | None:
+        """The stored application with this id if its figures are the same; refused if not."""
+        with self.ctx.store.connect() as conn:
+            ids = cases.by_external_id(conn, external)
+            if not ids:
+                return None
+            row = cases.application(conn, ids[0])
+            batch = cases.batch_of(conn, row.batch_id)
+            last = cases.latest_decision(conn, row.id)
+        earlier = EarlierDecision(
+            row.id, row.batch_id, batch.uploaded_at, batch.uploaded_by, row.status,
+            last.decided_at if last else None, last.decided_by if last else None,
+            str(last.outcome) if last else None)
+        if _same_cells(json.loads(row.data), cells):
+            return earlier
+        how = ("typed in" if batch.file_name.startswith(TYPED_IN_PREFIX)
+               else f"in the batch {batch.file_name!r}")
+        raise DuplicateApplication(
+            f"application {external!r} is already stored with other figures ({how} on "
+            f"{when(batch.uploaded_at, self.ctx.config.display.timezone)} by {batch.uploaded_by}, now "
+            f"{row.status}): an application id stands for one application, so this one was not stored. "
+            "Check the figures, or give a changed application its own id",
+            application_id=external, stored_id=row.id, batch_id=row.batch_id)
+
+    def _answer(self, earlier: EarlierDecision, started: float) -> SingleDecision:
+        with self.ctx.store.connect() as conn:
+            row = cases.application(conn, earlier.application_id)
+            score = cases.score(conn, earlier.application_id)
+        band = Band(row.band)
+        return SingleDecision(
+            True, probability=row.probability, band=band, decision=BAND_RECOMMENDATION[band],
+            expected_profit=row.expected_profit, reasons=cases.reasons(score), batch_id=row.batch_id,
+            stored_id=row.id, seconds=time.perf_counter() - started, earlier=earlier,
         )
 
 

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from finflow_core.errors import Conflict, InvalidInput, ModelError, NotFound
 from finflow_core.lending.intake.reader import Source
 from finflow_core.lending.intake.validation import ValidationReport, validate_batch
@@ -26,6 +24,13 @@ from finflow_core.lending.terms import ModelStatus
 from finflow_core.services.access import Action
 from finflow_core.services.audit import anchored_write
 from finflow_core.services.context import Context
+from finflow_core.services.model_comparison import (
+    ModelComparison,
+    evaluation_frame,
+    labelled_evidence,
+    out_of_fold_evidence,
+)
+from finflow_core.services.model_comparison import compare as compare_on
 from finflow_core.services.workbench import Service
 from finflow_core.store import registry
 from finflow_core.store.audit_chain import append_audit
@@ -35,14 +40,16 @@ from finflow_core.store.registry import VersionRecord
 
 @dataclass
 class TrainingOutcome:
-    """A newly registered version, how it was trained, and how the champion did on the same data."""
+    """A newly registered version, how it was trained, and how it compares with the champion
+    on the same data (None for the first model; ``comparison_error`` when it could not be)."""
 
     version: str
     card: dict[str, Any]
     validation: ValidationReport
     became_champion: bool
-    champion_comparison: dict[str, Any] | None = None
+    champion_comparison: ModelComparison | None = None
     candidates: list[dict[str, Any]] = field(default_factory=list)
+    comparison_error: str | None = None
     data_check: TrainingDataCheck | None = None
     reports: dict[str, Path] = field(default_factory=dict)  # quarantine report files written
 
@@ -222,7 +229,8 @@ class ModelService(Service):
             "parent_version": None,
             "data": [{"file": report.batch.name, "sha256": report.batch.sha256, "rows": report.rows_in}],
         }
-        comparison = self._compare_with_champion(report, bundle)
+        bundle.evaluation = evaluation_frame(report.valid, bundle.model.oof_proba_, config)
+        comparison, comparison_error = self._compare_with_champion(bundle)
         folder = save_bundle(bundle, config.paths.models_dir, installation_key(config))
         (folder / TRAINING_COPY).write_bytes(copy)  # its hash is in the signed card
         try:
@@ -231,7 +239,7 @@ class ModelService(Service):
             shutil.rmtree(folder, ignore_errors=True)  # nothing registered, nothing left behind
             raise
         return TrainingOutcome(bundle.version, bundle.card, report, became, comparison,
-                               [c.card() for c in result.candidates], check, reports)
+                               [c.card() for c in result.candidates], comparison_error, check, reports)
 
     def train_challenger(self, *, allow_over_limit: bool = False,
                          report_dir: Path | None = None) -> TrainingOutcome:
@@ -287,9 +295,46 @@ class ModelService(Service):
                              model_version=bundle.version, at=now)
         return first
 
-    def promote(self, version: str, reason: str = "") -> None:
-        """Make ``version`` the champion; the previous champion is retired."""
+    def compare(self, candidate: str, against: str | None = None, *, data: Source | None = None,
+                name: str | None = None) -> ModelComparison:
+        """``candidate`` against ``against`` (the champion by default) on the same outcomes:
+        a labelled file when given, else the candidate's own training rows (out of fold).
+
+        See :mod:`finflow_core.services.model_comparison` for the figures and the rules.
+        """
+        self.require(Action.VIEW_MODELS)
+        champion = against or self._champion_name()
+        cand, champ = load_version(self.ctx, candidate), load_version(self.ctx, champion)
+        config = self.ctx.config
+        if data is not None:
+            report = validate_batch(data, config, name=name, require_target=True)
+            evidence = labelled_evidence(report.valid, report.batch.name, cand, champ, config)
+        else:
+            found = out_of_fold_evidence(cand, champ, config)
+            if found is None:
+                raise ModelError(f"model {candidate} kept no training rows to compare on: compare it on "
+                                 "a labelled file of recent applications instead", version=candidate)
+            evidence = found
+        return compare_on(cand, active_strategy(self.ctx, cand), champ, active_strategy(self.ctx, champ),
+                          evidence, config)
+
+    def promote(self, version: str, reason: str = "", *,
+                comparison: ModelComparison | None = None) -> ModelComparison | None:
+        """Make ``version`` the champion (the previous one is retired), for a reason a person
+        gives; the comparison with the champion (made here unless given) goes into the trail."""
         self.require(Action.PROMOTE_MODEL)
+        why = (reason or "").strip()
+        if not why:
+            raise InvalidInput("give the reason for promoting this model (it is recorded in the audit "
+                               "trail)", field="reason")
+        compared: dict[str, Any]
+        if comparison is None:
+            try:
+                comparison = self.compare(version)
+            except (ModelError, NotFound) as exc:
+                compared = {"error": exc.message}
+        if comparison is not None:
+            compared = comparison.audit_details()
         now = self.ctx.clock()
         with anchored_write(self.ctx) as conn:  # then anchored (services.audit)
             rec = registry.version(conn, version)
@@ -298,9 +343,14 @@ class ModelService(Service):
             if rec.status == ModelStatus.CHAMPION:
                 raise Conflict(f"model {version} is already the champion", version=version)
             old = registry.champion_version(conn)
-            registry.make_champion(conn, version, self.actor.username, now, note=reason)
+            if comparison is not None and comparison.champion.version != old:
+                raise Conflict(f"the champion changed to {old} meanwhile: compare again before promoting",
+                               version=version)
+            registry.make_champion(conn, version, self.actor.username, now, note=why)
             append_audit(conn, self.actor.username, "model_promoted", "model", version,
-                         {"previous_champion": old, "note": reason}, model_version=version, at=now)
+                         {"previous_champion": old, "note": why, "comparison": compared},
+                         model_version=version, at=now)
+        return comparison
 
     def save_strategy(self, low_edge: float, high_edge: float, note: str = "",
                       version: str | None = None) -> None:
@@ -320,26 +370,25 @@ class ModelService(Service):
                          {"low_edge": low_edge, "high_edge": high_edge, "note": note, **sealed},
                          model_version=name, at=now)
 
-    def _compare_with_champion(self, report: ValidationReport, new: ModelBundle) -> dict[str, Any] | None:
-        """Champion and challenger on the same labelled data (champion in-sample if it saw it)."""
-        from sklearn.metrics import roc_auc_score
+    def _champion_name(self) -> str:
+        with self.ctx.store.connect() as conn:
+            name = registry.champion_version(conn)
+        if name is None:
+            raise NotFound("no champion model yet")
+        return name
 
+    def _compare_with_champion(self, new: ModelBundle) -> tuple[ModelComparison | None, str | None]:
+        """A new version against the champion on the new version's training rows."""
         with self.ctx.store.connect() as conn:
             version = registry.champion_version(conn)
         if version is None:
-            return None
+            return None, None
         try:
             champ = load_version(self.ctx, version)
         except ModelError as exc:
-            return {"champion": version, "error": exc.message}
-        y = report.valid[self.ctx.config.target_column].astype(int).to_numpy()
-        p_champ = champ.model.predict_proba(report.valid)[:, 1]
-        return {
-            "champion": version,
-            "champion_auc": round(float(roc_auc_score(y, p_champ)), 4),
-            "champion_mean_pd": round(float(np.mean(p_champ)), 4),
-            "challenger": new.version,
-            "challenger_auc_out_of_fold": new.card["metrics_out_of_fold"]["auc"],
-            "observed_default_rate": round(float(y.mean()), 4),
-            "champion_saw_this_data": champ.card.get("training_data_sha256") == report.batch.sha256,
-        }
+            return None, exc.message
+        evidence = out_of_fold_evidence(new, champ, self.ctx.config)
+        assert evidence is not None  # train() kept the rows
+        strategy = new.strategy
+        return compare_on(new, strategy, champ, active_strategy(self.ctx, champ), evidence,
+                          self.ctx.config), None

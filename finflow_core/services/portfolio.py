@@ -22,7 +22,7 @@ WEEKLY_COLUMNS = ("applications", "approved", "declined", "pending", "referred",
 
 @dataclass
 class PortfolioSummary:
-    groups: pd.DataFrame  # week_start, band, status, kind, [segment], n, amount, expected_profit
+    groups: pd.DataFrame  # week_start, band, status, kind, typed_in, [segment], n, amount, expected_profit
     histogram: pd.DataFrame  # bin_start, bin_end, n
     segment: str | None
     automation_target: float
@@ -42,10 +42,24 @@ class PortfolioSummary:
         return (self.groups.groupby(list(keys), dropna=False)[["n", "amount", "expected_profit"]]
                 .sum().reset_index())
 
-    def weekly(self) -> pd.DataFrame:
-        """Week by week: applications, approvals, automation rate, expected profit, ROI."""
-        rows = [{"week_start": week, **figures(w)} for week, w in self.groups.groupby("week_start")]
+    def weekly(self, *, typed_in: bool = False) -> pd.DataFrame:
+        """Week by week: applications, approvals, automation rate, expected profit, ROI.
+
+        Of the weekly batch files only (``typed_in=True``: of the applications typed in one
+        by one instead). A week's trend is a population's: two applications typed in for a
+        week without a batch would otherwise read as a week of 2 applications, all decided
+        automatically. The totals (:meth:`kpis`) count everything.
+        """
+        part = self.groups[self.groups["typed_in"] == typed_in] if "typed_in" in self.groups else self.groups
+        rows = [{"week_start": week, **figures(w)} for week, w in part.groupby("week_start")]
         return pd.DataFrame(rows, columns=["week_start", *WEEKLY_COLUMNS])
+
+    @property
+    def typed_in_total(self) -> int:
+        """How many of the applications were typed in one by one."""
+        if self.groups.empty or "typed_in" not in self.groups:
+            return 0
+        return int(self.groups.loc[self.groups["typed_in"], "n"].sum())
 
 
 def figures(g: pd.DataFrame) -> dict[str, float]:

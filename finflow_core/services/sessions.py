@@ -5,7 +5,11 @@ comes back as a :class:`~finflow_core.services.workbench.Workbench`.
 
 * Sign-in is throttled: from the 3rd consecutive failure the account is locked for
   ``2 ** (failures - 3)`` seconds (capped at 15 minutes); an attempt during the lock is
-  refused without looking at the password. Unknown usernames cost the same scrypt work.
+  refused without looking at the password. A name that is no user gets exactly the same:
+  the same scrypt work, its own failure counter (``store.sign_in``), the same lock and
+  messages, so neither the answer nor its timing tells which names exist.
+* A signed-in browser keeps a server-side session (:attr:`Gate.sessions`, see
+  :mod:`finflow_core.services.browser_sessions`).
 * There is no default account: with no users nobody signs in until a first admin is
   created, locally (:meth:`Gate.create_first_admin`) or with a one-time set-up code.
 * Every attempt and change is audited in the same transaction.
@@ -17,8 +21,9 @@ import math
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 
 from finflow_core.errors import AuthError, Conflict, InvalidInput
 from finflow_core.lending.terms import Role
@@ -30,8 +35,10 @@ from finflow_core.security.passwords import (
     verify_password,
 )
 from finflow_core.services.access import Principal
+from finflow_core.services.browser_sessions import BrowserSessions
 from finflow_core.services.context import Context
 from finflow_core.services.workbench import Workbench
+from finflow_core.store import sign_in as sign_in_rows
 from finflow_core.store import users as user_rows
 from finflow_core.store.audit_chain import append_audit, lock_chain
 from finflow_core.store.tables import iso_utc, parse_utc
@@ -43,6 +50,8 @@ SETUP_CODE_MAX_FAILURES = 10
 #: No 0/O, 1/I/L: a code read off a console is easy to type.
 SETUP_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+#: A failure counter of a name that is no user is forgotten after a day without failures.
+FORGET_UNKNOWN_AFTER = timedelta(days=1)
 #: Names the audit trail uses for non-users; nobody may sign up as them.
 RESERVED_USERNAMES = frozenset({"system", "anonymous"})
 BAD_CREDENTIALS = "wrong username or password"
@@ -115,6 +124,11 @@ class Gate:
     def store(self):  # noqa: ANN201 - the Store
         return self.ctx.store
 
+    @cached_property
+    def sessions(self) -> BrowserSessions:
+        """Browser sessions: open at sign-in, checked at every page run, ended at sign-out."""
+        return BrowserSessions(self.ctx)
+
     # -- who is there ----------------------------------------------------------------------
     def has_users(self) -> bool:
         """Whether any user exists (if not, the app shows the first-admin set-up)."""
@@ -147,11 +161,7 @@ class Gate:
         with self.store.connect() as conn:
             row = user_rows.by_name(conn, name)
         if row is None:
-            check_against_dummy(password)
-            with self.store.begin() as conn:
-                append_audit(conn, "anonymous", "login_failed", USER, name[:64],
-                             {"reason": "unknown_user", "purpose": purpose}, at=now)
-            raise AuthError(BAD_CREDENTIALS, reason="bad_credentials")
+            raise self._refuse_unknown(name[:64], password, now, purpose)
         locked = _lock_end(row.locked_until, now)
         password_ok = locked is None and verify_password(password, row.password_hash)
         rehash = hash_password(password) if password_ok and needs_rehash(row.password_hash) else None
@@ -165,6 +175,33 @@ class Gate:
             raise AuthError(f"the account {name!r} is disabled: ask an administrator to enable it",
                             reason="disabled")
         raise AuthError(BAD_CREDENTIALS, reason="bad_credentials")
+
+    def _refuse_unknown(self, name: str, password: str, now: datetime, purpose: str) -> AuthError:
+        """A name that is no user: counted and locked like a real account (see module doc)."""
+        with self.store.connect() as conn:
+            seen = sign_in_rows.failures(conn, name)
+        if _lock_end(seen.locked_until if seen else None, now) is None:
+            check_against_dummy(password)  # the work a real password check costs
+        with self.store.begin() as conn:
+            lock_chain(conn)
+            seen = sign_in_rows.failures(conn, name)  # again, under the lock
+            lock_end = _lock_end(seen.locked_until if seen else None, now)
+            if lock_end is not None:
+                append_audit(conn, "anonymous", "login_refused", USER, name,
+                             {"reason": "locked", "locked_until": seen.locked_until if seen else None,
+                              "known_user": False, "purpose": purpose}, at=now)
+            else:
+                failures = (seen.failed_logins if seen else 0) + 1
+                seconds = lockout_seconds(failures)
+                until = iso_utc(now + timedelta(seconds=seconds)) if seconds else None
+                sign_in_rows.record_failure(conn, name, failures, until, now)
+                sign_in_rows.forget_failures_before(conn, now - FORGET_UNKNOWN_AFTER)
+                append_audit(conn, "anonymous", "login_failed", USER, name,
+                             {"reason": "unknown_user", "failures": failures, "locked_until": until,
+                              "purpose": purpose}, at=now)
+        if lock_end is not None:
+            return locked_error(lock_end, now)
+        return AuthError(BAD_CREDENTIALS, reason="bad_credentials")
 
     def _record_attempt(self, checked: _Checked, now: datetime,
                         purpose: str) -> tuple[Attempt, user_rows.UserRecord | None]:
@@ -321,7 +358,8 @@ def _lock_end(locked_until: str | None, now: datetime) -> datetime | None:
 def locked_error(until: datetime, now: datetime) -> AuthError:
     wait = max(1, math.ceil((until - now).total_seconds()))
     return AuthError(
-        f"too many failed attempts: try again in {wait} s (after {iso_utc(until)[:19]} UTC)",
+        f"too many failed attempts: try again in {wait} s (after "
+        f"{until.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S')} UTC)",
         reason="locked", retry_after_seconds=wait, retry_at=iso_utc(until),
     )
 

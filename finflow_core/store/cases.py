@@ -243,6 +243,12 @@ def reasons(row: Any) -> list[dict[str, Any]]:
     return json.loads(row.reasons) if row is not None else []
 
 
+def batch_of(conn: Connection, batch_id: str) -> Any | None:
+    """The batch row (file name, who uploaded it and when) of an application."""
+    return conn.execute(select(batches.c.id, batches.c.file_name, batches.c.uploaded_at, batches.c.uploaded_by)
+                        .where(batches.c.id == batch_id)).first()
+
+
 def uploaded_at(conn: Connection, batch_id: str) -> str:
     return conn.execute(select(_ARRIVED).where(batches.c.id == batch_id)).scalar() or ""
 

@@ -19,6 +19,9 @@ from finflow_core.lending.terms import BatchState
 from finflow_core.store.lending_tables import batches, portfolio_rollup, probability_rollup
 from finflow_core.store.rollup import HIST_BINS, published
 
+#: The file name of the one-row batch an application typed in is stored as starts so.
+TYPED_IN_PREFIX = "form:"
+
 
 @dataclass(frozen=True)
 class PortfolioFilter:
@@ -47,14 +50,17 @@ def _where(table: Any, segment_keys: dict[str, str], f: PortfolioFilter) -> list
 
 def grouped(conn: Connection, segment_keys: dict[str, str], f: PortfolioFilter,
             segment_key: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(groups: week_start, band, status, kind, [segment], n, amount, expected_profit;
-    histogram: bin_start, bin_end, n)."""
+    """(groups: week_start, band, status, kind, typed_in, [segment], n, amount, expected_profit;
+    histogram: bin_start, bin_end, n). ``typed_in`` marks applications typed in one by one
+    (each stored as a one-row batch) apart from those of weekly batch files."""
     r, h = portfolio_rollup.c, probability_rollup.c
-    cols = [r.week_start, r.band, r.status, r.kind]
+    typed_in = batches.c.file_name.like(f"{TYPED_IN_PREFIX}%").label("typed_in")
+    cols = [r.week_start, r.band, r.status, r.kind, typed_in]
     if segment_key is not None:
         cols.append(r[segment_key].label("segment"))
     q = (select(*cols, func.sum(r.n).label("n"), func.sum(r.amount).label("amount"),
                 func.sum(r.expected_profit).label("expected_profit"))
+         .select_from(portfolio_rollup.join(batches, batches.c.id == r.batch_id))
          .where(and_(r.n != 0, *_where(portfolio_rollup, segment_keys, f))).group_by(*cols)
          .having(func.sum(r.n) > 0))
     hq = (select(h.bin, func.sum(h.n)).where(and_(True, *_where(probability_rollup, segment_keys, f)))
@@ -63,9 +69,10 @@ def grouped(conn: Connection, segment_keys: dict[str, str], f: PortfolioFilter,
     hist = conn.execute(hq).all()
     groups = pd.DataFrame(
         [tuple(x) for x in rows],
-        columns=["week_start", "band", "status", "kind", *(["segment"] if segment_key else []),
+        columns=["week_start", "band", "status", "kind", "typed_in", *(["segment"] if segment_key else []),
                  "n", "amount", "expected_profit"],
     )
+    groups["typed_in"] = groups["typed_in"].astype(bool)
     if segment_key is not None:
         groups["segment"] = groups["segment"].replace("", None)
     counts = dict.fromkeys(range(HIST_BINS), 0)

@@ -23,6 +23,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -109,6 +110,40 @@ setup_codes = Table(
     _timestamp("used_at"),
     Column("failed_attempts", Integer, nullable=False, server_default=text("0")),
     _timestamp("locked_until"),
+)
+
+#: Signed-in browsers (see finflow_core.store.sign_in): the browser holds a random token in an
+#: HttpOnly cookie; only its SHA-256 is stored. A one-time hand-over code (also hashed) lets
+#: the browser fetch that cookie once, right after sign-in.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=True, unique=True),
+    Column("handoff_hash", String(64), nullable=True, unique=True),
+    _timestamp("handoff_expires_at"),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    # what the account looked like at sign-in: a changed password or role ends the session
+    Column("password_stamp", String(64), nullable=False),
+    Column("roles", String(200), nullable=False),
+    _timestamp("created_at", nullable=False),
+    _timestamp("last_seen_at", nullable=False),
+    _timestamp("expires_at", nullable=False),
+    _timestamp("revoked_at"),
+    Column("revoked_reason", String(32), nullable=True),
+    Index("ix_web_sessions_user_id", "user_id"),
+)
+
+#: Failed sign-ins under names that are no user: throttled exactly like a user's own counter,
+#: so a lockout never tells which names exist.
+sign_in_failures = Table(
+    "sign_in_failures",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("failed_logins", Integer, nullable=False, server_default=text("0")),
+    _timestamp("locked_until"),
+    _timestamp("last_failed_at", nullable=False),
+    Index("ix_sign_in_failures_last_failed_at", "last_failed_at"),
 )
 
 # -- audit trail ----------------------------------------------------------------------------

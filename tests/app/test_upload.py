@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from app_support import no_exception, page_as, table_with, texts
+from app_support import no_exception, page_as, plain, table_with, texts
 
 from finflow_core.lending.synthetic import generate_applications
 
@@ -61,7 +61,7 @@ def test_a_file_that_is_not_a_batch_is_rejected_and_nothing_is_stored(inst) -> N
     at = page_as(inst.users["analyst"], "pages/upload.py")
     at.file_uploader(key="up_file").set_value(("notes.csv", b"name;amount\nx;1\n", "text/csv")).run()
     no_exception(at)
-    errors = [e.value for e in at.error]
+    errors = [plain(e.value) for e in at.error]
     assert len(errors) == 1
     assert errors[0].startswith("File rejected, nothing was stored: notes.csv: missing required column(s)")
     assert all(b.key != "up_score" for b in at.button)

@@ -232,6 +232,9 @@ class Colour(StrEnum):
         ("line\nbreak\ttab", "line break tab"),
         ("abc\u202edef\x00", "abcdef"),  # bidi override, NUL
         (datetime(2026, 12, 1, 9, 41, 30, tzinfo=UTC), "2026-12-01 09:41"),
+        ("2026-12-02T13:48:52.418851+00:00", "2026-12-02 13:48"),  # a time stamp kept as text
+        ({"expires_at": "2026-12-02T13:48:52Z"}, "expires at: 2026-12-02 13:48"),
+        ("2026-12-02", "2026-12-02"),
     ],
 )
 def test_text_never_shows_none_nan_or_json(value: object, expected: str) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app_support import ROOT, Installation
+from playwright.sync_api import Page
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -21,6 +22,7 @@ CHROMIUM_FLAGS = [
 ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOTS = ARTIFACTS / "screenshots"
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+COOKIE = "finflow_session"  # finflow_app.server.COOKIE
 
 
 @dataclass
@@ -48,7 +50,7 @@ def free_port() -> int:
 
 def start_server(env: dict[str, str], log: Path) -> Server:
     port = free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "serve.py"), "--server.port", str(port),
            "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats",
            "false", "--server.fileWatcherType", "none"]
     started = time.monotonic()
@@ -87,3 +89,14 @@ def server_env(inst: Installation) -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT)
     env["FINFLOW_LOG_TIMINGS"] = "1"  # server-side seconds per run, in the server log
     return env
+
+
+def session_cookie(page: Page, timeout: float = 10.0) -> dict:  # type: ignore[type-arg]
+    """The session cookie, once the page has swapped its hand-over code for it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [c for c in page.context.cookies() if c["name"] == COOKIE]
+        if found:
+            return found[0]
+        page.wait_for_timeout(100)
+    raise AssertionError(f"no {COOKIE} cookie after sign-in: {page.context.cookies()}")

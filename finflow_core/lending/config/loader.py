@@ -102,6 +102,7 @@ def parse_config(raw: dict[str, Any], *, source: str = "<dict>", sha256: str = "
         sha256=sha256,
         pricing=doc.pricing_plan,
         display=doc.display,
+        security=doc.security,
         lender=doc.lender,
         letters=doc.letters,
         warnings=doc.warnings(),

@@ -40,6 +40,7 @@ from finflow_core.lending.config.settings import (
     Pricing,
     PricingSection,
     ReviewSettings,
+    SecuritySettings,
     StrategySettings,
 )
 
@@ -127,6 +128,7 @@ class Document(BaseModel):
     monitoring: MonitoringSettings = MonitoringSettings()
     review: ReviewSettings = ReviewSettings()
     display: DisplaySettings = DisplaySettings()
+    security: SecuritySettings = SecuritySettings()
     lender: LenderInfo | None = None
     letters: LettersSettings = LettersSettings()
     paths: PathSettings = PathSettings()
@@ -206,6 +208,7 @@ class Config:
     sha256: str
     pricing: Pricing = field(default_factory=Pricing)
     display: DisplaySettings = field(default_factory=DisplaySettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
     lender: LenderInfo | None = None
     warnings: tuple[str, ...] = ()
     letters: LettersSettings = field(default_factory=LettersSettings)

@@ -266,6 +266,14 @@ class LettersSettings:
 
 
 @dataclass(frozen=True, config=DECLARED)
+class SecuritySettings:
+    """How long a signed-in browser stays signed in."""
+
+    session_idle_minutes: Positive = 30.0  # signed out after this long without any activity
+    session_max_hours: Positive = 12.0  # and after this long in any case (sign in again)
+
+
+@dataclass(frozen=True, config=DECLARED)
 class DisplaySettings:
     timezone: Text = "UTC"  # an IANA zone name, e.g. Europe/Berlin
 

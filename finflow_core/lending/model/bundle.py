@@ -36,6 +36,9 @@ class ModelBundle:
     #: margin / loss / amount of each training loan, for what-ifs on the out-of-fold scores
     loan_values: dict[str, np.ndarray] | None = None
     notes: str = ""
+    #: validated training rows with their out-of-fold probability, kept (inside the signed
+    #: artifact) to compare this version with another on the same outcomes before promotion
+    evaluation: pd.DataFrame | None = None
 
     def check_compatible(self, config: Config) -> None:
         """Refuse to score with a config that lacks columns this model was trained on."""

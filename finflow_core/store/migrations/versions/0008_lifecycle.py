@@ -1,7 +1,7 @@
 """Model lifecycle: outcomes and their files, experiments, arms, shadow scores, promotion notes.
 
 Revision ID: 0008_lifecycle
-Revises: 0006_review_desk
+Revises: 0007_sessions
 Create Date: 2026-12-01
 
 Written out in full (a migration is a frozen snapshot); ``store/lifecycle_tables.py`` must
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_lifecycle"
-down_revision: str | Sequence[str] | None = "0006_review_desk"
+down_revision: str | Sequence[str] | None = "0007_sessions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
