@@ -13,8 +13,8 @@ import threading
 
 from finflow_core.lending.config import ENV_CONFIG, ENV_DATABASE_URL, ENV_HOME, load_config
 from finflow_core.services.context import Context
+from finflow_core.services.maintenance import open_installation
 from finflow_core.services.sessions import Gate
-from finflow_core.store import open_store
 
 _lock = threading.Lock()
 _contexts: dict[tuple[str | None, str, str | None], Context] = {}
@@ -37,7 +37,7 @@ def context() -> Context:
             from finflow_core.store.config_log import record_config
 
             cfg = load_config()
-            store = open_store(cfg.paths.database_url)
+            store = open_installation(cfg)  # the guards the CLI has: a lost database, 0700 data folder
             record_config(store, cfg)  # a changed config file is an audit event
             found = _contexts[key] = Context(cfg, store)
     return found

@@ -10,7 +10,9 @@ Exit codes (also in ``finflow --help``):
   process beyond the busy timeout) · 15 disk full · 16 not writable (read-only home, data
   folder or --out; database server unreachable) · 17 database damaged (not a database,
   truncated, failing its integrity check, or missing/empty where one was) · 18 not
-  available for this database (PostgreSQL backup/restore: use pg_dump/pg_restore)
+  available for this database (PostgreSQL backup/restore: use pg_dump/pg_restore) · 19 Dask
+  cluster unusable · 20 Dask cluster lost during the run (nothing stored) · 21 performance
+  alert (``finflow monitor``) · 130 interrupted (Ctrl+C)
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ EPILOG = """exit codes:
   (4 = not a batch: empty, not CSV, wrong encoding, missing columns, too large, too many columns)
   19 Dask cluster unusable (address, no workers, workers that cannot read the file)
   20 Dask cluster lost during the run (nothing stored)   21 performance alert (monitor)
+  130 interrupted (Ctrl+C)
 
 commands that change the store need a user: --user NAME (or FINFLOW_USER) and the password
 in FINFLOW_PASSWORD, or typed at the prompt."""

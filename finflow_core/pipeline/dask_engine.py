@@ -30,7 +30,8 @@ How it stays right on a shared cluster
   rescheduled, and if every copy of the payload was lost it is sent again and the lost
   partitions resubmitted (see :class:`~finflow_core.pipeline.dask_cluster.TaskWatch`). Dask
   also retries a task that raised (``retries``). A run the cluster cannot finish fails with
-  :class:`~finflow_core.errors.ClusterLost` and, being one transaction, stores nothing.
+  :class:`~finflow_core.errors.ClusterLost` and, because a batch loads invisibly and is published only at the end, stores nothing
+  (the partial load is removed).
 
 The driver loads the champion (checking its signature); workers need neither the model
 files nor ``FINFLOW_SECRET_KEY`` nor the database: only FinFlow and the same library
