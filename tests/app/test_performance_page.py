@@ -147,6 +147,9 @@ def test_a_manager_sees_vintages_and_fairness_by_segment(pi) -> None:
     v = next(v for v in report.vintages if v.vintage == batch)
     assert row["light"] == LIGHTS[v.light] and row["with outcome"] == v.with_outcome > 0
     assert "🟢 green: as predicted" in texts(at)  # the legend
+    from test_figures_read_well import screen_problems, table_problems
+
+    assert screen_problems(at) + table_problems(at) == []  # with outcomes: figures read as figures
 
     segment = pi.config.segments[0]
     fairness = table_with(at, "impact ratio")
