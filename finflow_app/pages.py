@@ -26,6 +26,8 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/portfolio.py", "Portfolio", "portfolio", Action.VIEW_PORTFOLIO,
              ":material/monitoring:", "Oversight"),
     PageSpec("pages/drift.py", "Drift", "drift", Action.VIEW_DRIFT, ":material/trending_up:", "Oversight"),
+    PageSpec("pages/performance.py", "Performance", "performance", Action.VIEW_PERFORMANCE,
+             ":material/insights:", "Oversight"),
     PageSpec("pages/model.py", "Model & strategy", "model", Action.VIEW_MODELS, ":material/model_training:",
              "Oversight"),
     PageSpec("pages/audit.py", "Audit trail", "audit", Action.VIEW_AUDIT, ":material/fact_check:",

@@ -98,6 +98,9 @@ class ExperimentService(Service):
 
     def stop(self, experiment_id: int, *, reason: str) -> None:
         self.require(Action.MANAGE_EXPERIMENTS)
+        if not reason.strip():
+            raise InvalidInput("stopping a test needs a reason (it is recorded in the audit trail)",
+                               field="reason")
         now = self.ctx.clock()
         with self.ctx.store.begin() as conn:
             if store_experiments.stop(conn, experiment_id, self.actor.username, now) != 1:

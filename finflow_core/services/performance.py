@@ -12,6 +12,8 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 
+from finflow_core.errors import InvalidInput
+from finflow_core.lending.fairness import FOUR_FIFTHS, MIN_GROUP, GroupRate, adverse_impact
 from finflow_core.lending.performance import (
     Limits,
     PerformanceAlert,
@@ -23,13 +25,19 @@ from finflow_core.lending.performance import (
 from finflow_core.lending.terms import DecisionKind, Status
 from finflow_core.services.access import Action
 from finflow_core.services.workbench import Service
+from finflow_core.store import fairness_queries, registry
 from finflow_core.store import outcomes as rows_of
-from finflow_core.store import registry
 
 APPROVED_ONLY = (
     "Outcomes exist only for funded loans: these figures describe approved applications, not "
     "everyone who applied. Declined applicants' outcomes are never observed; reject inference "
     "or a small random approval sample are the standard remedies (docs/LIFECYCLE.md)."
+)
+
+
+FAIRNESS_NOTE = (
+    "A group approved at under four fifths (80%) of the most-approved group's rate is flagged, as "
+    "fair-lending reviews do; a flag is a reason to look, not a finding of discrimination."
 )
 
 
@@ -67,6 +75,35 @@ class OfficerQuality:
     overrides_right: int  # approved against the model and repaid
     overrides_wrong: int  # approved against the model and defaulted
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class FairnessReport:
+    """Approval rates by group of each segment column and their adverse impact ratios."""
+
+    segments: tuple[str, ...]  # the segment columns reported (config ``dataset.segments``)
+    groups: list[GroupRate]  # one per (segment, group), segment by segment
+    threshold: float = FOUR_FIFTHS
+    min_group: int = MIN_GROUP
+    notes: tuple[str, ...] = (FAIRNESS_NOTE,)
+
+    @property
+    def decided(self) -> int:
+        """Decided applications counted (each segment counts every one of them once)."""
+        first = [g.decided for g in self.groups if g.column == self.segments[0]] if self.segments else []
+        return sum(first)
+
+    @property
+    def flagged(self) -> list[GroupRate]:
+        return [g for g in self.groups if g.flagged]
+
+    def frame(self) -> pd.DataFrame:
+        """The groups as a table: segment, group, decided, approved, approval_rate, impact_ratio,
+        reference, flagged, small."""
+        cols = ["segment", "group", "decided", "approved", "approval_rate", "impact_ratio", "reference",
+                "flagged", "small"]
+        return pd.DataFrame([(g.column, g.group, g.decided, g.approved, g.approval_rate, g.impact_ratio,
+                              g.reference, g.flagged, g.small) for g in self.groups], columns=cols)
 
 
 class PerformanceService(Service):
@@ -118,6 +155,25 @@ class PerformanceService(Service):
         out.append(_quality("everyone", manual))
         return out
 
+    def fairness(self, segment: str | None = None) -> FairnessReport:
+        """Approval rates and adverse impact ratios by group of ``segment`` (a configured
+        segment column; None: every one), over decided applications of published batches."""
+        self.require(Action.VIEW_PERFORMANCE)
+        configured = tuple(self.ctx.config.segments)
+        if segment is not None and segment not in configured:
+            raise InvalidInput(f"{segment!r} is not a segment; choose from "
+                               f"{', '.join(configured) or '(none configured)'}", field="segment")
+        names = configured if segment is None else (segment,)
+        keys = {name: f"segment_{configured.index(name) + 1}" for name in names}
+        with self.ctx.store.connect(snapshot=True) as conn:
+            counts = [fairness_queries.approval_counts(conn, keys[n], n) for n in names]
+        frame = pd.concat(counts, ignore_index=True) if counts else pd.DataFrame(
+            columns=["column", "group", "decided", "approved"])
+        groups = adverse_impact(frame) if len(frame) else []
+        order = {n: i for i, n in enumerate(names)}
+        groups.sort(key=lambda g: order[g.column])
+        return FairnessReport(names, groups)
+
     def _reference_auc(self) -> float | None:
         with self.ctx.store.connect() as conn:
             champion = registry.champion_version(conn)
@@ -148,5 +204,5 @@ def _quality(name: str, part: pd.DataFrame) -> OfficerQuality:
     )
 
 
-__all__ = ["APPROVED_ONLY", "OfficerQuality", "PerformanceReport", "PerformanceService",
+__all__ = ["APPROVED_ONLY", "FAIRNESS_NOTE", "FairnessReport", "OfficerQuality", "PerformanceReport", "PerformanceService",
            "VintageKey"]

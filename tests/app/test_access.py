@@ -17,6 +17,7 @@ TITLES = {
     "upload": "Batches",
     "portfolio": "Portfolio",
     "drift": "Drift",
+    "performance": "Performance",
     "model": "Model & strategy",
     "audit": "Audit trail",
     "users": "Users",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from finflow_core.lending.fairness import adverse_impact
+
+pytest_plugins = ["store_fixtures"]  # the store tests' shared fixtures
 
 
 def test_a_group_approved_at_under_four_fifths_of_the_best_rate_is_flagged() -> None:
@@ -24,3 +27,76 @@ def test_small_groups_are_never_the_reference() -> None:
     rates = {g.group: g for g in adverse_impact(counts)}
     assert rates["26-60"].reference and not rates["18-25"].reference
     assert rates["60+"].impact_ratio == 0.5 / 0.6 and rates["60+"].flagged is False  # 0.83
+
+
+# -- the service: counted from the store ------------------------------------------------------
+
+def _stored(ff) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    """Every stored application's industry (from the cells as submitted) and status."""
+    import json
+
+    from sqlalchemy import select
+
+    from finflow_core.store.lending_tables import applications
+
+    with ff.store.connect() as conn:
+        rows = conn.execute(select(applications.c.data, applications.c.status)).all()
+    return pd.DataFrame([(json.loads(d)["industry"], s) for d, s in rows], columns=["industry", "status"])
+
+
+def test_fairness_counts_decided_applications_per_segment_group(ffa_sqlite) -> None:  # type: ignore[no-untyped-def]
+    from store_helpers import MANAGER
+
+    from finflow_core.lending.fairness import FOUR_FIFTHS
+
+    ff = ffa_sqlite
+    report = ff.wb(MANAGER).performance.fairness("industry")
+    assert report.segments == ("industry",) and report.threshold == FOUR_FIFTHS
+    stored = _stored(ff)
+    decided = stored[stored["status"].isin(["approved", "declined"])]
+    expected = {g: (len(p), int((p["status"] == "approved").sum())) for g, p in decided.groupby("industry")}
+    assert {g.group: (g.decided, g.approved) for g in report.groups} == expected
+    assert report.decided == len(decided) < len(stored)  # pending cases are not decisions yet
+    [reference] = [g for g in report.groups if g.reference]
+    assert reference.impact_ratio == 1.0
+    assert reference.approval_rate == max(g.approval_rate for g in report.groups if not g.small)
+    for g in report.groups:
+        assert g.flagged == (not g.small and g.impact_ratio < FOUR_FIFTHS)
+    table = report.frame()
+    assert list(table["segment"].unique()) == ["industry"] and len(table) == len(expected)
+    both = ff.wb(MANAGER).performance.fairness()
+    assert both.segments == tuple(ff.config.segments) and {g.column for g in both.groups} == set(both.segments)
+
+
+def test_an_officer_decision_counts_and_a_voided_batch_does_not(ffa_sqlite) -> None:  # type: ignore[no-untyped-def]
+    from store_helpers import ANALYST, MANAGER, PASSWORD
+
+    ff = ffa_sqlite
+    ff.users()
+    before = {g.group: g for g in ff.wb(MANAGER).performance.fairness("industry").groups}
+    case = ff.pending_ids()[0]
+    officer = ff.wb(ff.gate.authenticate("oscar.officer", PASSWORD))
+    with ff.store.connect() as conn:
+        from sqlalchemy import select
+
+        from finflow_core.store.lending_tables import applications
+        group = conn.execute(select(applications.c.segment_1).where(applications.c.id == case)).scalar_one()
+    officer.review.decide(case, "approve")
+    after = {g.group: g for g in ff.wb(ANALYST).performance.fairness("industry").groups}
+    assert sum(g.decided for g in after.values()) == sum(g.decided for g in before.values()) + 1
+    assert sum(g.approved for g in after.values()) == sum(g.approved for g in before.values()) + 1
+    assert after[group].approved == before[group].approved + 1  # industry is segment 1
+    [batch] = ff.batch_ids()
+    ff.wb(ff.gate.authenticate("mia.manager", PASSWORD)).batches.void(batch, "wrong file")
+    assert ff.wb(MANAGER).performance.fairness("industry").groups == []
+
+
+def test_fairness_is_for_analysts_and_managers_and_named_segments_only(ffa_sqlite) -> None:  # type: ignore[no-untyped-def]
+    from store_helpers import MANAGER, OFFICER
+
+    from finflow_core.errors import InvalidInput, PermissionDenied
+
+    with pytest.raises(PermissionDenied):
+        ffa_sqlite.wb(OFFICER).performance.fairness()
+    with pytest.raises(InvalidInput, match="not a segment"):
+        ffa_sqlite.wb(MANAGER).performance.fairness("sex")

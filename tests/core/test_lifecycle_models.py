@@ -108,6 +108,9 @@ def test_a_manager_starts_one_split_at_a_time_with_a_reason_and_stops_it(ffa_sql
     assert exp.running and exp.seed == 7 and exp.share == 0.1
     with pytest.raises(Conflict, match="already running"):
         manager.start(other, reason="again")
+    with pytest.raises(InvalidInput, match="needs a reason"):
+        manager.stop(exp.id, reason="  ")
+    assert [e.id for e in manager.running()] == [exp.id]
     manager.stop(exp.id, reason="enough data")
     assert manager.running() == []
     started = [e for e in audit_rows(ff.store) if e["action"] == "experiment_started"]
