@@ -44,33 +44,91 @@ def champion_training_frame(ctx: Context, version: str) -> tuple[pd.DataFrame, s
     return frame, want
 
 
-def challenger_training_data(ctx: Context, parent: str) -> tuple[bytes, dict[str, Any]]:
-    """CSV bytes of the parent's training rows plus the labelled stored applications, and the
-    lineage to record in the new model card."""
+def _labelled(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Funded stored applications with an outcome (performance rows) and their cells as
+    submitted with the outcome as the target, oldest vintage first."""
     config = ctx.config
-    base, copy_sha = champion_training_frame(ctx, parent)
     with ctx.store.connect(snapshot=True) as conn:
         perf = rows_of.performance_rows(conn)
         labelled = perf[(perf["status"] == Status.APPROVED) & perf["defaulted"].notna()]
         stored = rows_of.stored_data(conn, labelled["application_id"].astype(int).tolist())
-    target, id_col = config.target_column, config.id_column
+    if stored.empty:
+        return labelled, stored
+    labelled = labelled.sort_values("application_id")
+    stored[config.target_column] = labelled["defaulted"].astype(int).astype(str).to_numpy()
+    return labelled, stored
+
+
+def vintages_in_order(labelled: pd.DataFrame) -> list[str]:
+    """Batch ids of the labelled rows, the earliest stored first."""
+    first = labelled.groupby("batch_id")["uploaded_at"].min().sort_values(kind="stable")
+    return [str(b) for b in first.index]
+
+
+def challenger_training_data(ctx: Context, parent: str, *,
+                             holdout_vintages: int = 1) -> tuple[bytes, dict[str, Any]]:
+    """CSV bytes of the parent's training rows plus the labelled stored applications, and the
+    lineage to record in the new model card.
+
+    The most recent ``holdout_vintages`` labelled vintages are left out (when older ones
+    remain) so that the challenger and the champion can be compared on applications neither
+    learned from: the out-of-time holdout of ``finflow models compare``.
+    """
+    config = ctx.config
+    base, copy_sha = champion_training_frame(ctx, parent)
+    labelled, stored = _labelled(ctx)
+    id_col = config.id_column
     if stored.empty:
         raise ModelError("no stored application has an outcome yet: load outcomes first "
                          "(`finflow outcomes load --data FILE.csv`)")
-    outcome_of = labelled.set_index("application_id")["defaulted"]
-    stored[target] = outcome_of.reindex(labelled["application_id"].astype(int).to_numpy()).astype(int) \
-        .astype(str).to_numpy()
-    vintages = sorted(set(stored.pop("batch_id")))
-    keep = [c for c in base.columns if c in stored.columns]
-    newer = set(stored[id_col])
+    order = vintages_in_order(labelled)
+    held = order[-holdout_vintages:] if 0 < holdout_vintages < len(order) else []
+    learned = stored[~stored["batch_id"].isin(held)]
+    vintages = sorted(set(learned["batch_id"]))
+    keep = [c for c in base.columns if c in learned.columns]
+    newer = set(learned[id_col])
     base = base[~base[id_col].isin(newer)]  # an application learned again: its newer outcome wins
-    combined = pd.concat([base, stored[keep]], ignore_index=True)[list(base.columns)].fillna("")
+    combined = pd.concat([base, learned[keep]], ignore_index=True)[list(base.columns)].fillna("")
     lineage = {
         "parent_version": parent,
         "data": [
             {"source": f"training data of {parent}", "sha256": copy_sha, "rows": len(base)},
-            {"source": "stored applications with outcomes", "rows": len(stored), "vintages": vintages,
+            {"source": "stored applications with outcomes", "rows": len(learned), "vintages": vintages,
              "observed_through": str(labelled["observed_on"].max())},
         ],
+        "holdout": {"vintages": held, "rows": int(stored["batch_id"].isin(held).sum())} if held else None,
     }
     return combined.to_csv(index=False).encode(), lineage
+
+
+def trained_vintages(card: dict[str, Any]) -> set[str]:
+    """The stored vintages a model card says the model learned from."""
+    return {str(v) for part in (card.get("lineage") or {}).get("data", []) for v in part.get("vintages", [])}
+
+
+def holdout_frame(ctx: Context, candidate_card: dict[str, Any],
+                  champion_card: dict[str, Any]) -> tuple[pd.DataFrame, list[str]] | None:
+    """The out-of-time holdout both models can be judged on: the candidate's recorded holdout
+    vintages, else the most recent labelled vintage neither model learned from; validated
+    (typed, with the target) like a training file. None when there is none."""
+    from finflow_core.lending.intake.reader import make_chunk
+    from finflow_core.lending.intake.validation import BatchValidator
+
+    labelled, stored = _labelled(ctx)
+    if stored.empty:
+        return None
+    recorded = (candidate_card.get("lineage") or {}).get("holdout") or {}
+    vintages = [v for v in recorded.get("vintages", []) if v in set(stored["batch_id"])]
+    if not vintages:
+        seen = trained_vintages(candidate_card) | trained_vintages(champion_card)
+        fresh = [v for v in vintages_in_order(labelled) if v not in seen]
+        vintages = fresh[-1:]
+    if not vintages:
+        return None
+    part = stored[stored["batch_id"].isin(vintages)]
+    columns = [c for c in part.columns if c != "batch_id"]
+    n = len(part)
+    chunk = make_chunk(tuple(columns), part[columns].fillna("").astype(str).values.tolist(),
+                       list(range(1, n + 1)), list(range(2, n + 2)), [])
+    valid = BatchValidator(ctx.config, require_target=True).validate(chunk).valid
+    return (valid, vintages) if len(valid) else None

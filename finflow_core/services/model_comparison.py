@@ -38,6 +38,7 @@ FEW_ROWS_SHARE = 0.5
 
 class EvidenceKind(StrEnum):
     LABELLED_FILE = "labelled_file"
+    RECENT_VINTAGES = "recent_vintages"  # out of time: stored outcomes neither model learned from
     CANDIDATE_OUT_OF_FOLD = "candidate_out_of_fold"
 
 
@@ -191,9 +192,9 @@ def out_of_fold_evidence(candidate: ModelBundle, champion: ModelBundle, config: 
 
 
 def labelled_evidence(frame: pd.DataFrame, name: str, candidate: ModelBundle, champion: ModelBundle,
-                      config: Config) -> Evidence:
-    """A labelled file (recent applications whose outcomes are known) scored by both."""
+                      config: Config, kind: EvidenceKind = EvidenceKind.LABELLED_FILE) -> Evidence:
+    """Labelled rows (recent applications whose outcomes are known) scored by both."""
     y = frame[config.target_column].to_numpy(dtype=int)
-    return Evidence(EvidenceKind.LABELLED_FILE, f"the {count(len(frame))} applications with outcomes in {name}",
+    return Evidence(kind, f"the {count(len(frame))} applications with outcomes in {name}",
                     frame, y, candidate.model.predict_proba(frame)[:, 1],
                     champion.model.predict_proba(frame)[:, 1])

@@ -25,6 +25,7 @@ from finflow_core.services.access import Action
 from finflow_core.services.audit import anchored_write
 from finflow_core.services.context import Context
 from finflow_core.services.model_comparison import (
+    EvidenceKind,
     ModelComparison,
     evaluation_frame,
     labelled_evidence,
@@ -298,17 +299,27 @@ class ModelService(Service):
     def compare(self, candidate: str, against: str | None = None, *, data: Source | None = None,
                 name: str | None = None) -> ModelComparison:
         """``candidate`` against ``against`` (the champion by default) on the same outcomes:
-        a labelled file when given, else the candidate's own training rows (out of fold).
+        a labelled file when given; else the out-of-time holdout of stored outcomes (the
+        candidate's held-out vintages, or the most recent labelled vintage neither model
+        learned from); else the candidate's own training rows (out of fold).
 
         See :mod:`finflow_core.services.model_comparison` for the figures and the rules.
         """
         self.require(Action.VIEW_MODELS)
+        from finflow_core.services.lineage import holdout_frame
+
         champion = against or self._champion_name()
         cand, champ = load_version(self.ctx, candidate), load_version(self.ctx, champion)
         config = self.ctx.config
+        holdout = None if data is not None else holdout_frame(self.ctx, cand.card, champ.card)
         if data is not None:
             report = validate_batch(data, config, name=name, require_target=True)
             evidence = labelled_evidence(report.valid, report.batch.name, cand, champ, config)
+        elif holdout is not None:
+            frame, vintages = holdout
+            evidence = labelled_evidence(frame, f"the out-of-time holdout ({', '.join(vintages)}), which "
+                                         "neither model learned from", cand, champ, config,
+                                         EvidenceKind.RECENT_VINTAGES)
         else:
             found = out_of_fold_evidence(cand, champ, config)
             if found is None:
@@ -387,8 +398,18 @@ class ModelService(Service):
             champ = load_version(self.ctx, version)
         except ModelError as exc:
             return None, exc.message
-        evidence = out_of_fold_evidence(new, champ, self.ctx.config)
-        assert evidence is not None  # train() kept the rows
+        from finflow_core.services.lineage import holdout_frame
+
+        holdout = holdout_frame(self.ctx, new.card, champ.card)
+        if holdout is not None:  # a challenger: judged on the vintages it did not learn from
+            frame, vintages = holdout
+            evidence = labelled_evidence(frame, f"the out-of-time holdout ({', '.join(vintages)}), "
+                                         "which neither model learned from", new, champ,
+                                         self.ctx.config, EvidenceKind.RECENT_VINTAGES)
+        else:
+            found = out_of_fold_evidence(new, champ, self.ctx.config)
+            assert found is not None  # train() kept the rows
+            evidence = found
         strategy = new.strategy
         return compare_on(new, strategy, champ, active_strategy(self.ctx, champ), evidence,
                           self.ctx.config), None

@@ -115,3 +115,29 @@ def test_a_manager_starts_one_split_at_a_time_with_a_reason_and_stops_it(ffa_sql
     assert manager.running() == []
     started = [e for e in audit_rows(ff.store) if e["action"] == "experiment_started"]
     assert started[-1]["details"]["seed"] == 7 and started[-1]["details"]["challenger"] == other
+
+
+def test_a_challenger_holds_out_the_latest_vintage_and_is_compared_on_it(ffa_sqlite: Lending) -> None:
+    """The issue's out-of-time holdout: the challenger learns from older labelled vintages; the
+    most recent one, which neither model saw, is where both are judged."""
+    from finflow_core.lending.synthetic import generate_applications
+    from finflow_core.services.model_comparison import EvidenceKind
+
+    ff = ffa_sqlite
+    [older] = ff.batch_ids()
+    later = generate_applications(600, seed=77).drop(columns="default").to_csv(index=False).encode()
+    newer = ff.run(later).batch_id
+    analyst = wb(ff, ANALYST)
+    drawn = analyst.outcomes.simulate([older, newer], as_of=date(2027, 9, 1), seed=3)
+    analyst.outcomes.load(drawn.to_csv(index=False).encode())
+
+    outcome = analyst.models.train_challenger()
+    lineage = outcome.card["lineage"]
+    assert lineage["data"][1]["vintages"] == [older]
+    assert lineage["holdout"]["vintages"] == [newer] and lineage["holdout"]["rows"] > 0
+    compared = outcome.champion_comparison
+    assert compared is not None and compared.evidence == EvidenceKind.RECENT_VINTAGES
+    assert newer in compared.source and compared.rows == lineage["holdout"]["rows"]
+    again = wb(ff, MANAGER).models.compare(outcome.version)  # the CLI's default, the same rows
+    assert again.evidence == EvidenceKind.RECENT_VINTAGES and again.rows == compared.rows
+    assert again.candidate.auc == pytest.approx(compared.candidate.auc)
