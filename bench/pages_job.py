@@ -41,7 +41,8 @@ def fill(n: int, tag: str) -> Path:
     """``n`` applications in batches of 100k, written by StoreSink with synthetic scores."""
     from datetime import UTC, datetime
 
-    from finflow_core.lending.intake.reader import BatchFile, iter_chunks, open_batch
+    from finflow_core.lending.intake.reader import BatchFile, open_batch
+    from finflow_core.lending.intake.sources import iter_chunks
     from finflow_core.lending.intake.validation import ISSUE_COLUMNS, BatchValidator, ChunkResult
     from finflow_core.lending.strategy import BAND_DECISION, HIGH, LOW, MEDIUM, assign_bands
     from finflow_core.lending.synthetic import generate_applications

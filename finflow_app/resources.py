@@ -13,7 +13,7 @@ import threading
 
 from finflow_core.lending.config import ENV_CONFIG, ENV_DATABASE_URL, ENV_HOME, load_config
 from finflow_core.services.context import Context
-from finflow_core.services.maintenance import open_installation
+from finflow_core.services.maintenance import open_context
 from finflow_core.services.sessions import Gate
 
 _lock = threading.Lock()
@@ -34,12 +34,9 @@ def context() -> Context:
     with _lock:
         found = _contexts.get(key)
         if found is None:
-            from finflow_core.store.config_log import record_config
-
-            cfg = load_config()
-            store = open_installation(cfg)  # the guards the CLI has: a lost database, 0700 data folder
-            record_config(store, cfg)  # a changed config file is an audit event
-            found = _contexts[key] = Context(cfg, store)
+            # the guards the CLI has (a lost database, a 0700 data folder); a changed config
+            # file is an audit event
+            found = _contexts[key] = open_context(load_config())
     return found
 
 

@@ -240,7 +240,7 @@ def act(action: Any, success: str) -> None:
 
 def drift_banner(status: str, score_psi: float | None, limits: str = "") -> None:
     """The drift status as a coloured banner, with what to do about it."""
-    from finflow_core.services.monitoring import ADVICE
+    from finflow_core.lending.drift import ADVICE
 
     psi = f": score PSI {fmt.number(score_psi, 3)}" if score_psi is not None else ""
     show = {DriftStatus.STABLE: st.success, DriftStatus.WATCH: st.warning,

@@ -19,7 +19,6 @@ from finflow_core.lending.config import Config, load_config
 from finflow_core.services.context import Context as ServiceContext
 from finflow_core.services.sessions import Gate
 from finflow_core.services.workbench import Workbench
-from finflow_core.store import Store
 
 ENV_USER = "FINFLOW_USER"
 ENV_PASSWORD = "FINFLOW_PASSWORD"
@@ -44,21 +43,11 @@ class Context:
         return config
 
     @cached_property
-    def store(self) -> Store:
-        from finflow_core.services.maintenance import open_installation
-        from finflow_core.store.config_log import record_config
-
-        store = open_installation(self.config)  # refuses a lost database (see maintenance)
-        try:
-            record_config(store, self.config)  # a changed config file is an audit event
-        except BaseException:
-            store.close()
-            raise
-        return store
-
-    @cached_property
     def services(self) -> ServiceContext:
-        return ServiceContext(self.config, self.store)
+        """The installation's services (its store opened with the guards the app has too)."""
+        from finflow_core.services.maintenance import open_context
+
+        return open_context(self.config)
 
     @cached_property
     def gate(self) -> Gate:
@@ -87,8 +76,8 @@ class Context:
         return self.gate.sign_in(username, self.password)
 
     def close(self) -> None:
-        if "store" in self.__dict__:
-            self.store.close()
+        if "services" in self.__dict__:
+            self.services.store.close()
 
 
 def emit(args: argparse.Namespace, payload: Any, text: str) -> None:

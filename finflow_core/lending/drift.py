@@ -359,3 +359,16 @@ def build_baseline(
     for name, cats in categorical.items():
         specs[name] = categorical_bins(name, frame[name], cats)
     return DriftBaseline(specs=specs, floor=floor, watch=watch, alert=alert, rows=len(scores))
+
+
+#: What a drift status asks of the lender, in words (the app, the CLI and the report).
+ADVICE = {
+    DriftStatus.STABLE: "The population matches the training baseline. No action needed.",
+    DriftStatus.WATCH: "Some inputs are moving away from the training baseline. Watch the next batches "
+                       "and check the features marked 'watch'.",
+    DriftStatus.ALERT: "The population has shifted materially (PSI above the alert limit). Retrain the "
+                       "model on recent outcomes, and review the strategy edges until a new champion is "
+                       "promoted.",
+    DriftStatus.INSUFFICIENT: "Too few rows in the batch for PSI to mean anything: drift is judged "
+                              "once enough applications have arrived.",
+}

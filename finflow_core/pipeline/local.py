@@ -7,7 +7,8 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from finflow_core.lending.intake.reader import BatchFile, iter_chunks
+from finflow_core.lending.intake.reader import BatchFile
+from finflow_core.lending.intake.sources import iter_chunks
 from finflow_core.lending.intake.validation import BatchValidator, ChunkResult
 from finflow_core.lending.scoring import ScoringEngine
 from finflow_core.pipeline.run import Part, add_timing

@@ -6,7 +6,7 @@ exactly what one process stores:
 * **CSV** is cut into byte ranges at record boundaries (after a line break; when the file
   holds a quote character the cut points come from a real CSV parse, so a quoted cell with
   a line break is never split). Each range is parsed by
-  :func:`~finflow_core.lending.intake.reader.iter_chunks` itself, with the header put in
+  :func:`~finflow_core.lending.intake.sources.iter_chunks` itself, with the header put in
   front of it; line numbers are then shifted to their place in the file. Every range
   carries the SHA-256 of its bytes: a worker that reads other bytes (the file changed, or
   its mount holds another copy) refuses the partition instead of scoring the wrong rows.
@@ -35,7 +35,8 @@ from finflow_core.lending.intake.parquet import (
     parquet_slice,
     row_group_sizes,
 )
-from finflow_core.lending.intake.reader import BLOCK, BatchFile, RawChunk, Source, iter_chunks
+from finflow_core.lending.intake.reader import BLOCK, BatchFile, RawChunk, Source
+from finflow_core.lending.intake.sources import iter_chunks
 
 #: Default CSV partition size: about 75,000 applications of the shipped schema.
 DEFAULT_BLOCKSIZE = 8 << 20

@@ -365,7 +365,7 @@ def _segments(summary: PortfolioSummary, f: Formatter) -> Table | None:
 def _drift(run: Any, config: Config, f: Formatter) -> tuple[Block, ...]:
     if run is None:
         return (Note("No drift measurement yet: no batch has been scored."),)
-    from finflow_core.services.monitoring import ADVICE
+    from finflow_core.lending.drift import ADVICE
 
     if dataclasses.is_dataclass(run):  # a stored DriftRun
         run = dataclasses.asdict(run)

@@ -20,14 +20,15 @@ from typing import Any
 
 from finflow_core.errors import Conflict
 from finflow_core.formatting import when
-from finflow_core.lending.intake.reader import iter_chunks, open_batch
+from finflow_core.lending.intake.reader import open_batch
+from finflow_core.lending.intake.sources import iter_chunks
 from finflow_core.lending.intake.validation import BatchValidator, validate_batch
 from finflow_core.lending.scoring import ScoringEngine
 from finflow_core.lending.terms import BAND_RECOMMENDATION, Band, BatchOrigin, Recommendation
 from finflow_core.pipeline.local import LocalEngine
 from finflow_core.services.access import Action
+from finflow_core.services.base import Service
 from finflow_core.services.models import champion_engine
-from finflow_core.services.workbench import Service
 from finflow_core.store import cases
 from finflow_core.store.portfolio_queries import TYPED_IN_PREFIX
 

@@ -13,8 +13,8 @@ from sqlalchemy import Connection
 from finflow_core.lending.config import Config
 from finflow_core.security.keys import InstallationKey, load_key
 from finflow_core.services.access import Action
+from finflow_core.services.base import Service
 from finflow_core.services.context import Context
-from finflow_core.services.workbench import Service
 from finflow_core.store import audit_chain, decision_check, registry
 from finflow_core.store.anchors import (
     Anchor,

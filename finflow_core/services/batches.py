@@ -19,7 +19,8 @@ from typing import Any
 import pandas as pd
 
 from finflow_core.errors import BatchRejected, InvalidInput, NotFound
-from finflow_core.lending.intake.reader import BatchFile, Source, iter_chunks, open_source
+from finflow_core.lending.intake.reader import BatchFile, Source
+from finflow_core.lending.intake.sources import iter_chunks, open_source
 from finflow_core.lending.intake.validation import (
     BatchValidator,
     ChunkResult,
@@ -32,9 +33,9 @@ from finflow_core.pipeline.local import LocalEngine
 from finflow_core.pipeline.run import BatchEngine, BatchSummary, Progress, run_batch
 from finflow_core.services.access import Action
 from finflow_core.services.audit import anchor_after_write, anchored_write
+from finflow_core.services.base import Service
 from finflow_core.services.maintenance import stale_after
 from finflow_core.services.models import champion_engine
-from finflow_core.services.workbench import Service
 from finflow_core.store import batch_loads, exports
 from finflow_core.store import batch_queries as queries
 from finflow_core.store.batch_loads import AlreadyStored, VoidResult

@@ -21,8 +21,8 @@ from finflow_core.lending.intake.reader import make_chunk
 from finflow_core.lending.intake.validation import BatchValidator
 from finflow_core.lending.terms import BAND_RECOMMENDATION, Band, Status
 from finflow_core.services.access import Action
+from finflow_core.services.base import Service
 from finflow_core.services.models import active_strategy, engine_for, load_version
-from finflow_core.services.workbench import Service
 from finflow_core.store import experiments as store_experiments
 from finflow_core.store import outcomes as rows_of
 from finflow_core.store.audit_chain import append_audit

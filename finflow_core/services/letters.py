@@ -33,7 +33,7 @@ from finflow_core.reports.letters import (
     render_pdf,
 )
 from finflow_core.services.access import Action
-from finflow_core.services.workbench import Service
+from finflow_core.services.base import Service
 from finflow_core.store import cases
 from finflow_core.store.audit_chain import append_audit
 

@@ -21,11 +21,12 @@ from finflow_core.services.context import Context
 from finflow_core.store import outcomes as rows_of
 from finflow_core.store import registry
 
+#: The training file kept in a model's folder (gzip; its SHA-256 in the signed card).
+TRAINING_COPY = "training_data.csv.gz"
+
 
 def champion_training_frame(ctx: Context, version: str) -> tuple[pd.DataFrame, str]:
     """The version's training file as written (text cells) and its copy's SHA-256."""
-    from finflow_core.services.models import TRAINING_COPY
-
     with ctx.store.connect() as conn:
         rec = registry.version(conn, version)
         card = registry.card(conn, version)

@@ -30,7 +30,8 @@ from sqlalchemy.engine import make_url
 from finflow_core.errors import Conflict, InvalidInput
 from finflow_core.lending.config import Config
 from finflow_core.services.access import Action
-from finflow_core.services.workbench import Service
+from finflow_core.services.base import Service
+from finflow_core.services.context import Context
 from finflow_core.store import Store, open_store
 from finflow_core.store.audit_chain import AuditVerification, append_audit, verify_audit
 from finflow_core.store.decision_check import DecisionVerification, verify_decisions
@@ -64,6 +65,21 @@ def open_installation(config: Config, *, recover: bool = True) -> Store:
                                    path=str(data_dir)) from None
     return open_store(config.paths.database_url, recover=recover, prior_use=prior_use(config),
                       stale=stale_after(config))
+
+
+def open_context(config: Config) -> Context:
+    """The services context of an installation as the app and the CLI use it: the store opened
+    with :func:`open_installation`'s guards, and a changed config file recorded in the audit
+    trail (the one way both front ends start)."""
+    from finflow_core.store.config_log import record_config
+
+    store = open_installation(config)
+    try:
+        record_config(store, config)
+    except BaseException:
+        store.close()
+        raise
+    return Context(config, store)
 
 
 def stale_after(config: Config) -> timedelta:

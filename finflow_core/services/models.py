@@ -23,7 +23,9 @@ from finflow_core.lending.strategy import LoanValues, Strategy, evaluate_edges
 from finflow_core.lending.terms import ModelStatus
 from finflow_core.services.access import Action
 from finflow_core.services.audit import anchored_write
+from finflow_core.services.base import Service
 from finflow_core.services.context import Context
+from finflow_core.services.lineage import TRAINING_COPY, challenger_training_data, holdout_frame
 from finflow_core.services.model_comparison import (
     EvidenceKind,
     ModelComparison,
@@ -32,7 +34,6 @@ from finflow_core.services.model_comparison import (
     out_of_fold_evidence,
 )
 from finflow_core.services.model_comparison import compare as compare_on
-from finflow_core.services.workbench import Service
 from finflow_core.store import registry
 from finflow_core.store.audit_chain import append_audit
 from finflow_core.store.model_files import installation_key, load_bundle, save_bundle
@@ -125,7 +126,6 @@ def version_engine(ctx: Context, version: str) -> ScoringEngine:
     return engine_for(ctx, bundle, active_strategy(ctx, bundle))
 
 
-TRAINING_COPY = "training_data.csv.gz"
 
 
 def training_copy(source: Source) -> bytes:
@@ -247,8 +247,6 @@ class ModelService(Service):
         """Train on the champion's own training data plus every stored application with an
         outcome since (funded loans only: the model still never sees declined applicants)."""
         self.require(Action.TRAIN_MODEL)
-        from finflow_core.services.lineage import challenger_training_data
-
         with self.ctx.store.connect() as conn:
             parent = registry.champion_version(conn)
         if parent is None:
@@ -306,8 +304,6 @@ class ModelService(Service):
         See :mod:`finflow_core.services.model_comparison` for the figures and the rules.
         """
         self.require(Action.VIEW_MODELS)
-        from finflow_core.services.lineage import holdout_frame
-
         champion = against or self._champion_name()
         cand, champ = load_version(self.ctx, candidate), load_version(self.ctx, champion)
         config = self.ctx.config
@@ -398,8 +394,6 @@ class ModelService(Service):
             champ = load_version(self.ctx, version)
         except ModelError as exc:
             return None, exc.message
-        from finflow_core.services.lineage import holdout_frame
-
         holdout = holdout_frame(self.ctx, new.card, champ.card)
         if holdout is not None:  # a challenger: judged on the vintages it did not learn from
             frame, vintages = holdout

@@ -8,20 +8,9 @@ from finflow_core.errors import NotFound
 from finflow_core.lending.drift import status_of
 from finflow_core.lending.terms import DriftStatus
 from finflow_core.services.access import Action
+from finflow_core.services.base import Service
 from finflow_core.services.models import load_version
-from finflow_core.services.workbench import Service
 from finflow_core.store.batch_queries import DriftRun, drift_history
-
-ADVICE = {
-    DriftStatus.STABLE: "The population matches the training baseline. No action needed.",
-    DriftStatus.WATCH: "Some inputs are moving away from the training baseline. Watch the next batches "
-                       "and check the features marked 'watch'.",
-    DriftStatus.ALERT: "The population has shifted materially (PSI above the alert limit). Retrain the "
-                       "model on recent outcomes, and review the strategy edges until a new champion is "
-                       "promoted.",
-    DriftStatus.INSUFFICIENT: "Too few rows in the batch for PSI to mean anything: drift is judged "
-                              "once enough applications have arrived.",
-}
 
 
 def flagged(run: DriftRun, watch: float, alert: float) -> list[str]:

@@ -29,7 +29,7 @@ from finflow_core.lending.strategy import LoanValues
 from finflow_core.lending.synthetic import simulate_outcomes
 from finflow_core.lending.terms import Status
 from finflow_core.services.access import Action
-from finflow_core.services.workbench import Service
+from finflow_core.services.base import Service
 from finflow_core.store import outcomes as rows_of
 from finflow_core.store.audit_chain import append_audit
 

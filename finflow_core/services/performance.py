@@ -24,7 +24,7 @@ from finflow_core.lending.performance import (
 )
 from finflow_core.lending.terms import DecisionKind, Status
 from finflow_core.services.access import Action
-from finflow_core.services.workbench import Service
+from finflow_core.services.base import Service
 from finflow_core.store import fairness_queries, registry
 from finflow_core.store import outcomes as rows_of
 

@@ -10,7 +10,7 @@ from finflow_core.errors import InvalidInput
 from finflow_core.lending.config import Config
 from finflow_core.lending.terms import Band, DecisionKind, Status
 from finflow_core.services.access import Action
-from finflow_core.services.workbench import Service
+from finflow_core.services.base import Service
 from finflow_core.store import portfolio_queries as queries
 from finflow_core.store.portfolio_queries import BatchOption, PortfolioFilter
 

@@ -19,6 +19,7 @@ from finflow_core.security.password_policy import check_password_policy
 from finflow_core.security.passwords import hash_password
 from finflow_core.services.access import Action, Principal, allowed_roles
 from finflow_core.services.audit import anchored_write
+from finflow_core.services.base import Service
 from finflow_core.services.sessions import (
     USER,
     Gate,
@@ -26,7 +27,6 @@ from finflow_core.services.sessions import (
     normalise_username,
     parse_roles,
 )
-from finflow_core.services.workbench import Service
 from finflow_core.store import users as user_rows
 from finflow_core.store.audit_chain import append_audit, lock_chain
 from finflow_core.store.tables import iso_utc

@@ -132,15 +132,3 @@ class Workbench:
         from finflow_core.services.users import AccountService
 
         return AccountService(self)
-
-
-class Service:
-    """Base of the use-case services: the workbench's context and principal at hand."""
-
-    def __init__(self, workbench: Workbench) -> None:
-        self.wb = workbench
-        self.ctx = workbench.context
-        self.actor = workbench.actor
-
-    def require(self, action: Action | str) -> None:
-        require(self.actor, action)

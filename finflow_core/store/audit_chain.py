@@ -42,9 +42,16 @@ from finflow_core.store.chain_hash import (
     canonical_json,
     entry_hash,
 )
-from finflow_core.store.engine import READ_ONLY_OPTION, Store
+from finflow_core.store.engine import Store
 from finflow_core.store.seals import key_of
-from finflow_core.store.tables import audit_head, audit_log, iso_utc, parse_utc, utcnow
+from finflow_core.store.tables import (
+    READ_ONLY_OPTION,
+    audit_head,
+    audit_log,
+    iso_utc,
+    parse_utc,
+    utcnow,
+)
 from finflow_core.store.verify_chain import AuditVerification, verify_audit, verify_entries
 
 __all__ = [

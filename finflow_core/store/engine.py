@@ -33,7 +33,6 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -43,8 +42,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from finflow_core.errors import FinFlowError
 from finflow_core.store.faults import StoreBusy, StoreDamaged, StoreNotWritable, translate
+from finflow_core.store.tables import READ_ONLY_OPTION
 
 #: How long a SQLite writer waits for the write lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -52,8 +51,6 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 LOCK_POLL_SECONDS = 0.004
 #: How long a long writer (a batch load) pauses between its transactions on SQLite.
 YIELD_SECONDS = 0.012
-#: Execution option set on read connections; the SQLite "begin" hook reads it.
-READ_ONLY_OPTION = "finflow_read_only"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -220,7 +217,7 @@ def check_sqlite_file(path: Path, prior_use: Iterable[Path] = ()) -> None:
             path=str(path), reason="truncated")
 
 
-def _ensure_sqlite_file(path: Path) -> None:
+def ensure_sqlite_file(path: Path) -> None:
     """A fresh database file: 0600 in a 0700 folder (created if missing)."""
     folder = path.parent
     if not folder.exists():
@@ -343,46 +340,3 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
-
-
-def open_store(url: str | URL, *, upgrade: bool = True, recover: bool = True,
-               prior_use: Iterable[Path] = (), stale: timedelta | None = None) -> Store:
-    """Open the database at ``url`` and bring its schema up to date.
-
-    A SQLite file is checked first (:func:`check_sqlite_file`: ``prior_use`` are files that
-    prove the installation was used before) and created 0600 in a 0700 folder if it is new.
-    With ``upgrade`` (the default) pending migrations are applied (they only ever add); a
-    database written by a newer FinFlow is refused
-    (:class:`~finflow_core.store.migrate.SchemaVersionError`). With ``recover`` (and
-    ``upgrade``), batch loads whose process died are removed (audited), see
-    :func:`finflow_core.store.batch_loads.recover_abandoned` (``stale``: when a load from
-    another host counts as abandoned; default ten minutes).
-    """
-    from finflow_core.store.migrate import upgrade_to_head
-
-    parsed = normalise_url(url)
-    path = sqlite_path(parsed)
-    engine: Engine | None = None
-    try:
-        if path is not None:
-            check_sqlite_file(path, prior_use)
-            _ensure_sqlite_file(path)
-        engine = make_engine(parsed)
-        if upgrade:
-            upgrade_to_head(engine)
-        store = Store(engine)
-        if upgrade and recover:
-            from finflow_core.store.batch_loads import recover_abandoned
-
-            recover_abandoned(store, **({} if stale is None else {"stale": stale}))
-        return store
-    except BaseException as exc:
-        if engine is not None:
-            engine.dispose()
-        if isinstance(exc, FinFlowError):
-            raise
-        fault = translate(exc, str(path or parsed.render_as_string(hide_password=True)),
-                          SQLITE_BUSY_TIMEOUT_MS / 1000)
-        if fault is None:
-            raise
-        raise fault from None

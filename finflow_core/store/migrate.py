@@ -20,8 +20,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, MetaData, text
 
 from finflow_core.errors import FinFlowError
-from finflow_core.store.engine import READ_ONLY_OPTION
-from finflow_core.store.tables import metadata
+from finflow_core.store.tables import READ_ONLY_OPTION, metadata
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 #: pg_advisory_xact_lock key held while migrating ("FinFlow" in ASCII).

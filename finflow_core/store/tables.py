@@ -42,6 +42,9 @@ NAMING_CONVENTION: dict[str, str] = {
     "pk": "pk_%(table_name)s",
 }
 
+#: Execution option set on read connections; the SQLite "begin" hook of the engine reads it.
+READ_ONLY_OPTION = "finflow_read_only"
+
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 #: Width of an :func:`iso_utc` timestamp.

@@ -107,7 +107,7 @@ def test_portfolio_filters_narrow_the_figures(inst) -> None:
 def test_drift_shows_the_status_with_advice_and_psi_bars(inst) -> None:
     at = page_as(inst.users["analyst"], "pages/drift.py")
     no_exception(at)
-    from finflow_core.services.monitoring import ADVICE
+    from finflow_core.lending.drift import ADVICE
 
     latest = next(r for r in inst.wb("analyst").drift.runs() if r.status != "insufficient_data")
     banner = [*at.success, *at.warning, *at.error]

@@ -12,7 +12,8 @@ import pytest
 
 from finflow_core.errors import BatchRejected
 from finflow_core.lending.config import Config
-from finflow_core.lending.intake.reader import iter_chunks, open_batch, open_source
+from finflow_core.lending.intake.reader import open_batch
+from finflow_core.lending.intake.sources import iter_chunks, open_source
 from finflow_core.lending.intake.validation import validate_batch
 from finflow_core.lending.synthetic import generate_applications
 

@@ -17,7 +17,8 @@ from dask_helpers import assert_same_decisions, fresh_store, run, shared_home, s
 from finflow_core.errors import BatchRejected, ClusterError, ClusterLost, PermissionDenied
 from finflow_core.lending.config import Config
 from finflow_core.lending.intake.parquet import open_parquet_batch, row_group_sizes
-from finflow_core.lending.intake.reader import iter_chunks, open_batch, open_source
+from finflow_core.lending.intake.reader import open_batch
+from finflow_core.lending.intake.sources import iter_chunks, open_source
 from finflow_core.lending.synthetic import generate_applications
 from finflow_core.pipeline.dask_engine import DaskEngine
 from finflow_core.pipeline.local import LocalEngine

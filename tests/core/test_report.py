@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from finflow_core.lending.config import Config
+from finflow_core.lending.drift import ADVICE
 from finflow_core.reports import (
     build_figures,
     build_weekly_pdf,
@@ -22,7 +23,6 @@ from finflow_core.reports import (
 from finflow_core.reports.drawing import Dot, Label, Stroke, layout, nice_ticks
 from finflow_core.reports.figures import Chart, Note, Status, Table
 from finflow_core.reports.pdf import VERA, fonts
-from finflow_core.services.monitoring import ADVICE
 from finflow_core.services.portfolio import PortfolioSummary
 
 COLUMNS = ["week_start", "band", "status", "kind", "n", "amount", "expected_profit"]

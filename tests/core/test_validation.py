@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from finflow_core.lending.config import Config
-from finflow_core.lending.intake.reader import iter_chunks, open_batch
+from finflow_core.lending.intake.reader import open_batch
 from finflow_core.lending.intake.schema import RULES
+from finflow_core.lending.intake.sources import iter_chunks
 from finflow_core.lending.intake.validation import (
     BatchValidator,
     ValidationReport,

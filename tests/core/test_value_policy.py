@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from finflow_core.lending.config import Config, parse_config
-from finflow_core.lending.intake.reader import iter_chunks, open_batch
+from finflow_core.lending.intake.reader import open_batch
+from finflow_core.lending.intake.sources import iter_chunks
 from finflow_core.lending.intake.validation import (
     MAPPED_COLUMNS,
     BatchValidator,

@@ -29,9 +29,9 @@ from finflow_core.lending.intake.reader import (
     _first_pass,
     _read_header,
     _reject_structured_text,
-    iter_chunks,
 )
 from finflow_core.lending.intake.schema import DATE_PATTERN, NUMBER_PATTERN
+from finflow_core.lending.intake.sources import iter_chunks
 from finflow_core.lending.spreadsheet import FORMULA_PREFIXES
 
 ISSUE_COLUMNS = ["row_number", "line", "application_id", "column", "rule", "value", "message"]

@@ -3,7 +3,7 @@
 Without ``"`` (and without a lone carriage return) a CSV record is exactly one physical
 line and its cells are exactly the text between commas, so the file can be cut into lines
 and cells by Arrow's compute kernels instead of Python's ``csv`` module, a row at a time
-(about twenty times faster). Everything else is the same as :func:`reader.iter_chunks`:
+(about twenty times faster). Everything else is the same as :func:`reader.csv_chunks`:
 blank lines are not records, records are numbered from 1 after the header, each keeps the
 physical line it starts on, a record with the wrong number of cells is kept aside as
 *misshapen* with its cells, and chunks hold ``chunk_rows`` records. The first pass over the

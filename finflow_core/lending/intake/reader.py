@@ -145,29 +145,10 @@ def split_columns(
     return tuple(c for c in header if c in used), tuple(c for c in header if c not in used)
 
 
-def open_source(
-    source: Source, config: Config, *, name: str | None = None, require_target: bool = False
-) -> BatchFile:
-    """A CSV or Parquet batch, whichever ``source`` is (both engines accept both)."""
-    from finflow_core.lending.intake.parquet import is_parquet, open_parquet_batch
-
-    if is_parquet(source):
-        return open_parquet_batch(source, config, name=name, require_target=require_target)
-    return open_batch(source, config, name=name, require_target=require_target)
-
-
-def iter_chunks(batch: BatchFile, chunk_rows: int = 100_000) -> Iterator[RawChunk]:
-    """Stream the records of a batch in chunks (blank lines are not records)."""
-    if batch.kind == "parquet":
-        from finflow_core.lending.intake.parquet import parquet_chunks
-
-        yield from parquet_chunks(batch, chunk_rows)
-        return
-    if batch.plain:
-        from finflow_core.lending.intake.plain_csv import plain_chunks
-
-        yield from plain_chunks(batch, chunk_rows)
-        return
+def csv_chunks(batch: BatchFile, chunk_rows: int = 100_000) -> Iterator[RawChunk]:
+    """Stream the records of a CSV batch in chunks with the csv module (quotes, embedded line
+    breaks); blank lines are not records. Use :func:`~finflow_core.lending.intake.sources.iter_chunks`,
+    which picks the reader a file needs."""
     with batch.open_binary() as raw:
         reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""))
         next(reader)  # header, already checked

@@ -19,7 +19,7 @@ import pandera.pandas as pa
 
 from finflow_core.errors import BatchRejected
 from finflow_core.lending.config import ColumnSpec, Config
-from finflow_core.lending.intake.reader import BatchFile, RawChunk, Source, iter_chunks, open_batch
+from finflow_core.lending.intake.reader import BatchFile, RawChunk, Source, open_batch
 from finflow_core.lending.intake.schema import (
     MAPPED_COLUMNS,
     RULES,
@@ -31,6 +31,7 @@ from finflow_core.lending.intake.schema import (
     typed_column,
     value_schema,
 )
+from finflow_core.lending.intake.sources import iter_chunks
 
 ISSUE_COLUMNS = ["row_number", "line", "application_id", "column", "rule", "value", "message"]
 PANDERA_RULES = {"field_uniqueness": "duplicate_id", "not_nullable": "not_null"}
