@@ -216,3 +216,19 @@ def test_compare_counts_the_stored_arms_of_a_trained_challenger_and_verify_stays
     assert result.challenger.applications == arms["challenger"]
     assert result.challenger.with_outcome > 0 and result.champion.with_outcome > 0
     verify_ok(ff)
+
+
+def test_compare_counts_only_its_own_tests_arms(ffa_sqlite: Lending, batches_dir: BatchFiles) -> None:
+    ff = ffa_sqlite
+    other = second_version(ff)
+    manager = wb(ff, MANAGER).experiments
+    first = manager.start(other, share=0.3, reason="first", seed=1)
+    one = stored(ff, ff.run(batches_dir.b).batch_id)
+    manager.stop(first.id, reason="next")
+    second = manager.start(other, share=0.1, reason="second", seed=2)
+    two = stored(ff, ff.run(batches_dir.recession).batch_id)
+    for exp, rows in ((first, one), (second, two)):
+        result = manager.compare(exp.id)
+        counts = rows["arm"].value_counts()
+        assert result.champion.applications == counts["champion"]
+        assert result.challenger.applications == counts["challenger"]
