@@ -76,9 +76,9 @@ def verify_ok(ff: Lending) -> None:
 
 
 def test_a_split_sends_exactly_the_hashed_share_to_the_challenger(
-    ffa_sqlite: Lending, batches_dir: BatchFiles,
+    ffa: Lending, batches_dir: BatchFiles,
 ) -> None:
-    ff = ffa_sqlite
+    ff = ffa  # both backends: PostgreSQL writes the arm and shadow rows through COPY
     other = second_version(ff)
     exp = wb(ff, MANAGER).experiments.start(other, share=0.1, reason="wider review band on 10%", seed=7)
     summary = ff.run(batches_dir.b)
@@ -132,9 +132,9 @@ def test_the_same_file_under_the_same_seed_routes_the_same_ids(
 
 
 def test_a_shadow_scores_every_row_and_changes_no_decision(
-    ffa_sqlite: Lending, batches_dir: BatchFiles,
+    ffa: Lending, batches_dir: BatchFiles,
 ) -> None:
-    ff = ffa_sqlite
+    ff = ffa  # both backends: PostgreSQL writes the arm and shadow rows through COPY
     [plain_id] = ff.batch_ids()
     plain = stored(ff, plain_id)
     other = second_version(ff)
