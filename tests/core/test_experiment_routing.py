@@ -232,3 +232,23 @@ def test_compare_counts_only_its_own_tests_arms(ffa_sqlite: Lending, batches_dir
         counts = rows["arm"].value_counts()
         assert result.champion.applications == counts["champion"]
         assert result.challenger.applications == counts["challenger"]
+
+
+def test_a_typed_in_application_in_the_challenger_arm_is_decided_by_the_challenger(
+    ffa_sqlite: Lending, batches_dir: BatchFiles,
+) -> None:
+    from store_helpers import OFFICER
+
+    ff = ffa_sqlite
+    other = second_version(ff)
+    wb(ff, MANAGER).experiments.start(other, share=0.5, reason="forms too", seed=9)
+    ids = [f"FORM-{i:04d}" for i in range(40)]
+    arms = dict(zip(ids, assign_arms(ids, 0.5, 9), strict=True))
+    record = pd.read_csv(batches_dir.b, dtype=str, keep_default_na=False).iloc[0].to_dict()
+    for arm in (Arm.CHALLENGER, Arm.CHAMPION):
+        external = next(i for i in ids if arms[i] == arm)
+        decision = ff.wb(OFFICER).applications.submit({**record, "application_id": external})
+        [row] = stored(ff, decision.batch_id).to_dict("records")
+        assert row["arm"] == arm and row["external_id"] == external
+        assert row["model_version"] == (other if arm == Arm.CHALLENGER else ff.version)
+    verify_ok(ff)
