@@ -29,15 +29,21 @@ from finflow_core.lending.intake.validation import (
 )
 from finflow_core.lending.scoring import ScoringEngine
 from finflow_core.lending.terms import BatchOrigin
+from finflow_core.pipeline.experiment_scoring import (
+    Challenger,
+    ExperimentNeedsLocalRun,
+    ExperimentScoring,
+)
 from finflow_core.pipeline.local import LocalEngine
 from finflow_core.pipeline.run import BatchEngine, BatchSummary, Progress, run_batch
 from finflow_core.services.access import Action
 from finflow_core.services.audit import anchor_after_write, anchored_write
 from finflow_core.services.base import Service
 from finflow_core.services.maintenance import stale_after
-from finflow_core.services.models import champion_engine
+from finflow_core.services.models import champion_engine, engine_for, load_version
 from finflow_core.store import batch_loads, exports
 from finflow_core.store import batch_queries as queries
+from finflow_core.store import experiments as store_experiments
 from finflow_core.store.batch_loads import AlreadyStored, VoidResult
 from finflow_core.store.batch_queries import BatchRow
 from finflow_core.store.batch_writer import StoreSink
@@ -153,6 +159,7 @@ class BatchService(Service):
             # a run killed earlier leaves nothing behind
             batch_loads.recover_abandoned(store, stale=stale_after(self.ctx.config))
         scoring = scoring or champion_engine(self.ctx, explain=engine.name == "local")
+        scoring = self._under_experiments(scoring, engine)
         try:
             sink = StoreSink(store, batch, scoring, self.actor.username, self.ctx.clock(),
                              origin=origin, one_transaction=origin == BatchOrigin.FORM)
@@ -169,6 +176,34 @@ class BatchService(Service):
         if warning:
             summary.warnings.append(warning)
         return summary
+
+    def _under_experiments(self, scoring: ScoringEngine, engine: BatchEngine) -> ScoringEngine:
+        """The champion's engine, or (a split or shadow test running) the champion with its
+        challengers beside it (:class:`ExperimentScoring`); looked up once per batch.
+
+        The challenger scores with the band edges recorded when the test started (those its
+        ``experiment_started`` entry names). A Dask run cannot route by arm yet: refused.
+        """
+        with self.ctx.store.connect() as conn:
+            running = {e.kind: e for e in store_experiments.running(conn)}
+        if not running:
+            return scoring
+        if engine.name != "local":
+            names = ", ".join(f"{e.kind} test {e.id} ({e.challenger_version})" for e in running.values())
+            raise ExperimentNeedsLocalRun(
+                f"a champion-challenger test is running ({names}) and a {engine.name} run cannot "
+                "route applications by arm: run the batch locally (without --dask), or have a "
+                "manager stop the test first (`finflow experiments stop ID --reason ...`)",
+                engine=engine.name, experiments=[e.id for e in running.values()])
+        challengers: dict[str, Challenger] = {}
+        for kind, e in running.items():
+            bundle = load_version(self.ctx, e.challenger_version)
+            strategy = bundle.strategy.with_edges(e.low_edge, e.high_edge)
+            explain = kind == "split" and getattr(scoring, "explainer", None) is not None
+            challengers[kind] = Challenger(e.id, kind, e.share, e.seed,
+                                           engine_for(self.ctx, bundle, strategy, explain=explain))
+        return ExperimentScoring(scoring, split=challengers.get("split"),  # type: ignore[return-value]
+                                 shadow=challengers.get("shadow"))
 
     def _stored_version(self, batch: BatchFile) -> BatchSummary | None:
         stored_id = queries.find_by_sha(self.ctx.store, batch.sha256)

@@ -114,9 +114,11 @@ class ExperimentService(Service):
         with self.ctx.store.connect(snapshot=True) as conn:
             frame = rows_of.performance_rows(conn)
             record = store_experiments.by_id(conn, experiment_id)
+            ids = store_experiments.arm_application_ids(conn, experiment_id)
         if record is None:
             raise NotFound(f"no experiment {experiment_id}", experiment=experiment_id)
-        frame = frame[frame["arm"].notna()]
+        # this test's arms only (an earlier or later split assigned arms of its own)
+        frame = frame[frame["arm"].notna() & frame["application_id"].isin(ids)]
         frame = frame.assign(approved=frame["status"] == Status.APPROVED)
         return compare_arms(frame, seed=record.seed)
 

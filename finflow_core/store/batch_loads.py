@@ -42,6 +42,7 @@ from finflow_core.store.lending_tables import (
     quarantine_rows,
     scores,
 )
+from finflow_core.store.lifecycle_tables import application_arms, shadow_scores
 from finflow_core.store.tables import iso_utc, parse_utc, utcnow
 
 #: A live loader refreshes its heartbeat at least this often (seconds).
@@ -321,6 +322,8 @@ def _delete_rows(store: Store, batch_id: str) -> dict[str, int]:
             conn.execute(delete(decisions).where(decisions.c.application_id.in_(window)))
             conn.execute(delete(scores).where(scores.c.application_id.in_(window)))
             conn.execute(delete(claims).where(claims.c.application_id.in_(window)))
+            for table in (application_arms, shadow_scores):  # a running test's rows
+                conn.execute(delete(table).where(table.c.application_id.in_(window)))
             n = conn.execute(delete(applications).where(a.id.in_(window))).rowcount
             _keep_alive(conn, batch_id)
         counts["applications"] += n

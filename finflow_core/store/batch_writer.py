@@ -54,6 +54,7 @@ from finflow_core.store.lending_tables import (
     quarantine_rows,
     scores,
 )
+from finflow_core.store.lifecycle_tables import application_arms, shadow_scores
 from finflow_core.store.period_drift import add_to_period
 from finflow_core.store.rollup import RollupAccumulator
 from finflow_core.store.seals import BatchSeals
@@ -108,6 +109,7 @@ class StoreSink:
         self.digest = hashlib.sha256()
         self.auto = {Outcome.APPROVE: 0, Outcome.DECLINE: 0}
         self.rollups = RollupAccumulator()
+        self.arm_counts: dict[str, int] = {}  # a running split's applications per arm
         self.rows_per_transaction = max(1, int(rows_per_transaction))
         self.heartbeat: Heartbeat | None = None
         self._stack = contextlib.ExitStack()
@@ -195,7 +197,9 @@ class StoreSink:
         self.seals.seal(applications, columns, n)
         bulk_insert(conn, applications, columns, n)
         self.rollups.add(pd.DataFrame({k: columns[k] for k in ROLLUP_COLUMNS}))
-        version = self.scoring.bundle.version
+        # the version that scored each row (a split's challenger arm is another model)
+        version: Any = (scored["model_version"].to_numpy(dtype=object) if "model_version" in scored
+                        else self.scoring.bundle.version)
         reasons = scored["reasons"].tolist()
         score_columns = {
             "application_id": app_ids, "model_version": version, "probability": probability,
@@ -205,10 +209,14 @@ class StoreSink:
         }
         self.seals.seal(scores, score_columns, n)
         bulk_insert(conn, scores, score_columns, n)
+        self._write_experiments(conn, app_ids, scored)
         idx = np.flatnonzero(auto)
         if len(idx) == 0:
             return
         outcomes = [AUTO_OUTCOME[b] for b in bands[idx]]
+        decided = version[idx] if isinstance(version, np.ndarray) else version
+        by = (np.array([f"model:{v}" for v in decided], dtype=object) if isinstance(decided, np.ndarray)
+              else f"model:{decided}")
         for i, outcome in zip(idx.tolist(), outcomes, strict=True):
             self.auto[outcome] += 1
             # the id as stored: verify recomputes this digest from the store
@@ -216,10 +224,30 @@ class StoreSink:
                                                     float(probability[i])))
         bulk_insert(conn, decisions, {
             "id": decision_ids[idx].astype(np.int64), "application_id": app_ids[idx],
-            "outcome": outcomes, "kind": DecisionKind.AUTO, "decided_by": f"model:{version}",
+            "outcome": outcomes, "kind": DecisionKind.AUTO, "decided_by": by,
             "reason": [reason_texts(reasons[i]) if bands[i] == Band.HIGH else "" for i in idx.tolist()],
-            "note": "", "decided_at": self.now, "model_version": version, "supersedes_id": None,
+            "note": "", "decided_at": self.now, "model_version": decided, "supersedes_id": None,
         }, len(idx))
+
+    def _write_experiments(self, conn: Connection, app_ids: np.ndarray, scored: pd.DataFrame) -> None:
+        """A split's arm of each application, a shadow's score of each (under a running test)."""
+        split = getattr(self.scoring, "split", None)
+        if split is not None and "arm" in scored:
+            arms = scored["arm"].to_numpy(dtype=object)
+            for arm, k in pd.Series(arms).value_counts().items():
+                self.arm_counts[str(arm)] = self.arm_counts.get(str(arm), 0) + int(k)
+            bulk_insert(conn, application_arms, {"application_id": app_ids,
+                                                 "experiment_id": split.experiment_id, "arm": arms},
+                        len(app_ids))
+        shadow = getattr(self.scoring, "shadow", None)
+        if shadow is not None and "shadow_probability" in scored:
+            bulk_insert(conn, shadow_scores, {
+                "application_id": app_ids, "experiment_id": shadow.experiment_id,
+                "model_version": shadow.version,
+                "probability": scored["shadow_probability"].to_numpy(dtype=float),
+                "band": scored["shadow_band"].to_numpy(dtype=object),
+                "ev_approve": scored["shadow_ev_approve"].to_numpy(dtype=float),
+            }, len(app_ids))
 
     # -- publishing -----------------------------------------------------------------------------
     def finish(self, summary: BatchSummary, drift: DriftReport) -> None:
@@ -279,11 +307,15 @@ class StoreSink:
             "automatic_declines": self.auto[Outcome.DECLINE], "expected_profit": summary.expected_profit,
             "low_edge": self.scoring.strategy.low_edge, "high_edge": self.scoring.strategy.high_edge,
             "auto_decisions_sha256": self.digest.hexdigest(),
-            "config_sha256": self.config.sha256, **self.seals.details(),
+            "config_sha256": self.config.sha256, **self.seals.details(), **self._experiment_details(),
         }, model_version=version, at=self.at)
         append_audit(conn, actor, "drift_measured", "batch", bid, {
             "status": drift.status, "score_psi": finite(drift.score_psi), "alerts": drift.alerts,
         }, model_version=version, at=self.at)
+
+    def _experiment_details(self) -> dict[str, Any]:
+        details = getattr(self.scoring, "details", None)
+        return details(self.arm_counts) if callable(details) else {}
 
     def abort(self) -> None:
         """The run failed: remove everything written for it (nothing was ever visible)."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from finflow_core.store.lifecycle_tables import experiments
+from finflow_core.store.lifecycle_tables import application_arms, experiments
 from finflow_core.store.tables import iso_utc
 
 
@@ -64,3 +64,9 @@ def stop(conn: Connection, experiment_id: int, by: str, now: datetime) -> int:
     return conn.execute(update(experiments).where(experiments.c.id == experiment_id)
                         .where(experiments.c.stopped_at.is_(None))
                         .values(stopped_by=by, stopped_at=iso_utc(now))).rowcount
+
+
+def arm_application_ids(conn: Connection, experiment_id: int) -> set[int]:
+    """The applications a split assigned an arm (either) while ``experiment_id`` ran."""
+    return set(conn.execute(select(application_arms.c.application_id)
+                            .where(application_arms.c.experiment_id == experiment_id)).scalars())
