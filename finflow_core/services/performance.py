@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from finflow_core.errors import InvalidInput
-from finflow_core.lending.fairness import FOUR_FIFTHS, MIN_GROUP, GroupRate, adverse_impact
+from finflow_core.lending.fairness import COLUMNS, FOUR_FIFTHS, MIN_GROUP, GroupRate, adverse_impact
 from finflow_core.lending.performance import (
     Limits,
     PerformanceAlert,
@@ -27,6 +28,7 @@ from finflow_core.services.access import Action
 from finflow_core.services.base import Service
 from finflow_core.store import fairness_queries, registry
 from finflow_core.store import outcomes as rows_of
+from finflow_core.store.lending_tables import applications
 
 APPROVED_ONLY = (
     "Outcomes exist only for funded loans: these figures describe approved applications, not "
@@ -79,9 +81,10 @@ class OfficerQuality:
 
 @dataclass(frozen=True)
 class FairnessReport:
-    """Approval rates by group of each segment column and their adverse impact ratios."""
+    """Approval rates by group of each protected or segment column and their adverse impact
+    ratios."""
 
-    segments: tuple[str, ...]  # the segment columns reported (config ``dataset.segments``)
+    segments: tuple[str, ...]  # the columns reported (protected columns, then ``dataset.segments``)
     groups: list[GroupRate]  # one per (segment, group), segment by segment
     threshold: float = FOUR_FIFTHS
     min_group: int = MIN_GROUP
@@ -104,6 +107,14 @@ class FairnessReport:
                 "flagged", "small"]
         return pd.DataFrame([(g.column, g.group, g.decided, g.approved, g.approval_rate, g.impact_ratio,
                               g.reference, g.flagged, g.small) for g in self.groups], columns=cols)
+
+
+@dataclass(frozen=True)
+class FairnessPeriod:
+    """One week's or batch's approval rates by group."""
+
+    period: str  # the week's Monday (ISO date) or the batch id
+    report: FairnessReport
 
 
 class PerformanceService(Service):
@@ -157,22 +168,39 @@ class PerformanceService(Service):
 
     def fairness(self, segment: str | None = None) -> FairnessReport:
         """Approval rates and adverse impact ratios by group of ``segment`` (a configured
-        segment column; None: every one), over decided applications of published batches."""
+        protected column or segment column; None: every one, protected columns first), over
+        decided applications of published batches."""
         self.require(Action.VIEW_PERFORMANCE)
-        configured = tuple(self.ctx.config.segments)
-        if segment is not None and segment not in configured:
-            raise InvalidInput(f"{segment!r} is not a segment; choose from "
-                               f"{', '.join(configured) or '(none configured)'}", field="segment")
-        names = configured if segment is None else (segment,)
-        keys = {name: f"segment_{configured.index(name) + 1}" for name in names}
+        names = self._fairness_columns(segment)
         with self.ctx.store.connect(snapshot=True) as conn:
-            counts = [fairness_queries.approval_counts(conn, keys[n], n) for n in names]
-        frame = pd.concat(counts, ignore_index=True) if counts else pd.DataFrame(
-            columns=["column", "group", "decided", "approved"])
-        groups = adverse_impact(frame) if len(frame) else []
-        order = {n: i for i, n in enumerate(names)}
-        groups.sort(key=lambda g: order[g.column])
-        return FairnessReport(names, groups)
+            counts = [fairness_queries.approval_counts(conn, self._group_key(conn, n), n) for n in names]
+        return _report(names, counts)
+
+    def fairness_over_time(self, column: str, by: str = "week") -> list[FairnessPeriod]:
+        """The same figures for one column, per week (``by="week"``) or per batch, oldest first:
+        whether an impact ratio is a trend or one batch's accident."""
+        self.require(Action.VIEW_PERFORMANCE)
+        if by not in ("week", "batch"):
+            raise InvalidInput("by must be 'week' or 'batch'", field="by")
+        [name] = self._fairness_columns(column)
+        with self.ctx.store.connect(snapshot=True) as conn:
+            counts = fairness_queries.approval_counts(conn, self._group_key(conn, name), name, period=by)
+        return [FairnessPeriod(str(period), _report((name,), [part.drop(columns="period")]))
+                for period, part in counts.groupby("period", sort=True)]
+
+    def _fairness_columns(self, column: str | None) -> tuple[str, ...]:
+        config = self.ctx.config
+        known = (*config.protected_columns, *config.segments)
+        if column is not None and column not in known:
+            raise InvalidInput(f"{column!r} is neither a protected column nor a segment; choose from "
+                               f"{', '.join(known) or '(none configured)'}", field="segment")
+        return known if column is None else (column,)
+
+    def _group_key(self, conn: Any, name: str) -> Any:
+        segments = tuple(self.ctx.config.segments)
+        if name in segments:
+            return applications.c[f"segment_{segments.index(name) + 1}"]
+        return fairness_queries.submitted_cell(conn, name)  # a protected column: never a feature
 
     def _reference_auc(self) -> float | None:
         with self.ctx.store.connect() as conn:
@@ -185,6 +213,14 @@ class PerformanceService(Service):
             champion = registry.champion_version(conn)
             card = registry.card(conn, champion) if champion else None
         return float(card["strategy"]["cutoff"]) if card else 0.5
+
+
+def _report(names: tuple[str, ...], counts: list[pd.DataFrame]) -> FairnessReport:
+    frame = pd.concat(counts, ignore_index=True) if counts else pd.DataFrame(columns=list(COLUMNS))
+    groups = adverse_impact(frame) if len(frame) else []
+    order = {n: i for i, n in enumerate(names)}
+    groups.sort(key=lambda g: order[g.column])
+    return FairnessReport(names, groups)
 
 
 def _quality(name: str, part: pd.DataFrame) -> OfficerQuality:

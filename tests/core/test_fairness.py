@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -98,5 +100,57 @@ def test_fairness_is_for_analysts_and_managers_and_named_segments_only(ffa_sqlit
 
     with pytest.raises(PermissionDenied):
         ffa_sqlite.wb(OFFICER).performance.fairness()
-    with pytest.raises(InvalidInput, match="not a segment"):
+    with pytest.raises(InvalidInput, match="neither a protected column nor a segment"):
         ffa_sqlite.wb(MANAGER).performance.fairness("sex")
+
+
+def test_a_protected_column_is_counted_from_the_cells_as_submitted_overall_and_per_week(
+    ff, tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    """Sex is never a model input, so it has no column of its own: the approval rates by
+    group come from what the applicant's file said, per batch and over time."""
+    import numpy as np
+    from store_helpers import ANALYST, MANAGER, small_config_raw
+
+    from finflow_core.lending.config import parse_config
+    from finflow_core.lending.synthetic import generate_applications
+    from finflow_core.services.context import Context
+    from finflow_core.services.workbench import Workbench
+
+    raw = small_config_raw()
+    raw["dataset"]["columns"].append({"name": "owner_sex", "type": "category", "categories": ["F", "M"],
+                                      "role": "protected", "nullable": True, "required": False})
+    cfg = parse_config(raw, source="with owner_sex")
+    assert "owner_sex" not in cfg.feature_names
+    ctx = Context(cfg, ff.store)
+    weeks = []
+    for k, start in enumerate(("2026-11-02", "2026-11-09")):
+        frame = generate_applications(400, seed=50 + k, start=pd.Timestamp(start).date(), days=5)
+        frame = frame.drop(columns="default")
+        frame["owner_sex"] = np.where(np.arange(len(frame)) % 3 == 0, "F", "M")
+        path = tmp_path / f"week{k}.csv"
+        frame.to_csv(path, index=False)
+        weeks.append(Workbench(ctx, ANALYST).batches.run(path).batch_id)
+    performance = Workbench(ctx, MANAGER).performance
+    report = performance.fairness("owner_sex")
+    stored = pd.DataFrame([(json.loads(d).get("owner_sex"), s) for d, s in _cells(ff)],
+                          columns=["owner_sex", "status"])
+    decided = stored[stored["status"].isin(["approved", "declined"])]
+    expected = {g: (len(p), int((p["status"] == "approved").sum())) for g, p in decided.groupby("owner_sex")}
+    assert {g.group: (g.decided, g.approved) for g in report.groups} == expected
+    assert set(expected) == {"F", "M"}
+    assert performance.fairness().segments[0] == "owner_sex"  # protected columns first
+    trend = performance.fairness_over_time("owner_sex", by="batch")
+    assert [p.period for p in trend] == sorted(weeks)
+    assert sum(g.decided for p in trend for g in p.report.groups) == len(decided)
+    weekly = performance.fairness_over_time("owner_sex")
+    assert len(weekly) >= 2 and all(len(p.period) == 10 for p in weekly)
+
+
+def _cells(ff):  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from finflow_core.store.lending_tables import applications
+
+    with ff.store.connect() as conn:
+        return conn.execute(select(applications.c.data, applications.c.status)).all()
