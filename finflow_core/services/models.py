@@ -128,6 +128,17 @@ def version_engine(ctx: Context, version: str) -> ScoringEngine:
 
 
 
+def _end_tests_of(conn: Any, version: str, by: str, now: Any) -> None:
+    """A challenger that becomes the champion has nothing left to be tested against: its
+    running tests stop with the promotion (audited), so no batch runs two arms of one model."""
+    from finflow_core.store import experiments as store_experiments
+
+    for test in store_experiments.running(conn):
+        if test.challenger_version == version and store_experiments.stop(conn, test.id, by, now) == 1:
+            append_audit(conn, by, "experiment_stopped", "experiment", test.id,
+                         {"reason": f"challenger {version} promoted to champion"}, at=now)
+
+
 def training_copy(source: Source) -> bytes:
     """The training file as given, gzip-compressed, kept with the model for later retraining."""
     raw = source if isinstance(source, bytes) else Path(source).read_bytes()
@@ -357,6 +368,7 @@ class ModelService(Service):
             append_audit(conn, self.actor.username, "model_promoted", "model", version,
                          {"previous_champion": old, "note": why, "comparison": compared},
                          model_version=version, at=now)
+            _end_tests_of(conn, version, self.actor.username, now)
         return comparison
 
     def save_strategy(self, low_edge: float, high_edge: float, note: str = "",

@@ -175,6 +175,16 @@ def test_stopping_the_test_makes_the_next_batch_all_champion(
     assert "experiments" not in scored_entry(ff, after.batch_id)
 
 
+def test_promoting_the_challenger_ends_its_test_with_an_audited_stop(ffa_sqlite: Lending) -> None:
+    ff = ffa_sqlite
+    other = second_version(ff)
+    exp = wb(ff, MANAGER).experiments.start(other, share=0.2, reason="try it", seed=5)
+    wb(ff, MANAGER).models.promote(other, "the split showed it prices better")
+    assert wb(ff, MANAGER).experiments.running() == []
+    stops = [e for e in audit_rows(ff.store) if e["action"] == "experiment_stopped"]
+    assert [s["subject_id"] for s in stops] == [str(exp.id)] and "promoted" in stops[0]["details"]["reason"]
+
+
 def test_a_dask_run_is_refused_while_a_test_runs_and_stores_nothing(
     ffa_sqlite: Lending, batches_dir: BatchFiles,
 ) -> None:
