@@ -95,6 +95,20 @@ def fairness_table(report: FairnessReport, segment: str) -> tuple[pd.DataFrame, 
     }
 
 
+def fairness_trend_table(trend: list[Any], segment: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """One row per week, one column per group: its impact ratio (text, "–" when not judged)."""
+    rows = []
+    for period in trend:
+        row: dict[str, Any] = {"week of": f.text(period.period)}
+        for g in period.report.groups:
+            if g.column == segment:
+                shown = f.number(g.impact_ratio, 2) if not g.small else "small group"
+                row[f.text(g.group)] = shown + (" (flagged)" if g.flagged else "")
+        rows.append(row)
+    frame = pd.DataFrame(rows).fillna("–")
+    return frame, {}
+
+
 def quality_table(rows: list[OfficerQuality]) -> tuple[pd.DataFrame, dict[str, Any]]:
     frame = pd.DataFrame([{
         "officer": f.text(q.officer), "decisions": q.decisions, "approvals": q.approvals,

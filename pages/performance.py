@@ -199,10 +199,13 @@ def experiment_section() -> None:
 
 def fairness_section() -> None:
     st.subheader("Fairness: approval rates by group")
-    if not cfg.segments:
-        st.info("No segment column is configured: list them under dataset.segments in the config.")
+    columns = [*cfg.protected_columns, *cfg.segments]
+    if not columns:
+        st.info("No protected or segment column is configured: declare protected characteristics with "
+                "role: protected, and segments under dataset.segments, in the config.")
         return
-    segment = st.selectbox("Segment", list(cfg.segments), format_func=label, key="pf_segment")
+    segment = st.selectbox("Group by", columns, format_func=label, key="pf_segment",
+                           help="Protected characteristics first (never a model input), then segments.")
     report = wb.performance.fairness(segment)
     st.caption("The adverse impact ratio is a group's approval rate divided by the most-approved group's; "
                f"under the four-fifths threshold ({f.pct(report.threshold, 0)}) the group is flagged for a "
@@ -214,6 +217,10 @@ def fairness_section() -> None:
     for g in report.flagged:
         st.warning(f"{f.md(label(segment))} {f.md(g.group)}: approved at {f.number(g.impact_ratio, 2)} of the "
                    f"reference group's rate ({f.pct(g.approval_rate)} of {f.count(g.decided)}).")
+    trend = wb.performance.fairness_over_time(segment, by="week")
+    if len(trend) > 1:
+        st.markdown("**Week by week** (impact ratio of each group; a flag in one week alone may be chance)")
+        table(tables.fairness_trend_table(trend, segment), "pf_fairness_trend")
     for note in report.notes:
         if note != FAIRNESS_NOTE:
             st.caption(f.md(note))
