@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from finflow_core.errors import ClusterError
+from finflow_core.errors import ClusterError, ClusterLost
 from finflow_core.lending.intake.reader import BatchFile
 from finflow_core.lending.scoring import ScoringEngine
 from finflow_core.pipeline.dask_cluster import DEFAULT_CONNECT_TIMEOUT, Cluster, TaskWatch
@@ -188,11 +188,26 @@ class _Run:
             )
 
     def send(self, payload: Payload) -> None:
-        """Broadcast the payload to every worker under this run's key (again after a loss)."""
+        """Broadcast the payload to every worker under this run's key (again after a loss).
+
+        A worker that dies while it is being sent to closes the connection: the payload is
+        sent again (under a new key) to whoever is left, until the connect timeout."""
         self.payload = payload
-        self.sent += 1
-        key = payload.key if self.sent == 1 else f"{payload.key}-{self.sent}"
-        self.future = self.client.scatter({key: payload}, broadcast=True, hash=False)[key]
+        deadline = time.monotonic() + self.engine.connect_timeout
+        while True:
+            self.sent += 1
+            key = payload.key if self.sent == 1 else f"{payload.key}-{self.sent}"
+            try:
+                self.future = self.client.scatter({key: payload}, broadcast=True, hash=False)[key]
+                return
+            except (OSError, TimeoutError) as exc:  # distributed's CommClosedError is an OSError
+                if time.monotonic() > deadline:
+                    raise ClusterLost(
+                        f"could not send this run's model to the workers ({type(exc).__name__}): "
+                        f"they left the cluster and none took it within {self.engine.connect_timeout:g} s; "
+                        "nothing was stored. Restart the workers and run again.",
+                        reason="no_workers_left") from None
+                time.sleep(0.25)
 
     def _resend_if_lost(self) -> None:
         if self.future is not None and self.future.status != "finished" and self.payload:

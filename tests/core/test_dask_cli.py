@@ -203,7 +203,13 @@ def test_the_scheduler_is_recognised_from_a_thread_with_a_running_event_loop() -
         async def inside_a_loop() -> dict[str, Any]:
             return probe_scheduler(empty.scheduler_address, timeout=10)
 
-        identity = asyncio.run(inside_a_loop())
+        try:  # after the browser tests a loop already runs in this thread (Playwright's)
+            running = asyncio.get_running_loop() is not None
+        except RuntimeError:
+            running = False
+        # none running: run one, as a Streamlit script would have
+        identity = (probe_scheduler(empty.scheduler_address, timeout=10) if running
+                    else asyncio.run(inside_a_loop()))
     assert identity["type"] == "Scheduler"
 
 
