@@ -1,4 +1,4 @@
-"""Helpers of the store tests (``tests/core/test_store_*.py``): the session config and model,
+"""Helpers of the store tests (``tests/core/store/``, ``tests/core/services/``...): the session config and model,
 batch files, and :class:`Lending`, one test's installation.
 
 Training is the slow part, so ONE small model is trained per session (through

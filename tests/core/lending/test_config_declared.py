@@ -69,7 +69,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_a_category_list_of_yes_and_no_loads_as_text(tmp_path: Path) -> None:
-    text = Path(__file__).with_name("fixtures").joinpath("other_lender.yaml").read_text()
+    text = (Path(__file__).parents[1] / "fixtures").joinpath("other_lender.yaml").read_text()
     text = text.replace('categories: ["yes", "no"]', "categories: [yes, no]")
     assert "categories: [yes, no]" in text
     cfg = load_config(_write(tmp_path, text))
@@ -97,7 +97,7 @@ def test_a_category_yaml_made_non_text_must_be_quoted(raw: dict[str, Any], value
 def test_integer_categories_are_accepted_as_their_text(tmp_path: Path, raw: dict[str, Any]) -> None:
     _col(raw, "collateral")["categories"] = [0, 1, 2]
     assert parse_config(raw).column("collateral").categories == ("0", "1", "2")
-    text = Path(__file__).with_name("fixtures").joinpath("other_lender.yaml").read_text()
+    text = (Path(__file__).parents[1] / "fixtures").joinpath("other_lender.yaml").read_text()
     text = text.replace("categories: [retail, services, industry, farming]",
                         "categories: [01, 02, 10, 11]")
     assert load_config(_write(tmp_path, text)).column("sector").categories == ("01", "02", "10", "11")

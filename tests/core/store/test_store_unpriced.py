@@ -23,7 +23,7 @@ from finflow_core.store.audit_chain import verify_audit
 from finflow_core.store.decision_check import verify_decisions
 from finflow_core.store.rollup import check_rollups
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 CSV = FIXTURES / "real_shaped.csv"
 MANAGER = Principal(None, "mia.manager", frozenset({"manager"}))
 OFFICER = Principal(None, "oscar.officer", frozenset({"officer"}))

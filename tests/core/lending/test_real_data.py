@@ -18,7 +18,7 @@ from finflow_core.lending.model.training import train
 from finflow_core.lending.model.training_data import check_training_data
 from finflow_core.lending.scoring import ScoringEngine
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 CSV = FIXTURES / "real_shaped.csv"
 CONFIG = FIXTURES / "real_shaped.yaml"
 
@@ -129,7 +129,7 @@ def test_the_first_weekly_batch(bundle: ModelBundle, lender: Config, raw_file: p
 
 
 def test_the_documented_config_is_the_fixture(lender: Config) -> None:
-    text = (Path(__file__).parents[2] / "docs" / "REAL_DATA.md").read_text()
+    text = (Path(__file__).parents[3] / "docs" / "REAL_DATA.md").read_text()
     block = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)[0]
     documented = parse_config(load_yaml(block))
     for part in ("columns", "ratios", "segments", "pricing", "strategy", "economics", "lender",

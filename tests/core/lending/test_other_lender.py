@@ -24,7 +24,7 @@ from finflow_core.lending.scoring import ScoringEngine
 from finflow_core.lending.synthetic import generate_applications
 from finflow_core.store.model_files import installation_key, load_bundle, save_bundle
 
-CONFIG_PATH = Path(__file__).parent / "fixtures" / "other_lender.yaml"
+CONFIG_PATH = Path(__file__).parents[1] / "fixtures" / "other_lender.yaml"
 SECTOR_RISK = {"retail": 0.2, "services": -0.3, "industry": 0.0, "farming": 0.4}
 DEFAULT_DATASET_COLUMNS = {"application_id", "credit_score", "annual_revenue", "loan_amount",
                            "term_months", "industry", "region", "collateral", "default"}

@@ -20,7 +20,7 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "SCALE_OUT.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "SCALE_OUT.md"
 DASK = str(Path(sys.executable).with_name("dask"))
 SCHEDULER_HOST, WORKER_HOST = "10.0.0.5", "10.0.0.6"
 
