@@ -272,7 +272,7 @@ class ModelService(Service):
         if not reason.strip():
             raise InvalidInput("a rollback needs a reason (it is recorded in the audit trail)", field="reason")
         now = self.ctx.clock()
-        with self.ctx.store.begin() as conn:
+        with anchored_write(self.ctx) as conn:  # then anchored, as a promotion is
             current = registry.champion_version(conn)
             previous = registry.previous_champion(conn)
             if current is None or previous is None:

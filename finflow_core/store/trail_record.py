@@ -67,7 +67,7 @@ class TrailRecord:
             self.manual[int(details["decision"])] = event
         elif action == "model_trained":
             self.trained[subject] = event
-        elif action == "model_promoted":
+        elif action in ("model_promoted", "model_rolled_back"):  # a rollback crowns its subject
             self.promoted[subject] = seq
         elif row["subject_type"] == "config":
             self.config = event

@@ -43,6 +43,8 @@ def test_a_challenger_learns_from_outcomes_and_records_its_lineage(ffa_sqlite: L
         manager.rollback("  ")
     assert manager.rollback("new champion misprices the low band") == ff.version
     assert manager.champion().version == ff.version
+    verified = wb(ff, MANAGER).audit.verify()  # the trail knows who is champion after a rollback
+    assert verified.ok, [f.line() for f in verified.findings]
     actions = [(e["action"], e["subject_id"]) for e in audit_rows(ff.store)
                if e["action"] in ("model_promoted", "model_rolled_back")]
     assert actions[-2:] == [("model_promoted", outcome.version), ("model_rolled_back", ff.version)]
