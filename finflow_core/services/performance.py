@@ -141,6 +141,8 @@ class PerformanceService(Service):
         frame = self.frame(batch_ids)
         frame["vintage"] = frame["batch_id"] if key is VintageKey.BATCH else frame["month"]
         vintages = by_vintage(frame)
+        first_stored = frame.groupby("vintage")["uploaded_at"].min()  # oldest vintage first
+        vintages = sorted(vintages, key=lambda v: (str(first_stored.get(v.vintage, "")), v.vintage))
         observed = frame[frame["funded"] & frame["months_on_book"].notna()]
         funded_per_vintage = frame[frame["funded"]].groupby("vintage").size()
         curves = vintage_curves(observed.assign(
