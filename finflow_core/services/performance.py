@@ -109,6 +109,11 @@ class FairnessReport:
                               g.reference, g.flagged, g.small) for g in self.groups], columns=cols)
 
 
+#: The rows of :meth:`PerformanceService.decision_quality` that are paths, not officers.
+FOUR_EYES_ROW = "four-eyes decisions"
+AFTER_REFERRAL_ROW = "decided after a referral"
+
+
 @dataclass(frozen=True)
 class FairnessPeriod:
     """One week's or batch's approval rates by group."""
@@ -154,17 +159,21 @@ class PerformanceService(Service):
 
     def decision_quality(self) -> list[OfficerQuality]:
         """Officers' manual decisions against the model's leaning (approve below the champion's
-        cut-off), with how the overrides turned out; the last row is everyone."""
+        cut-off), with how the overrides turned out: one row per officer, then the decisions
+        confirmed by a second officer (four eyes), those made after a referral, and everyone."""
         self.require(Action.VIEW_PERFORMANCE)
         frame = self.frame()
         manual = frame[frame["decided_kind"] == DecisionKind.MANUAL].copy()
         with self.ctx.store.connect() as conn:
-            manual["officer"] = rows_of.deciders(conn, manual["application_id"].tolist())
+            paths = rows_of.decision_paths(conn, manual["application_id"].tolist())
+        manual = manual.assign(**{c: paths[c].to_numpy() for c in paths.columns})
         cutoff = self._cutoff()
         manual["approved"] = manual["status"] == Status.APPROVED
         manual["leaning_approve"] = manual["probability"] < cutoff
         manual["override"] = manual["approved"] != manual["leaning_approve"]
         out = [_quality(name, part) for name, part in manual.groupby("officer", sort=True)]
+        out.append(_quality(FOUR_EYES_ROW, manual[manual["four_eyes"].astype(bool)]))
+        out.append(_quality(AFTER_REFERRAL_ROW, manual[manual["after_referral"].astype(bool)]))
         out.append(_quality("everyone", manual))
         return out
 

@@ -139,15 +139,29 @@ def stored_data(conn: Connection, ids: list[int]) -> pd.DataFrame:
     return frame
 
 
-def deciders(conn: Connection, application_ids: list[int]) -> list[str]:
-    """Who made each application's current (manual) decision, in the order given."""
+def decision_paths(conn: Connection, application_ids: list[int]) -> pd.DataFrame:
+    """For each application's current (manual) decision, in the order given: who made it
+    (``officer``), whether a second officer confirmed it (``four_eyes``) and whether the case
+    had been referred before it (``after_referral``)."""
+    from finflow_core.lending.terms import Outcome
     from finflow_core.store.lending_tables import decisions
 
-    found: dict[int, str] = {}
+    d = decisions.c
+    found: dict[int, tuple[str, bool]] = {}
+    referred: set[int] = set()
     for i in range(0, len(application_ids), _IN_CHUNK):
         part = application_ids[i:i + _IN_CHUNK]
-        rows = conn.execute(select(applications.c.id, decisions.c.decided_by)
-                            .join(decisions, decisions.c.id == applications.c.current_decision_id)
+        rows = conn.execute(select(applications.c.id, d.decided_by, d.four_eyes)
+                            .join(decisions, d.id == applications.c.current_decision_id)
                             .where(applications.c.id.in_(part))).all()
-        found.update({int(r[0]): str(r[1]) for r in rows})
-    return [found.get(int(i), "") for i in application_ids]
+        found.update({int(r[0]): (str(r[1]), r[2] is not None) for r in rows})
+        referred.update(int(x) for x in conn.execute(
+            select(d.application_id).where(d.application_id.in_(part), d.outcome == Outcome.REFER)
+            .where(d.id.not_in(select(applications.c.current_decision_id).where(
+                applications.c.id.in_(part), applications.c.current_decision_id.is_not(None))))
+        ).scalars())
+    return pd.DataFrame({
+        "officer": [found.get(int(a), ("", False))[0] for a in application_ids],
+        "four_eyes": [found.get(int(a), ("", False))[1] for a in application_ids],
+        "after_referral": [int(a) in referred for a in application_ids],
+    })
