@@ -127,7 +127,7 @@ def queue(conn: Connection, status: Status, order: str, limit: int, offset: int,
     if overdue_before is None:
         return _page(conn, status, order, limit, offset, now, None)
     late = _arrived_before(overdue_before)
-    n_late = _count(conn, status, late)
+    n_late = count_overdue(conn, (status,), overdue_before)
     rows: list[QueueRow] = []
     if offset < n_late:
         rows += _page(conn, status, order, limit, offset, now, late)
@@ -142,14 +142,15 @@ def _arrived_before(moment: str) -> Any:
     return applications.c.batch_id.in_(select(batches.c.id).where(moment > _ARRIVED))
 
 
-def _count(conn: Connection, status: Status, extra: Any) -> int:
-    return int(conn.execute(select(func.count()).select_from(applications)
-                            .where(*_open_cases(status), extra)).scalar_one())
-
-
 def count_overdue(conn: Connection, statuses: tuple[Status, ...], overdue_before: str) -> int:
-    late = _arrived_before(overdue_before)
-    return sum(_count(conn, s, late) for s in statuses)
+    """Open cases whose batch arrived before ``overdue_before``, from the roll-ups (a case is
+    overdue by its batch's arrival, so the per-batch counts answer it without reading the
+    applications, a batch still loading included)."""
+    r = portfolio_rollup.c
+    late = r.batch_id.in_(select(batches.c.id).where(overdue_before > _ARRIVED))
+    total = conn.execute(select(func.coalesce(func.sum(r.n), 0)).where(r.status.in_(statuses))
+                         .where(on_desk(r.batch_id), late)).scalar_one()
+    return int(total)
 
 
 def _page(conn: Connection, status: Status, order: str, limit: int, offset: int, now: str,
