@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, select
+from sqlalchemy import Connection, exists, func, select
 
 from finflow_core.lending.scoring import reason_texts
 from finflow_core.lending.terms import AUTO_OUTCOME, STATUS_OF_OUTCOME, Outcome
@@ -246,12 +246,14 @@ def _check_auto(conn: Connection, record: TrailRecord, out: Findings, counts: Co
                           .outerjoin(scores, s.application_id == d.application_id))
              .where(d.kind == "auto").order_by(d.id).limit(PAGE))
     tally: dict[str, Counter[str]] = defaultdict(Counter)
+    decided: set[int] = set()  # applications with an automatic decision
     last = 0
     while page := conn.execute(query.where(d.id > last)).mappings().all():
         last = int(page[-1]["id"])
         counts["decisions"] += len(page)
         for r in page:
             tally[r["batch_id"]][r["outcome"]] += 1
+            decided.add(int(r["application_id"]))
             why = _auto_problem(r)
             if why:
                 out.add(r["batch_id"], "decisions", f"{r['id']} (automatic, application "
@@ -266,10 +268,12 @@ def _check_auto(conn: Connection, record: TrailRecord, out: Findings, counts: Co
                 out.add(bid, "decisions", f"batch {bid}", "missing",
                         f"{stored[outcome]} automatic {outcome}s stored, audit entry {event.seq} "
                         f"recorded {want}")
-    orphan = (select(a.id, a.batch_id, a.row_number, a.band)
-              .where(a.band.in_(("low", "high")))
-              .where(~exists().where(and_(d.application_id == a.id, d.kind == "auto"))))
-    for r in conn.execute(orphan):
+    # one scan, matched here: a NOT EXISTS per application let SQLite search the decisions by
+    # their kind index, quadratic (458 s for 100k applications)
+    banded = select(a.id, a.batch_id, a.row_number, a.band).where(a.band.in_(("low", "high")))
+    for r in conn.execute(banded):
+        if int(r.id) in decided:
+            continue
         out.add(r.batch_id, "decisions", f"application {r.id} (batch {r.batch_id} row "
                 f"{r.row_number})", "missing", f"band {r.band} but no automatic decision: it was "
                 "deleted")
