@@ -106,11 +106,11 @@ def run_command(args: argparse.Namespace) -> int:
 
 def report_failure(args: argparse.Namespace, exc: BaseException) -> int:
     """Print a failure as ``finflow: error: ...`` (and JSON with --json); its exit code."""
-    from finflow_core.store.faults import translate
+    from finflow_core.services.files import as_fault
 
     if isinstance(exc, SystemExit):
         raise exc
-    fault = exc if isinstance(exc, FinFlowError) else translate(exc)
+    fault = exc if isinstance(exc, FinFlowError) else as_fault(exc)
     if fault is None:
         if os.environ.get(ENV_DEBUG) == "1":
             traceback.print_exception(exc, file=sys.stderr)

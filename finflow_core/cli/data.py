@@ -181,7 +181,7 @@ def _money(value: Any) -> str:
 
 
 def weekly_run(ctx: Context, args: argparse.Namespace) -> int:
-    from finflow_core.store.exports import check_out_dir
+    from finflow_core.services.files import check_out_dir
 
     if args.out is not None:
         check_out_dir(args.out)  # before signing in, reading or storing anything

@@ -74,7 +74,7 @@ def register(sub: Any) -> None:
 
 
 def outcomes_load(ctx: Context, args: argparse.Namespace) -> int:
-    from finflow_core.store.exports import write_csv
+    from finflow_core.services.files import write_csv
 
     wb = ctx.workbench
     preview = wb.outcomes.preview(args.data, correction_reason=args.correction)
