@@ -26,6 +26,11 @@ from sqlalchemy import (
 from finflow_core.store.tables import TIMESTAMP_LEN, metadata
 
 
+def one_of(column: str, *values: str) -> str:
+    """A CHECK that ``column`` holds one of ``values``, as ``column = 'a' OR column = 'b' ...``."""
+    return " OR ".join(f"{column} = {v!r}" for v in values)
+
+
 def _ts(name: str, *, nullable: bool = True) -> Column[str]:
     return Column(name, String(TIMESTAMP_LEN), nullable=nullable)
 
@@ -148,8 +153,11 @@ applications = Table(
     # which verify checks against the sealed scores and decisions)
     Column("seal", String(32)),
     UniqueConstraint("batch_id", "row_number"),
-    CheckConstraint("band IN ('low', 'medium', 'high')", name="band_known"),
-    CheckConstraint("status IN ('approved', 'declined', 'pending', 'referred')", name="status_known"),
+    # value lists as chains of "=": SQLite checks "x IN (3+ values)" through a temporary
+    # table per inserted row (migration 0009)
+    CheckConstraint(one_of("band", "low", "medium", "high"), name="band_known"),
+    CheckConstraint(one_of("status", "approved", "declined", "pending", "referred"),
+                    name="status_known"),
     Index("ix_applications_external_id", "external_id"),
     Index("ix_applications_queue", "status", "id"),
     # only open cases (the queue's "largest first"): an index over every application keyed
@@ -191,7 +199,7 @@ decisions = Table(
     Column("proposed_by", String(64)),
     Column("four_eyes", String(32)),
     Column("seal", String(32)),  # officers' decisions; automatic ones follow from their score
-    CheckConstraint("outcome IN ('approve', 'decline', 'refer')", name="outcome_known"),
+    CheckConstraint(one_of("outcome", "approve", "decline", "refer"), name="outcome_known"),
     CheckConstraint("kind IN ('auto', 'manual')", name="kind_known"),
     # one first decision per application; every later one supersedes exactly one
     Index("uq_decisions_first_per_application", "application_id", unique=True,

@@ -118,6 +118,41 @@ def test_a_run_that_fails_half_way_leaves_nothing_and_a_rerun_stores_it_once(
     assert verify_audit(ff.store).ok and verify_decisions(ff.store).ok
 
 
+def test_a_batch_stored_in_many_small_transactions_is_the_batch_stored_in_few(
+    ff_sqlite: Lending, batches_dir: BatchFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each write transaction takes its share of a chunk's rows (applications, scores and
+    automatic decisions sliced alike): 7 rows per transaction store what 2,500 store."""
+    from sqlalchemy import text
+
+    def stored(batch_id: str) -> list[tuple]:
+        with ff_sqlite.store.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(
+                "SELECT a.row_number, a.external_id, a.data, a.probability, a.band, a.status, "
+                "a.decided_kind, a.expected_profit, s.reasons, s.ev_approve, d.outcome, d.kind, "
+                "d.reason, d.application_id = a.id FROM applications a "
+                "JOIN scores s ON s.application_id = a.id "
+                "LEFT JOIN decisions d ON d.id = a.current_decision_id "
+                "WHERE a.batch_id = :b ORDER BY a.row_number"), {"b": batch_id})]
+
+    monkeypatch.setattr(batch_writer, "ROWS_PER_TRANSACTION", 7)
+    small = ff_sqlite.run(batches_dir.a, chunk_rows=150)
+    ff_sqlite.wb(MANAGER).batches.void(small.batch_id, "stored again in larger transactions")
+    monkeypatch.setattr(batch_writer, "ROWS_PER_TRANSACTION", 2_500)
+    large = ff_sqlite.run(batches_dir.a, chunk_rows=150)
+    rows = stored(small.batch_id)
+    assert len(rows) == small.rows_valid == large.rows_valid > 150
+    assert rows == stored(large.batch_id)
+    assert sum(1 for r in rows if r[10] is not None) == small.bands["low"] + small.bands["high"]
+    assert all(r[13] for r in rows if r[10] is not None)  # each decision is its application's
+    assert verify_decisions(ff_sqlite.store).ok and check_rollups_ok(ff_sqlite)
+
+
+def check_rollups_ok(ff: Lending) -> bool:
+    with ff.store.connect() as conn:
+        return check_rollups(conn) == []
+
+
 def test_a_failure_while_finishing_leaves_nothing(
     ff: Lending, batches_dir: BatchFiles, monkeypatch: pytest.MonkeyPatch
 ) -> None:

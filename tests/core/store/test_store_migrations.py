@@ -86,6 +86,35 @@ def test_the_partial_unique_indexes_are_those_of_the_tables_module(store: Store)
     assert "supersedes_id IS NULL" in sql
 
 
+def test_the_checks_on_stored_rows_are_chains_of_equals_and_still_refuse_unknown_values(
+    store: Store,
+) -> None:
+    """SQLite checks ``x IN (3+ values)`` through a temporary table per inserted row;
+    migration 0009 states those checks as ``x = 'a' OR ...`` with the same meaning."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "cheap_checks", MIGRATIONS_DIR / "versions" / "0009_cheap_checks.py")
+    assert spec is not None and spec.loader is not None
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+
+    with store.connect() as conn:
+        for table, name, column, values in m.CHECKS:
+            if store.dialect == "sqlite":
+                sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE type = 'table' "
+                                        "AND name = :t"), {"t": table}).scalar_one()
+            else:
+                sql = conn.execute(text("SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                                        "WHERE conname = :n"), {"n": name}).scalar_one()
+            assert m.as_list(column, values) not in sql, name
+            for v in values:
+                assert f"'{v}'" in sql, (name, v)
+    with pytest.raises(Exception, match="(?i)check"), store.begin() as conn:
+        conn.execute(text("INSERT INTO decisions (id, application_id, outcome, kind, decided_by, "
+                          "decided_at) VALUES (1, 1, 'maybe', 'manual', 'x', 'now')"))
+
+
 def test_an_older_database_at_0001_is_upgraded_keeping_users_and_audit(
     store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config_path: Path,
     trained_model, batches_dir: BatchFiles,  # noqa: ANN001
