@@ -102,6 +102,15 @@ class ChunkRows:
                          [(t, _rows(c, lo, hi)) for t, c in self.experiments])
 
 
+@dataclass(frozen=True)
+class Sealed:
+    """A transaction's application ids and the seals of its applications and scores."""
+
+    app_ids: np.ndarray
+    applications: list[str]
+    scores: list[str]
+
+
 def _rows(columns: dict[str, Any], lo: int, hi: int) -> dict[str, Any]:
     """Rows ``lo`` to ``hi`` of columns given as arrays or lists (a scalar stands for all)."""
     return {k: v[lo:hi] if isinstance(v, list | np.ndarray) else v for k, v in columns.items()}
@@ -196,7 +205,27 @@ class StoreSink:
         step = self.rows_per_transaction
         for lo in range(0, rows.n, step):
             part = rows.part(lo, min(lo + step, rows.n))
-            self._write(lambda conn, part=part: self._write_rows(conn, part), part.n)
+            sealed = self._seal_ahead(part)
+            self._write(lambda conn, part=part, sealed=sealed: self._write_rows(conn, part, sealed),
+                        part.n)
+
+    def _seal_ahead(self, rows: ChunkRows) -> Sealed | None:
+        """Seal a transaction's applications and scores before it takes SQLite's write lock,
+        under the ids they will get unless another application is stored first (then
+        :meth:`_write_rows` seals them again under the lock): the lock is held for the
+        inserts alone. Only loaders store applications, so the guess nearly always holds."""
+        if self._conn is not None or self.store.dialect != "sqlite":
+            return None
+        with self.store.connect() as conn:
+            start = next_free_id(conn, applications)
+        return self._sealed(rows, np.arange(start, start + rows.n, dtype=np.int64))
+
+    def _sealed(self, rows: ChunkRows, app_ids: np.ndarray) -> Sealed:
+        apps = {"id": app_ids, **rows.applications}
+        app_seals = self.seals.seal_columns(applications, apps, rows.n)
+        score_columns = {"application_id": app_ids, **rows.scores}
+        score_seals = self.seals.seal_columns(scores, score_columns, rows.n)
+        return Sealed(app_ids, app_seals, score_seals)
 
     def _prepare(self, valid: pd.DataFrame, raw: pd.DataFrame, scored: pd.DataFrame) -> ChunkRows:
         """Everything stored for a chunk's applications except their ids and seals, column by
@@ -252,21 +281,24 @@ class StoreSink:
         experiments = self._experiment_columns(scored)
         return ChunkRows(n, apps, score_columns, auto, decision_columns, experiments)
 
-    def _write_rows(self, conn: Connection, rows: ChunkRows) -> None:
-        """One transaction's applications: ids taken under the write lock, then sealed and
-        inserted, each table in one bulk insert."""
+    def _write_rows(self, conn: Connection, rows: ChunkRows, sealed: Sealed | None = None) -> None:
+        """One transaction's applications, each table in one bulk insert: their ids are
+        taken under the write lock (sealed again if the guess of :meth:`_seal_ahead` was
+        wrong), and every application points at its automatic decision."""
         n = rows.n
-        # every application points at its automatic decision, so ids are allocated up front
-        app_ids = np.asarray(allocate_ids(conn, applications, n), dtype=np.int64)
+        start = next_free_id(conn, applications)
+        if sealed is None or int(sealed.app_ids[0]) != start:
+            sealed = self._sealed(rows, np.arange(start, start + n, dtype=np.int64))
+        app_ids = sealed.app_ids
         n_auto = int(rows.auto.sum())
         decision_ids = np.full(n, None, dtype=object)
         decision_ids[rows.auto] = allocate_ids(conn, decisions, n_auto)
-        columns = {"id": app_ids, **rows.applications, "current_decision_id": decision_ids}
-        self.seals.seal(applications, columns, n)
+        columns = {"id": app_ids, **rows.applications, "current_decision_id": decision_ids,
+                   "seal": sealed.applications}
         bulk_insert(conn, applications, columns, n)
-        score_columns = {"application_id": app_ids, **rows.scores}
-        self.seals.seal(scores, score_columns, n)
-        bulk_insert(conn, scores, score_columns, n)
+        bulk_insert(conn, scores, {"application_id": app_ids, **rows.scores, "seal": sealed.scores}, n)
+        self.seals.add_stored(applications, sealed.applications)
+        self.seals.add_stored(scores, sealed.scores)
         for table, extra in rows.experiments:
             bulk_insert(conn, table, {"application_id": app_ids, **extra}, n)
         if n_auto:
@@ -433,8 +465,14 @@ def allocate_ids(conn: Connection, table: Any, n: int) -> list[int]:
             {"t": table.name, "n": n},
         )
         return [int(r[0]) for r in rows]
-    start = int(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()) + 1
+    start = next_free_id(conn, table)
     return list(range(start, start + n))
+
+
+def next_free_id(conn: Connection, table: Any) -> int:
+    """max(id) + 1 of ``table``: on SQLite, under a write transaction, the first id that
+    this transaction may take (PostgreSQL uses sequences, see :func:`allocate_ids`)."""
+    return int(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()) + 1
 
 
 def records_json(frame: pd.DataFrame) -> list[str]:

@@ -169,8 +169,16 @@ class BatchSeals:
 
     def seal(self, table: Any, columns: dict[str, Any], n: int) -> None:
         """Add the ``seal`` column to rows of ``table`` about to be bulk-inserted."""
-        columns["seal"] = seal_rows(self.key, table.name, columns, n)
-        self.sums[table.name].add(columns["seal"])
+        columns["seal"] = self.seal_columns(table, columns, n)
+        self.add_stored(table, columns["seal"])
+
+    def seal_columns(self, table: Any, columns: dict[str, Any], n: int) -> list[str]:
+        """The seals of rows of ``table`` (not yet counted: see :meth:`add_stored`)."""
+        return seal_rows(self.key, table.name, columns, n)
+
+    def add_stored(self, table: Any, seals: list[str]) -> None:
+        """Count seals of rows inserted into ``table`` in the batch's sum."""
+        self.sums[table.name].add(seals)
 
     def details(self) -> dict[str, Any]:
         return {"seals": {t: s.value() for t, s in self.sums.items()}}

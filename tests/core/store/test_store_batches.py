@@ -148,6 +148,30 @@ def test_a_batch_stored_in_many_small_transactions_is_the_batch_stored_in_few(
     assert verify_decisions(ff_sqlite.store).ok and check_rollups_ok(ff_sqlite)
 
 
+def test_rows_sealed_ahead_under_ids_another_writer_took_are_sealed_again_under_the_lock(
+    ff_sqlite: Lending, batches_dir: BatchFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer seals a transaction's rows before it takes the write lock, guessing their
+    ids; when another application was stored in between, the guess is wrong and the rows
+    must be sealed again under the lock (else every seal would fail verify)."""
+    real = batch_writer.StoreSink._seal_ahead
+    guesses = {"wrong": 0}
+
+    def stale_guess(self, rows):  # type: ignore[no-untyped-def]
+        sealed = real(self, rows)
+        guesses["wrong"] += 1
+        return self._sealed(rows, sealed.app_ids - 1)  # an id another writer has taken
+
+    monkeypatch.setattr(batch_writer, "ROWS_PER_TRANSACTION", 50)
+    monkeypatch.setattr(batch_writer.StoreSink, "_seal_ahead", stale_guess)
+    summary = ff_sqlite.run(batches_dir.a, chunk_rows=150)
+    assert guesses["wrong"] > 2
+    assert ff_sqlite.count("applications") == summary.rows_valid
+    result = verify_decisions(ff_sqlite.store)
+    assert result.ok, result.problems[:3]
+    assert verify_audit(ff_sqlite.store).ok
+
+
 def check_rollups_ok(ff: Lending) -> bool:
     with ff.store.connect() as conn:
         return check_rollups(conn) == []
