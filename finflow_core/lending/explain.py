@@ -151,7 +151,7 @@ class ReasonExplainer:
         contributions = exp.shap[rows, cols]
         numbers = exp.values[rows, cols]
         values = numbers.astype(object)  # Python floats (NaN: missing); codes replaced below
-        shown = _json_numbers(numbers)  # each value as JSON writes it (codes replaced below)
+        shown = _json_numbers(numbers)  # '<value as JSON>, "contribution": ' (codes replaced below)
         texts = np.empty(len(cols), dtype=object)
         heads = np.empty(len(cols), dtype=object)  # '{"feature": ..., "text": ..., "value": '
         unplain: set[int] = set()  # rows holding a value JSON has no plain form for
@@ -241,7 +241,7 @@ class ReasonExplainer:
             k, u = at[known], ids[known]
             texts[k] = _objects(worded)[u]
             heads[k] = _objects([self._head(j, t) for t in worded])[u]
-            shown[k] = _objects([json.dumps(c) for c in distinct])[u]
+            shown[k] = _objects([json.dumps(c) + _CONTRIBUTION for c in distinct])[u]
             values[k] = codes[known]
             rest = rest[~known]
         odd = np.zeros(len(at), dtype=bool)
@@ -260,7 +260,7 @@ class ReasonExplainer:
             if as_json is None:
                 odd[q] = True
             else:
-                shown[k] = as_json
+                shown[k] = as_json + _CONTRIBUTION
         return odd
 
     def _head(self, j: int, text: str) -> str:
@@ -433,12 +433,13 @@ def _json_floats(x: np.ndarray) -> list[str]:
 
 
 def _json_numbers(x: np.ndarray) -> np.ndarray:
-    """:func:`_json_floats` once per distinct value (a batch repeats its values)."""
+    """:func:`_json_floats` once per distinct value (a batch repeats its values), each
+    followed by what comes between a reason's value and its contribution."""
     distinct, inverse = np.unique(x, return_inverse=True)  # NaNs are one value
-    out = _objects(_json_floats(distinct))[inverse]
+    out = _objects([f"{v}{_CONTRIBUTION}" for v in _json_floats(distinct)])[inverse]
     zero = x == 0  # unique takes -0.0 and 0.0 for one value
-    out[zero & np.signbit(x)] = "-0.0"
-    out[zero & ~np.signbit(x)] = "0.0"
+    out[zero & np.signbit(x)] = f"-0.0{_CONTRIBUTION}"
+    out[zero & ~np.signbit(x)] = f"0.0{_CONTRIBUTION}"
     return out
 
 
@@ -464,12 +465,11 @@ def _joined(rows: np.ndarray, counts: np.ndarray, heads: np.ndarray, shown: np.n
     for k in (np.flatnonzero(np.diff(rows)) + 1).tolist():
         seps[k] = "}]\n["
     seps[0] = "["
-    tokens: list[Any] = [None] * (5 * m)
-    tokens[0::5] = seps
-    tokens[1::5] = heads.tolist()
-    tokens[2::5] = shown.tolist()
-    tokens[3::5] = [_CONTRIBUTION] * m
-    tokens[4::5] = tails
+    tokens: list[Any] = [None] * (4 * m)
+    tokens[0::4] = seps
+    tokens[1::4] = heads.tolist()
+    tokens[2::4] = shown.tolist()  # the value and ', "contribution": '
+    tokens[3::4] = tails
     texts: list[str | None] = ("".join(tokens) + "}]").split("\n")
     if len(texts) == len(counts):  # every row has a reason (nearly always so)
         out = texts

@@ -20,6 +20,7 @@ import pytest
 from finflow_core import formatting as fmt
 from finflow_core.lending.config import Config
 from finflow_core.lending.explain import (
+    _CONTRIBUTION,
     Explanation,
     ReasonExplainer,
     _json_floats,
@@ -95,9 +96,9 @@ def test_equal_units_mean_equal_text_at_the_edges(config: Config) -> None:
 def test_json_floats_are_written_as_json_writes_them() -> None:
     x = _values(3)
     assert _json_floats(x) == [json.dumps(v) for v in x.tolist()]
-    assert _json_numbers(x).tolist() == [json.dumps(v) for v in x.tolist()]
+    assert _json_numbers(x).tolist() == [json.dumps(v) + _CONTRIBUTION for v in x.tolist()]
     for zeros in ([0.0, -0.0, -0.0, 0.0], [-0.0, 0.0, 1.0, 0.0]):
-        assert _json_numbers(np.array(zeros)).tolist() == [repr(z) for z in zeros]
+        assert _json_numbers(np.array(zeros)).tolist() == [repr(z) + _CONTRIBUTION for z in zeros]
 
 
 def _one_by_one(explainer: ReasonExplainer, frame: pd.DataFrame, exp: Explanation) -> list:
