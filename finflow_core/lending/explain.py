@@ -40,7 +40,7 @@ class ReasonRows:
     records: list[list[dict[str, Any]]]
     #: ``json.JSONEncoder().encode(records[i])`` for each row, built from pieces encoded once
     #: per distinct text; None for a row holding a value JSON has no plain form for
-    json: list[str | None]
+    encoded: list[str | None]
 
 
 @dataclass

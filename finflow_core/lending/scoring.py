@@ -89,7 +89,7 @@ class ScoringEngine:
         with collector_paused():  # a list per row: see collector_paused
             out: list[list[dict]] = [[] for _ in range(n)]
             encoded: list[str | None] = [NO_REASONS_JSON] * n
-            for i, row, text in zip(idx.tolist(), explained.records, explained.json, strict=True):
+            for i, row, text in zip(idx.tolist(), explained.records, explained.encoded, strict=True):
                 out[i] = row
                 encoded[i] = text
         return ReasonRows(out, encoded)
@@ -140,7 +140,7 @@ class ScoringEngine:
                 "ev_review": routed["ev_review"],
                 "loan_amount": frame[self.config.amount_column].to_numpy(dtype=float),
                 "reasons": reasons.records,
-                "reasons_json": pd.Series(reasons.json, dtype=object),  # not pandas' str dtype
+                "reasons_json": pd.Series(reasons.encoded, dtype=object),  # not pandas' str dtype
             }
         )
 

@@ -154,8 +154,8 @@ def test_reason_rows_equal_the_one_by_one_wording(bundle: ModelBundle, config: C
         rows = explainer.reason_rows(frame, exp)
         expected = _one_by_one(explainer, frame, exp)
         assert _same(rows.records, expected)
-        assert rows.json == [json.JSONEncoder().encode(r) for r in expected]
-        assert reasons_json(rows.records, rows.json) == reasons_json(expected)
+        assert rows.encoded == [json.JSONEncoder().encode(r) for r in expected]
+        assert reasons_json(rows.records, rows.encoded) == reasons_json(expected)
 
 
 def test_codes_of_other_types_are_left_for_the_writer_to_encode(bundle: ModelBundle,
@@ -173,9 +173,9 @@ def test_codes_of_other_types_are_left_for_the_writer_to_encode(bundle: ModelBun
     expected = _one_by_one(explainer, frame, exp)
     assert _same(rows.records, expected)
     assert rows.records[0][0]["value"] == "hospitality" and type(rows.records[0][0]["value"]) is str
-    assert rows.json[0] == json.dumps(expected[0]) and rows.json[2] == json.dumps(expected[2])
-    assert rows.json[1] is None
-    assert reasons_json(rows.records, rows.json) == reasons_json(expected)
+    assert rows.encoded[0] == json.dumps(expected[0]) and rows.encoded[2] == json.dumps(expected[2])
+    assert rows.encoded[1] is None
+    assert reasons_json(rows.records, rows.encoded) == reasons_json(expected)
 
 
 def test_the_scored_frame_carries_the_json_the_writer_would_write(fresh_scored: object) -> None:
