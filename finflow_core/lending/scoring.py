@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from finflow_core.lending.config import Config
-from finflow_core.lending.explain import ReasonExplainer
+from finflow_core.lending.explain import ReasonExplainer, ReasonRows, collector_paused
 from finflow_core.lending.model.bundle import ModelBundle
 from finflow_core.lending.strategy import (
     BAND_DECISION,
@@ -32,9 +32,11 @@ from finflow_core.lending.strategy import (
 #: Columns of a scored batch, in the order they are held.
 DECISION_COLUMNS = (
     "row_number", "application_id", "probability", "band", "decision", "expected_profit",
-    "ev_approve", "ev_review", "loan_amount", "reasons",
+    "ev_approve", "ev_review", "loan_amount", "reasons", "reasons_json",
 )
 REASON_SEP = " | "
+#: A row without reasons as JSON text.
+NO_REASONS_JSON = "[]"
 
 
 class ScoringEngine:
@@ -74,14 +76,23 @@ class ScoringEngine:
         return {"band": bands, "expected_profit": profit, "ev_approve": approve, "ev_review": review}
 
     def reasons(self, frame: pd.DataFrame, matrix: np.ndarray, mask: np.ndarray) -> list[list[dict]]:
-        out: list[list[dict]] = [[] for _ in range(len(frame))]
+        return self.reason_rows(frame, matrix, mask).records
+
+    def reason_rows(self, frame: pd.DataFrame, matrix: np.ndarray, mask: np.ndarray) -> ReasonRows:
+        """The reasons of the rows in ``mask`` (the others have none), with their JSON text."""
+        n = len(frame)
         if self.explainer is None or not mask.any():
-            return out
+            return ReasonRows([[] for _ in range(n)], [NO_REASONS_JSON] * n)
         idx = np.flatnonzero(mask)
         exp = self.explainer.explain_matrix(matrix[idx])
-        for i, row in zip(idx, self.explainer.reason_records(frame.iloc[idx], exp), strict=True):
-            out[i] = row
-        return out
+        explained = self.explainer.reason_rows(frame.iloc[idx], exp)
+        with collector_paused():  # a list per row: see collector_paused
+            out: list[list[dict]] = [[] for _ in range(n)]
+            encoded: list[str | None] = [NO_REASONS_JSON] * n
+            for i, row, text in zip(idx.tolist(), explained.records, explained.encoded, strict=True):
+                out[i] = row
+                encoded[i] = text
+        return ReasonRows(out, encoded)
 
     def drift_counts(self, frame: pd.DataFrame, matrix: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
         """Bin counts of the score and every feature for this chunk (they add up across chunks).
@@ -98,7 +109,10 @@ class ScoringEngine:
         """One row per validated application: the decision table of a batch (or a chunk).
 
         ``reasons`` holds, for review and decline cases, a list of dicts (feature, text,
-        value, contribution), strongest first; approvals carry an empty list. Pass
+        value, contribution), strongest first; approvals carry an empty list.
+        ``reasons_json`` holds the same as the JSON text the store keeps (built from pieces
+        encoded once, so the writer need not encode 40k rows again; None for a row it must
+        encode itself). Pass
         ``drift`` to add this chunk's bin counts to it, ``timings`` to add stage seconds.
         """
         if len(frame) == 0:  # a chunk whose every row was quarantined
@@ -108,7 +122,7 @@ class ScoringEngine:
         p = clock.run("predict", self.predict, matrix)
         routed = self.route(frame, p)
         mask = needs_reasons(routed["band"])
-        reasons = clock.run("explain", self.reasons, frame, matrix, mask)
+        reasons = clock.run("explain", self.reason_rows, frame, matrix, mask)
         if drift is not None:
             counts = clock.run("drift", self.drift_counts, frame, matrix, p)
             for k, v in counts.items():
@@ -125,7 +139,8 @@ class ScoringEngine:
                 "ev_approve": routed["ev_approve"],
                 "ev_review": routed["ev_review"],
                 "loan_amount": frame[self.config.amount_column].to_numpy(dtype=float),
-                "reasons": reasons,
+                "reasons": reasons.records,
+                "reasons_json": pd.Series(reasons.encoded, dtype=object),  # not pandas' str dtype
             }
         )
 

@@ -257,11 +257,12 @@ class StoreSink:
         version: Any = (scored["model_version"].to_numpy(dtype=object) if "model_version" in scored
                         else self.scoring.bundle.version)
         reasons = scored["reasons"].tolist()
+        encoded = scored["reasons_json"].tolist() if "reasons_json" in scored else None
         score_columns = {
             "model_version": version, "probability": probability,
             "band": bands, "ev_approve": scored["ev_approve"].to_numpy(dtype=float),
             "ev_review": scored["ev_review"].to_numpy(dtype=float),
-            "reasons": reasons_json(reasons), "scored_at": self.now,
+            "reasons": reasons_json(reasons, encoded), "scored_at": self.now,
         }
         idx = np.flatnonzero(auto)
         outcomes = [AUTO_OUTCOME[b] for b in bands[idx]]
@@ -493,10 +494,17 @@ def records_json(frame: pd.DataFrame) -> list[str]:
 _REASONS_ENCODER = json.JSONEncoder(default=lambda o: json_default(o))
 
 
-def reasons_json(reasons: list[list[dict[str, Any]]]) -> list[str]:
-    """Each row's reasons as JSON text (most rows, approvals, have none)."""
+def reasons_json(reasons: list[list[dict[str, Any]]], encoded: list[Any] | None = None) -> list[str]:
+    """Each row's reasons as JSON text (most rows, approvals, have none).
+
+    ``encoded``: the same text made while scoring (a scored frame's ``reasons_json``), used
+    where a row has it, so 40k explained rows per 100k are not encoded a second time.
+    """
     encode = _REASONS_ENCODER.encode
-    return [encode(r) if r else EMPTY_REASONS for r in reasons]
+    if encoded is None:
+        return [encode(r) if r else EMPTY_REASONS for r in reasons]
+    return [e if isinstance(e, str) else encode(r) if r else EMPTY_REASONS
+            for r, e in zip(reasons, encoded, strict=True)]
 
 
 def stored_summary_dict(summary: BatchSummary) -> dict[str, Any]:
