@@ -13,6 +13,7 @@ extension types) makes :func:`csv_rows` decline, and the caller writes with pand
 
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
@@ -24,6 +25,12 @@ from finflow_core.lending.spreadsheet import FORMULA_PREFIXES
 
 _RISKY = "^[" + "".join(re.escape(p) for p in FORMULA_PREFIXES) + "]"  # one character each
 _NEEDS_QUOTES = '[,"\r\n]'  # the delimiter, the quote character, the line terminator's
+_SPECIAL = tuple(c.encode() for c in ',"\r\n')
+#: The guard's characters are single ASCII bytes: a cell's first byte tells (UTF-8 never
+#: starts a longer character with an ASCII byte).
+_ONE_BYTE_PREFIXES = all(len(p) == 1 and ord(p) < 128 for p in FORMULA_PREFIXES)
+_FORMULA_BYTE = np.zeros(256, dtype=bool)
+_FORMULA_BYTE[[ord(p) for p in FORMULA_PREFIXES if _ONE_BYTE_PREFIXES]] = True
 #: Floats with at most this many decimals are written without numpy (see _float_text).
 _DECIMALS = 6
 _SCALE = 10.0 ** _DECIMALS
@@ -80,17 +87,76 @@ def _column_text(col: pd.Series) -> pa.Array | None:
     return _field_text(text.cast(pa.large_string()))
 
 
-def _field_text(text: pa.Array) -> pa.Array:
+def _field_text(text: pa.LargeStringArray) -> pa.Array:
     """The spreadsheet guard (:func:`~finflow_core.lending.spreadsheet.spreadsheet_safe`),
-    then csv.QUOTE_MINIMAL; a missing cell is empty."""
-    risky = pc.match_substring_regex(text, _RISKY)
-    if pc.any(risky).as_py():
+    then csv.QUOTE_MINIMAL; a missing cell is empty. Both tests look at the raw bytes first
+    (a cell's first byte; is any special byte there at all), so most columns cost a scan."""
+    text = pc.fill_null(text, _NONE)
+    risky = _risky(text)
+    if risky is not None:
         text = pc.if_else(risky, pc.binary_join_element_wise(_APOSTROPHE, text, _NONE), text)
-    quote = pc.match_substring_regex(text, _NEEDS_QUOTES)
-    if pc.any(quote).as_py():
-        doubled = pc.replace_substring(text, '"', '""')
-        text = pc.if_else(quote, pc.binary_join_element_wise(_QUOTE, doubled, _QUOTE, _NONE), text)
-    return pc.fill_null(text, _NONE)
+    quote = _needing_quotes(text)
+    if quote.size:
+        cells = pc.replace_substring(text.take(quote), '"', '""')
+        quoted = pc.binary_join_element_wise(_QUOTE, cells, _QUOTE, _NONE)
+        index = np.arange(len(text))
+        index[quote] = len(text) + np.arange(len(quote))
+        text = pa.concat_arrays([text, quoted]).take(index)
+    return text
+
+
+def _needing_quotes(text: pa.LargeStringArray) -> np.ndarray:
+    """The cells holding a delimiter, quote or line break, in order: found with bytes.find
+    (memchr) over the column's bytes, as such cells are usually few (a regex per cell is
+    slower then; it is used when they are many)."""
+    data = _data(text).tobytes()
+    if sum(data.count(ch) for ch in _SPECIAL) > max(1024, len(text) // 16):
+        found = pc.match_substring_regex(text, _NEEDS_QUOTES)
+        return np.flatnonzero(found.to_numpy(zero_copy_only=False))
+    at: list[int] = []
+    for ch in _SPECIAL:
+        i = data.find(ch)
+        while i >= 0:
+            at.append(i)
+            i = data.find(ch, i + 1)
+    if not at:
+        return np.zeros(0, dtype=np.int64)
+    offsets = _offsets(text)
+    return np.unique(np.searchsorted(offsets - offsets[0], np.asarray(at), side="right") - 1)
+
+
+def _risky(text: pa.LargeStringArray) -> pa.Array | np.ndarray | None:
+    """Which cells a spreadsheet would run as a formula, or None if none would."""
+    if not _ONE_BYTE_PREFIXES:
+        risky = pc.match_substring_regex(text, _RISKY)
+        return risky if pc.any(risky).as_py() else None
+    offsets = _offsets(text)
+    starts = offsets[:-1]
+    filled = offsets[1:] > starts
+    found = np.zeros(len(text), dtype=bool)
+    found[filled] = _FORMULA_BYTE[_data(text)[starts[filled] - offsets[0]]]
+    return found if found.any() else None
+
+
+def _offsets(text: pa.LargeStringArray) -> np.ndarray:
+    return np.frombuffer(text.buffers()[1], dtype=np.int64)[text.offset:text.offset + len(text) + 1]
+
+
+def _data(text: pa.LargeStringArray) -> np.ndarray:
+    """The cells' bytes, end to end (from the first cell's start)."""
+    offsets, buffer = _offsets(text), text.buffers()[2]
+    if buffer is None:
+        return np.zeros(0, dtype=np.uint8)
+    return np.frombuffer(buffer, dtype=np.uint8)[int(offsets[0]):int(offsets[-1])]
+
+
+@functools.cache
+def _fractions() -> pa.StringArray:
+    """The text after the point of every ``k / 10**6``: "0", "000001", ..., "999999" with the
+    trailing zeros dropped (a million short strings, 14 MB, made once in 0.1 s)."""
+    padded = pc.cast(pa.array(np.arange(10**_DECIMALS) + 10**_DECIMALS), pa.string())
+    stripped = pc.utf8_rtrim(pc.utf8_slice_codeunits(padded, 1), characters="0")
+    return pc.if_else(pc.equal(stripped, ""), "0", stripped)
 
 
 def _float_text(values: np.ndarray) -> pa.Array:
@@ -110,12 +176,12 @@ def _float_text(values: np.ndarray) -> pa.Array:
     slow = ~fast & ~missing
     n = np.abs(units[fast]).astype(np.int64)
     whole = pc.cast(pa.array(n // 10**_DECIMALS), pa.string())
-    frac = pc.utf8_rtrim(pc.utf8_slice_codeunits(
-        pc.cast(pa.array(n % 10**_DECIMALS + 10**_DECIMALS), pa.string()), 1), characters="0")
-    frac = pc.if_else(pc.equal(frac, ""), "0", frac)
-    texts = pc.binary_join_element_wise(whole, frac, ".")
-    negative = pa.array(np.signbit(values[fast]))
-    texts = pc.if_else(negative, pc.binary_join_element_wise("-", texts, ""), texts)
+    texts = pc.binary_join_element_wise(whole, _fractions().take(n % 10**_DECIMALS), ".")
+    negative = np.signbit(values[fast])
+    if negative.any():
+        texts = pc.if_else(negative, pc.binary_join_element_wise("-", texts, ""), texts)
+    if fast.all():
+        return texts
     others = pa.array(values[slow].astype(str), type=pa.string())
     pool = pa.concat_arrays([texts, others, pa.array([""], type=pa.string())])
     index = np.full(len(values), len(pool) - 1, dtype=np.int64)  # "" (NaN) unless set

@@ -1,9 +1,13 @@
 """The fast report export writes the same bytes as the pandas one it replaced: the CSV rows
-(spreadsheet guard, quoting, number text), the reasons read from their JSON, a whole export."""
+(spreadsheet guard, quoting, number text), the reasons read from their JSON, a whole export;
+and the read-ahead behind it keeps order, errors and stopping."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,7 @@ from store_helpers import ANALYST, Lending, raw_sql
 
 from finflow_core.lending.terms import BAND_RECOMMENDATION
 from finflow_core.store import batch_queries, csv_text, exports
+from finflow_core.store.read_ahead import read_ahead
 
 pytest_plugins = ["store_fixtures"]  # the store tests' shared fixtures
 
@@ -158,3 +163,34 @@ def test_an_export_with_hostile_cells_missing_values_and_many_reasons_is_unchang
     issues = batch_queries.issues_frame(ffa.store, batch_id)
     assert (out / "quarantine_issues.csv").read_bytes() == _pandas_csv(issues)
     assert b",'=1+17," in (out / "decisions.csv").read_bytes()  # defused, as before
+
+
+def test_read_ahead_keeps_order_raises_the_workers_error_and_stops_with_its_caller() -> None:
+    assert list(read_ahead(iter(range(50)))) == list(range(50))
+    assert list(read_ahead(iter([]))) == []
+
+    def failing() -> Iterator[int]:
+        yield 1
+        raise ValueError("the store went away")
+
+    got = read_ahead(failing())
+    assert next(got) == 1
+    with pytest.raises(ValueError, match="went away"):
+        next(got)
+
+    made: list[int] = []
+    closed = threading.Event()
+
+    def endless() -> Iterator[int]:
+        try:
+            for i in itertools.count():
+                made.append(i)
+                yield i
+        finally:
+            closed.set()
+
+    reader = read_ahead(endless())
+    assert [next(reader), next(reader)] == [0, 1]
+    reader.close()  # the caller stops: the worker ends, its generator is closed
+    assert closed.wait(5) and len(made) <= 5
+    assert not [t for t in threading.enumerate() if t.name == "finflow-read-ahead"]
