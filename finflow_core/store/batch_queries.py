@@ -146,23 +146,28 @@ def iter_decision_frames(store: Store, batch_id: str, reason_codes: int,
                          chunk_rows: int = 100_000) -> Iterator[pd.DataFrame]:
     """The stored decision table of a batch, in row-number order, a chunk at a time (the
     next chunk's rows are read while this one is built and used)."""
-    for rows in read_ahead(_decision_rows(store, batch_id, chunk_rows)):
-        yield _decision_table(rows, reason_codes)
+    with store.connect() as conn:
+        usual = conn.execute(select(batches.c.model_version).where(batches.c.id == batch_id)).scalar()
+    for rows in read_ahead(_decision_rows(store, batch_id, usual, chunk_rows)):
+        yield _decision_table(rows, reason_codes, usual)
 
 
-def _decision_rows(store: Store, batch_id: str, chunk_rows: int) -> Iterator[list[Any]]:
-    """The decision table's rows as driver tuples, ``chunk_rows`` at a time (by row number)."""
+def _decision_rows(store: Store, batch_id: str, usual_version: str | None,
+                   chunk_rows: int) -> Iterator[list[Any]]:
+    """The decision table's rows as driver tuples, ``chunk_rows`` at a time (by row number).
+    Two columns come back NULL in most rows, where Python need not make a string: the
+    reasons of an approval ('[]') and the model version when it is the batch's."""
     a = applications.c
     query = (select(a.row_number, a.external_id, a.probability, a.band, a.status, a.expected_profit,
-                    a.amount, scores.c.model_version,
-                    func.nullif(scores.c.reasons, EMPTY_REASONS))  # most rows: None, not a str
+                    a.amount, func.nullif(scores.c.model_version, bindparam("usual")),
+                    func.nullif(scores.c.reasons, EMPTY_REASONS))
              .join(scores, scores.c.application_id == a.id)
              .where(a.batch_id == bindparam("batch")).where(a.row_number > bindparam("last"))
              .order_by(a.row_number).limit(chunk_rows))
     last = 0
     while True:
         with store.connect() as conn:
-            result = conn.execute(query, {"batch": batch_id, "last": last})
+            result = conn.execute(query, {"batch": batch_id, "usual": usual_version, "last": last})
             rows = result.cursor.fetchall()  # plain driver tuples: nothing here needs processing
             result.close()
         if not rows:
@@ -183,13 +188,15 @@ def decision_columns(reason_codes: int) -> list[str]:
     return [*DECISION_EXPORT, *(f"reason_{i + 1}" for i in range(reason_codes))]
 
 
-def _decision_table(rows: Sequence[Any], k: int) -> pd.DataFrame:
+def _decision_table(rows: Sequence[Any], k: int, usual_version: str | None = None) -> pd.DataFrame:
     """Columns straight from the driver's rows, converted to Arrow in one pass in C (no Python
     loop per row); only the reasons of review and decline cases (the rows that have any) are
-    parsed."""
+    parsed. A NULL model version is ``usual_version`` (see :func:`_decision_rows`)."""
     table = pa.array(rows, type=_ROW_TYPE)
     (row_number, external, probability, band, status, profit, amount, version,
      reasons) = (table.field(i) for i in range(_ROW_TYPE.num_fields))
+    if usual_version is not None:
+        version = pc.fill_null(version, pa.scalar(usual_version, pa.large_string()))
     texts = _reason_texts(reasons, k)
     return pd.DataFrame({
         "row_number": _numbers(row_number, np.int64),
