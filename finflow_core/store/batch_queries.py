@@ -284,10 +284,9 @@ def _reason_texts_json(chosen: list[str], explained: np.ndarray, n: int, k: int)
     return [pa.array(t, type=pa.large_string()) for t in texts]
 
 
-def _text(values: Sequence[Any] | pa.Array) -> Any:
-    """A pandas text column on Arrow storage (no copy when given an Arrow array)."""
-    array = values if isinstance(values, pa.Array) else pa.array(values, type=pa.string())
-    return pd.array(array, dtype="str")
+def _text(values: pa.Array) -> Any:
+    """A pandas text column on the Arrow array itself (no copy)."""
+    return pd.array(values, dtype="str")
 
 
 def quarantine_frame(store: Store, batch_id: str) -> pd.DataFrame:

@@ -119,9 +119,11 @@ def test_decision_table_reads_reasons_as_json_loads_did() -> None:
     rows = [(i + 1, f"APP-{i}" if i % 4 else "=evil", 0.1234567 * i, ("low", "medium", "high", "odd")[i % 4],
              "pending", None if i % 3 == 0 else 1234.567 * i, 1000.0 + i, "v1", REASONS[i % len(REASONS)])
             for i in range(40)]
-    for k in (0, 1, 4, 7):
-        new = batch_queries._decision_table(rows, k)
-        assert exports.csv_bytes(new) == _pandas_csv(_old_decision_table(rows, k))
+    approvals = [(*r[:8], "[]") for r in rows]  # a chunk without any reasons
+    for chunk in (rows, approvals):
+        for k in (0, 1, 4, 7):
+            new = batch_queries._decision_table(chunk, k)
+            assert exports.csv_bytes(new) == _pandas_csv(_old_decision_table(chunk, k))
     # reasons json.loads reads otherwise (or not at all) go its way, errors included
     for bad, error in (('[{"feature": "f"}]', KeyError), ("[1]", TypeError), ("null", TypeError),
                        ("[{", json.JSONDecodeError)):
