@@ -9,12 +9,14 @@ folder (an existing file of that name, not writable) are found before anything i
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 
@@ -30,6 +32,7 @@ from finflow_core.store.batch_queries import (
     stored_summary,
 )
 from finflow_core.store.batch_writer import json_default
+from finflow_core.store.csv_text import csv_rows
 from finflow_core.store.faults import StoreNotWritable
 
 REPORT_FILES = {"decisions": "decisions.csv", "quarantine": "quarantine.csv",
@@ -103,16 +106,31 @@ def _staged(paths: dict[str, Path]) -> Iterator[dict[str, Path]]:
 def write_csv(frames: pd.DataFrame | Iterable[pd.DataFrame], path: Path) -> None:
     """CSV that is safe to open in a spreadsheet (see :func:`safe_frame`), chunk by chunk."""
     chunks = [frames] if isinstance(frames, pd.DataFrame) else frames
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with open(path, "wb") as fh:
         first = True
         for df in chunks:
-            safe_frame(df).to_csv(fh, index=False, header=first, lineterminator="\r\n")
+            _write_chunk(fh, df, header=first)
             first = False
 
 
 def csv_bytes(df: pd.DataFrame) -> bytes:
     """The same safe CSV, in memory (for downloads)."""
-    return safe_frame(df).to_csv(index=False, lineterminator="\r\n").encode("utf-8")
+    out = io.BytesIO()
+    _write_chunk(out, df, header=True)
+    return out.getvalue()
+
+
+def _write_chunk(fh: BinaryIO, df: pd.DataFrame, *, header: bool) -> None:
+    """``safe_frame(df).to_csv(...)`` in UTF-8: the rows by :func:`csv_rows` when it can
+    render every column (the same bytes, several times faster), else by pandas."""
+    rows = csv_rows(df)
+    if rows is None:
+        fh.write(safe_frame(df).to_csv(index=False, header=header, lineterminator="\r\n")
+                 .encode("utf-8"))
+        return
+    if header:
+        fh.write(safe_frame(df.iloc[:0]).to_csv(index=False, lineterminator="\r\n").encode("utf-8"))
+    fh.write(rows)
 
 
 def safe_frame(df: pd.DataFrame) -> pd.DataFrame:
