@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -103,6 +104,14 @@ class ChunkRows:
 
 
 @dataclass(frozen=True)
+class PreparedChunk:
+    """A chunk ready to store: its quarantined rows and its transactions' rows and seals."""
+
+    chunk: ChunkResult
+    parts: list[tuple[ChunkRows, Sealed | None]]
+
+
+@dataclass(frozen=True)
 class Sealed:
     """A transaction's application ids and the seals of its applications and scores."""
 
@@ -154,6 +163,8 @@ class StoreSink:
         self.arm_counts: dict[str, int] = {}  # a running split's applications per arm
         self.rows_per_transaction = max(1, int(rows_per_transaction or ROWS_PER_TRANSACTION))
         self.heartbeat: Heartbeat | None = None
+        self._ids_lock = threading.Lock()
+        self._next_app_id: int | None = None  # the id the next sealed-ahead application gets
         self._stack = contextlib.ExitStack()
         self._conn: Connection | None = None
         self.published = False
@@ -190,35 +201,55 @@ class StoreSink:
         if self._conn is not None:
             work(self._conn)
             return
-        with self.store.begin() as conn:
+        with self.store.begin(bulk=True) as conn:
             batch_loads.beat(conn, self.batch_id, rows)
             work(conn)
         self.store.yield_to_others()
 
     def write_chunk(self, chunk: ChunkResult, scored: pd.DataFrame) -> None:
-        if not chunk.quarantined.empty:
-            self._write(lambda conn: self._write_quarantine(conn, chunk), len(chunk.quarantined))
+        self.write_prepared(self.prepare_chunk(chunk, scored))
+
+    def prepare_chunk(self, chunk: ChunkResult, scored: pd.DataFrame) -> PreparedChunk:
+        """Everything a chunk's transactions will insert, sealed ahead (CPU work that needs no
+        lock: a writer thread may prepare chunk k + 1 while chunk k is being stored)."""
         if scored.empty:
-            return
+            return PreparedChunk(chunk, [])
         raw = chunk.valid_raw if chunk.valid_raw is not None else chunk.valid.astype(str)
         rows = self._prepare(chunk.valid, raw, scored)
         step = self.rows_per_transaction
-        for lo in range(0, rows.n, step):
-            part = rows.part(lo, min(lo + step, rows.n))
-            sealed = self._seal_ahead(part)
+        parts = [rows.part(lo, min(lo + step, rows.n)) for lo in range(0, rows.n, step)]
+        return PreparedChunk(chunk, [(part, self._seal_ahead(part)) for part in parts])
+
+    def write_prepared(self, prepared: PreparedChunk) -> None:
+        """Store a prepared chunk: its quarantined rows, then its rows in short transactions."""
+        chunk = prepared.chunk
+        if not chunk.quarantined.empty:
+            self._write(lambda conn: self._write_quarantine(conn, chunk), len(chunk.quarantined))
+        for part, sealed in prepared.parts:
             self._write(lambda conn, part=part, sealed=sealed: self._write_rows(conn, part, sealed),
                         part.n)
 
     def _seal_ahead(self, rows: ChunkRows) -> Sealed | None:
         """Seal a transaction's applications and scores before it takes SQLite's write lock,
-        under the ids they will get unless another application is stored first (then
-        :meth:`_write_rows` seals them again under the lock): the lock is held for the
-        inserts alone. Only loaders store applications, so the guess nearly always holds."""
+        under the ids they will get: the next after the ones this load has sealed so far,
+        unless another application is stored first (then :meth:`_write_rows` seals them
+        again under the lock, and later guesses move up). The lock is held for the inserts
+        alone. Only loaders store applications, so the guess nearly always holds."""
         if self._conn is not None or self.store.dialect != "sqlite":
             return None
-        with self.store.connect() as conn:
-            start = next_free_id(conn, applications)
+        with self._ids_lock:
+            if self._next_app_id is None:
+                with self.store.connect() as conn:
+                    self._next_app_id = next_free_id(conn, applications)
+            start = self._next_app_id
+            self._next_app_id += rows.n
         return self._sealed(rows, np.arange(start, start + rows.n, dtype=np.int64))
+
+    def _guessed_wrong(self, guessed: int, actual: int) -> None:
+        """Another writer took ids this load had guessed: move the later guesses with them."""
+        with self._ids_lock:
+            if self._next_app_id is not None:
+                self._next_app_id += actual - guessed
 
     def _sealed(self, rows: ChunkRows, app_ids: np.ndarray) -> Sealed:
         apps = {"id": app_ids, **rows.applications}
@@ -288,7 +319,10 @@ class StoreSink:
         wrong), and every application points at its automatic decision."""
         n = rows.n
         start = next_free_id(conn, applications)
-        if sealed is None or int(sealed.app_ids[0]) != start:
+        if sealed is not None and int(sealed.app_ids[0]) != start:
+            self._guessed_wrong(int(sealed.app_ids[0]), start)
+            sealed = None
+        if sealed is None:
             sealed = self._sealed(rows, np.arange(start, start + n, dtype=np.int64))
         app_ids = sealed.app_ids
         n_auto = int(rows.auto.sum())

@@ -88,15 +88,15 @@ def test_a_run_that_fails_half_way_leaves_nothing_and_a_rerun_stores_it_once(
 ) -> None:
     before = ff.counts()
     calls = {"n": 0}
-    real = batch_writer.StoreSink.write_chunk
+    real = batch_writer.StoreSink.write_prepared
 
-    def fail_on_second(self: batch_writer.StoreSink, chunk, scored) -> None:  # type: ignore[no-untyped-def]
+    def fail_on_second(self: batch_writer.StoreSink, prepared) -> None:  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("disk unplugged half-way")
-        real(self, chunk, scored)
+        real(self, prepared)
 
-    monkeypatch.setattr(batch_writer.StoreSink, "write_chunk", fail_on_second)
+    monkeypatch.setattr(batch_writer.StoreSink, "write_prepared", fail_on_second)
     with pytest.raises(RuntimeError, match="half-way"):
         ff.run(batches_dir.a, chunk_rows=300)
     assert calls["n"] == 2
@@ -106,7 +106,7 @@ def test_a_run_that_fails_half_way_leaves_nothing_and_a_rerun_stores_it_once(
     assert [e for e in audit_rows(ff.store) if e["subject_type"] == "batch"] == []
     assert batch_queries.stored_summary(ff.store, "B-" + "0" * 16) is None
 
-    monkeypatch.setattr(batch_writer.StoreSink, "write_chunk", real)
+    monkeypatch.setattr(batch_writer.StoreSink, "write_prepared", real)
     summary = ff.run(batches_dir.a, chunk_rows=300)
     assert not summary.already_stored
     assert ff.count("batches") == 1
@@ -175,6 +175,27 @@ def test_rows_sealed_ahead_under_ids_another_writer_took_are_sealed_again_under_
 def check_rollups_ok(ff: Lending) -> bool:
     with ff.store.connect() as conn:
         return check_rollups(conn) == []
+
+
+def test_a_failure_while_preparing_a_later_part_leaves_nothing(
+    ff: Lending, batches_dir: BatchFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer prepares part k + 1 in one thread while another stores part k: an error
+    in either reaches the run, and what was stored already is removed."""
+    real = batch_writer.StoreSink.prepare_chunk
+    calls = {"n": 0}
+
+    def fail_on_third(self, chunk, scored):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise MemoryError("out of memory while encoding")
+        return real(self, chunk, scored)
+
+    monkeypatch.setattr(batch_writer.StoreSink, "prepare_chunk", fail_on_third)
+    with pytest.raises(MemoryError):
+        ff.run(batches_dir.a, chunk_rows=100)
+    assert calls["n"] == 3
+    assert {t: ff.count(t) for t in LENDING_TABLES} == dict.fromkeys(LENDING_TABLES, 0)
 
 
 def test_a_failure_while_finishing_leaves_nothing(

@@ -57,6 +57,26 @@ def test_sqlite_connections_get_wal_foreign_keys_busy_timeout_and_normal_sync(
         assert pragma("synchronous") == 1  # NORMAL
 
 
+def test_a_batch_loads_transactions_get_a_large_cache_and_rare_checkpoints_and_others_do_not(
+    sqlite_store: Store,
+) -> None:
+    """A load's connection keeps its indexes' pages cached and checkpoints its WAL every
+    10,000 pages; the next ordinary writer on that pooled connection gets SQLite's defaults."""
+    from finflow_core.store import engine as store_engine
+
+    def settings(conn) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+        return (int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one()),
+                int(conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one()))
+
+    with sqlite_store.begin(bulk=True) as conn:
+        bulk = settings(conn)
+    with sqlite_store.begin() as conn:
+        plain = settings(conn)
+    assert bulk == (-store_engine.BULK_CACHE_KIB, store_engine.BULK_AUTOCHECKPOINT_PAGES)
+    assert plain == (-store_engine.DEFAULT_CACHE_KIB, store_engine.DEFAULT_AUTOCHECKPOINT_PAGES)
+    assert bulk != plain
+
+
 def test_open_store_creates_the_folder_and_migrates_to_head(tmp_path: Path) -> None:
     db = tmp_path / "not" / "yet" / "there" / "finflow.db"
     with open_store(f"sqlite:///{db}") as store:
