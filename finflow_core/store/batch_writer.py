@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -118,6 +119,24 @@ class Sealed:
     app_ids: np.ndarray
     applications: list[str]
     scores: list[str]
+
+
+def _clipped(texts: list[str], limit: int) -> list[str]:
+    """``texts`` cut to ``limit`` characters (the column's width); nearly always none is longer."""
+    if not texts or max(map(len, texts)) <= limit:
+        return texts
+    return [t[:limit] for t in texts]
+
+
+def _mapped(keys: np.ndarray, mapping: dict[Any, Any]) -> np.ndarray:
+    """``mapping[k]`` for each of ``keys`` (a handful of distinct ones), a key at a time."""
+    out = np.empty(len(keys), dtype=object)
+    for key, value in mapping.items():
+        out[keys == key] = value
+    missing = [k for k in set(keys.tolist()) if k not in mapping]
+    if missing:
+        raise KeyError(missing[0])
+    return out
 
 
 def _rows(columns: dict[str, Any], lo: int, hi: int) -> dict[str, Any]:
@@ -270,7 +289,7 @@ class StoreSink:
         auto = bands != Band.MEDIUM
         row_numbers = scored["row_number"].to_numpy(dtype=np.int64)
         probability = scored["probability"].to_numpy(dtype=float)
-        external = [str(e)[:EXTERNAL_ID_LEN] for e in scored["application_id"]]
+        external = _clipped(scored["application_id"].astype(str).tolist(), EXTERNAL_ID_LEN)
         segs = [valid[c].astype(object).where(valid[c].notna(), None).to_numpy() for c in cfg.segments]
         apps = {
             "batch_id": self.batch_id, "row_number": row_numbers,
@@ -279,7 +298,7 @@ class StoreSink:
             **{f"segment_{i + 1}": (segs[i] if i < len(segs) else None) for i in range(3)},
             "data": records_json(raw),
             "probability": probability, "band": bands,
-            "status": np.array([STATUS_OF_BAND[b] for b in bands], dtype=object),
+            "status": _mapped(bands, STATUS_OF_BAND),
             "expected_profit": self._profit(scored["expected_profit"]),
             "decided_kind": np.where(auto, DecisionKind.AUTO, None),
         }
@@ -296,15 +315,16 @@ class StoreSink:
             "reasons": reasons_json(reasons, encoded), "scored_at": self.now,
         }
         idx = np.flatnonzero(auto)
-        outcomes = [AUTO_OUTCOME[b] for b in bands[idx]]
+        outcomes = _mapped(bands[idx], AUTO_OUTCOME).tolist()
         decided = version[idx] if isinstance(version, np.ndarray) else version
         by = (np.array([f"model:{v}" for v in decided], dtype=object) if isinstance(decided, np.ndarray)
               else f"model:{decided}")
-        for i, outcome in zip(idx.tolist(), outcomes, strict=True):
-            self.auto[outcome] += 1
-            # the id as stored: verify recomputes this digest from the store
-            self.digest.update(decision_digest_line(int(row_numbers[i]), external[i], outcome,
-                                                    float(probability[i])))
+        for outcome, k in Counter(outcomes).items():
+            self.auto[outcome] += k
+        # the ids as stored: verify recomputes this digest from the store
+        self.digest.update(b"".join(map(decision_digest_line, row_numbers[idx].tolist(),
+                                        np.asarray(external, dtype=object)[idx].tolist(), outcomes,
+                                        probability[idx].tolist())))
         decision_columns = {
             "outcome": outcomes, "kind": DecisionKind.AUTO, "decided_by": by,
             "reason": [reason_texts(reasons[i]) if bands[i] == Band.HIGH else "" for i in idx.tolist()],
