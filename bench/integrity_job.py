@@ -3,7 +3,7 @@
     python -m bench.integrity_job --size 100k [--size 1M] [--chunk 50000]
 
 Trains a small LightGBM champion in a throw-away home, writes N synthetic applications,
-stores them with ``wb.batches.run`` (SQLite) while timing every ``BatchSeals.seal`` call
+stores them with ``wb.batches.run`` (SQLite) while timing every ``BatchSeals.seal_columns`` call
 (the row seals of applications and scores, built column-wise), then times
 ``finflow audit verify`` (chain, anchors, every sealed row) over the stored batch.
 Prints one JSON line per size.
@@ -62,15 +62,16 @@ def main() -> None:
     generate_applications(10_000, seed=3).to_csv(history, index=False)
     wb.models.train(history)
     spent = {"seconds": 0.0, "rows": 0}
-    original = seals.BatchSeals.seal
+    original = seals.BatchSeals.seal_columns
 
     def timed(self, table, columns, n):  # noqa: ANN001, ANN202
         started = time.perf_counter()
-        original(self, table, columns, n)
+        out = original(self, table, columns, n)
         spent["seconds"] += time.perf_counter() - started
         spent["rows"] += n
+        return out
 
-    seals.BatchSeals.seal = timed
+    seals.BatchSeals.seal_columns = timed
     manager = Workbench(Context(config, store), Principal(None, "bench", frozenset({"manager"})))
     for size in args.size or ["100k"]:
         n = parse_size(size)

@@ -13,7 +13,7 @@ from finflow_app import fmt
 from finflow_app.fmt import BAND_COLOURS, BAND_NAMES, points, probability
 
 if TYPE_CHECKING:
-    from finflow_core.lending.explain import ProbabilityWaterfall
+    from finflow_core.lending.waterfall import ProbabilityWaterfall
 
 STATUS_COLOURS = {"approved": "#3a8d5c", "declined": "#c2473d", "pending": "#d39b2a", "referred": "#7b61a8"}
 

@@ -8,12 +8,10 @@ characteristic) and are worded from the config.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import math
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +21,17 @@ import pandas as pd
 from finflow_core import formatting as fmt
 from finflow_core.lending.config import Config
 from finflow_core.lending.model.bundle import ModelBundle
+from finflow_core.lending.reason_json import (
+    CONTRIBUTION,
+    collector_paused,
+    joined_rows,
+    json_floats,
+    json_numbers,
+    json_value,
+    objects,
+    rounded_half_up,
+)
+from finflow_core.lending.waterfall import ProbabilityWaterfall, probability_waterfall
 
 
 @dataclass(frozen=True)
@@ -151,7 +160,7 @@ class ReasonExplainer:
         contributions = exp.shap[rows, cols]
         numbers = exp.values[rows, cols]
         values = numbers.astype(object)  # Python floats (NaN: missing); codes replaced below
-        shown = _json_numbers(numbers)  # '<value as JSON>, "contribution": ' (codes replaced below)
+        shown = json_numbers(numbers)  # '<value as JSON>, "contribution": ' (codes replaced below)
         texts = np.empty(len(cols), dtype=object)
         heads = np.empty(len(cols), dtype=object)  # '{"feature": ..., "text": ..., "value": '
         unplain: set[int] = set()  # rows holding a value JSON has no plain form for
@@ -173,7 +182,7 @@ class ReasonExplainer:
         for end in np.cumsum(counts).tolist():
             out.append(records[start:end])
             start = end
-        return ReasonRows(out, _joined(rows, counts, heads, shown, _json_floats(contributions),
+        return ReasonRows(out, joined_rows(rows, counts, heads, shown, json_floats(contributions),
                                        unplain))
 
     def _chosen(self, exp: Explanation) -> tuple[np.ndarray, np.ndarray]:
@@ -205,7 +214,7 @@ class ReasonExplainer:
         high = ~missing & (x >= ref) if not math.isnan(ref) else np.zeros(len(x), dtype=bool)
         rounding = self._roundings[name]
         if rounding is not None:
-            units, sure = _rounded(x, *rounding)
+            units, sure = rounded_half_up(x, *rounding)
         else:
             units, sure = np.zeros(len(x), dtype=np.int64), np.zeros(len(x), dtype=bool)
         if len(self._worded) > _WORDED_LIMIT:  # a bound on what a long-lived engine keeps
@@ -221,8 +230,8 @@ class ReasonExplainer:
                 if text is None:
                     text = self._worded[(j, by_units, k)] = self._word(name, float(x[idx[f]]))[1]
                 worded.append(text)
-            texts[at[idx]] = _objects(worded)[inverse]
-            heads[at[idx]] = _objects([self._head(j, t) for t in worded])[inverse]
+            texts[at[idx]] = objects(worded)[inverse]
+            heads[at[idx]] = objects([self._head(j, t) for t in worded])[inverse]
         if missing.any():
             text = self._unprovided[name]
             texts[at[missing]] = text
@@ -239,9 +248,9 @@ class ReasonExplainer:
             known = ids >= 0
             worded = [self._word(name, c)[1] for c in distinct]
             k, u = at[known], ids[known]
-            texts[k] = _objects(worded)[u]
-            heads[k] = _objects([self._head(j, t) for t in worded])[u]
-            shown[k] = _objects([json.dumps(c) + _CONTRIBUTION for c in distinct])[u]
+            texts[k] = objects(worded)[u]
+            heads[k] = objects([self._head(j, t) for t in worded])[u]
+            shown[k] = objects([json.dumps(c) + CONTRIBUTION for c in distinct])[u]
             values[k] = codes[known]
             rest = rest[~known]
         odd = np.zeros(len(at), dtype=bool)
@@ -256,11 +265,11 @@ class ReasonExplainer:
                     text = seen[code] = self._word(name, code)[1]
             value = _plain(code)
             values[k], texts[k], heads[k] = value, text, self._head(j, text)
-            as_json = _json_value(value)
+            as_json = json_value(value)
             if as_json is None:
                 odd[q] = True
             else:
-                shown[k] = as_json + _CONTRIBUTION
+                shown[k] = as_json + CONTRIBUTION
         return odd
 
     def _head(self, j: int, text: str) -> str:
@@ -365,20 +374,6 @@ def field_text(config: Config, name: str, value: Any) -> str:
     return fmt.as_written(value)
 
 
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Python's cycle collector paused while some 150k dicts and 40k lists are built for a
-    100k-row batch: none of them can be part of a cycle, yet their allocation alone sets off
-    collections that walk the whole heap, a third of the time it took (measured)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 def _rounding(config: Config, name: str) -> tuple[int, float] | None:
     """How :func:`field_text` rounds a number of this feature, when its text depends on the
     rounded number alone: (decimals, only below this size); None when it does not (text as
@@ -403,98 +398,6 @@ def _unit_rounding(unit: str) -> tuple[int, float] | None:
     return {"money": (0, math.inf), "percent": (4, math.inf)}.get(unit)
 
 
-def _rounded(x: np.ndarray, decimals: int, below: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
-    """Numbers rounded half away from zero at ``decimals`` places, as the formatting rules
-    round them (on the number as written, ``repr``), in units of ``10**-decimals``; and
-    where that is certain.
-
-    ``|x| * 10**decimals`` in binary lies within about 2e-16 of its size from the number
-    as written times ``10**decimals``, so wherever its fraction is not within 1e-12 of a
-    half both round alike. The rest (within a whisker of a half, a decimal tie such as
-    0.125, huge, non-finite, or not below ``below``) is left to the exact formatter.
-    """
-    a = np.abs(x)
-    with np.errstate(invalid="ignore", over="ignore"):
-        y = a * 10.0**decimals
-        whole = np.floor(y)
-        frac = y - whole
-        sure = (np.isfinite(y) & (y < 2.0**50) & (a < below)
-                & (np.abs(frac - 0.5) > 1e-12 * np.maximum(y, 1.0)))
-    units = np.where(sure, whole + (frac > 0.5), 0.0).astype(np.int64)
-    return np.where(x < 0, -units, units), sure
-
-
-def _json_floats(x: np.ndarray) -> list[str]:
-    """Floats as ``json`` writes them: ``float.__repr__``, and NaN, Infinity, -Infinity."""
-    out = list(map(float.__repr__, x.tolist()))
-    for k in np.flatnonzero(~np.isfinite(x)).tolist():
-        out[k] = "NaN" if math.isnan(x[k]) else "Infinity" if x[k] > 0 else "-Infinity"
-    return out
-
-
-def _json_numbers(x: np.ndarray) -> np.ndarray:
-    """:func:`_json_floats` once per distinct value (a batch repeats its values), each
-    followed by what comes between a reason's value and its contribution."""
-    distinct, inverse = np.unique(x, return_inverse=True)  # NaNs are one value
-    out = _objects([f"{v}{_CONTRIBUTION}" for v in _json_floats(distinct)])[inverse]
-    zero = x == 0  # unique takes -0.0 and 0.0 for one value
-    out[zero & np.signbit(x)] = f"-0.0{_CONTRIBUTION}"
-    out[zero & ~np.signbit(x)] = f"0.0{_CONTRIBUTION}"
-    return out
-
-
-def _objects(items: list[Any]) -> np.ndarray:
-    out = np.empty(len(items), dtype=object)
-    out[:] = items
-    return out
-
-
-#: Between a reason's value and its contribution, as ``json.JSONEncoder`` writes a dict.
-_CONTRIBUTION = ', "contribution": '
-
-
-def _joined(rows: np.ndarray, counts: np.ndarray, heads: np.ndarray, shown: np.ndarray,
-            tails: list[str], unplain: set[int]) -> list[str | None]:
-    """Each row's reasons as JSON text from pieces encoded already (the rows in ``unplain``:
-    None): one join over all of them and one split at the row ends, which JSON text never
-    holds raw (a newline in a string is written ``\\n``)."""
-    m = len(rows)
-    if not m:
-        return ["[]"] * len(counts)
-    seps = ["}, "] * m  # between two reasons of a row; a new row closes the one before
-    for k in (np.flatnonzero(np.diff(rows)) + 1).tolist():
-        seps[k] = "}]\n["
-    seps[0] = "["
-    tokens: list[Any] = [None] * (4 * m)
-    tokens[0::4] = seps
-    tokens[1::4] = heads.tolist()
-    tokens[2::4] = shown.tolist()  # the value and ', "contribution": '
-    tokens[3::4] = tails
-    texts: list[str | None] = ("".join(tokens) + "}]").split("\n")
-    if len(texts) == len(counts):  # every row has a reason (nearly always so)
-        out = texts
-    else:
-        rest = iter(texts)
-        out = [next(rest) if c else "[]" for c in counts.tolist()]
-    for i in unplain:
-        out[i] = None
-    return out
-
-
-def _json_value(value: Any) -> str | None:
-    """A code as ``json`` writes it; None for a type it has no plain form for."""
-    if value is None:
-        return "null"
-    kind = type(value)
-    if kind is str:
-        return json.dumps(value)
-    if kind is float:
-        return _json_floats(np.array([value]))[0]
-    if kind is bool or kind is int:
-        return json.dumps(value)
-    return None
-
-
 def _in_unit(config: Config, unit: str, value: Any) -> str:
     if unit == "money":
         return fmt.money(value, config.economics.currency)
@@ -503,88 +406,6 @@ def _in_unit(config: Config, unit: str, value: Any) -> str:
     shown = fmt.as_written(value)
     word = unit if shown != "1" else unit[:-1]  # 1 month, 3.5 years
     return f"{shown} {word}" if shown != fmt.MISSING else shown
-
-
-@dataclass(frozen=True)
-class Step:
-    """One bar of the waterfall: a feature (or several small ones) moving the PD."""
-
-    feature: str | None  # None: the features too small to draw one by one, summed
-    label: str
-    value: str  # as the application table shows it
-    contribution: float  # SHAP value in the model's raw output
-    start: float  # probability of default before this step
-    end: float  # and after it
-    cited: bool = False  # one of the case's reason codes
-
-    @property
-    def change(self) -> float:
-        return self.end - self.start
-
-
-@dataclass(frozen=True)
-class ProbabilityWaterfall:
-    """A case's explanation in probability of default.
-
-    SHAP values add up in the model's raw output (log-odds for boosted trees, probability
-    for a forest). The steps add them one at a time, largest first, and turn each running
-    total into a probability (through the logistic function when the raw output is
-    log-odds); the probability path is then scaled between its two ends so it starts at
-    the calibrated base rate (the PD of an application scored at the model's average) and
-    ends exactly at the case's calibrated PD. Because the logistic curve is not a straight
-    line, a step's size depends on where in the sequence it comes; the steps always add up
-    to the difference between the case's PD and the base rate.
-    """
-
-    base: float
-    probability: float
-    steps: list[Step]
-    link: str  # "logit" (raw output is log-odds), "identity" (a probability) or "linear"
-
-    @property
-    def grouped(self) -> int:
-        """How many features the "other features" bar sums (0: none)."""
-        return next((int(s.value) for s in self.steps if s.feature is None), 0)
-
-
-def _logistic(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
-
-
-def probability_waterfall(base_value: float, parts: Sequence[tuple[str, str, str, float]],
-                          uncalibrated: float, calibrated: Callable[[float], float],
-                          probability: float, *, cited: set[str] | frozenset[str] = frozenset(),
-                          top: int = 8) -> ProbabilityWaterfall:
-    """The steps of :class:`ProbabilityWaterfall` from ``parts`` (feature, label, value
-    text, raw SHAP value); ``uncalibrated`` is the model's own probability for the case,
-    which tells whether the raw output is log-odds or a probability."""
-    raw_total = base_value + sum(p[3] for p in parts)
-    to_p: Callable[[float], float]
-    if abs(raw_total - uncalibrated) <= 1e-6:
-        link, to_p = "identity", (lambda r: min(1.0, max(0.0, r)))
-    elif abs(_logistic(raw_total) - uncalibrated) <= 1e-6:
-        link, to_p = "logit", _logistic
-    else:  # neither (should not happen with tree SHAP): spread the change in proportion
-        link, to_p = "linear", (lambda r: r)
-    ordered = sorted(parts, key=lambda p: -abs(p[3]))
-    shown = [p for i, p in enumerate(ordered) if i < top or p[0] in cited]
-    drawn = {p[0] for p in shown}
-    rest = [p for p in ordered if p[0] not in drawn]
-    bars: list[tuple[str | None, str, str, float]] = list(shown)
-    if rest:
-        bars.append((None, f"{len(rest)} other features", str(len(rest)), sum(p[3] for p in rest)))
-    running = [base_value]
-    for bar in bars:
-        running.append(running[-1] + bar[3])
-    q = [to_p(r) for r in running]
-    p0 = calibrated(min(1.0, max(0.0, to_p(base_value))))
-    span = q[-1] - q[0]
-    scale = (probability - p0) / span if span else 0.0
-    path = [p0 + (qk - q[0]) * scale for qk in q]
-    path[-1] = probability  # the bars end exactly at the case's PD
-    steps = [Step(b[0], b[1], b[2], b[3], path[k], path[k + 1], b[0] in cited)
-             for k, b in enumerate(bars)]
-    return ProbabilityWaterfall(p0, probability, steps, link)
 
 
 #: Texts an explainer keeps worded at most (some 5,000 distinct per 100k applications).

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from finflow_core.lending.config import Config
-from finflow_core.lending.explain import ReasonExplainer, ReasonRows, collector_paused
+from finflow_core.lending.explain import ReasonExplainer, ReasonRows
 from finflow_core.lending.model.bundle import ModelBundle
+from finflow_core.lending.reason_json import collector_paused
 from finflow_core.lending.strategy import (
     BAND_DECISION,
     HIGH,

@@ -27,13 +27,13 @@ from sqlalchemy.exc import IntegrityError
 from finflow_core import formatting as fmt
 from finflow_core.errors import Conflict, InvalidInput, NotFound
 from finflow_core.lending.authority import ProposalStatus, needs_text
-from finflow_core.lending.explain import ProbabilityWaterfall
 from finflow_core.lending.terms import (
     OPEN_STATUSES,
     Band,
     Outcome,
     Status,
 )
+from finflow_core.lending.waterfall import ProbabilityWaterfall
 from finflow_core.services import review_records as rr
 from finflow_core.services.access import Action
 from finflow_core.services.applications import record_csv

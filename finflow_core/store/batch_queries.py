@@ -22,7 +22,7 @@ from sqlalchemy import Connection, bindparam, func, or_, select
 from finflow_core.lending.terms import BAND_RECOMMENDATION, BatchState, DriftStatus
 from finflow_core.pipeline.run import BatchSummary
 from finflow_core.store import Store
-from finflow_core.store.batch_writer import EMPTY_REASONS
+from finflow_core.store.chunk_rows import EMPTY_REASONS
 from finflow_core.store.lending_tables import (
     applications,
     batches,

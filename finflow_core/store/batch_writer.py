@@ -20,13 +20,12 @@ import hashlib
 import json
 import threading
 from collections import Counter
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy import Connection, update
 
 from finflow_core.lending.drift import DriftReport
 from finflow_core.lending.intake.reader import BatchFile
@@ -46,6 +45,16 @@ from finflow_core.store import batch_loads
 from finflow_core.store.audit_chain import append_audit
 from finflow_core.store.batch_loads import AlreadyStored, BatchBeingLoaded, Heartbeat
 from finflow_core.store.bulk import bulk_insert
+from finflow_core.store.chunk_rows import (
+    ChunkRows,
+    PreparedChunk,
+    Sealed,
+    clipped,
+    json_default,
+    mapped,
+    reasons_json,
+    records_json,
+)
 from finflow_core.store.decision_check import decision_digest_line
 from finflow_core.store.engine import Store
 from finflow_core.store.lending_tables import (
@@ -53,13 +62,13 @@ from finflow_core.store.lending_tables import (
     batches,
     decisions,
     drift_runs,
-    quarantine_issues,
-    quarantine_rows,
     scores,
 )
 from finflow_core.store.lifecycle_tables import application_arms, shadow_scores
 from finflow_core.store.period_drift import add_to_period
+from finflow_core.store.quarantine_writer import write_quarantine
 from finflow_core.store.rollup import RollupAccumulator
+from finflow_core.store.row_ids import allocate_ids, next_free_id
 from finflow_core.store.seals import BatchSeals
 from finflow_core.store.tables import iso_utc
 
@@ -72,76 +81,11 @@ EXTERNAL_ID_LEN = applications.c.external_id.type.length
 #: writes, never waits long for the write lock (at 10,000 a loaded 2-core machine held it for up
 #: to 3.9 s and sign-in's p95 was 3.0 s during a 1M-row run).
 ROWS_PER_TRANSACTION = 2_500
-EMPTY_REASONS = "[]"
 
 
 def week_start(d: date | datetime) -> str:
     day = d.date() if isinstance(d, datetime) else d
     return (day - timedelta(days=day.weekday())).isoformat()
-
-
-@dataclass
-class ChunkRows:
-    """A chunk's rows as stored, column by column (ids and seals are added per transaction):
-    applications, scores, the automatic decisions (``auto`` marks their rows) and any
-    experiment rows (table, columns)."""
-
-    n: int
-    applications: dict[str, Any]
-    scores: dict[str, Any]
-    auto: np.ndarray
-    decisions: dict[str, Any]
-    experiments: list[tuple[Any, dict[str, Any]]]
-
-    def part(self, lo: int, hi: int) -> ChunkRows:
-        """Rows ``lo`` to ``hi`` (one write transaction's share)."""
-        if lo == 0 and hi == self.n:
-            return self
-        auto = self.auto[lo:hi]
-        first, last = int(self.auto[:lo].sum()), int(self.auto[:hi].sum())
-        return ChunkRows(hi - lo, _rows(self.applications, lo, hi), _rows(self.scores, lo, hi), auto,
-                         _rows(self.decisions, first, last),
-                         [(t, _rows(c, lo, hi)) for t, c in self.experiments])
-
-
-@dataclass(frozen=True)
-class PreparedChunk:
-    """A chunk ready to store: its quarantined rows and its transactions' rows and seals."""
-
-    chunk: ChunkResult
-    parts: list[tuple[ChunkRows, Sealed | None]]
-
-
-@dataclass(frozen=True)
-class Sealed:
-    """A transaction's application ids and the seals of its applications and scores."""
-
-    app_ids: np.ndarray
-    applications: list[str]
-    scores: list[str]
-
-
-def _clipped(texts: list[str], limit: int) -> list[str]:
-    """``texts`` cut to ``limit`` characters (the column's width); nearly always none is longer."""
-    if not texts or max(map(len, texts)) <= limit:
-        return texts
-    return [t[:limit] for t in texts]
-
-
-def _mapped(keys: np.ndarray, mapping: dict[Any, Any]) -> np.ndarray:
-    """``mapping[k]`` for each of ``keys`` (a handful of distinct ones), a key at a time."""
-    out = np.empty(len(keys), dtype=object)
-    for key, value in mapping.items():
-        out[keys == key] = value
-    missing = [k for k in set(keys.tolist()) if k not in mapping]
-    if missing:
-        raise KeyError(missing[0])
-    return out
-
-
-def _rows(columns: dict[str, Any], lo: int, hi: int) -> dict[str, Any]:
-    """Rows ``lo`` to ``hi`` of columns given as arrays or lists (a scalar stands for all)."""
-    return {k: v[lo:hi] if isinstance(v, list | np.ndarray) else v for k, v in columns.items()}
 
 
 class StoreSink:
@@ -243,7 +187,8 @@ class StoreSink:
         """Store a prepared chunk: its quarantined rows, then its rows in short transactions."""
         chunk = prepared.chunk
         if not chunk.quarantined.empty:
-            self._write(lambda conn: self._write_quarantine(conn, chunk), len(chunk.quarantined))
+            self._write(lambda conn: write_quarantine(conn, self.batch_id, chunk, self.config.id_column),
+                        len(chunk.quarantined))
         for part, sealed in prepared.parts:
             self._write(lambda conn, part=part, sealed=sealed: self._write_rows(conn, part, sealed),
                         part.n)
@@ -289,7 +234,7 @@ class StoreSink:
         auto = bands != Band.MEDIUM
         row_numbers = scored["row_number"].to_numpy(dtype=np.int64)
         probability = scored["probability"].to_numpy(dtype=float)
-        external = _clipped(scored["application_id"].astype(str).tolist(), EXTERNAL_ID_LEN)
+        external = clipped(scored["application_id"].astype(str).tolist(), EXTERNAL_ID_LEN)
         segs = [valid[c].astype(object).where(valid[c].notna(), None).to_numpy() for c in cfg.segments]
         apps = {
             "batch_id": self.batch_id, "row_number": row_numbers,
@@ -298,7 +243,7 @@ class StoreSink:
             **{f"segment_{i + 1}": (segs[i] if i < len(segs) else None) for i in range(3)},
             "data": records_json(raw),
             "probability": probability, "band": bands,
-            "status": _mapped(bands, STATUS_OF_BAND),
+            "status": mapped(bands, STATUS_OF_BAND),
             "expected_profit": self._profit(scored["expected_profit"]),
             "decided_kind": np.where(auto, DecisionKind.AUTO, None),
         }
@@ -315,7 +260,7 @@ class StoreSink:
             "reasons": reasons_json(reasons, encoded), "scored_at": self.now,
         }
         idx = np.flatnonzero(auto)
-        outcomes = _mapped(bands[idx], AUTO_OUTCOME).tolist()
+        outcomes = mapped(bands[idx], AUTO_OUTCOME).tolist()
         decided = version[idx] if isinstance(version, np.ndarray) else version
         by = (np.array([f"model:{v}" for v in decided], dtype=object) if isinstance(decided, np.ndarray)
               else f"model:{decided}")
@@ -475,91 +420,6 @@ class StoreSink:
         monday = (d - pd.to_timedelta(d.dt.day_of_week, unit="D")).dt.strftime("%Y-%m-%d")
         return monday.fillna(self.upload_week).tolist()
 
-    def _write_quarantine(self, conn: Connection, chunk: ChunkResult) -> None:
-        q = chunk.quarantined
-        if q.empty:
-            return
-        id_col = self.config.id_column
-        cells = q.drop(columns=["row_number", "line", "reasons"])
-        data = records_json(cells)
-        conn.execute(quarantine_rows.insert(), [
-            {
-                "batch_id": self.batch_id, "row_number": int(rn), "line": int(ln),
-                "external_id": None if ext is None or pd.isna(ext) else str(ext)[:255],
-                "reasons": str(rs), "data": d,
-            }
-            for rn, ln, rs, ext, d in zip(
-                q["row_number"], q["line"], q["reasons"],
-                q[id_col] if id_col in q else [None] * len(q), data, strict=True,
-            )
-        ])
-        issues = chunk.issues
-        if issues.empty:
-            return
-        conn.execute(quarantine_issues.insert(), [
-            {
-                "batch_id": self.batch_id, "row_number": int(r.row_number),
-                "column_name": str(r.column), "rule": str(r.rule),
-                "value": None if r.value is None else str(r.value), "message": str(r.message),
-            }
-            for r in issues.itertuples(index=False)
-        ])
-
-
-def allocate_ids(conn: Connection, table: Any, n: int) -> list[int]:
-    """``n`` fresh primary keys for ``table``, taken inside the caller's write transaction.
-
-    PostgreSQL hands them out from the table's sequence (safe under concurrency); on SQLite
-    the transaction holds the database's only write lock, so max(id) + 1 onwards is free.
-    """
-    if n == 0:
-        return []
-    if conn.dialect.name == "postgresql":
-        rows = conn.execute(
-            text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
-            {"t": table.name, "n": n},
-        )
-        return [int(r[0]) for r in rows]
-    start = next_free_id(conn, table)
-    return list(range(start, start + n))
-
-
-def next_free_id(conn: Connection, table: Any) -> int:
-    """max(id) + 1 of ``table``: on SQLite, under a write transaction, the first id that
-    this transaction may take (PostgreSQL uses sequences, see :func:`allocate_ids`)."""
-    return int(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()) + 1
-
-
-def records_json(frame: pd.DataFrame) -> list[str]:
-    """Each row as a JSON object (the cells as submitted), exactly as ``to_json(orient=
-    "records", lines=True)`` writes them, at about half the cost: one array is encoded and
-    cut where ``},{"`` joins two records. A cell can hold that text too (``"},{"`` ends
-    with its closing quote), which only ever adds cuts: when there are more pieces than
-    rows, the frame is encoded line by line instead."""
-    if len(frame) == 0:
-        return []
-    text = frame.to_json(orient="records", force_ascii=False)
-    parts = text[3:-2].split('},{"') if len(frame.columns) else []
-    if len(parts) != len(frame):
-        return frame.to_json(orient="records", lines=True, force_ascii=False).splitlines()
-    return ['{"' + part + "}" for part in parts]
-
-
-_REASONS_ENCODER = json.JSONEncoder(default=lambda o: json_default(o))
-
-
-def reasons_json(reasons: list[list[dict[str, Any]]], encoded: list[Any] | None = None) -> list[str]:
-    """Each row's reasons as JSON text (most rows, approvals, have none).
-
-    ``encoded``: the same text made while scoring (a scored frame's ``reasons_json``), used
-    where a row has it, so 40k explained rows per 100k are not encoded a second time.
-    """
-    encode = _REASONS_ENCODER.encode
-    if encoded is None:
-        return [encode(r) if r else EMPTY_REASONS for r in reasons]
-    return [e if isinstance(e, str) else encode(r) if r else EMPTY_REASONS
-            for r, e in zip(reasons, encoded, strict=True)]
-
 
 def stored_summary_dict(summary: BatchSummary) -> dict[str, Any]:
     d = summary.to_dict()
@@ -570,13 +430,3 @@ def stored_summary_dict(summary: BatchSummary) -> dict[str, Any]:
 
 def finite(v: float | None) -> float | None:
     return None if v is None or not np.isfinite(v) else float(v)
-
-
-def json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, (datetime, date)):
-        return o.isoformat()
-    if isinstance(o, float) and not np.isfinite(o):
-        return None
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

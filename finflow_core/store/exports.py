@@ -31,7 +31,7 @@ from finflow_core.store.batch_queries import (
     quarantine_frame,
     stored_summary,
 )
-from finflow_core.store.batch_writer import json_default
+from finflow_core.store.chunk_rows import json_default
 from finflow_core.store.csv_text import csv_rows
 from finflow_core.store.faults import StoreNotWritable
 

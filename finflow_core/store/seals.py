@@ -167,11 +167,6 @@ class BatchSeals:
         self.key = key_of(conn)
         self.sums = {"applications": SealSum(), "scores": SealSum()}
 
-    def seal(self, table: Any, columns: dict[str, Any], n: int) -> None:
-        """Add the ``seal`` column to rows of ``table`` about to be bulk-inserted."""
-        columns["seal"] = self.seal_columns(table, columns, n)
-        self.add_stored(table, columns["seal"])
-
     def seal_columns(self, table: Any, columns: dict[str, Any], n: int) -> list[str]:
         """The seals of rows of ``table`` (not yet counted: see :meth:`add_stored`)."""
         return seal_rows(self.key, table.name, columns, n)

@@ -19,18 +19,16 @@ import pytest
 
 from finflow_core import formatting as fmt
 from finflow_core.lending.config import Config
-from finflow_core.lending.explain import (
-    _CONTRIBUTION,
-    Explanation,
-    ReasonExplainer,
-    _json_floats,
-    _json_numbers,
-    _rounded,
-    collector_paused,
-    field_text,
-)
+from finflow_core.lending.explain import Explanation, ReasonExplainer, field_text
 from finflow_core.lending.model.bundle import ModelBundle
-from finflow_core.store.batch_writer import reasons_json
+from finflow_core.lending.reason_json import (
+    CONTRIBUTION,
+    collector_paused,
+    json_floats,
+    json_numbers,
+    rounded_half_up,
+)
+from finflow_core.store.chunk_rows import reasons_json
 
 #: Ties of the number as written (0.125 -> 0.13, 2.5 -> 3, 0.12345 -> 12.35%), values a hair
 #: either side of them, the float that prints as 0.5 but is below it, sign and size extremes.
@@ -68,7 +66,7 @@ def test_vectorised_rounding_gives_the_scalar_formatters_text(rounding: tuple[in
     decimals, below = rounding
     show = FORMATTERS[rounding]
     x = _values()
-    units, sure = _rounded(x, decimals, below)
+    units, sure = rounded_half_up(x, decimals, below)
     assert sure[np.abs(x) < below].mean() > 0.5  # the fast path is the common one (many ties here)
     for v, u, ok in zip(x.tolist(), units.tolist(), sure.tolist(), strict=True):
         if not ok:
@@ -77,8 +75,8 @@ def test_vectorised_rounding_gives_the_scalar_formatters_text(rounding: tuple[in
         assert u == int(exact), v
         assert show(v) == show(Decimal(u).scaleb(-decimals)), v
     ties = {0: [2.5, -0.5, 123456789.5], 2: [0.125, 1.005, -2.675], 4: [0.12345, 0.19285]}
-    assert not _rounded(np.array(ties[decimals]), decimals, below)[1].any()  # never guessed
-    assert not _rounded(np.array([math.nan, math.inf, -math.inf, 1e300]), decimals, below)[1].any()
+    assert not rounded_half_up(np.array(ties[decimals]), decimals, below)[1].any()  # never guessed
+    assert not rounded_half_up(np.array([math.nan, math.inf, -math.inf, 1e300]), decimals, below)[1].any()
 
 
 def test_equal_units_mean_equal_text_at_the_edges(config: Config) -> None:
@@ -86,7 +84,7 @@ def test_equal_units_mean_equal_text_at_the_edges(config: Config) -> None:
     x = _values(11)
     for name, rounding in (("annual_revenue", (0, math.inf)), ("interest_rate", (4, math.inf)),
                            ("loan_to_income", (2, 1000.0)), ("credit_score", (0, math.inf))):
-        units, sure = _rounded(x, *rounding)
+        units, sure = rounded_half_up(x, *rounding)
         texts: dict[int, str] = {}
         for v, u, ok in zip(x.tolist(), units.tolist(), sure.tolist(), strict=True):
             if ok:
@@ -95,10 +93,10 @@ def test_equal_units_mean_equal_text_at_the_edges(config: Config) -> None:
 
 def test_json_floats_are_written_as_json_writes_them() -> None:
     x = _values(3)
-    assert _json_floats(x) == [json.dumps(v) for v in x.tolist()]
-    assert _json_numbers(x).tolist() == [json.dumps(v) + _CONTRIBUTION for v in x.tolist()]
+    assert json_floats(x) == [json.dumps(v) for v in x.tolist()]
+    assert json_numbers(x).tolist() == [json.dumps(v) + CONTRIBUTION for v in x.tolist()]
     for zeros in ([0.0, -0.0, -0.0, 0.0], [-0.0, 0.0, 1.0, 0.0]):
-        assert _json_numbers(np.array(zeros)).tolist() == [repr(z) + _CONTRIBUTION for z in zeros]
+        assert json_numbers(np.array(zeros)).tolist() == [repr(z) + CONTRIBUTION for z in zeros]
 
 
 def _one_by_one(explainer: ReasonExplainer, frame: pd.DataFrame, exp: Explanation) -> list:

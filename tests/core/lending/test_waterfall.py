@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from finflow_core.lending.explain import ProbabilityWaterfall, probability_waterfall
 from finflow_core.lending.model.bundle import ModelBundle
 from finflow_core.lending.scoring import ScoringEngine
+from finflow_core.lending.waterfall import ProbabilityWaterfall, probability_waterfall
 
 
 def logistic(x: float) -> float:

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pandas as pd
 
-from finflow_core.store.batch_writer import records_json
+from finflow_core.store.chunk_rows import records_json
 
 
 def lines(frame: pd.DataFrame) -> list[str]:
