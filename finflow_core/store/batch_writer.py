@@ -337,6 +337,7 @@ class StoreSink:
             with self.store.begin() as conn:
                 batch_loads.beat(conn, self.batch_id)
                 self._publish(conn, summary, drift)
+            self.store.checkpoint()  # the load's WAL, before a user's commit has to do it
         self.published = True
         batch_loads.finished(self.batch_id)
 

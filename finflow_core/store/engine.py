@@ -315,6 +315,25 @@ class Store:
                     problems=found)
             self._checked = True
 
+    def checkpoint(self) -> tuple[int, int] | None:
+        """Copy SQLite's WAL into the database file now (PASSIVE: never waits for or blocks
+        anyone). A batch load checkpoints rarely (:data:`BULK_AUTOCHECKPOINT_PAGES`); doing
+        the rest when it is published keeps that work off the next user's commit. A
+        checkpoint that cannot finish loses nothing (the WAL keeps every page), so a failure
+        here is left for SQLite's next automatic checkpoint. Returns the WAL's frames and how
+        many of them are in the database file now (None: not SQLite, or it failed)."""
+        if self.dialect != "sqlite":
+            return None
+        raw = self.engine.raw_connection()  # outside any transaction, as SQLite requires
+        try:
+            row = raw.driver_connection.execute(  # type: ignore[union-attr]
+                "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error:
+            return None
+        finally:
+            raw.close()
+        return int(row[1]), int(row[2])
+
     def yield_to_others(self) -> None:
         """A long writer's pause between transactions, so waiting writers get the lock."""
         if self.dialect == "sqlite":

@@ -172,6 +172,31 @@ def test_rows_sealed_ahead_under_ids_another_writer_took_are_sealed_again_under_
     assert verify_audit(ff_sqlite.store).ok
 
 
+def test_a_published_load_leaves_no_wal_pages_for_the_next_writer_to_copy(
+    ff_sqlite: Lending, batches_dir: BatchFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A load checkpoints its WAL rarely while storing; publishing copies what is left, so
+    the next sign-in's commit is not the one that pays for it."""
+    from finflow_core.store.engine import Store
+
+    real = Store.checkpoint
+    seen: list[tuple[bool, tuple[int, int] | None]] = []
+
+    def spy(self: Store) -> tuple[int, int] | None:
+        published = ff_sqlite.count("batches", "WHERE state = 'published'") == 1
+        result = real(self)
+        seen.append((published, result))
+        return result
+
+    monkeypatch.setattr(Store, "checkpoint", spy)
+    ff_sqlite.run(batches_dir.a, chunk_rows=150)
+    assert len(seen) == 1
+    published, result = seen[0]
+    assert published and result is not None
+    frames, copied = result
+    assert frames > 0 and copied == frames
+
+
 def check_rollups_ok(ff: Lending) -> bool:
     with ff.store.connect() as conn:
         return check_rollups(conn) == []
