@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import threading
 from collections import Counter
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -126,7 +125,6 @@ class StoreSink:
         self.arm_counts: dict[str, int] = {}  # a running split's applications per arm
         self.rows_per_transaction = max(1, int(rows_per_transaction or ROWS_PER_TRANSACTION))
         self.heartbeat: Heartbeat | None = None
-        self._ids_lock = threading.Lock()
         self._next_app_id: int | None = None  # the id the next sealed-ahead application gets
         self._stack = contextlib.ExitStack()
         self._conn: Connection | None = None
@@ -173,8 +171,8 @@ class StoreSink:
         self.write_prepared(self.prepare_chunk(chunk, scored))
 
     def prepare_chunk(self, chunk: ChunkResult, scored: pd.DataFrame) -> PreparedChunk:
-        """Everything a chunk's transactions will insert, sealed ahead (CPU work that needs no
-        lock: a writer thread may prepare chunk k + 1 while chunk k is being stored)."""
+        """Everything a chunk's transactions will insert, sealed ahead: the work that needs
+        no database lock, done before any of them begins."""
         if scored.empty:
             return PreparedChunk(chunk, [])
         raw = chunk.valid_raw if chunk.valid_raw is not None else chunk.valid.astype(str)
@@ -201,19 +199,17 @@ class StoreSink:
         alone. Only loaders store applications, so the guess nearly always holds."""
         if self._conn is not None or self.store.dialect != "sqlite":
             return None
-        with self._ids_lock:
-            if self._next_app_id is None:
-                with self.store.connect() as conn:
-                    self._next_app_id = next_free_id(conn, applications)
-            start = self._next_app_id
-            self._next_app_id += rows.n
+        if self._next_app_id is None:
+            with self.store.connect() as conn:
+                self._next_app_id = next_free_id(conn, applications)
+        start = self._next_app_id
+        self._next_app_id += rows.n
         return self._sealed(rows, np.arange(start, start + rows.n, dtype=np.int64))
 
     def _guessed_wrong(self, guessed: int, actual: int) -> None:
         """Another writer took ids this load had guessed: move the later guesses with them."""
-        with self._ids_lock:
-            if self._next_app_id is not None:
-                self._next_app_id += actual - guessed
+        if self._next_app_id is not None:
+            self._next_app_id += actual - guessed
 
     def _sealed(self, rows: ChunkRows, app_ids: np.ndarray) -> Sealed:
         apps = {"id": app_ids, **rows.applications}

@@ -205,8 +205,8 @@ def check_rollups_ok(ff: Lending) -> bool:
 def test_a_failure_while_preparing_a_later_part_leaves_nothing(
     ff: Lending, batches_dir: BatchFiles, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The writer prepares part k + 1 in one thread while another stores part k: an error
-    in either reaches the run, and what was stored already is removed."""
+    """A chunk is prepared (encoded, sealed) before its transactions begin: an error while
+    preparing a later chunk reaches the run, and what earlier chunks stored is removed."""
     real = batch_writer.StoreSink.prepare_chunk
     calls = {"n": 0}
 
