@@ -35,8 +35,8 @@ with st.form("new_application", enter_to_submit=False):
         if col.role == "id":
             record[col.name] = box.text_input(label, key=key, max_chars=col.max_length or 64)
         elif col.type == "date":
-            value = box.date_input(label, value=None, key=key, format="YYYY-MM-DD")
-            record[col.name] = value.isoformat() if value else None
+            # a date: the service writes it as the column's cells are written
+            record[col.name] = box.date_input(label, value=None, key=key, format="YYYY-MM-DD")
         elif col.type == "category":
             record[col.name] = box.selectbox(label, list(col.categories), index=None, key=key,
                                              placeholder="Choose")

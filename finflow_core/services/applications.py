@@ -15,11 +15,13 @@ import json
 import math
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from finflow_core.errors import Conflict
 from finflow_core.formatting import when
+from finflow_core.lending.config import ColumnSpec
 from finflow_core.lending.intake.reader import open_batch
 from finflow_core.lending.intake.sources import iter_chunks
 from finflow_core.lending.intake.validation import BatchValidator, validate_batch
@@ -95,12 +97,13 @@ def _same_cells(stored: dict[str, Any], new: dict[str, Any]) -> bool:
     return all(value(stored.get(k)) == value(new.get(k)) for k in keys)
 
 
-def record_csv(record: dict[str, Any], columns: list[str]) -> bytes:
-    """The form as a one-row CSV with the config's columns (blank where not given)."""
+def record_csv(record: dict[str, Any], columns: Sequence[ColumnSpec]) -> bytes:
+    """The form as a one-row CSV with the config's columns (blank where not given), each
+    value written as the column's cells are (a date in its format, a percentage as 12.5)."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(columns)
-    writer.writerow(["" if record.get(c) is None else str(record.get(c)) for c in columns])
+    writer.writerow([c.name for c in columns])
+    writer.writerow([c.cell_text(record.get(c.name)) for c in columns])
     return buf.getvalue().encode("utf-8")
 
 
@@ -112,8 +115,7 @@ class ApplicationService(Service):
         self.require(Action.SUBMIT_APPLICATION)
         started = time.perf_counter()
         engine = engine or champion_engine(self.ctx)
-        columns = [c.name for c in engine.config.input_columns]
-        report = validate_batch(record_csv(record, columns), engine.config, name="form")
+        report = validate_batch(record_csv(record, engine.config.input_columns), engine.config, name="form")
         if report.rows_valid == 0:
             return SingleDecision(False, issues=report.issues.to_dict("records"),
                                   seconds=time.perf_counter() - started)
@@ -130,7 +132,7 @@ class ApplicationService(Service):
         started = time.perf_counter()
         config = self.ctx.config
         engine = engine or champion_engine(self.ctx)
-        data = record_csv(record, [c.name for c in config.input_columns])
+        data = record_csv(record, config.input_columns)
         batch = open_batch(data, config, name=f"{TYPED_IN_PREFIX}{record.get(config.id_column, '')}"[:255])
         result = BatchValidator(config).validate(next(iter_chunks(batch)))
         if len(result.valid) == 0:  # nothing stored for a form that fails the quality gate
@@ -195,7 +197,7 @@ def explain_record(engine: ScoringEngine, record: dict[str, Any]) -> CaseExplana
     if engine.explainer is None:
         raise ValueError("this scoring engine was built without explanations")
     config = engine.config
-    report = validate_batch(record_csv(record, [c.name for c in config.input_columns]), config, name="case")
+    report = validate_batch(record_csv(record, config.input_columns), config, name="case")
     if report.rows_valid == 0:
         raise ValueError("the stored application no longer passes the quality gate: "
                          + "; ".join(report.issues["message"]))

@@ -326,7 +326,7 @@ class ReviewService(Service):
         if engine.explainer is None:
             raise NotFound("this model version was loaded without explanations")
         config = self.ctx.config
-        report = validate_batch(record_csv(case.data, [c.name for c in config.input_columns]), config,
+        report = validate_batch(record_csv(case.data, config.input_columns), config,
                                 name="case")
         if report.rows_valid == 0:
             raise InvalidInput("the stored application no longer passes the quality gate: "

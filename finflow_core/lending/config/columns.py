@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from datetime import date, datetime
+from typing import Any, Literal
 
 from pydantic import model_validator
 from pydantic.dataclasses import dataclass
@@ -45,6 +46,10 @@ ID_MAX_LENGTH = 128
 MODEL_ROLES: tuple[str, ...] = ("feature", "loan_amount", "interest_rate", "term", "income")
 NUMERIC_ROLES: tuple[str, ...] = ("loan_amount", "interest_rate", "term", "income", "target")
 UNKNOWN_POLICIES: tuple[str, ...] = ("quarantine", "missing", "other")
+#: Digit-grouping marks a number may be written with (``thousands:``); "." is the decimal mark.
+THOUSANDS_MARKS: tuple[str, ...] = (",", " ", "'", "_", "\u00a0", "\u202f")
+#: How dates are written unless a column says otherwise (``date_format:``).
+ISO_DATE = "%Y-%m-%d"
 
 #: Words in a column name that suggest a protected characteristic (matched as whole words;
 #: entries ending in ``*`` also match as a prefix: ``ethnic*`` matches ``ethnicity``).
@@ -65,6 +70,14 @@ class ColumnSpec:
     lists texts that mean "no value" in this column (``NA``, ``?``); ``nullable`` then
     decides whether a missing value is allowed. Only a ``protected`` column may be
     ``required: false`` (absent from a file).
+
+    How numbers and dates are written in the file (the cells are stored as written; only
+    reading them changes): ``thousands`` is a digit-grouping mark (``1,250,000``; groups of
+    three, so ``1,25`` is not a number), ``strip`` lists texts around a number that are not
+    part of it (a currency sign or code, a unit: ``$``, ``USD``, ``months``), ``percent``
+    reads ``12.5%`` or ``12.5`` as 0.125 (min and max then apply to 0.125), and
+    ``date_format`` is the strptime format of a date column (``%d-%b-%y`` for
+    ``02-Oct-22``; default ``%Y-%m-%d``).
     """
 
     name: Text
@@ -85,6 +98,10 @@ class ColumnSpec:
     missing_values: tuple[Category, ...] = ()
     required: Flag = True
     unit: Unit | None = None
+    thousands: Text | None = None
+    strip: tuple[Text, ...] = ()
+    percent: Flag = False
+    date_format: Text | None = None
 
     def __post_init__(self) -> None:
         # defaults that depend on other settings, resolved once so the object says what it does
@@ -122,6 +139,7 @@ class ColumnSpec:
         if self.max_length is not None and self.max_length < 1:
             raise Problem("max_length must be at least 1", ("max_length",))
         self._check_unknown_policy()
+        self._check_written_form()
         if role == "protected":
             self._check_protected()
         elif not self.required:
@@ -148,6 +166,44 @@ class ColumnSpec:
         clash = [v for v in self.missing_values if v in self.categories]
         if clash:
             raise Problem(f"{clash[0]!r} is both a category and a missing value", ("missing_values",))
+
+    def _check_written_form(self) -> None:
+        number_keys = [k for k in ("thousands", "strip", "percent") if getattr(self, k)]
+        if number_keys and not self.is_numeric:
+            raise Problem(f"{number_keys[0]} applies to number columns, not to a {self.type} column",
+                          (number_keys[0],))
+        if self.thousands is not None and self.thousands not in THOUSANDS_MARKS:
+            shown = ", ".join(repr(m) for m in THOUSANDS_MARKS)
+            why = (" ('.' is read as the decimal mark: a file with decimal commas, 1.250,50, "
+                   "must be converted first)" if self.thousands == "." else "")
+            raise Problem(f"thousands must be one of {shown}, got {self.thousands!r}{why}",
+                          ("thousands",))
+        for i, text in enumerate(self.strip):
+            bad = "%" if "%" in text else next((ch for ch in text if ch.isdigit() or ch in "+-.,"), None)
+            if not text.strip() or bad is not None:
+                hint = ("a percentage is read with percent: true (12.5% is 0.125)" if bad == "%"
+                        else "list currency signs, codes or units only (no digits, signs or marks)")
+                raise Problem(f"strip cannot hold {text!r}: {hint}", ("strip", i))
+        if self.percent and self.type != "float":
+            raise Problem("percent applies to float columns (12.5% is read as 0.125)", ("percent",))
+        if self.date_format is not None:
+            if self.type != "date":
+                raise Problem(f"date_format applies to date columns, not to a {self.type} column",
+                              ("date_format",))
+            _check_date_format(self.date_format)
+
+    def cell_text(self, value: Any) -> str:
+        """A value typed into a form, written as this column's cells are (a percentage as
+        12.5, a date in the column's format); text is kept as it is, blank for nothing."""
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            return value
+        if self.type == "date" and isinstance(value, date):
+            return value.strftime(self.date_format or ISO_DATE)
+        if self.percent and isinstance(value, int | float):
+            return f"{float(value) * 100:.12g}"
+        return str(value)
 
     def _check_protected(self) -> None:
         if self.model_input:
@@ -215,6 +271,21 @@ class RatioSpec:
         return (*self.numerator, *self.denominator)
 
 
+def _check_date_format(fmt: str) -> None:
+    """A date format must write a day, a month and a year, and read back what it wrote."""
+    if not (re.search(r"%[dj]", fmt) and re.search(r"%[mbBj]", fmt) and re.search(r"%[yY]", fmt)):
+        raise Problem(f"date_format {fmt!r} must have a day (%d), a month (%m, %b or %B) and a year "
+                      "(%Y or %y)", ("date_format",))
+    sample = date(2026, 1, 31)
+    try:
+        ok = datetime.strptime(sample.strftime(fmt), fmt).date() == sample
+    except ValueError:
+        ok = False
+    if not ok:
+        raise Problem(f"date_format {fmt!r} does not read back the dates it writes: use strptime "
+                      "codes such as %Y-%m-%d or %d-%b-%y", ("date_format",))
+
+
 def protected_hint(name: str) -> str | None:
     """The word of a column name that suggests a protected characteristic, if any."""
     spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)  # applicantSex -> applicant_Sex
@@ -227,7 +298,7 @@ def protected_hint(name: str) -> str | None:
 
 
 __all__ = [
-    "COLUMN_TYPES", "ID_MAX_LENGTH", "MODEL_ROLES", "NUMERIC_ROLES", "PROTECTED_HINTS",
+    "COLUMN_TYPES", "ID_MAX_LENGTH", "ISO_DATE", "THOUSANDS_MARKS", "MODEL_ROLES", "NUMERIC_ROLES", "PROTECTED_HINTS",
     "REQUIRED_ROLES", "ROLES", "SINGLE_ROLES", "UNKNOWN_POLICIES", "ColumnSpec", "ColumnType",
     "RatioSpec", "Role", "UnknownPolicy", "protected_hint",
 ]

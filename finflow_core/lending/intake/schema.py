@@ -2,7 +2,8 @@
 
 Two steps, because a cell must be readable before it can be judged:
   * *reading* turns each cell's text into its declared type — a number, a whole number,
-    an ISO date — and marks the cells that cannot be read (rules ``number``, ``integer``,
+    a date — as the column says it is written (digit grouping, currency signs or units
+    around a number, a percentage, a date format: :class:`ColumnSpec`), and marks the cells that cannot be read (rules ``number``, ``integer``,
     ``date``); it runs once per column with vectorised (Arrow) string operations;
   * the *value* schema (pandera) judges what was read: required values, ranges,
     categories, text length, spreadsheet formulas, duplicate application ids.
@@ -26,6 +27,7 @@ import pyarrow as pyarrow
 import pyarrow.compute as pc
 
 from finflow_core.lending.config import ColumnSpec
+from finflow_core.lending.config.columns import ISO_DATE
 from finflow_core.lending.spreadsheet import FORMULA_PREFIXES
 
 #: rule name -> what it means, for people reading a quarantine report.
@@ -33,7 +35,7 @@ RULES: dict[str, str] = {
     "not_null": "a value is required",
     "number": "must be a number",
     "integer": "must be a whole number",
-    "date": "must be a date written YYYY-MM-DD",
+    "date": "must be a date written as the column's date_format says (default YYYY-MM-DD)",
     "formula": "text that a spreadsheet would run as a formula",
     "in_range": "outside the allowed range",
     "category": "not one of the allowed categories",
@@ -92,9 +94,12 @@ def read_column(raw: pd.Series, c: ColumnSpec) -> ReadColumn:
 def _read_typed(raw: pd.Series, c: ColumnSpec, arr: pyarrow.Array, stripped: pyarrow.Array,
                 blank: np.ndarray) -> ReadColumn:
     if c.is_numeric:
-        readable = _mask(pc.match_substring_regex(stripped, f"^{NUMBER_PATTERN}$")) & ~blank
-        values = pc.cast(pc.if_else(pyarrow.array(readable), stripped, None), pyarrow.float64())
+        plain = plain_numbers(stripped, c)
+        readable = _mask(pc.match_substring_regex(plain, f"^{NUMBER_PATTERN}$")) & ~blank
+        values = pc.cast(pc.if_else(pyarrow.array(readable), plain, None), pyarrow.float64())
         values = values.to_numpy(zero_copy_only=False)
+        if c.percent:
+            values = values / 100.0
         readable &= np.isfinite(values)  # 1e999 reads as infinity: not a usable number
         if c.type == "integer":
             readable &= np.mod(np.where(readable, values, 0.0), 1) == 0
@@ -102,13 +107,38 @@ def _read_typed(raw: pd.Series, c: ColumnSpec, arr: pyarrow.Array, stripped: pya
         return ReadColumn(pd.Series(values, index=raw.index, dtype="float64"), blank,
                           ~blank & ~readable)
     if c.type == "date":
-        ok = _mask(pc.match_substring_regex(stripped, f"^{DATE_PATTERN}$")) & ~blank
+        ok = ~blank
+        if c.date_format is None:
+            ok &= _mask(pc.match_substring_regex(stripped, f"^{DATE_PATTERN}$"))
         # pandas, not Arrow: Arrow's strptime turns 2026-02-30 into 2026-03-02
         text = pd.Series(pd.array(pc.if_else(pyarrow.array(ok), stripped, None), dtype="str"), index=raw.index)
-        dates = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce").astype("datetime64[us]")
+        dates = pd.to_datetime(text, format=c.date_format or ISO_DATE, errors="coerce").astype("datetime64[us]")
         return ReadColumn(dates, blank, ~blank & dates.isna().to_numpy(dtype=bool))
     text = pd.Series(pd.array(pc.if_else(pyarrow.array(~blank), arr, None), dtype="str"), index=raw.index)
     return ReadColumn(text, blank, np.zeros(len(arr), dtype=bool))
+
+
+def plain_numbers(cells: pyarrow.Array, c: ColumnSpec) -> pyarrow.Array:
+    """A number column's trimmed cells as plain numbers: what ``strip`` lists taken from
+    either end (after a sign too: ``-$5``), a trailing ``%`` of a percent column, and the
+    ``thousands`` mark where digits are grouped in threes (``1,250.50``; ``1,25`` keeps it,
+    so it is not a number)."""
+    if c.strip:
+        alts = "|".join(_re2_literal(t.strip()) for t in sorted(c.strip, key=len, reverse=True))
+        cells = pc.replace_substring_regex(cells, rf"^([+-]?)\s*(?:{alts})\s*", r"\1")
+        cells = pc.replace_substring_regex(cells, rf"\s*(?:{alts})$", "")
+    if c.percent:
+        cells = pc.replace_substring_regex(cells, r"\s*%$", "")
+    if c.thousands:
+        mark = _re2_literal(c.thousands)
+        grouped = pc.match_substring_regex(cells, rf"^[+-]?\d{{1,3}}(?:{mark}\d{{3}})+(?:\.\d*)?$")
+        cells = pc.if_else(grouped, pc.replace_substring(cells, c.thousands, ""), cells)
+    return cells
+
+
+def _re2_literal(text: str) -> str:
+    """``text`` as a literal in an RE2 pattern (Arrow's regex engine)."""
+    return "".join(ch if ch.isalnum() else f"\\x{{{ord(ch):x}}}" for ch in text)
 
 
 def _mask(a: pyarrow.Array) -> np.ndarray:
@@ -119,8 +149,9 @@ def reading_rule(c: ColumnSpec, raw: pd.Series, unreadable: np.ndarray) -> np.nd
     """The rule each unreadable cell broke: 'integer' for a readable number with a fraction."""
     if c.type != "integer":
         return np.full(int(unreadable.sum()), "number" if c.is_numeric else "date", dtype=object)
-    cells = as_text(raw)[unreadable].str.strip()
-    is_number = cells.str.fullmatch(NUMBER_PATTERN).fillna(False).to_numpy(dtype=bool)
+    cells = pc.utf8_trim_whitespace(pyarrow.array(as_text(raw)[unreadable], type=pyarrow.string(),
+                                                  from_pandas=True))
+    is_number = _mask(pc.match_substring_regex(plain_numbers(cells, c), f"^{NUMBER_PATTERN}$"))
     return np.where(is_number, "integer", "number").astype(object)
 
 

@@ -1,0 +1,166 @@
+"""Numbers and dates as a lender's file writes them: digit grouping, currency signs and units,
+percentages and date formats are declared per column, read exactly, and the cells are kept
+as written. A cell that does not follow the declared form is quarantined, never guessed."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from finflow_core.errors import ConfigError
+from finflow_core.lending.config import ColumnSpec, Config, parse_config
+from finflow_core.lending.intake.schema import read_column
+from finflow_core.lending.intake.validation import validate_batch, validate_chunks
+from finflow_core.lending.synthetic import generate_applications
+from finflow_core.services.applications import record_csv
+
+
+def _raw_with(small_raw: dict[str, Any], **by_column: dict[str, Any]) -> dict[str, Any]:
+    raw = copy.deepcopy(small_raw)
+    for col in raw["dataset"]["columns"]:
+        col.update(by_column.get(col["name"], {}))
+    return raw
+
+
+@pytest.fixture()
+def formatted(small_raw: dict[str, Any]) -> Config:
+    """The small config with its money written US-style, its rate as a percentage and its
+    application date as 02-Oct-22."""
+    return parse_config(_raw_with(
+        small_raw,
+        loan_amount={"thousands": ",", "strip": ["$", "USD"]},
+        annual_revenue={"thousands": ","},
+        interest_rate={"percent": True},
+        application_date={"date_format": "%d-%b-%y"},
+    ), source="formatted")
+
+
+def _written(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.astype(object)
+    out["loan_amount"] = [f"${v:,.2f} " for v in frame["loan_amount"]]
+    out["annual_revenue"] = [f"{v:,.0f}" for v in frame["annual_revenue"]]
+    out["interest_rate"] = [f"{v * 100:.2f}%" for v in frame["interest_rate"]]
+    out["application_date"] = [pd.Timestamp(v).strftime("%d-%b-%y") for v in frame["application_date"]]
+    return out
+
+
+def test_a_file_written_as_declared_reads_as_the_plain_one(
+    small_raw: dict[str, Any], formatted: Config, config: Config, to_csv: Callable
+) -> None:
+    plain = generate_applications(40, seed=83).drop(columns="default")
+    plain["annual_revenue"] = plain["annual_revenue"].round()
+    ours = validate_batch(to_csv(_written(plain)), formatted)
+    theirs = validate_batch(to_csv(plain), config)
+    assert ours.rows_valid == theirs.rows_valid == 40
+    for col in ("loan_amount", "annual_revenue", "interest_rate"):
+        np.testing.assert_allclose(ours.valid[col].to_numpy(float), theirs.valid[col].to_numpy(float),
+                                   rtol=1e-9, err_msg=col)
+    assert (ours.valid["application_date"] == theirs.valid["application_date"]).all()
+    # the cells as submitted are kept as written
+    raw = next(iter(validate_chunks(ours.batch, formatted, chunk_rows=100))).valid_raw
+    assert raw["loan_amount"].iloc[0] == _written(plain)["loan_amount"].iloc[0]
+    assert raw["interest_rate"].iloc[0].endswith("%")
+
+
+@pytest.mark.parametrize(("cell", "value"), [
+    ("$60,000.00 ", 60000.0), ("-$1,250", -1250.0), ("$-5", -5.0), ("USD 1,000", 1000.0),
+    ("1,000 USD", 1000.0), ("12,345,678.9", 12345678.9), ("60000", 60000.0), ("1.5e3", 1500.0),
+])
+def test_declared_marks_are_read(cell: str, value: float) -> None:
+    c = ColumnSpec(name="amount", type="float", thousands=",", strip=("$", "USD"))
+    read = read_column(pd.Series([cell], dtype="str"), c)
+    assert not read.unreadable[0] and read.values.iloc[0] == pytest.approx(value)
+
+
+@pytest.mark.parametrize("cell", ["1,25", "1,0000", ",100", "$$5", "$", "5 EUR", "1.250,50", "12%"])
+def test_cells_not_in_the_declared_form_are_unreadable(cell: str) -> None:
+    c = ColumnSpec(name="amount", type="float", thousands=",", strip=("$", "USD"))
+    read = read_column(pd.Series([cell], dtype="str"), c)
+    assert read.unreadable[0] and np.isnan(read.values.iloc[0])
+
+
+def test_without_a_declared_form_marks_stay_unreadable() -> None:
+    c = ColumnSpec(name="amount", type="float")
+    read = read_column(pd.Series(["$5", "1,000", "5%", "5"], dtype="str"), c)
+    assert read.unreadable.tolist() == [True, True, True, False]
+
+
+def test_a_percentage_reads_as_a_fraction_with_or_without_its_sign() -> None:
+    c = ColumnSpec(name="rate", type="float", percent=True, min=0, max=1)
+    read = read_column(pd.Series(["10.65%", "10.65", " 7 %", "x%", "%"], dtype="str"), c)
+    assert read.values.iloc[:3].tolist() == pytest.approx([0.1065, 0.1065, 0.07])
+    assert read.unreadable.tolist() == [False, False, False, True, True]
+
+
+def test_bad_cells_are_quarantined_with_their_rule_and_value(formatted: Config, to_csv: Callable) -> None:
+    frame = _written(generate_applications(6, seed=84).drop(columns="default"))
+    frame.loc[1, "loan_amount"] = "$1,25"
+    frame.loc[2, "application_date"] = "30-Feb-22"
+    frame.loc[3, "application_date"] = "2022-10-02"  # ISO, but the column says 02-Oct-22
+    frame.loc[4, "annual_revenue"] = "1.250.000"
+    report = validate_batch(to_csv(frame), formatted)
+    issues = report.issues.set_index("row_number")
+    assert report.rows_valid == 2
+    assert issues.loc[2, ["column", "rule", "value"]].tolist() == ["loan_amount", "number", "$1,25"]
+    assert issues.loc[3, ["column", "rule"]].tolist() == ["application_date", "date"]
+    assert issues.loc[4, ["column", "rule", "value"]].tolist() == ["application_date", "date", "2022-10-02"]
+    assert "date_format" in issues.loc[4, "message"]
+    assert issues.loc[5, ["column", "rule"]].tolist() == ["annual_revenue", "number"]
+
+
+def test_an_integer_with_grouping_keeps_its_integer_rule() -> None:
+    from finflow_core.lending.intake.schema import reading_rule
+
+    c = ColumnSpec(name="employees", type="integer", thousands=",")
+    cells = pd.Series(["1,000", "1,000.5", "1,00"], dtype="str")
+    read = read_column(cells, c)
+    assert read.values.iloc[0] == 1000.0
+    assert reading_rule(c, cells, read.unreadable).tolist() == ["integer", "number"]
+
+
+@pytest.mark.parametrize(("keys", "words"), [
+    ({"thousands": "."}, "decimal mark"),
+    ({"strip": ["%"]}, "percent: true"),
+    ({"strip": ["1"]}, "no digits"),
+    ({"percent": True, "type": "integer"}, "float columns"),
+])
+def test_a_form_the_reader_cannot_apply_is_a_config_error(
+    small_raw: dict[str, Any], keys: dict[str, Any], words: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(_raw_with(small_raw, annual_revenue=keys), source="bad")
+    assert words in str(err.value) and "annual_revenue" in str(err.value)
+
+
+@pytest.mark.parametrize(("fmt", "words"), [("%Y", "must have a day"), ("%d/%m/%Y %Q", "read back")])
+def test_a_date_format_must_read_back_what_it_writes(small_raw: dict[str, Any], fmt: str, words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(_raw_with(small_raw, application_date={"date_format": fmt}), source="bad")
+    assert words in str(err.value)
+
+
+def test_number_marks_only_on_numbers(small_raw: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="number columns"):
+        parse_config(_raw_with(small_raw, industry={"thousands": ","}), source="bad")
+    with pytest.raises(ConfigError, match="date columns"):
+        parse_config(_raw_with(small_raw, loan_amount={"date_format": "%d-%b-%y"}), source="bad")
+
+
+def test_a_typed_in_application_is_written_as_the_file_writes_it(formatted: Config) -> None:
+    """The form gives a date and a rate as a fraction; they reach the gate in the column's form."""
+    record = generate_applications(1, seed=85).drop(columns="default").iloc[0].to_dict()
+    record["application_date"] = dt.date(2026, 3, 4)
+    record["interest_rate"] = 0.115
+    data = record_csv(record, formatted.input_columns)
+    line = data.decode().splitlines()[1]
+    assert "04-Mar-26" in line and ",11.5," in line
+    report = validate_batch(data, formatted)
+    assert report.rows_valid == 1
+    assert report.valid["interest_rate"].iloc[0] == pytest.approx(0.115)
+    assert report.valid["application_date"].iloc[0] == pd.Timestamp("2026-03-04")
