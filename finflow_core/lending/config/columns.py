@@ -12,6 +12,7 @@ from pydantic.dataclasses import dataclass
 from finflow_core.lending.config.fields import (
     DECLARED,
     Category,
+    Codes,
     Flag,
     Names,
     Number,
@@ -77,7 +78,9 @@ class ColumnSpec:
     part of it (a currency sign or code, a unit: ``$``, ``USD``, ``months``), ``percent``
     reads ``12.5%`` or ``12.5`` as 0.125 (min and max then apply to 0.125), and
     ``date_format`` is the strptime format of a date column (``%d-%b-%y`` for
-    ``02-Oct-22``; default ``%Y-%m-%d``).
+    ``02-Oct-22``; default ``%Y-%m-%d``). ``codes`` are texts a number column holds instead
+    of a number, each read as the number given: an outcome written ``CHGOFF`` / ``P I F``
+    is ``{CHGOFF: 1, "P I F": 0}``.
     """
 
     name: Text
@@ -102,6 +105,7 @@ class ColumnSpec:
     strip: tuple[Text, ...] = ()
     percent: Flag = False
     date_format: Text | None = None
+    codes: Codes = ()
 
     def __post_init__(self) -> None:
         # defaults that depend on other settings, resolved once so the object says what it does
@@ -168,7 +172,7 @@ class ColumnSpec:
             raise Problem(f"{clash[0]!r} is both a category and a missing value", ("missing_values",))
 
     def _check_written_form(self) -> None:
-        number_keys = [k for k in ("thousands", "strip", "percent") if getattr(self, k)]
+        number_keys = [k for k in ("thousands", "strip", "percent", "codes") if getattr(self, k)]
         if number_keys and not self.is_numeric:
             raise Problem(f"{number_keys[0]} applies to number columns, not to a {self.type} column",
                           (number_keys[0],))
@@ -184,6 +188,12 @@ class ColumnSpec:
                 hint = ("a percentage is read with percent: true (12.5% is 0.125)" if bad == "%"
                         else "list currency signs, codes or units only (no digits, signs or marks)")
                 raise Problem(f"strip cannot hold {text!r}: {hint}", ("strip", i))
+        for i, (code, number) in enumerate(self.codes):
+            if not code.strip() or code in self.missing_values:
+                why = "is blank" if not code.strip() else "is also a missing value"
+                raise Problem(f"code {code!r} {why}", ("codes", i))
+            if self.type == "integer" and number != int(number):
+                raise Problem(f"code {code!r} reads as {number:g}, not a whole number", ("codes", i))
         if self.percent and self.type != "float":
             raise Problem("percent applies to float columns (12.5% is read as 0.125)", ("percent",))
         if self.date_format is not None:

@@ -87,6 +87,19 @@ def _one_or_many(v: Any) -> Any:
 Names = Annotated[tuple[StrictStr, ...], BeforeValidator(_one_or_many)]
 
 
+def _code_pairs(v: Any) -> Any:
+    """``{CHGOFF: 1, "P I F": 0}`` as pairs (the spec stays hashable); order as written."""
+    if isinstance(v, Mapping):
+        return tuple(v.items())
+    if isinstance(v, tuple) and all(isinstance(p, tuple) and len(p) == 2 for p in v):
+        return v  # pairs already (a spec copied with dataclasses.replace)
+    raise Problem(f"must be a mapping of codes to numbers ({{CHGOFF: 1, \"P I F\": 0}}), got {v!r}")
+
+
+#: Texts a number column may hold instead of a number, each read as the number given.
+Codes = Annotated[tuple[tuple[Category, Number], ...], BeforeValidator(_code_pairs)]
+
+
 class FrozenParams(Mapping[str, Any]):
     """An immutable, hashable, picklable mapping of estimator parameters."""
 

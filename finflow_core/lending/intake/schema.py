@@ -122,7 +122,9 @@ def plain_numbers(cells: pyarrow.Array, c: ColumnSpec) -> pyarrow.Array:
     """A number column's trimmed cells as plain numbers: what ``strip`` lists taken from
     either end (after a sign too: ``-$5``), a trailing ``%`` of a percent column, and the
     ``thousands`` mark where digits are grouped in threes (``1,250.50``; ``1,25`` keeps it,
-    so it is not a number)."""
+    so it is not a number); a declared code (``CHGOFF``) becomes its number."""
+    for code, number in c.codes:
+        cells = pc.if_else(pc.equal(cells, code.strip()), repr(float(number)), cells)
     if c.strip:
         alts = "|".join(_re2_literal(t.strip()) for t in sorted(c.strip, key=len, reverse=True))
         cells = pc.replace_substring_regex(cells, rf"^([+-]?)\s*(?:{alts})\s*", r"\1")

@@ -135,3 +135,37 @@ def test_the_documented_config_is_the_fixture(lender: Config) -> None:
     for part in ("columns", "ratios", "segments", "pricing", "strategy", "economics", "lender",
                  "display", "review"):
         assert getattr(documented, part) == getattr(lender, part), part
+
+
+def test_the_register_as_published_reads_like_the_cleaned_file(
+    lender: Config, history: ValidationReport, tmp_path: Path
+) -> None:
+    """The public register writes money as ``$261,700.00 ``, dates as ``02-Oct-22`` and the
+    outcome as ``P I F`` / ``CHGOFF``: declared in the config, the file reads as the cleaned
+    one (same rows kept, same amounts and outcomes), no code needed."""
+    raw = pd.read_csv(CSV, dtype=str, keep_default_na=False)
+    published = raw.copy()
+    published["GrAppv"] = [f"${float(v):,.2f} " for v in raw["GrAppv"]]
+    published["defaulted"] = raw["defaulted"].map({"1": "CHGOFF", "0": "P I F"})
+    published = published.rename(columns={"defaulted": "MIS_Status"})
+    path = tmp_path / "published.csv"
+    published.to_csv(path, index=False)
+    yaml_text = CONFIG.read_text()
+    yaml_text = yaml_text.replace("role: loan_amount\n", 'role: loan_amount\n      thousands: ","\n'
+                                  '      strip: ["$"]\n', 1)
+    yaml_text = yaml_text.replace("{name: ApprovalDate, type: string, role: info}",
+                                  '{name: ApprovalDate, type: date, role: date, date_format: "%d-%b-%y"}')
+    yaml_text = yaml_text.replace("{name: defaulted, type: integer, role: target, min: 0, max: 1}",
+                                  '{name: MIS_Status, type: integer, role: target, min: 0, max: 1, '
+                                  'codes: {CHGOFF: 1, "P I F": 0}}')
+    assert yaml_text.count("codes: {CHGOFF") == 1 and yaml_text.count("strip:") == 1
+    conf = tmp_path / "published.yaml"
+    conf.write_text(yaml_text)
+    as_published = load_config(conf)
+    report = validate_batch(path, as_published, require_target=True)
+    assert report.rows_valid == history.rows_valid
+    assert report.row_numbers.tolist() == history.row_numbers.tolist()
+    assert report.valid["GrAppv"].tolist() == history.valid["GrAppv"].tolist()
+    assert report.valid["MIS_Status"].astype(int).tolist() == history.valid["defaulted"].astype(int).tolist()
+    assert report.valid["ApprovalDate"].notna().all()
+    assert str(report.valid["ApprovalDate"].min().date()) >= "2000-01-01"

@@ -164,3 +164,23 @@ def test_a_typed_in_application_is_written_as_the_file_writes_it(formatted: Conf
     assert report.rows_valid == 1
     assert report.valid["interest_rate"].iloc[0] == pytest.approx(0.115)
     assert report.valid["application_date"].iloc[0] == pd.Timestamp("2026-03-04")
+
+
+def test_declared_codes_of_a_number_column_read_as_their_numbers() -> None:
+    c = ColumnSpec(name="MIS_Status", type="integer", role="target", min=0, max=1,
+                   codes={"CHGOFF": 1, "P I F": 0})
+    read = read_column(pd.Series(["CHGOFF", "P I F", " P I F ", "1", "PIF", "chgoff"], dtype="str"), c)
+    assert read.values.iloc[:4].tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert read.unreadable.tolist() == [False, False, False, False, True, True]
+
+
+@pytest.mark.parametrize(("codes", "words"), [
+    ({"half": 0.5}, "not a whole number"), ({" ": 1}, "blank"), ([1, 2], "mapping of codes"),
+    ({"NA": 0}, "also a missing value"),
+])
+def test_codes_a_reader_cannot_apply_are_config_errors(
+    small_raw: dict[str, Any], codes: Any, words: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(_raw_with(small_raw, employees={"codes": codes, "missing_values": ["NA"]}), source="bad")
+    assert words in str(err.value) and "employees" in str(err.value)
