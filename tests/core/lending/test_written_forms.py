@@ -138,7 +138,7 @@ def test_a_form_the_reader_cannot_apply_is_a_config_error(
     assert words in str(err.value) and "annual_revenue" in str(err.value)
 
 
-@pytest.mark.parametrize(("fmt", "words"), [("%Y", "must have a day"), ("%d/%m/%Y %Q", "read back")])
+@pytest.mark.parametrize(("fmt", "words"), [("%Y", "must have a month"), ("%d/%m/%Y %Q", "read back")])
 def test_a_date_format_must_read_back_what_it_writes(small_raw: dict[str, Any], fmt: str, words: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(_raw_with(small_raw, application_date={"date_format": fmt}), source="bad")
@@ -184,3 +184,10 @@ def test_codes_a_reader_cannot_apply_are_config_errors(
     with pytest.raises(ConfigError) as err:
         parse_config(_raw_with(small_raw, employees={"codes": codes, "missing_values": ["NA"]}), source="bad")
     assert words in str(err.value) and "employees" in str(err.value)
+
+
+def test_a_month_without_a_day_reads_as_its_first_day() -> None:
+    c = ColumnSpec(name="issue_d", type="date", date_format="%b-%Y")
+    read = read_column(pd.Series(["Dec-2015", "Feb-2016", "2016-02"], dtype="str"), c)
+    assert read.values.iloc[:2].tolist() == [pd.Timestamp("2015-12-01"), pd.Timestamp("2016-02-01")]
+    assert read.unreadable.tolist() == [False, False, True]
