@@ -185,7 +185,7 @@ class BatchService(Service):
         ``experiment_started`` entry names). A Dask run cannot route by arm yet: refused.
         """
         with self.ctx.store.connect() as conn:
-            running = {e.kind: e for e in store_experiments.running(conn)}
+            running = {e.kind: e for e in store_experiments.running(conn, checked=True)}
         if not running:
             return scoring
         if engine.name != "local":

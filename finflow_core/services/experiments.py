@@ -91,6 +91,7 @@ class ExperimentService(Service):
             append_audit(conn, self.actor, "experiment_started", "experiment", exp_id, {
                 "kind": kind, "challenger": version, "share": share, "seed": seed,
                 "low_edge": strategy.low_edge, "high_edge": strategy.high_edge, "reason": reason.strip(),
+                **store_experiments.seal_ref(conn, exp_id),
             }, model_version=version, at=now)
             record = store_experiments.by_id(conn, exp_id)
         assert record is not None
@@ -106,7 +107,8 @@ class ExperimentService(Service):
             if store_experiments.stop(conn, experiment_id, self.actor.username, now) != 1:
                 raise NotFound(f"no running experiment {experiment_id}", experiment=experiment_id)
             append_audit(conn, self.actor, "experiment_stopped", "experiment", experiment_id,
-                         {"reason": reason.strip()}, at=now)
+                         {"reason": reason.strip(), **store_experiments.seal_ref(conn, experiment_id)},
+                         at=now)
 
     def compare(self, experiment_id: int) -> ArmComparison:
         """The two arms of a split, side by side with confidence intervals (outcomes so far)."""

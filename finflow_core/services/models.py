@@ -136,7 +136,8 @@ def _end_tests_of(conn: Any, version: str, by: str, now: Any) -> None:
     for test in store_experiments.running(conn):
         if test.challenger_version == version and store_experiments.stop(conn, test.id, by, now) == 1:
             append_audit(conn, by, "experiment_stopped", "experiment", test.id,
-                         {"reason": f"challenger {version} promoted to champion"}, at=now)
+                         {"reason": f"challenger {version} promoted to champion",
+                          **store_experiments.seal_ref(conn, test.id)}, at=now)
 
 
 def training_copy(source: Source) -> bytes:

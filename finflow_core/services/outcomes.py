@@ -113,13 +113,14 @@ class OutcomeService(Service):
             file_id = rows_of.insert_file(conn, preview.file.file.sha256, preview.file.file.name,
                                           self.actor.username, now, len(frame), corrections,
                                           preview.correction_reason)
-            rows_of.insert_outcomes(conn, frame.assign(file_id=file_id))
+            sealed = rows_of.insert_outcomes(conn, frame.assign(file_id=file_id))
             digest = hashlib.sha256(frame[["application_id", "defaulted", "observed_on", "amount_lost"]]
                                     .to_csv(index=False).encode()).hexdigest()
             defaults = int(frame["defaulted"].sum())
             append_audit(conn, self.actor, "outcomes_loaded", "outcome_file", file_id, {
                 "file": preview.file.file.name, "sha256": preview.file.file.sha256, "rows": len(frame),
                 "defaults": defaults, "corrections": corrections, "outcomes_sha256": digest,
+                **sealed, **rows_of.file_seal_ref(conn, file_id),
             }, at=now)
             for r in frame[frame["supersedes_id"].notna()].itertuples(index=False):
                 append_audit(conn, self.actor, "outcome_corrected", "application", r.external_id, {

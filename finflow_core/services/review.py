@@ -190,6 +190,7 @@ class ReviewService(Service):
                         "needs": needs_text(needs), "amount": float(app.amount),
                         "authority_limit": limit, "probability": app.probability,
                         "suggestion": edges.suggestion, "band": app.band,
+                        **proposal_rows.seal_ref(conn, pid),
                     }, model_version=score.model_version if score is not None else None, at=now)
                     found = proposal_rows.get(conn, pid)
                     assert found is not None  # just written in this transaction
@@ -211,7 +212,7 @@ class ReviewService(Service):
         me = self.actor.username
         try:
             with self.ctx.store.begin() as conn:
-                prop = rr.proposal_row(conn, proposal_id)
+                prop = rr.proposal_row(conn, proposal_id, checked=True)  # its seal, too
                 app = rr.application_row(conn, prop.application_id, lock=True)
                 if not prop.is_open:
                     raise rr.closed_conflict(prop)
@@ -227,14 +228,11 @@ class ReviewService(Service):
                 self._check_free(conn, app, now)
                 rr.check_current(conn, app, prop.supersedes_id)
                 score = cases.score(conn, app.id)
-                record = rr.record_decision(conn, app, score, prop.outcome, prop.reason, prop.note,
+                # closes the proposal too, before the case_decided entry that records both seals
+                return rr.record_decision(conn, app, score, prop.outcome, prop.reason, prop.note,
                                  prop.supersedes_id, me, now, suggestion=prop.suggestion,
                                  proposed_by=prop.proposed_by, four_eyes=needs_text(prop.needs),
                                  proposal=prop.id, confirm_note=note)
-                if proposal_rows.close(conn, prop.id, ProposalStatus.CONFIRMED, by=me, at=iso_utc(now),
-                                       note=note, decision_id=record.id) != 1:
-                    raise rr.closed_conflict(rr.proposal_row(conn, proposal_id))
-                return record
         except IntegrityError as exc:
             raise self._race(exc, None) from None
 
@@ -260,7 +258,8 @@ class ReviewService(Service):
             proposal_rows.close(conn, prop.id, status, by=me, at=iso_utc(now), note=note)
             append_audit(conn, me, f"proposal_{status}", "application", app.external_id, {
                 "application": app.id, "proposal": prop.id, "proposed_by": prop.proposed_by,
-                "outcome": prop.outcome, "note": note}, at=now)
+                "outcome": prop.outcome, "note": note, **proposal_rows.seal_ref(conn, prop.id)},
+                at=now)
             closed = proposal_rows.get(conn, prop.id)
         assert closed is not None
         return closed

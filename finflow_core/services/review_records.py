@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from finflow_core.errors import Conflict, FinFlowError, InvalidInput, NotFound
-from finflow_core.lending.authority import AuthorityRules, Edges
+from finflow_core.lending.authority import AuthorityRules, Edges, ProposalStatus
 from finflow_core.lending.terms import (
     OPEN_STATUSES,
     STATUS_OF_OUTCOME,
@@ -161,6 +161,11 @@ def record_decision(conn: Connection, app: Any, score: Any, outcome: Outcome, re
         "note": note, "supersedes": supersedes, "probability": app.probability, "band": app.band,
         "suggestion": suggestion, **seal_ref("decisions", decision_id, sealed["seal"]),
     }
+    if proposal is not None:  # a confirmed proposal: closed here, its new seal recorded too
+        if proposal_rows.close(conn, proposal, ProposalStatus.CONFIRMED, by=me, at=iso_utc(now),
+                               note=confirm_note, decision_id=decision_id) != 1:
+            raise closed_conflict(proposal_row(conn, proposal))
+        details["row_seals"] = [proposal_rows.seal_ref(conn, proposal)["row_seal"]]
     if proposed_by is not None:
         details.update(proposed_by=proposed_by, proposal=proposal, four_eyes=four_eyes,
                        confirm_note=confirm_note)
@@ -215,8 +220,9 @@ def application_row(conn: Connection, application_id: int, *, lock: bool = False
     return row
 
 
-def proposal_row(conn: Connection, proposal_id: int) -> Proposal:
-    found = proposal_rows.get(conn, proposal_id)
+def proposal_row(conn: Connection, proposal_id: int, *, checked: bool = False) -> Proposal:
+    """The proposal (``checked``: refused when it fails its seal, see ``store.proposals``)."""
+    found = (proposal_rows.checked if checked else proposal_rows.get)(conn, proposal_id)
     if found is None:
         raise NotFound(f"no proposed decision {proposal_id}", proposal=proposal_id)
     return found

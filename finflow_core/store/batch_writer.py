@@ -216,7 +216,9 @@ class StoreSink:
         app_seals = self.seals.seal_columns(applications, apps, rows.n)
         score_columns = {"application_id": app_ids, **rows.scores}
         score_seals = self.seals.seal_columns(scores, score_columns, rows.n)
-        return Sealed(app_ids, app_seals, score_seals)
+        tests = tuple(self.seals.seal_columns(table, {"application_id": app_ids, **extra}, rows.n)
+                      for table, extra in rows.experiments)  # a running test's arms, shadow scores
+        return Sealed(app_ids, app_seals, score_seals, tests)
 
     def _prepare(self, valid: pd.DataFrame, raw: pd.DataFrame, scored: pd.DataFrame) -> ChunkRows:
         """Everything stored for a chunk's applications except their ids and seals, column by
@@ -295,8 +297,9 @@ class StoreSink:
         bulk_insert(conn, scores, {"application_id": app_ids, **rows.scores, "seal": sealed.scores}, n)
         self.seals.add_stored(applications, sealed.applications)
         self.seals.add_stored(scores, sealed.scores)
-        for table, extra in rows.experiments:
-            bulk_insert(conn, table, {"application_id": app_ids, **extra}, n)
+        for (table, extra), seals in zip(rows.experiments, sealed.experiments, strict=True):
+            bulk_insert(conn, table, {"application_id": app_ids, **extra, "seal": seals}, n)
+            self.seals.add_stored(table, seals)
         if n_auto:
             bulk_insert(conn, decisions, {
                 "id": decision_ids[rows.auto].astype(np.int64), "application_id": app_ids[rows.auto],

@@ -54,11 +54,13 @@ class PreparedChunk:
 
 @dataclass(frozen=True)
 class Sealed:
-    """A transaction's application ids and the seals of its applications and scores."""
+    """A transaction's application ids and the seals of its applications and scores, and of
+    its experiment rows (in the order of :attr:`ChunkRows.experiments`)."""
 
     app_ids: np.ndarray
     applications: list[str]
     scores: list[str]
+    experiments: tuple[list[str], ...] = ()
 
 
 def clipped(texts: list[str], limit: int) -> list[str]:

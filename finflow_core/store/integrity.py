@@ -6,7 +6,8 @@
    its hash, in the chain: a cut-off tail or a re-chained log is named here;
 3. users, strategies, model versions (and their files), batches, applications, scores and
    decisions are checked against their seals and the record (``verify_records``,
-   ``verify_batches``).
+   ``verify_batches``), and so are the model lifecycle's proposals, experiments, arms,
+   shadow scores, outcome files and outcomes (``verify_lifecycle``).
 
 Every problem is a :class:`~finflow_core.store.trail_record.Finding` naming its table and
 row. Nothing is written.
@@ -26,6 +27,7 @@ from finflow_core.store.engine import Store
 from finflow_core.store.trail_record import Finding, TrailRecord
 from finflow_core.store.verify_batches import check_lending
 from finflow_core.store.verify_chain import AuditVerification, verify_in
+from finflow_core.store.verify_lifecycle import check_lifecycle
 from finflow_core.store.verify_records import (
     check_batches,
     check_models,
@@ -103,7 +105,9 @@ def _check_rows(conn: Connection, key: InstallationKey, record: TrailRecord,
         checked[table] = n
     lending, counts = check_lending(conn, key, record)
     checked.update({t: counts.get(t, 0) for t in ("applications", "scores", "decisions", "manual")})
-    return found + lending
+    lifecycle, counts = check_lifecycle(conn, key, record)
+    checked.update(counts)
+    return found + lending + lifecycle
 
 
 def _check_anchors(anchors: Sequence[tuple[str, Anchor | str]], chain: AuditVerification,

@@ -232,6 +232,7 @@ proposals = Table(
     _ts("closed_at"),
     Column("close_note", Text, nullable=False, server_default=""),
     Column("decision_id", Integer, ForeignKey("decisions.id")),
+    Column("seal", String(32)),  # keyed MAC (finflow_core.store.seals), revision 0011
     CheckConstraint("outcome IN ('approve', 'decline', 'refer')", name="outcome_known"),
     CheckConstraint("status IN ('open', 'confirmed', 'rejected', 'withdrawn')", name="status_known"),
     Index("uq_proposals_one_open", "application_id", unique=True,

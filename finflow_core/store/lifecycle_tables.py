@@ -4,6 +4,10 @@ Outcomes are append-only like decisions: the first outcome of an application, th
 corrections, each superseding exactly one earlier record (the current outcome is the one
 nothing supersedes). An experiment sends a share of each batch to a challenger model and
 strategy (``split``), or scores beside the champion without deciding (``shadow``).
+
+Every table here is sealed (``seal``, see ``finflow_core.store.seals``): experiments and
+outcome files by their audit events, arms and shadow scores by their batch's
+``batch_scored`` entry, outcomes by their file's ``outcomes_loaded`` entry.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ outcome_files = Table(
     Column("rows", Integer, nullable=False),
     Column("corrections", Integer, nullable=False, server_default=text("0")),
     Column("reason", Text, nullable=False, server_default=""),
+    Column("seal", String(32)),  # keyed MAC (finflow_core.store.seals), revision 0011
 )
 
 outcomes = Table(
@@ -59,6 +64,7 @@ outcomes = Table(
     # profit actually made (repaid: the contractual margin; defaulted: minus the loss)
     Column("realised_profit", Float),
     Column("supersedes_id", Integer, ForeignKey("outcomes.id"), unique=True),
+    Column("seal", String(32)),  # keyed MAC (finflow_core.store.seals), revision 0011
     Index("uq_outcomes_first_per_application", "application_id", unique=True,
           sqlite_where=text("supersedes_id IS NULL"), postgresql_where=text("supersedes_id IS NULL")),
     Index("ix_outcomes_application", "application_id", "id"),
@@ -79,6 +85,7 @@ experiments = Table(
     _ts("started_at", nullable=False),
     Column("stopped_by", String(64)),
     _ts("stopped_at"),
+    Column("seal", String(32)),  # keyed MAC (finflow_core.store.seals), revision 0011
     CheckConstraint("kind IN ('split', 'shadow')", name="kind_known"),
     CheckConstraint("share >= 0 AND share <= 1", name="share_fraction"),
     Index("uq_experiments_one_running", "kind", unique=True,
@@ -91,6 +98,7 @@ application_arms = Table(
     Column("application_id", Integer, ForeignKey("applications.id"), primary_key=True),
     Column("experiment_id", Integer, ForeignKey("experiments.id"), nullable=False),
     Column("arm", String(12), nullable=False),
+    Column("seal", String(32)),  # keyed MAC (finflow_core.store.seals), revision 0011
     CheckConstraint("arm IN ('champion', 'challenger')", name="arm_known"),
     Index("ix_application_arms_experiment", "experiment_id", "arm"),
 )
@@ -104,6 +112,7 @@ shadow_scores = Table(
     Column("probability", Float, nullable=False),
     Column("band", String(8), nullable=False),
     Column("ev_approve", Float),
+    Column("seal", String(32)),  # keyed MAC (finflow_core.store.seals), revision 0011
 )
 
 __all__ = ["application_arms", "experiments", "outcome_files", "outcomes", "shadow_scores"]

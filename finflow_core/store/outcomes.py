@@ -1,5 +1,10 @@
 """Outcomes in the store: linking a file's rows to stored applications, recording them, and
-the rows performance by vintage is computed from."""
+the rows performance by vintage is computed from.
+
+An outcome file's row is sealed (``finflow_core.store.seals``) and so is each outcome, under
+ids taken before the insert; the file's ``outcomes_loaded`` entry records the file's seal,
+the :class:`~finflow_core.store.seals.SealSum` of its outcomes and their ids (as runs), so
+verify names a changed, inserted or deleted outcome."""
 
 from __future__ import annotations
 
@@ -12,10 +17,12 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, and_, func, select
 
+from finflow_core.store import seals
 from finflow_core.store.batch_queries import published
 from finflow_core.store.bulk import bulk_insert
 from finflow_core.store.lending_tables import applications, batches, scores
 from finflow_core.store.lifecycle_tables import application_arms, outcome_files, outcomes
+from finflow_core.store.row_ids import allocate_ids
 from finflow_core.store.tables import iso_utc
 
 _IN_CHUNK = 900  # ids per IN (...) list: below SQLite's variable limit
@@ -73,22 +80,50 @@ def link(conn: Connection, external_ids: list[str]) -> dict[str, list[LinkedAppl
 
 def insert_file(conn: Connection, sha256: str, file_name: str, loaded_by: str, now: datetime, rows: int,
                 corrections: int, reason: str) -> int:
-    return int(conn.execute(outcome_files.insert().values(
-        sha256=sha256, file_name=file_name[:255], loaded_by=loaded_by, loaded_at=iso_utc(now), rows=rows,
-        corrections=corrections, reason=reason,
-    ).returning(outcome_files.c.id)).scalar_one())
+    row = seals.sealed_insert_values(
+        conn, outcome_files, sha256=sha256, file_name=file_name[:255], loaded_by=loaded_by,
+        loaded_at=iso_utc(now), rows=int(rows), corrections=int(corrections), reason=reason)
+    conn.execute(outcome_files.insert().values(**row))
+    return int(row["id"])
 
 
-def insert_outcomes(conn: Connection, frame: pd.DataFrame) -> None:
+def file_seal_ref(conn: Connection, file_id: int) -> dict[str, Any]:
+    """The outcome file's seal, for its ``outcomes_loaded`` entry (merge it in)."""
+    seal = conn.execute(select(outcome_files.c.seal).where(outcome_files.c.id == file_id)).scalar_one()
+    return seals.seal_ref("outcome_files", file_id, seal)
+
+
+def insert_outcomes(conn: Connection, frame: pd.DataFrame) -> dict[str, Any]:
     """Rows with application_id (stored id), file_id, defaulted, observed_on, amount_lost,
-    days_past_due, months_on_book, realised_profit, supersedes_id."""
+    days_past_due, months_on_book, realised_profit, supersedes_id; each sealed under an id
+    taken first. Returns what the file's audit entry records of them (their seal sum and
+    ids)."""
+    n = len(frame)
     columns = {c: frame[c].to_numpy(dtype=object) for c in (
         "application_id", "file_id", "defaulted", "observed_on", "amount_lost", "days_past_due",
         "months_on_book", "exposure", "realised_profit", "supersedes_id")}
     columns["defaulted"] = np.asarray([bool(x) for x in columns["defaulted"]], dtype=object)
     for whole in ("days_past_due", "months_on_book", "supersedes_id"):  # INTEGER columns
         columns[whole] = np.asarray([None if pd.isna(x) else int(x) for x in columns[whole]], dtype=object)
-    bulk_insert(conn, outcomes, columns, len(frame))
+    for real in ("amount_lost", "exposure", "realised_profit"):  # NaN is stored (and sealed) as NULL
+        columns[real] = np.asarray([None if pd.isna(x) else float(x) for x in columns[real]], dtype=object)
+    ids = allocate_ids(conn, outcomes, n)
+    columns = {"id": np.asarray(ids, dtype=np.int64), **columns}
+    total = seals.SealSum()
+    total.add(seals.add_seals(conn, "outcomes", columns, n))
+    bulk_insert(conn, outcomes, columns, n)
+    return {"seals": {"outcomes": total.value()}, "outcome_ids": id_runs(ids)}
+
+
+def id_runs(ids: list[int]) -> list[list[int]]:
+    """Ids as ``[first, last]`` runs of consecutive ids (one run when taken together)."""
+    runs: list[list[int]] = []
+    for i in sorted(ids):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return runs
 
 
 def file_already_loaded(conn: Connection, sha256: str) -> Any | None:

@@ -1,5 +1,8 @@
 """Decisions awaiting a second officer (four eyes): reads and writes inside the caller's
-transaction. The review service decides when a proposal is needed and who may close it."""
+transaction. The review service decides when a proposal is needed and who may close it.
+
+Each row is sealed (``finflow_core.store.seals``) when it is written and again when it is
+closed; the audit event of each write records the new seal (:func:`seal_ref`)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from sqlalchemy import Connection, and_, or_, select, update
 
 from finflow_core.lending.authority import ProposalStatus, SecondLook, parse_needs
 from finflow_core.lending.terms import Outcome
-from finflow_core.store import cases
+from finflow_core.store import cases, seals
 from finflow_core.store.lending_tables import applications, proposals
 
 
@@ -52,8 +55,27 @@ def _proposal(r: Any) -> Proposal:
 
 
 def insert(conn: Connection, **values: Any) -> int:
-    return int(conn.execute(proposals.insert().values(status=ProposalStatus.OPEN, **values)
-                            .returning(proposals.c.id)).scalar_one())
+    """A new open proposal (sealed: its id is taken first, the seal covers it)."""
+    row = seals.sealed_insert_values(conn, proposals, **{
+        "status": ProposalStatus.OPEN, "closed_by": None, "closed_at": None, "close_note": "",
+        "decision_id": None, **values})
+    conn.execute(proposals.insert().values(**row))
+    return int(row["id"])
+
+
+def seal_ref(conn: Connection, proposal_id: int) -> dict[str, Any]:
+    """The row's current seal, for the audit event that records the write (merge it in)."""
+    seal = conn.execute(select(proposals.c.seal).where(proposals.c.id == proposal_id)).scalar_one()
+    return seals.seal_ref("proposals", proposal_id, seal)
+
+
+def checked(conn: Connection, proposal_id: int) -> Proposal | None:
+    """:func:`get`, refusing a row that fails its seal (before a decision is made of it)."""
+    row = conn.execute(select(proposals).where(proposals.c.id == proposal_id)).first()
+    if row is None:
+        return None
+    seals.check_seal(conn, "proposals", row, "the proposed decision")
+    return _proposal(row)
 
 
 def get(conn: Connection, proposal_id: int) -> Proposal | None:
@@ -76,12 +98,17 @@ def history(conn: Connection, application_id: int) -> list[Proposal]:
 
 def close(conn: Connection, proposal_id: int, status: ProposalStatus, *, by: str, at: str,
           note: str = "", decision_id: int | None = None) -> int:
-    """Close an open proposal; rows changed (0: it was closed meanwhile)."""
-    return conn.execute(
+    """Close an open proposal and seal it again; rows changed (0: it was closed meanwhile)."""
+    changed = conn.execute(
         update(proposals).where(proposals.c.id == proposal_id)
         .where(proposals.c.status == ProposalStatus.OPEN)
         .values(status=status, closed_by=by, closed_at=at, close_note=note, decision_id=decision_id)
     ).rowcount
+    if changed:
+        row = conn.execute(select(proposals).where(proposals.c.id == proposal_id)).mappings().one()
+        conn.execute(update(proposals).where(proposals.c.id == proposal_id)
+                     .values(seal=seals.seal_row(seals.key_of(conn), "proposals", row)))
+    return changed
 
 
 def first_confirmable(conn: Connection, username: str, authority: float | None,

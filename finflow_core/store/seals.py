@@ -77,6 +77,27 @@ SPECS: dict[str, SealSpec] = {s.table: s for s in (
     SealSpec("model_versions", (("rows", "i"),),
              ("version", "model_name", "artifact_sha256", "training_data_sha256", "card",
               "created_at", "trained_by")),
+    # the model lifecycle (revision 0011): four-eyes proposals, tests, arms, outcomes
+    SealSpec("proposals", (("id", "i"), ("application_id", "i"), ("amount", "f"),
+                           ("probability", "f"), ("authority_limit", "f")),
+             ("outcome", "reason", "note", "supersedes_id", "proposed_by", "proposed_at", "needs",
+              "suggestion", "status", "closed_by", "closed_at", "close_note", "decision_id"),
+             nullable_ints=("supersedes_id", "decision_id")),
+    SealSpec("experiments", (("id", "i"), ("seed", "i"), ("low_edge", "f"), ("high_edge", "f"),
+                             ("share", "f")),
+             ("kind", "challenger_version", "reason", "started_by", "started_at", "stopped_by",
+              "stopped_at")),
+    SealSpec("application_arms", (("application_id", "i"), ("experiment_id", "i")), ("arm",)),
+    SealSpec("shadow_scores", (("application_id", "i"), ("experiment_id", "i"),
+                               ("probability", "f"), ("ev_approve", "f")),
+             ("model_version", "band")),
+    SealSpec("outcome_files", (("id", "i"), ("rows", "i"), ("corrections", "i")),
+             ("sha256", "file_name", "loaded_by", "loaded_at", "reason")),
+    SealSpec("outcomes", (("id", "i"), ("application_id", "i"), ("file_id", "i"),
+                          ("defaulted", "i"), ("amount_lost", "f"), ("exposure", "f"),
+                          ("realised_profit", "f")),
+             ("observed_on", "days_past_due", "months_on_book", "supersedes_id"),
+             nullable_ints=("days_past_due", "months_on_book", "supersedes_id")),
 )}
 
 
@@ -160,8 +181,10 @@ def sealed_insert_values(conn: Connection, table: Any, **values: Any) -> dict[st
 
 
 class BatchSeals:
-    """Seals a batch's applications and scores as they are written; their :class:`SealSum`
-    goes into the batch's ``batch_scored`` audit entry (:meth:`details`)."""
+    """Seals a batch's applications and scores (and a running test's arms and shadow scores)
+    as they are written; their :class:`SealSum` goes into the batch's ``batch_scored`` audit
+    entry (:meth:`details`). A test's tables appear there only when the batch wrote rows to
+    them."""
 
     def __init__(self, conn: Connection) -> None:
         self.key = key_of(conn)
@@ -173,7 +196,7 @@ class BatchSeals:
 
     def add_stored(self, table: Any, seals: list[str]) -> None:
         """Count seals of rows inserted into ``table`` in the batch's sum."""
-        self.sums[table.name].add(seals)
+        self.sums.setdefault(table.name, SealSum()).add(seals)
 
     def details(self) -> dict[str, Any]:
         return {"seals": {t: s.value() for t, s in self.sums.items()}}

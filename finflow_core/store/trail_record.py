@@ -2,7 +2,8 @@
 
 Verify compares the stored rows with this record: the seal each row's latest event
 recorded, what each batch's entries said (counts, edges, seal sums), each officer's
-decision, each model's artifact hash and which model was promoted last.
+decision, each model's artifact hash and which model was promoted last, what each outcome
+file's entry said of its outcomes.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-SEALED_BY_EVENT = ("users", "strategies", "model_versions", "decisions")
+SEALED_BY_EVENT = ("users", "strategies", "model_versions", "decisions", "proposals",
+                   "experiments", "outcome_files")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class TrailRecord:
     config: Recorded | None = None
     adopted: dict[str, int] = field(default_factory=dict)  # table -> seq of its legacy adoption
     adopted_batches: dict[str, Recorded] = field(default_factory=dict)
+    outcomes_loaded: dict[str, Recorded] = field(default_factory=dict)  # by outcome file id
 
     def visit(self, row: Mapping[str, Any]) -> None:
         action, seq = row["action"], int(row["seq"])
@@ -63,6 +66,8 @@ class TrailRecord:
             self.batch_uploaded[subject] = event
         elif action == "batch_scored":
             self.batch_scored[subject] = event
+        elif action == "outcomes_loaded":
+            self.outcomes_loaded[subject] = event
         elif action == "case_decided" and "decision" in details:
             self.manual[int(details["decision"])] = event
         elif action == "model_trained":
@@ -75,7 +80,10 @@ class TrailRecord:
             for table in details.get("tables", {}):
                 self.adopted[table] = seq
             for batch_id, sums in details.get("batches", {}).items():
-                self.adopted_batches[batch_id] = Recorded(seq, sums)
+                # a later adoption (of tables sealed since) adds to what an earlier one kept
+                earlier = self.adopted_batches.get(batch_id)
+                self.adopted_batches[batch_id] = Recorded(
+                    seq, {**(earlier.details if earlier else {}), **sums})
 
     def champion(self) -> str | None:
         """The version promoted last (what should be champion now)."""
