@@ -138,11 +138,24 @@ def split_columns(
         hint = ""
         if len(header) == 1 and any(sep in header[0] for sep in (";", "\t", "|")):
             hint = " The header looks separated by ';', tab or '|': save the file as comma-separated CSV."
+        near = near_names(missing, header)
+        if near:
+            shown = ", ".join(f"{have!r} for {want!r}" for want, have in near.items())
+            hint += (f" The header has {shown}: names must match the config exactly (case, spaces "
+                     "and underscores): rename the column in the file or in the config.")
         raise BatchRejected(
             f"{display}: missing required column(s) {', '.join(missing)}.{hint}",
             reason="missing_columns", missing=missing, found=list(header),
         )
     return tuple(c for c in header if c in used), tuple(c for c in header if c not in used)
+
+
+def near_names(wanted: Sequence[str], header: Sequence[str]) -> dict[str, str]:
+    """Header names that differ from a wanted one only in case, spaces, dashes or underscores."""
+    def key(name: str) -> str:
+        return "".join(ch for ch in name.casefold() if ch not in " _-.")
+    found = {key(h): h for h in header}
+    return {w: found[key(w)] for w in wanted if key(w) in found and found[key(w)] != w}
 
 
 def csv_chunks(batch: BatchFile, chunk_rows: int = 100_000) -> Iterator[RawChunk]:

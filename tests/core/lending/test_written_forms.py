@@ -191,3 +191,15 @@ def test_a_month_without_a_day_reads_as_its_first_day() -> None:
     read = read_column(pd.Series(["Dec-2015", "Feb-2016", "2016-02"], dtype="str"), c)
     assert read.values.iloc[:2].tolist() == [pd.Timestamp("2015-12-01"), pd.Timestamp("2016-02-01")]
     assert read.unreadable.tolist() == [False, False, True]
+
+
+def test_a_header_that_differs_only_in_case_or_spacing_is_named(config: Config, to_csv: Callable) -> None:
+    from finflow_core.errors import BatchRejected
+
+    frame = generate_applications(3, seed=86).drop(columns="default")
+    frame = frame.rename(columns={"loan_amount": "Loan Amount", "credit_score": "CREDIT_SCORE"})
+    with pytest.raises(BatchRejected) as err:
+        validate_batch(to_csv(frame), config)
+    message = str(err.value)
+    assert "'Loan Amount' for 'loan_amount'" in message and "'CREDIT_SCORE' for 'credit_score'" in message
+    assert set(err.value.details["missing"]) == {"loan_amount", "credit_score"}
