@@ -125,8 +125,12 @@ def waterfall(wf: ProbabilityWaterfall) -> go.Figure:
     return fig
 
 
-def _plain(text: str) -> str:
-    """Text plotly draws as written (it reads a few HTML tags in labels)."""
+def _plain(text: Any) -> Any:
+    """Text plotly draws as written (it reads a few HTML tags in labels, ``<a href>`` a live
+    link among them): for every label that holds data or the lender's config (feature
+    labels, category values, the currency). Anything but a string is left as it is."""
+    if not isinstance(text, str):
+        return text
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -135,7 +139,7 @@ def psi_bars(psi: Mapping[str, float | None], labels: Mapping[str, str], watch: 
     items = sorted(((k, v) for k, v in psi.items() if v is not None), key=lambda t: t[1])
     colours = ["#c2473d" if v >= alert else "#d39b2a" if v >= watch else "#3a8d5c" for _, v in items]
     fig = _fig(title, height=max(320, 24 * len(items) + 80), showlegend=False)
-    fig.add_bar(x=[v for _, v in items], y=[labels.get(k, k) for k, _ in items], orientation="h",
+    fig.add_bar(x=[v for _, v in items], y=[_plain(labels.get(k, k)) for k, _ in items], orientation="h",
                 marker_color=colours, text=[f"{v:.3f}" for _, v in items], textposition="auto")
     fig.add_vline(x=watch, line_dash="dash", line_color="#d39b2a", annotation_text=f"watch {watch:g}",
                   annotation_position="bottom right")
@@ -152,7 +156,7 @@ def psi_over_time(table: pd.DataFrame, columns: Sequence[str], labels: Mapping[s
     for col in columns:
         part = t[t["column"] == col]
         fig.add_scatter(x=[fmt.when(t) for t in part["computed_at"]], y=part["psi"], mode="lines+markers",
-                        name=labels.get(col, col), hovertemplate="%{x}: PSI %{y:.3f}<extra></extra>")
+                        name=_plain(labels.get(col, col)), hovertemplate="%{x}: PSI %{y:.3f}<extra></extra>")
     fig.add_hline(y=watch, line_dash="dash", line_color="#d39b2a", annotation_text="watch")
     fig.add_hline(y=alert, line_dash="dash", line_color="#c2473d", annotation_text="alert")
     fig.update_xaxes(title=f"batch scored at ({fmt.time_zone()})", type="category")
@@ -161,9 +165,10 @@ def psi_over_time(table: pd.DataFrame, columns: Sequence[str], labels: Mapping[s
 
 
 def distribution_bars(dist: pd.DataFrame, label: str) -> go.Figure:
-    fig = _fig(f"{label}: training baseline against this batch", barmode="group")
-    fig.add_bar(name="baseline", x=dist["bin"], y=dist["baseline"], marker_color="#9aa5b1")
-    fig.add_bar(name="this batch", x=dist["bin"], y=dist["batch"], marker_color="#4a6fa5")
+    fig = _fig(f"{_plain(label)}: training baseline against this batch", barmode="group")
+    bins = [_plain(b) for b in dist["bin"]]  # category values are the lender's
+    fig.add_bar(name="baseline", x=bins, y=dist["baseline"], marker_color="#9aa5b1")
+    fig.add_bar(name="this batch", x=bins, y=dist["batch"], marker_color="#4a6fa5")
     fig.update_yaxes(title="share", tickformat=".0%")
     return fig
 
@@ -227,17 +232,17 @@ def weekly_profit(weekly: pd.DataFrame, currency: str) -> go.Figure:
     w = weekly_frame(weekly)
     fig.add_bar(x=w["week"], y=w["expected_profit"], marker_color="#4a6fa5",
                 width=0.3 if len(w) == 1 else None,
-                hovertemplate="%{x}: " + currency + " %{y:,.0f}<extra></extra>")
+                hovertemplate="%{x}: " + _plain(currency) + " %{y:,.0f}<extra></extra>")
     _weeks_axis(fig, w)
-    fig.update_yaxes(title=currency, tickformat=",.0f")
+    fig.update_yaxes(title=_plain(currency), tickformat=",.0f")
     return fig
 
 
 def segment_bars(frame: pd.DataFrame, segment: str) -> go.Figure:
-    fig = _fig(f"Applications by {segment} and band", barmode="stack")
+    fig = _fig(f"Applications by {_plain(segment)} and band", barmode="stack")
     for band in ("low", "medium", "high"):
         part = frame[frame["band"] == band]
-        fig.add_bar(name=BAND_NAMES[band], x=part["segment"].fillna("(none)"), y=part["n"],
+        fig.add_bar(name=BAND_NAMES[band], x=[_plain(v) for v in part["segment"].fillna("(none)")], y=part["n"],
                     marker_color=BAND_COLOURS[band])
     return fig
 
@@ -256,12 +261,12 @@ def profit_curve(curve: Mapping[str, Sequence[float]], cutoff: float, low: float
     fig = _fig("Out-of-fold profit by approval cut-off", showlegend=False)
     fig.add_scatter(x=list(curve["threshold"]), y=list(curve["profit"]), mode="lines",
                     line_color="#4a6fa5",
-                    hovertemplate="below %{x:.1%}: " + currency + " %{y:,.0f}<extra></extra>")
+                    hovertemplate="below %{x:.1%}: " + _plain(currency) + " %{y:,.0f}<extra></extra>")
     fig.add_vline(x=cutoff, line_color="#1f2933", annotation_text=f"cut-off {fmt.pct(cutoff)}")
     fig.add_vrect(x0=low, x1=high, fillcolor="#d39b2a", opacity=0.15, line_width=0,
                   annotation_text="review band", annotation_position="bottom left")
     fig.update_xaxes(title="approve when probability of default is below", range=[0, 1], tickformat=".0%")
-    fig.update_yaxes(title=currency, tickformat=",.0f")
+    fig.update_yaxes(title=_plain(currency), tickformat=",.0f")
     return fig
 
 
@@ -269,6 +274,6 @@ def importance_bars(importance: Mapping[str, float], labels: Mapping[str, str]) 
     items = sorted(importance.items(), key=lambda t: t[1])
     fig = _fig("What drives the model overall (mean |SHAP|)", height=max(320, 24 * len(items) + 80),
                showlegend=False)
-    fig.add_bar(x=[v for _, v in items], y=[labels.get(k, k) for k, _ in items], orientation="h",
+    fig.add_bar(x=[v for _, v in items], y=[_plain(labels.get(k, k)) for k, _ in items], orientation="h",
                 marker_color="#4a6fa5", hovertemplate="%{y}: %{x:.3f}<extra></extra>")
     return fig

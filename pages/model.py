@@ -20,6 +20,7 @@ from finflow_core.services.models import TrainingOutcome  # noqa: E402
 
 cfg = wb.context.config
 currency = cfg.economics.currency
+currency_md = f.md(currency)  # the currency inside Markdown (metrics, tooltips): as written
 target = cfg.strategy.automation_target
 OUTCOME_KEY = "md_outcome"
 COMPARED_KEY = "md_compared"  # {(candidate, champion, edges...): ModelComparison}
@@ -139,7 +140,7 @@ def promotion_section(champion: str, versions: list) -> None:  # type: ignore[ty
                             key="md_promote_note")
         anyway = st.checkbox("Promote it although it is worse on the figures above", key="md_promote_anyway") \
             if worse else True
-        go = st.form_submit_button(f"Promote {chosen} to champion", type="primary")
+        go = st.form_submit_button(f"Promote {f.md(chosen)} to champion", type="primary")
     if go:
         if not why.strip():
             st.error("Give the reason for promoting this model: it is recorded in the audit trail.")
@@ -147,7 +148,7 @@ def promotion_section(champion: str, versions: list) -> None:  # type: ignore[ty
             st.error("The candidate is worse on the figures shown: tick the box to promote it anyway.")
         else:
             state.act(lambda: wb.models.promote(chosen, why, comparison=None if isinstance(comp, str) else comp),
-                      f"Model {chosen} is now the champion: new batches are scored with it.")
+                      f"Model {f.md(chosen)} is now the champion: new batches are scored with it.")
 
 
 st.title("Model & strategy")
@@ -219,8 +220,8 @@ then = now if not moved else wb.models.what_if(low, high, champion)
 c = st.columns(4)
 c[0].metric("Automation rate", f.pct(then.automation_rate),
             delta=f.points_delta(then.automation_rate - now.automation_rate), help=f"Target {f.pct(target, 0)}")
-c[1].metric("Expected profit", f.compact(then.expected_profit, currency),
-            delta=f.money_delta(then.expected_profit - now.expected_profit, currency))
+c[1].metric("Expected profit", f.compact(then.expected_profit, currency_md),
+            delta=f.money_delta(then.expected_profit - now.expected_profit, currency_md))
 c[2].metric("ROI", f.pct(then.roi), delta=f.points_delta(then.roi - now.roi, 2))
 c[3].metric("Approve / review / decline",
             f"{f.pct(then.share_low, 0)} / {f.pct(then.share_medium, 0)} / {f.pct(then.share_high, 0)}")
@@ -231,13 +232,13 @@ st.caption("Measured on the model's out-of-fold training scores. Moving the slid
 if wb.can(Action.EDIT_STRATEGY):
     with st.form("md_save", enter_to_submit=False):
         note = st.text_input("Why (recorded in the audit trail)", key="md_note")
-        save = st.form_submit_button(f"Save edges {f.pct(low)} / {f.pct(high)} for {champion}",
+        save = st.form_submit_button(f"Save edges {f.pct(low)} / {f.pct(high)} for {f.md(champion)}",
                                      type="primary", disabled=not moved)
     if not moved:
         st.caption("Move the sliders to try other edges; these are the ones in use.")
     if save:
         state.act(lambda: wb.models.save_strategy(low, high, note, champion),
-                  f"Saved band edges {f.pct(low)} / {f.pct(high)} for {champion}: new batches use them.")
+                  f"Saved band edges {f.pct(low)} / {f.pct(high)} for {f.md(champion)}: new batches use them.")
 
 st.subheader("What drives the model")
 importance = card.get("global_importance") or {}

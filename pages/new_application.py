@@ -17,6 +17,7 @@ from finflow_core.errors import FinFlowError  # noqa: E402
 
 cfg = wb.context.config
 currency = cfg.economics.currency
+currency_md = f.md(currency)  # the currency inside Markdown (metrics, tooltips): as written
 RESULT_KEY = "na_result"
 ID_KEY = "na_result_id"
 
@@ -31,7 +32,7 @@ with st.form("new_application", enter_to_submit=False):
     for i, col in enumerate(columns):
         box = grid[i % 3]
         key = f"na_{col.name}"
-        label = col.display + ("" if col.nullable else " *")
+        label = f.md(col.display) + ("" if col.nullable else " *")  # a widget label is Markdown
         if col.role == "id":
             record[col.name] = box.text_input(label, key=key, max_chars=col.max_length or 64)
         elif col.type == "date":
@@ -42,7 +43,7 @@ with st.form("new_application", enter_to_submit=False):
                                              placeholder="Choose")
         elif col.role == "interest_rate":  # typed as people say it (11.5 %), stored as a fraction
             rate = box.number_input(
-                f"{col.display} (%)" + ("" if col.nullable else " *"), value=None, key=key,
+                f"{f.md(col.display)} (%)" + ("" if col.nullable else " *"), value=None, key=key,
                 min_value=None if col.min is None else float(col.min) * 100,
                 max_value=None if col.max is None else float(col.max) * 100, step=0.25, format="%.2f",
                 placeholder="optional" if col.nullable else None)
@@ -96,7 +97,7 @@ if result is not None:
         c = st.columns(4)
         c[0].metric("Probability of default", f.probability(result.probability))
         c[1].metric("Risk band", BAND_SHORT.get(result.band or "", f.text(result.band)))
-        c[2].metric("Expected profit", f.money(result.expected_profit, currency, 2))
+        c[2].metric("Expected profit", f.money(result.expected_profit, currency_md, 2))
         c[3].metric("Time taken", f"{f.count(result.seconds * 1000)} ms")
         if result.reasons:
             st.subheader("Reasons")

@@ -166,7 +166,7 @@ def manage_tests(running: list) -> None:
                 why = st.text_area("Reason (recorded in the audit trail)", key="pf_start_reason", max_chars=500)
                 if st.form_submit_button("Start the test", type="primary"):
                     state.act(lambda: wb.experiments.start(version, kind=kind, share=share / 100, reason=why),
-                              f"Started a {kind} test of {version}.")
+                              f"Started a {kind} test of {f.md(version)}.")
     if not running:
         return
     with st.expander("Stop a test", icon=":material/stop_circle:"), st.form("pf_stop", enter_to_submit=False):

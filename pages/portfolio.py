@@ -21,6 +21,7 @@ from finflow_core.services.portfolio import PortfolioFilter  # noqa: E402
 
 cfg = wb.context.config
 currency = cfg.economics.currency
+currency_md = f.md(currency)  # the currency inside Markdown (metrics, tooltips): as written
 
 st.title("Portfolio")
 opts = wb.portfolio.filter_options()
@@ -42,7 +43,7 @@ with st.expander("Filters", expanded=True, icon=":material/filter_list:"):
     seg_cols = st.columns(max(1, len(cfg.segments)))
     seg_filter: dict[str, tuple[str, ...]] = {}
     for i, name in enumerate(cfg.segments):
-        values = seg_cols[i].multiselect(cfg.column(name).display, opts.segments[name], key=f"pf_seg_{name}",
+        values = seg_cols[i].multiselect(f.md(cfg.column(name).display), opts.segments[name], key=f"pf_seg_{name}",
                                          placeholder="All")
         if values:
             seg_filter[name] = tuple(values)
@@ -74,10 +75,10 @@ gap = f.points_delta(k["automation_rate"] - target)
 c[0].metric("Automation rate", f.pct(k["automation_rate"]),
             delta=f"{gap} vs target {f.pct(target, 0)}" if gap else f"at the target {f.pct(target, 0)}",
             delta_color="normal" if gap else "off", delta_arrow="auto" if gap else "off")
-c[1].metric("Expected profit", f.compact(k["expected_profit"], currency),
-            help=f"{f.money(k['expected_profit'], currency)} expected over the loans' terms")
-c[2].metric("Amount approved", f.compact(k["amount_approved"], currency),
-            help=f.money(k["amount_approved"], currency))
+c[1].metric("Expected profit", f.compact(k["expected_profit"], currency_md),
+            help=f"{f.money(k['expected_profit'], currency_md)} expected over the loans' terms")
+c[2].metric("Amount approved", f.compact(k["amount_approved"], currency_md),
+            help=f.money(k["amount_approved"], currency_md))
 c[3].metric("ROI on approved amount", f.pct(k["roi"]))
 
 left, right = st.columns(2)

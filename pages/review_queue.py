@@ -22,7 +22,7 @@ wb = state.guard(Action.VIEW_QUEUE)
 import pandas as pd  # noqa: E402
 
 from finflow_app import case_record, charts, review_oversight  # noqa: E402
-from finflow_app.fmt import BAND_NAMES, BAND_SHORT, Formatter  # noqa: E402
+from finflow_app.fmt import BAND_NAMES, BAND_SHORT, Formatter, md  # noqa: E402
 from finflow_core.errors import Conflict, FinFlowError  # noqa: E402
 from finflow_core.lending.explain import field_text  # noqa: E402
 from finflow_core.lending.terms import Outcome, Status  # noqa: E402
@@ -47,16 +47,8 @@ OUTCOMES = {Outcome.APPROVE: ("Approve", "A"), Outcome.DECLINE: ("Decline", "D")
 cfg = wb.context.config
 user = wb.actor
 officer = wb.can(Action.DECIDE_CASE)
-f = Formatter(cfg.economics.currency, cfg.display.timezone)
+f = Formatter(md(cfg.economics.currency), cfg.display.timezone)  # its money is shown in Markdown
 sla = cfg.review.sla_hours
-
-
-def md(text: str) -> str:
-    """Text for st.markdown shown as written (no links, emphasis, maths or icons)."""
-    out = f.text(text)
-    for ch in "\\`*_[]<>$~|#":
-        out = out.replace(ch, "\\" + ch)
-    return out
 
 
 def tile(amount: float) -> str:
@@ -235,7 +227,7 @@ def show_case(application_id: int) -> None:
                                  shortcut="N"):
         next_case(cv)
         st.rerun()
-    st.title(f"Case {cv.external_id}")
+    st.title(f"Case {md(cv.external_id)}")
     held_by_other = cv.claim is not None and cv.claim.claimed_by != user.username
     status_notes(cv, held_by_other)
 
@@ -265,11 +257,11 @@ def show_case(application_id: int) -> None:
         try:
             exp = explanation(cfg.paths.database_url, cv.model_version, cv.application_id, cv)
         except FinFlowError as exc:
-            st.caption(f"No explanation chart: {exc.message}")
+            st.caption(f"No explanation chart: {md(exc.message)}")
         else:
             st.plotly_chart(charts.waterfall(exp), key="rq_waterfall")
             st.caption(charts.WATERFALL_NOTE)
-        st.caption(f"Scored by model {cv.model_version}; stored {f.when(cv.uploaded_at)}; batch {cv.batch_id}.")
+        st.caption(f"Scored by model {md(cv.model_version)}; stored {f.when(cv.uploaded_at)}; batch {cv.batch_id}.")
 
     decision_form(cv, held_by_other)
     if cv.status == Status.DECLINED:
@@ -331,10 +323,11 @@ def proposal_panel(cv: CaseView, p: Proposal) -> None:
         try:
             if confirm:
                 rec = wb.review.confirm(p.id, note)
-                state.notify(f"Case {cv.external_id}: {rec.outcome} confirmed (proposed by {p.proposed_by}).")
+                state.notify(f"Case {md(cv.external_id)}: {rec.outcome} confirmed (proposed by "
+                             f"{md(p.proposed_by)}).")
             else:
                 wb.review.reject(p.id, note)
-                state.notify(f"Case {cv.external_id}: proposal rejected; the case is open again.")
+                state.notify(f"Case {md(cv.external_id)}: proposal rejected; the case is open again.")
         except (FourEyesRefused, InvalidDecision, Conflict) as exc:
             state.error(exc)
         else:
@@ -375,10 +368,10 @@ def decision_form(cv: CaseView, held_by_other: bool) -> None:
             state.error(exc)
             return
         if isinstance(rec, Proposal):
-            state.notify(f"Case {cv.external_id}: {rec.outcome} proposed; it awaits a second officer.",
+            state.notify(f"Case {md(cv.external_id)}: {rec.outcome} proposed; it awaits a second officer.",
                          "warning")
         else:
-            state.notify(f"Case {cv.external_id}: {OUTCOMES[rec.outcome][0].lower()} recorded.")
+            state.notify(f"Case {md(cv.external_id)}: {OUTCOMES[rec.outcome][0].lower()} recorded.")
         next_case(None)
         st.rerun()
 

@@ -20,6 +20,7 @@ from finflow_core.services.batches import BatchPreview, csv_bytes  # noqa: E402
 
 cfg = wb.context.config
 currency = cfg.economics.currency
+currency_md = f.md(currency)  # the currency inside Markdown (metrics, tooltips): as written
 DONE_KEY = "up_stored"  # sha256 of files this session stored
 REPORT_KEY = "up_report"
 
@@ -38,9 +39,9 @@ def show_summary(summary: BatchSummary) -> None:
     c[0].metric("Auto-approve", count(summary.bands.get("low", 0)))
     c[1].metric("Manual review", count(summary.bands.get("medium", 0)))
     c[2].metric("Auto-decline", count(summary.bands.get("high", 0)))
-    c[3].metric("Expected profit", compact(summary.expected_profit, currency),
+    c[3].metric("Expected profit", compact(summary.expected_profit, currency_md),
                 delta=f"ROI {pct(summary.roi)}", delta_color="off", delta_arrow="off",
-                help=f.money(summary.expected_profit, currency))
+                help=f.money(summary.expected_profit, currency_md))
     drift = summary.drift or {}
     state.drift_banner(str(drift.get("status", "stable")), drift.get("score_psi"))
     st.plotly_chart(charts.bands_bar(summary.bands), key=f"up_bands_{summary.batch_id}")
@@ -85,7 +86,7 @@ def upload_section() -> None:
     st.subheader("Upload this week's applications")
     file = st.file_uploader("Weekly batch (CSV, one application per row)", type=["csv"], key="up_file")
     if file is None:
-        st.caption("Columns expected: " + ", ".join(c.name for c in cfg.input_columns))
+        st.caption("Columns expected: " + ", ".join(f.md(c.name) for c in cfg.input_columns))
         return
     cached = st.session_state.get(REPORT_KEY)
     data = file.getvalue()

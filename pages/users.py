@@ -11,7 +11,7 @@ wb = state.guard(Action.MANAGE_USERS)
 
 import pandas as pd  # noqa: E402
 
-from finflow_app.fmt import Formatter  # noqa: E402
+from finflow_app.fmt import Formatter, md  # noqa: E402
 from finflow_core.errors import FinFlowError  # noqa: E402
 from finflow_core.lending.terms import ROLES  # noqa: E402
 from finflow_core.security.password_policy import MIN_PASSWORD_LENGTH  # noqa: E402
@@ -41,7 +41,7 @@ def add_user() -> None:
         return
     for key, empty in ADD_KEYS.items():
         state_[key] = type(empty)()
-    state.notify(f"Added {info.username} ({', '.join(sorted(info.roles))}).")
+    state.notify(f"Added {md(info.username)} ({', '.join(sorted(info.roles))}).")
 
 
 st.title("Users")
@@ -66,13 +66,13 @@ with st.form("us_add", enter_to_submit=False, clear_on_submit=False):
                      format_func=lambda r: f"{r} ({ROLE_HELP[r]})")
     st.form_submit_button("Add user", type="primary", on_click=add_user)
 if "us_add_error" in st.session_state:
-    st.error(st.session_state.pop("us_add_error"))
+    st.error(md(st.session_state.pop("us_add_error")))  # it quotes what was typed
 
 st.subheader("Change a user")
 names = [u.username for u in people]
 chosen = st.selectbox("User", names, key="us_pick")
 target = next(u for u in people if u.username == chosen)
-st.caption(f"{target.username}: {'active' if target.active else 'disabled'}; roles "
+st.caption(f"{md(target.username)}: {'active' if target.active else 'disabled'}; roles "
            f"{', '.join(sorted(target.roles))}.")
 left, right = st.columns(2)
 with left, st.form(f"us_roles_{chosen}", enter_to_submit=False):
@@ -83,7 +83,7 @@ with right, st.form(f"us_password_{chosen}", enter_to_submit=False):
     do_reset = st.form_submit_button("Reset password")
 with st.form(f"us_limit_form_{chosen}", enter_to_submit=False):
     typed = st.text_input(
-        f"Lending limit ({cfg.economics.currency})", key=f"us_limit_{chosen}",
+        f"Lending limit ({md(cfg.economics.currency)})", key=f"us_limit_{chosen}",
         value="" if target.lending_limit is None else f"{target.lending_limit:,.0f}",
         help="The loan amount this officer may approve alone; above it a second officer whose "
              "limit covers the amount must confirm. Empty: no limit of their own.")
@@ -94,22 +94,22 @@ if set_limit:
     except FinFlowError as exc:
         state.error(exc)
     else:
-        state.notify(f"{chosen} has no limit of their own." if changed.lending_limit is None
-                     else f"{chosen} may now approve up to {f.money(changed.lending_limit)} alone.")
+        state.notify(f"{md(chosen)} has no limit of their own." if changed.lending_limit is None
+                     else f"{md(chosen)} may now approve up to {md(f.money(changed.lending_limit))} alone.")
         st.rerun()
 if set_roles:
     state.act(lambda: wb.users.set_roles(chosen, roles),
-              f"{chosen} now holds {', '.join(sorted(roles))}.")
+              f"{md(chosen)} now holds {', '.join(sorted(roles))}.")
 if do_reset:
     state.act(lambda: wb.users.reset_password(chosen, reset),
-              f"Password of {chosen} reset (and any sign-in lock cleared).")
+              f"Password of {md(chosen)} reset (and any sign-in lock cleared).")
 if target.active:
-    if st.button(f"Disable {chosen}", key="us_disable", icon=":material/block:"):
+    if st.button(f"Disable {md(chosen)}", key="us_disable", icon=":material/block:"):
         state.act(lambda: wb.users.disable(chosen),
-                  f"{chosen} is disabled: their open sessions end at their next click.")
-elif st.button(f"Enable {chosen}", key="us_enable", icon=":material/check_circle:"):
+                  f"{md(chosen)} is disabled: their open sessions end at their next click.")
+elif st.button(f"Enable {md(chosen)}", key="us_enable", icon=":material/check_circle:"):
     state.act(lambda: wb.users.enable(chosen),
-              f"{chosen} is enabled.")
-if target.active and target.locked_until and st.button(f"Clear {chosen}'s sign-in lock", key="us_unlock"):
+              f"{md(chosen)} is enabled.")
+if target.active and target.locked_until and st.button(f"Clear {md(chosen)}'s sign-in lock", key="us_unlock"):
     state.act(lambda: wb.users.enable(chosen),
-              f"Sign-in lock of {chosen} cleared.")
+              f"Sign-in lock of {md(chosen)} cleared.")

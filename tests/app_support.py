@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -44,12 +44,15 @@ USERS = {
 SECRET = "finflow-app-test-secret"
 
 
-def write_test_config(home: Path) -> Path:
-    """The shipped config with small, fast models (paths stay relative to FINFLOW_HOME)."""
+def write_test_config(home: Path, edit: Callable[[dict], None] | None = None) -> Path:
+    """The shipped config with small, fast models (paths stay relative to FINFLOW_HOME);
+    ``edit`` changes the raw YAML document further (e.g. :func:`hostile_config`)."""
     raw = yaml.safe_load(default_config_path().read_text())
     raw["model"]["cv_folds"] = 3
     raw["model"]["random_forest"] = {**raw["model"]["random_forest"], "n_estimators": 40}
     raw["model"]["lightgbm"] = {**raw["model"]["lightgbm"], "n_estimators": 80}
+    if edit is not None:
+        edit(raw)
     path = home / "finflow_test_config.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
@@ -66,6 +69,7 @@ class Installation:
     store: Store
     users: dict[str, Principal]
     env: dict[str, str]
+    cases: dict[str, int] = field(default_factory=dict)  # named cases some tests set up
 
     @property
     def context(self) -> Context:
@@ -153,11 +157,12 @@ def table_with(at: AppTest, column: str):  # type: ignore[no-untyped-def]
 
 
 @contextmanager
-def installed(home: Path) -> Iterator[Installation]:
-    """A test installation in ``home`` with its environment set for the duration."""
+def installed(home: Path, edit: Callable[[dict], None] | None = None) -> Iterator[Installation]:
+    """A test installation in ``home`` with its environment set for the duration (``edit``:
+    see :func:`write_test_config`)."""
     import pytest
 
-    env = app_env(home, write_test_config(home))
+    env = app_env(home, write_test_config(home, edit))
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("FINFLOW_DATABASE_URL", raising=False)
         for k, v in env.items():
@@ -177,16 +182,56 @@ HTML = "<img src=http://evil.example/h.png>"
 BARE = "see http://evil.example/b"
 FILE_NAME = "![f](http://evil.example/f.png).csv"
 EVIL_HOST = "evil.example"
+#: A valid user name (letters, digits, dots) that GFM turns into a link by itself.
+EVIL_USER = "www.evil.example"
+#: The lender's YAML: labels and reason texts are free text too.
+EVIL_LABEL = "[Region](http://evil.example/l)"
+EVIL_HTML_LABEL = '<a href="http://evil.example/p">Industry</a>'
+EVIL_REASON = "The loan amount is large: see http://evil.example/r"
+EVIL_RATIO = "![r](http://evil.example/r.png) Loan relative to revenue"
+EVIL_CURRENCY = "[USD](http://evil.example/cur)"
+
+
+def hostile_config(raw: dict) -> None:
+    """Column labels and a reason text in the lender's YAML that look like Markdown links,
+    images, HTML and bare links (an ``edit`` for :func:`installed`)."""
+    columns = {c["name"]: c for c in raw["dataset"]["columns"]}
+    columns["region"]["label"] = EVIL_LABEL
+    columns["industry"]["label"] = EVIL_HTML_LABEL
+    for name, key in (("loan_amount", "reason_high"), ("credit_score", "reason_low"),
+                      ("recent_delinquencies", "reason_high"), ("debt_to_income", "reason_high"),
+                      ("years_in_business", "reason_low")):
+        columns[name][key] = f"{EVIL_REASON} ({name})"
+    ratios = {r["name"]: r for r in raw["dataset"]["ratios"]}
+    ratios["loan_to_income"]["label"] = EVIL_RATIO
+    raw["economics"]["currency"] = EVIL_CURRENCY
 
 
 def store_hostile_text(inst: Installation) -> None:
     """Applications, a batch file name, a typed-in id, decision reasons and notes, and a band
-    note that look like Markdown links, images and HTML pointing at :data:`EVIL_HOST`."""
+    note that look like Markdown links, images and HTML pointing at :data:`EVIL_HOST`; an
+    officer named :data:`EVIL_USER` (``inst.users["evil"]``) who decides one case, holds
+    another and proposes a third to a second officer."""
     from finflow_core.lending.synthetic import generate_applications
 
     df = generate_applications(300, seed=31337).drop(columns=["default"])
     df.loc[:3, "application_id"] = [LINK, IMAGE, HTML, BARE]
+    df.loc[4:59, "application_id"] = [f"[case {i}](http://evil.example/c{i})" for i in range(4, 60)]
     inst.wb("analyst").batches.run(df.to_csv(index=False).encode("utf-8"), name=FILE_NAME)
+    admin = inst.wb("admin")
+    inst.users["evil"] = admin.users.add(EVIL_USER, PASSWORD, ["officer"]).principal()
+    admin.users.set_limit(EVIL_USER, 1000)
+    evil = inst.wb("evil")
+    pending = [case for i in range(4, 60) for case in evil.review.find(f"[case {i}](http://evil.example/c{i})")
+               if evil.review.case(case).status == "pending"]
+    assert len(pending) >= 4, "too few hostile ids in the review band"
+    evil.review.open(pending[0])
+    evil.review.decide(pending[0], "decline", reason=LINK, note=IMAGE)
+    evil.review.open(pending[1])
+    evil.review.decide(pending[1], "approve", reason=BARE, note=LINK)  # above its limit: a proposal
+    evil.review.open(pending[2])  # held
+    inst.cases.update(evil_decided=pending[0], evil_proposed=pending[1], evil_holds=pending[2],
+                      pending=pending[3])
     officer = inst.wb("officer")
     officer.applications.submit({
         "application_id": "[typed](http://evil.example/t)", "application_date": "2026-11-02",
