@@ -5,7 +5,7 @@ pandas hands every cell to ``csv.writer`` (one Python call per cell) and formats
 numpy's Dragon4: most of a million-row export. Here each column becomes one Arrow string
 array (the spreadsheet guard, the quoting, the number text), and the rows are joined in C.
 The rules copied are few and are tested against pandas: a text cell gets a ``'`` if it starts
-with a formula character, then quotes (inner ``"`` doubled) if it holds ``,`` ``"`` CR or LF
+with a formula character (after any spaces or control characters), then quotes (inner ``"`` doubled) if it holds ``,`` ``"`` CR or LF
 (``csv.QUOTE_MINIMAL``); a missing cell is empty; an integer is its digits; a float is numpy's
 ``str`` of it. A column of any other kind (objects that are not all text, booleans,
 extension types) makes :func:`csv_rows` decline, and the caller writes with pandas.
@@ -14,16 +14,14 @@ extension types) makes :func:`csv_rows` decline, and the caller writes with pand
 from __future__ import annotations
 
 import functools
-import re
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from finflow_core.lending.spreadsheet import FORMULA_PREFIXES
+from finflow_core.lending.spreadsheet import FORMULA_PATTERN, FORMULA_PREFIXES
 
-_RISKY = "^[" + "".join(re.escape(p) for p in FORMULA_PREFIXES) + "]"  # one character each
 _NEEDS_QUOTES = '[,"\r\n]'  # the delimiter, the quote character, the line terminator's
 _SPECIAL = tuple(c.encode() for c in ',"\r\n')
 #: The guard's characters are single ASCII bytes: a cell's first byte tells (UTF-8 never
@@ -31,6 +29,11 @@ _SPECIAL = tuple(c.encode() for c in ',"\r\n')
 _ONE_BYTE_PREFIXES = all(len(p) == 1 and ord(p) < 128 for p in FORMULA_PREFIXES)
 _FORMULA_BYTE = np.zeros(256, dtype=bool)
 _FORMULA_BYTE[[ord(p) for p in FORMULA_PREFIXES if _ONE_BYTE_PREFIXES]] = True
+#: First bytes of a cell that may start with spaces or control characters before a formula
+#: character (ASCII ones, and the lead byte of any longer UTF-8 character): checked in full.
+_MAYBE_BYTE = np.zeros(256, dtype=bool)
+_MAYBE_BYTE[[*range(0x21), 0x7F, *range(0x80, 0x100)]] = True
+_MAYBE_BYTE &= ~_FORMULA_BYTE
 #: Floats with at most this many decimals are written without numpy (see _float_text).
 _DECIMALS = 6
 _SCALE = 10.0 ** _DECIMALS
@@ -128,13 +131,18 @@ def _needing_quotes(text: pa.LargeStringArray) -> np.ndarray:
 def _risky(text: pa.LargeStringArray) -> pa.Array | np.ndarray | None:
     """Which cells a spreadsheet would run as a formula, or None if none would."""
     if not _ONE_BYTE_PREFIXES:
-        risky = pc.match_substring_regex(text, _RISKY)
+        risky = pc.match_substring_regex(text, FORMULA_PATTERN)
         return risky if pc.any(risky).as_py() else None
     offsets = _offsets(text)
     starts = offsets[:-1]
-    filled = offsets[1:] > starts
+    filled = np.flatnonzero(offsets[1:] > starts)
+    first = _data(text)[starts[filled] - offsets[0]]
     found = np.zeros(len(text), dtype=bool)
-    found[filled] = _FORMULA_BYTE[_data(text)[starts[filled] - offsets[0]]]
+    found[filled] = _FORMULA_BYTE[first]
+    maybe = filled[_MAYBE_BYTE[first]]  # a space, control or non-ASCII character first
+    if maybe.size:
+        found[maybe] = pc.match_substring_regex(text.take(pa.array(maybe)), FORMULA_PATTERN).to_numpy(
+            zero_copy_only=False)
     return found if found.any() else None
 
 

@@ -21,7 +21,7 @@ from typing import BinaryIO
 import pandas as pd
 
 from finflow_core.errors import InvalidInput
-from finflow_core.lending.spreadsheet import FORMULA_PREFIXES, spreadsheet_safe
+from finflow_core.lending.spreadsheet import FORMULA_PATTERN, spreadsheet_safe
 from finflow_core.pipeline.run import BatchSummary
 from finflow_core.store import Store
 from finflow_core.store.batch_queries import (
@@ -141,7 +141,7 @@ def safe_frame(df: pd.DataFrame) -> pd.DataFrame:
         col = out.iloc[:, i]
         if col.dtype == object or isinstance(col.dtype, pd.StringDtype):
             text = col.astype("str")  # Arrow strings: one vectorised test over the column
-            risky = text.str.startswith(FORMULA_PREFIXES).fillna(False).to_numpy(dtype=bool)
+            risky = text.str.match(FORMULA_PATTERN).fillna(False).to_numpy(dtype=bool)
             if risky.any():
                 out.isetitem(i, col.astype(object).where(~risky, "'" + text))
     return out

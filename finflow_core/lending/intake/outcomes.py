@@ -32,7 +32,7 @@ from finflow_core.lending.intake.reader import (
 )
 from finflow_core.lending.intake.schema import DATE_PATTERN, NUMBER_PATTERN
 from finflow_core.lending.intake.sources import iter_chunks
-from finflow_core.lending.spreadsheet import FORMULA_PREFIXES
+from finflow_core.lending.spreadsheet import FORMULA_PATTERN
 
 ISSUE_COLUMNS = ["row_number", "line", "application_id", "column", "rule", "value", "message"]
 OUTCOME_RULES: dict[str, str] = {
@@ -181,7 +181,7 @@ def _judge(raw: pd.DataFrame, spec: OutcomeSpec, today: date) -> tuple[pd.DataFr
 def _value_failures(frame: pd.DataFrame, spec: OutcomeSpec, today: date) -> list[tuple[int, str, str]]:
     """(row position, column, rule) of every failed check, judged by a pandera schema."""
     checks = {
-        spec.id_column: [pa.Check(lambda s: ~s.str.startswith(FORMULA_PREFIXES), name="formula",
+        spec.id_column: [pa.Check(lambda s: ~s.str.match(FORMULA_PATTERN).fillna(False), name="formula",
                                   ignore_na=True)],
         "defaulted_known": [pa.Check(lambda s: s, name="outcome")],
         "observed_ok": [pa.Check(lambda s: s, name="date")],

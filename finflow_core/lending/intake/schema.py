@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from finflow_core.lending.config import ColumnSpec
 from finflow_core.lending.config.columns import ISO_DATE
-from finflow_core.lending.spreadsheet import FORMULA_PREFIXES
+from finflow_core.lending.spreadsheet import FORMULA_PATTERN
 
 #: rule name -> what it means, for people reading a quarantine report.
 RULES: dict[str, str] = {
@@ -168,7 +168,7 @@ def value_schema(columns: list[ColumnSpec]) -> pa.DataFrameSchema:
             allowed = list(c.categories)
             checks.append(pa.Check(lambda s, a=allowed: s.isin(a), name="category", ignore_na=True))
         if c.type in ("string", "category"):
-            checks.append(pa.Check(lambda s: ~s.str.startswith(FORMULA_PREFIXES).fillna(False),
+            checks.append(pa.Check(lambda s: ~s.str.match(FORMULA_PATTERN).fillna(False),
                                    name="formula", ignore_na=True))
         if c.type == "string" and c.max_length:
             n = int(c.max_length)

@@ -203,3 +203,12 @@ def test_a_header_that_differs_only_in_case_or_spacing_is_named(config: Config, 
     message = str(err.value)
     assert "'Loan Amount' for 'loan_amount'" in message and "'CREDIT_SCORE' for 'credit_score'" in message
     assert set(err.value.details["missing"]) == {"loan_amount", "credit_score"}
+
+
+@pytest.mark.parametrize("cell", [" =1+1", "\u00a0@SUM(A1)", "\u200b-2+3"])
+def test_the_gate_quarantines_a_formula_behind_spaces(config: Config, to_csv: Callable, cell: str) -> None:
+    frame = generate_applications(3, seed=87).drop(columns="default")
+    frame["application_id"] = frame["application_id"].astype(object)
+    frame.loc[1, "application_id"] = cell
+    report = validate_batch(to_csv(frame), config)
+    assert report.issues[["row_number", "rule"]].values.tolist() == [[2, "formula"]]
