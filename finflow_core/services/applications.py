@@ -97,6 +97,10 @@ def _same_cells(stored: dict[str, Any], new: dict[str, Any]) -> bool:
     return all(value(stored.get(k)) == value(new.get(k)) for k in keys)
 
 
+#: what :func:`record_csv` writes, whatever the lender's files are encoded in
+FORM_ENCODING = "utf-8"
+
+
 def record_csv(record: dict[str, Any], columns: Sequence[ColumnSpec]) -> bytes:
     """The form as a one-row CSV with the config's columns (blank where not given), each
     value written as the column's cells are (a date in its format, a percentage as 12.5)."""
@@ -115,7 +119,8 @@ class ApplicationService(Service):
         self.require(Action.SUBMIT_APPLICATION)
         started = time.perf_counter()
         engine = engine or champion_engine(self.ctx)
-        report = validate_batch(record_csv(record, engine.config.input_columns), engine.config, name="form")
+        report = validate_batch(record_csv(record, engine.config.input_columns), engine.config, name="form",
+                                encoding=FORM_ENCODING)
         if report.rows_valid == 0:
             return SingleDecision(False, issues=report.issues.to_dict("records"),
                                   seconds=time.perf_counter() - started)
@@ -133,7 +138,8 @@ class ApplicationService(Service):
         config = self.ctx.config
         engine = engine or champion_engine(self.ctx)
         data = record_csv(record, config.input_columns)
-        batch = open_batch(data, config, name=f"{TYPED_IN_PREFIX}{record.get(config.id_column, '')}"[:255])
+        batch = open_batch(data, config, name=f"{TYPED_IN_PREFIX}{record.get(config.id_column, '')}"[:255],
+                           encoding=FORM_ENCODING)
         result = BatchValidator(config).validate(next(iter_chunks(batch)))
         if len(result.valid) == 0:  # nothing stored for a form that fails the quality gate
             return SingleDecision(False, issues=result.issues.to_dict("records"),
@@ -197,7 +203,8 @@ def explain_record(engine: ScoringEngine, record: dict[str, Any]) -> CaseExplana
     if engine.explainer is None:
         raise ValueError("this scoring engine was built without explanations")
     config = engine.config
-    report = validate_batch(record_csv(record, config.input_columns), config, name="case")
+    report = validate_batch(record_csv(record, config.input_columns), config, name="case",
+                            encoding=FORM_ENCODING)
     if report.rows_valid == 0:
         raise ValueError("the stored application no longer passes the quality gate: "
                          + "; ".join(report.issues["message"]))

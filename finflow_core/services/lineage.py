@@ -41,7 +41,8 @@ def champion_training_frame(ctx: Context, version: str) -> tuple[pd.DataFrame, s
     if hashlib.sha256(raw).hexdigest() != want:
         raise ModelIntegrityError(f"the training data kept with model {version} was changed: refusing "
                                   "to train on it", path=str(path))
-    frame = pd.read_csv(io.BytesIO(gzip.decompress(raw)), dtype=str, keep_default_na=False)
+    frame = pd.read_csv(io.BytesIO(gzip.decompress(raw)), dtype=str, keep_default_na=False,
+                        encoding=card.get("training_copy_encoding", "utf-8"))
     return frame, want
 
 

@@ -89,6 +89,7 @@ def parse_config(raw: dict[str, Any], *, source: str = "<dict>", sha256: str = "
     paths = resolve_paths(doc.paths)
     return Config(
         dataset_name=ds.name,
+        encoding=ds.encoding,
         columns=ds.columns,
         ratios=ds.ratios,
         segments=ds.segments,

@@ -8,6 +8,7 @@ paths, the pricing plan and warnings. Loading (YAML, environment, paths) is in `
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any
@@ -47,6 +48,27 @@ from finflow_core.lending.config.settings import (
 MAX_SEGMENTS = 3
 
 
+def csv_encoding(name: str) -> str:
+    """A codec CSV files can be read in: known to Python and ASCII-compatible (commas, quotes
+    and line breaks are the bytes they are in ASCII), by its canonical name."""
+    try:
+        codec = codecs.lookup(name)
+    except LookupError:
+        raise Problem(f"unknown encoding {name!r}: use utf-8, or e.g. cp1252 (Excel's CSV on "
+                      "Windows) or latin-1", ("encoding",)) from None
+    if codec.name in ("utf-8", "utf-8-sig"):
+        return "utf-8"  # a byte-order mark is dropped either way
+    probe = 'id,"a b"\r\n'
+    try:
+        compatible = probe.encode(codec.name) == probe.encode("ascii")
+    except (UnicodeError, LookupError):
+        compatible = False
+    if not compatible:
+        raise Problem(f"encoding {name!r} does not write commas and line breaks as ASCII does "
+                      "(UTF-16/32): save the files as UTF-8", ("encoding",))
+    return codec.name
+
+
 @declared(frozen=True, config=DECLARED)
 class DatasetSection:
     """``dataset:``: the columns of the lender's file, engineered ratios, portfolio segments."""
@@ -55,9 +77,13 @@ class DatasetSection:
     name: Text = "dataset"
     ratios: tuple[RatioSpec, ...] = ()
     segments: Names = ()
+    #: how the lender's CSV files are encoded: utf-8 (with or without a byte-order mark), or
+    #: e.g. cp1252 for Excel's "CSV (Comma delimited)" on Windows
+    encoding: Text = "utf-8"
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSection:
+        object.__setattr__(self, "encoding", csv_encoding(self.encoding))
         if not self.columns:
             raise Problem("must be a non-empty list", ("columns",))
         names = [c.name for c in self.columns]
@@ -213,6 +239,7 @@ class Config:
     warnings: tuple[str, ...] = ()
     letters: LettersSettings = field(default_factory=LettersSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
+    encoding: str = "utf-8"  # of the lender's CSV files (dataset.encoding)
     audit: AuditPaths | None = None  # None: the defaults, resolved where they are used
 
     def _key(self) -> tuple[Any, ...]:

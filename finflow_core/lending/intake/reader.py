@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pandas as pd
 import pyarrow as pa
@@ -51,6 +51,8 @@ class BatchFile:
     #: no quote character and no lone carriage return: records are lines, cells are the text
     #: between commas (read by the fast path, :mod:`~finflow_core.lending.intake.plain_csv`)
     plain: bool = False
+    #: the file's encoding (``dataset.encoding``); :meth:`open_binary` gives UTF-8 either way
+    encoding: str = "utf-8"
 
     @property
     def expected_rows(self) -> int:
@@ -64,9 +66,38 @@ class BatchFile:
         return f"B-{self.sha256[:16]}"
 
     def open_binary(self) -> BinaryIO:
-        if isinstance(self.source, bytes):
-            return io.BytesIO(self.source)
-        return open(self.source, "rb")  # noqa: SIM115 - closed by the caller
+        """The file's bytes as UTF-8 (what every reader here expects), whatever it is encoded in."""
+        raw: BinaryIO = io.BytesIO(self.source) if isinstance(self.source, bytes) else open(self.source, "rb")  # noqa: SIM115
+        if self.encoding == "utf-8":
+            return raw
+        return io.BufferedReader(_AsUtf8(raw, self.encoding), BLOCK)  # type: ignore[return-value]
+
+
+class _AsUtf8(io.RawIOBase):
+    """A file in another (ASCII-compatible) encoding, read as UTF-8 bytes; the first look has
+    already checked that every byte decodes."""
+
+    def __init__(self, raw: BinaryIO, encoding: str) -> None:
+        self._raw, self._pending = raw, b""
+        self._decoder = codecs.getincrementaldecoder(encoding)()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            block = self._raw.read(BLOCK)
+            self._pending = self._decoder.decode(block, final=not block).encode("utf-8")
+            if not block:
+                break
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 @dataclass
@@ -80,25 +111,32 @@ class RawChunk:
 
 
 def open_batch(
-    source: Source, config: Config, *, name: str | None = None, require_target: bool = False
+    source: Source, config: Config, *, name: str | None = None, require_target: bool = False,
+    encoding: str | None = None,
 ) -> BatchFile:
-    """Check that ``source`` is a CSV batch this config can read; raise BatchRejected if not."""
+    """Check that ``source`` is a CSV batch this config can read; raise BatchRejected if not.
+
+    ``encoding``: the file's, if not the config's ``dataset.encoding`` (a form FinFlow wrote
+    itself is UTF-8).
+    """
+    encoding = encoding or config.encoding
     display = name or (Path(source).name if not isinstance(source, bytes) else "upload.csv")
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise BatchRejected(f"{display}: file not found", reason="not_found", file=str(source))
     check_size(source, config, display)
     stream: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
     with stream:
-        check_width(_header_cells(stream.read(BLOCK)), config, display)
+        check_width(_header_cells(stream.read(BLOCK), encoding), config, display)
         stream.seek(0)
-        sha, size, head, breaks, records, plain = _first_pass(stream, display)
-    header = _read_header(head, display)
+        sha, size, head, breaks, records, plain = _first_pass(stream, display, encoding)
+    header = _read_header(head, display, encoding)
     try:
         used, ignored = split_columns(header, config, display, require_target=require_target)
     except BatchRejected:
         _reject_structured_text(head, display)  # a JSON or HTML file says so, not "missing columns"
         raise
-    return BatchFile(display, sha, size, tuple(header), used, ignored, source, breaks, records=records, plain=plain)
+    return BatchFile(display, sha, size, tuple(header), used, ignored, source, breaks, records=records,
+                     plain=plain, encoding=encoding)
 
 
 def check_size(source: Source, config: Config, display: str) -> None:
@@ -247,12 +285,13 @@ def make_chunk(
     return RawChunk(frame, numbers, lines, misshapen)
 
 
-def _first_pass(stream: BinaryIO, display: str) -> tuple[str, int, bytes, int, int, bool]:
+def _first_pass(stream: BinaryIO, display: str,
+                encoding: str = "utf-8") -> tuple[str, int, bytes, int, int, bool]:
     """SHA-256, size, first block, line breaks, records expected (lines less the header and
     empty lines) and whether the file is plain (no quote, no lone carriage return: see
-    :attr:`BatchFile.plain`), after checking every byte is UTF-8 text."""
+    :attr:`BatchFile.plain`), after checking every byte is text in ``encoding``."""
     sha = hashlib.sha256()
-    decoder = codecs.getincrementaldecoder("utf-8")()
+    decoder = codecs.getincrementaldecoder(encoding)()
     size, offset, head, breaks, empty, tail = 0, 0, b"", 0, 0, b""
     plain = True
     while block := stream.read(BLOCK):
@@ -274,9 +313,9 @@ def _first_pass(stream: BinaryIO, display: str) -> tuple[str, int, bytes, int, i
             decoder.decode(block)
         except UnicodeDecodeError as exc:
             raise BatchRejected(
-                f"{display}: the file is not UTF-8 text (byte 0x{block[exc.start]:02x} at offset "
-                f"{offset + exc.start}). Save it as 'CSV UTF-8' and upload it again.",
-                reason="encoding", offset=offset + exc.start,
+                f"{display}: the file is not {_encoding_name(encoding)} text (byte "
+                f"0x{block[exc.start]:02x} at offset {offset + exc.start}). {_encoding_hint(encoding)}",
+                reason="encoding", offset=offset + exc.start, encoding=encoding,
             ) from exc
         sha.update(block)
         size += len(block)
@@ -285,12 +324,24 @@ def _first_pass(stream: BinaryIO, display: str) -> tuple[str, int, bytes, int, i
         decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
         raise BatchRejected(
-            f"{display}: the file ends in the middle of a UTF-8 character", reason="encoding"
+            f"{display}: the file ends in the middle of a {_encoding_name(encoding)} character",
+            reason="encoding", encoding=encoding,
         ) from exc
     if size == 0 or not head.removeprefix(codecs.BOM_UTF8).strip():
         raise BatchRejected(f"{display}: the file is empty", reason="empty")
     lines = breaks + (not tail.endswith(b"\n"))
     return sha.hexdigest(), size, head, breaks, max(lines - 1 - empty, 0), plain
+
+
+def _encoding_name(encoding: str) -> str:
+    return "UTF-8" if encoding == "utf-8" else encoding
+
+
+def _encoding_hint(encoding: str) -> str:
+    if encoding == "utf-8":
+        return ("Save it as 'CSV UTF-8' and upload it again (a file saved by Excel as 'CSV (Comma "
+                "delimited)' on Windows is cp1252: an admin can declare dataset.encoding: cp1252).")
+    return "Check dataset.encoding in the config, or save the file in that encoding."
 
 
 _EMPTY_LINE = re.compile(rb"\n(?=\r?\n)")
@@ -340,16 +391,21 @@ def _reject_structured_text(head: bytes, display: str) -> None:
         )
 
 
-def _header_cells(head: bytes) -> list[str]:
+def _header_cells(head: bytes, encoding: str = "utf-8") -> list[str]:
     """The first record's cells, leniently (for the width limit; bad files are judged later)."""
     try:
-        return next(csv.reader(io.StringIO(head.decode("utf-8-sig", errors="ignore"))), [])
+        return next(csv.reader(io.StringIO(_decoded(head, encoding))), [])
     except csv.Error:
         return []
 
 
-def _read_header(head: bytes, display: str) -> list[str]:
-    text = head.decode("utf-8-sig", errors="ignore")
+def _decoded(head: bytes, encoding: str) -> str:
+    """The first block as text, leniently (it may end inside a character)."""
+    return head.decode("utf-8-sig" if encoding == "utf-8" else encoding, errors="ignore")
+
+
+def _read_header(head: bytes, display: str, encoding: str = "utf-8") -> list[str]:
+    text = _decoded(head, encoding)
     try:
         first = next(csv.reader(io.StringIO(text)))
     except (StopIteration, csv.Error) as exc:

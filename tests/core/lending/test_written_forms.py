@@ -212,3 +212,80 @@ def test_the_gate_quarantines_a_formula_behind_spaces(config: Config, to_csv: Ca
     frame.loc[1, "application_id"] = cell
     report = validate_batch(to_csv(frame), config)
     assert report.issues[["row_number", "rule"]].values.tolist() == [[2, "formula"]]
+
+
+# -- encodings ------------------------------------------------------------------------------
+
+def _cp1252_config(small_raw: dict[str, Any]) -> Config:
+    raw = copy.deepcopy(small_raw)
+    raw["dataset"]["encoding"] = "windows-1252"
+    return parse_config(raw, source="cp1252")
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["plain", "quoted"])
+def test_a_file_in_the_declared_encoding_reads_as_its_text(
+    small_raw: dict[str, Any], to_csv: Callable, quoted: bool
+) -> None:
+    import hashlib
+
+    conf = _cp1252_config(small_raw)
+    assert conf.encoding == "cp1252"
+    frame = generate_applications(5, seed=88).drop(columns="default")
+    frame["application_id"] = frame["application_id"].astype(object)
+    frame.loc[2, "application_id"] = "Café-’2" + (' "x", y' if quoted else "")
+    data = to_csv(frame).decode("utf-8").encode("cp1252")
+    report = validate_batch(data, conf)
+    assert report.rows_valid == 5
+    assert report.valid["application_id"].iloc[2] == frame.loc[2, "application_id"]
+    assert report.batch.sha256 == hashlib.sha256(data).hexdigest()  # the file as uploaded
+    raw = next(iter(validate_chunks(report.batch, conf))).valid_raw
+    assert raw["application_id"].iloc[2] == frame.loc[2, "application_id"]
+
+
+def test_a_wrong_encoding_is_refused_with_what_to_do(
+    small_raw: dict[str, Any], config: Config, to_csv: Callable
+) -> None:
+    from finflow_core.errors import BatchRejected
+
+    frame = generate_applications(3, seed=89).drop(columns="default")
+    frame["application_id"] = frame["application_id"].astype(object)
+    frame.loc[1, "application_id"] = "Café"
+    data = to_csv(frame).decode("utf-8").encode("cp1252")
+    with pytest.raises(BatchRejected, match="not UTF-8 text.*dataset.encoding: cp1252"):
+        validate_batch(data, config)
+    undefined = data.replace("Café".encode("cp1252"), b"Caf\x81")  # no character in cp1252
+    with pytest.raises(BatchRejected, match=r"not cp1252 text \(byte 0x81") as err:
+        validate_batch(undefined, _cp1252_config(small_raw))
+    assert err.value.details["encoding"] == "cp1252"
+
+
+@pytest.mark.parametrize(("name", "words"), [("klingon", "unknown encoding"), ("utf-16", "UTF-16/32")])
+def test_an_encoding_csv_files_cannot_use_is_a_config_error(
+    small_raw: dict[str, Any], name: str, words: str
+) -> None:
+    raw = copy.deepcopy(small_raw)
+    raw["dataset"]["encoding"] = name
+    with pytest.raises(ConfigError, match=words):
+        parse_config(raw, source="bad")
+
+
+def test_a_form_finflow_writes_is_utf8_whatever_the_files_are(small_raw: dict[str, Any]) -> None:
+    from finflow_core.services.applications import FORM_ENCODING
+
+    conf = _cp1252_config(small_raw)
+    record = generate_applications(1, seed=90).drop(columns="default").iloc[0].to_dict()
+    record["application_id"] = "Café-1"
+    data = record_csv(record, conf.input_columns)
+    assert validate_batch(data, conf, encoding=FORM_ENCODING).valid["application_id"].iloc[0] == "Café-1"
+    assert validate_batch(data, conf).valid["application_id"].iloc[0] == "CafÃ©-1"  # why it is passed
+
+
+def test_a_dask_run_refuses_a_file_that_is_not_utf8(small_raw: dict[str, Any], to_csv: Callable) -> None:
+    from finflow_core.errors import BatchRejected
+    from finflow_core.lending.intake.reader import open_batch
+    from finflow_core.pipeline.dask_engine import DaskEngine
+
+    conf = _cp1252_config(small_raw)
+    batch = open_batch(to_csv(generate_applications(3, seed=91).drop(columns="default")), conf)
+    with pytest.raises(BatchRejected, match="Dask run reads UTF-8 only"):
+        next(iter(DaskEngine().parts(batch, None)))  # type: ignore[arg-type]
