@@ -98,15 +98,17 @@ class OutcomeFile:
         return {str(k): int(v) for k, v in self.issues["rule"].value_counts().items()}
 
 
-def open_outcome_file(source: Source, spec: OutcomeSpec, *, name: str | None = None) -> BatchFile:
-    """Check that ``source`` is a CSV outcome file; raise :class:`BatchRejected` if not."""
+def open_outcome_file(source: Source, spec: OutcomeSpec, *, name: str | None = None,
+                      encoding: str = "utf-8") -> BatchFile:
+    """Check that ``source`` is a CSV outcome file (text in ``encoding``, the lender's
+    ``dataset.encoding``); raise :class:`BatchRejected` if not."""
     display = name or (Path(source).name if not isinstance(source, bytes) else "outcomes.csv")
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise BatchRejected(f"{display}: file not found", reason="not_found", file=str(source))
     stream: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
     with stream:
-        sha, size, head, breaks, records, _ = _first_pass(stream, display)
-    header = _read_header(head, display)
+        sha, size, head, breaks, records, _ = _first_pass(stream, display, encoding)
+    header = _read_header(head, display, encoding)
     missing = [c for c in spec.required if c not in header]
     if missing:
         _reject_structured_text(head, display)
@@ -117,14 +119,17 @@ def open_outcome_file(source: Source, spec: OutcomeSpec, *, name: str | None = N
         )
     used = tuple(c for c in header if c in (*spec.required, *spec.optional))
     ignored = tuple(c for c in header if c not in used)
-    return BatchFile(display, sha, size, tuple(header), used, ignored, source, breaks, records=records)
+    return BatchFile(display, sha, size, tuple(header), used, ignored, source, breaks, records=records,
+                     encoding=encoding)
 
 
 def read_outcomes(source: Source | BatchFile, spec: OutcomeSpec | None = None, *,
-                  today: date | None = None, name: str | None = None) -> OutcomeFile:
+                  today: date | None = None, name: str | None = None,
+                  encoding: str = "utf-8") -> OutcomeFile:
     """Read and judge every row of an outcome file (nothing is stored here)."""
     spec = spec or OutcomeSpec()
-    file = source if isinstance(source, BatchFile) else open_outcome_file(source, spec, name=name)
+    file = source if isinstance(source, BatchFile) else open_outcome_file(source, spec, name=name,
+                                                                           encoding=encoding)
     today = today or date.today()
     frames, issues = [], []
     at = file.header.index(spec.id_column)

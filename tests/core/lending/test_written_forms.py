@@ -289,3 +289,11 @@ def test_a_dask_run_refuses_a_file_that_is_not_utf8(small_raw: dict[str, Any], t
     batch = open_batch(to_csv(generate_applications(3, seed=91).drop(columns="default")), conf)
     with pytest.raises(BatchRejected, match="Dask run reads UTF-8 only"):
         next(iter(DaskEngine().parts(batch, None)))  # type: ignore[arg-type]
+
+
+def test_an_outcome_file_is_read_in_the_lenders_encoding() -> None:
+    from finflow_core.lending.intake.outcomes import read_outcomes
+
+    text = "application_id,observed_on,defaulted\nCafé-1,2026-11-02,1\nAPP-2,2026-11-02,0\n"
+    read = read_outcomes(text.encode("cp1252"), today=dt.date(2026, 12, 1), encoding="cp1252")
+    assert read.rows["application_id"].tolist()[:1] == ["Café-1"] and read.issues.empty
