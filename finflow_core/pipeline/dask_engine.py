@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from finflow_core.errors import BatchRejected, ClusterError, ClusterLost
+from finflow_core.lending.config import FINFLOW_CSV
 from finflow_core.lending.intake.reader import BatchFile
 from finflow_core.lending.scoring import ScoringEngine
 from finflow_core.pipeline.dask_cluster import DEFAULT_CONNECT_TIMEOUT, Cluster, TaskWatch
@@ -120,11 +121,12 @@ class DaskEngine:
         self.stats: dict[str, float] = {}
 
     def parts(self, batch: BatchFile, scoring: ScoringEngine) -> Iterator[Part]:
-        if batch.kind == "csv" and batch.encoding != "utf-8":  # workers cut the file's raw bytes
+        if batch.kind == "csv" and batch.form != FINFLOW_CSV:  # workers cut the file's raw bytes
             raise BatchRejected(
-                f"{batch.name}: the file is {batch.encoding} text (dataset.encoding) and a Dask run "
-                "reads UTF-8 only: run it without --engine dask, or save it as UTF-8",
-                reason="encoding", encoding=batch.encoding)
+                f"{batch.name}: the file is {batch.form.shown} (dataset.encoding, dataset.delimiter) "
+                "and a Dask run reads UTF-8, comma-separated files only: run it without --engine "
+                "dask, or save it as UTF-8 with commas",
+                reason="encoding", encoding=batch.encoding, delimiter=batch.delimiter)
         source = batch.source if isinstance(batch.source, bytes) else os.path.abspath(batch.source)
         send = self.send_data or isinstance(source, bytes)
         parts = plan_partitions(replace(batch, source=source), partitions=self.partitions,

@@ -21,7 +21,7 @@ from typing import Any
 
 from finflow_core.errors import Conflict
 from finflow_core.formatting import when
-from finflow_core.lending.config import ColumnSpec
+from finflow_core.lending.config import FINFLOW_CSV, ColumnSpec
 from finflow_core.lending.intake.reader import open_batch
 from finflow_core.lending.intake.sources import iter_chunks
 from finflow_core.lending.intake.validation import BatchValidator, validate_batch
@@ -97,10 +97,6 @@ def _same_cells(stored: dict[str, Any], new: dict[str, Any]) -> bool:
     return all(value(stored.get(k)) == value(new.get(k)) for k in keys)
 
 
-#: what :func:`record_csv` writes, whatever the lender's files are encoded in
-FORM_ENCODING = "utf-8"
-
-
 def record_csv(record: dict[str, Any], columns: Sequence[ColumnSpec]) -> bytes:
     """The form as a one-row CSV with the config's columns (blank where not given), each
     value written as the column's cells are (a date in its format, a percentage as 12.5)."""
@@ -120,7 +116,7 @@ class ApplicationService(Service):
         started = time.perf_counter()
         engine = engine or champion_engine(self.ctx)
         report = validate_batch(record_csv(record, engine.config.input_columns), engine.config, name="form",
-                                encoding=FORM_ENCODING)
+                                form=FINFLOW_CSV)
         if report.rows_valid == 0:
             return SingleDecision(False, issues=report.issues.to_dict("records"),
                                   seconds=time.perf_counter() - started)
@@ -139,7 +135,7 @@ class ApplicationService(Service):
         engine = engine or champion_engine(self.ctx)
         data = record_csv(record, config.input_columns)
         batch = open_batch(data, config, name=f"{TYPED_IN_PREFIX}{record.get(config.id_column, '')}"[:255],
-                           encoding=FORM_ENCODING)
+                           form=FINFLOW_CSV)
         result = BatchValidator(config).validate(next(iter_chunks(batch)))
         if len(result.valid) == 0:  # nothing stored for a form that fails the quality gate
             return SingleDecision(False, issues=result.issues.to_dict("records"),
@@ -204,7 +200,7 @@ def explain_record(engine: ScoringEngine, record: dict[str, Any]) -> CaseExplana
         raise ValueError("this scoring engine was built without explanations")
     config = engine.config
     report = validate_batch(record_csv(record, config.input_columns), config, name="case",
-                            encoding=FORM_ENCODING)
+                            form=FINFLOW_CSV)
     if report.rows_valid == 0:
         raise ValueError("the stored application no longer passes the quality gate: "
                          + "; ".join(report.issues["message"]))

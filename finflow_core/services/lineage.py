@@ -41,8 +41,9 @@ def champion_training_frame(ctx: Context, version: str) -> tuple[pd.DataFrame, s
     if hashlib.sha256(raw).hexdigest() != want:
         raise ModelIntegrityError(f"the training data kept with model {version} was changed: refusing "
                                   "to train on it", path=str(path))
+    form = card.get("training_copy_form") or {}
     frame = pd.read_csv(io.BytesIO(gzip.decompress(raw)), dtype=str, keep_default_na=False,
-                        encoding=card.get("training_copy_encoding", "utf-8"))
+                        encoding=form.get("encoding", "utf-8"), sep=form.get("delimiter", ","))
     return frame, want
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from finflow_core.errors import Conflict, InvalidInput, ModelError, NotFound
+from finflow_core.lending.config import FINFLOW_CSV, CsvForm
 from finflow_core.lending.intake.reader import Source
 from finflow_core.lending.intake.validation import ValidationReport, validate_batch
 from finflow_core.lending.model.bundle import ModelBundle
@@ -214,7 +215,7 @@ class ModelService(Service):
 
     def train(self, source: Source, *, name: str | None = None, allow_over_limit: bool = False,
               report_dir: Path | None = None, lineage: dict[str, Any] | None = None,
-              encoding: str | None = None) -> TrainingOutcome:
+              form: CsvForm | None = None) -> TrainingOutcome:
         """Validate a labelled history, train every candidate, save and register the champion.
 
         The training file goes through the same quality gate as a batch: a quarantine share
@@ -229,7 +230,7 @@ class ModelService(Service):
         from finflow_core.lending.model.training_data import check_training_data
 
         config = self.ctx.config
-        report = validate_batch(source, config, name=name, require_target=True, encoding=encoding)
+        report = validate_batch(source, config, name=name, require_target=True, form=form)
         reports = _write_quarantine_report(report, report_dir) if report_dir is not None else {}
         check = check_training_data(report, config)
         check.enforce(allow_over_limit=allow_over_limit)
@@ -239,7 +240,8 @@ class ModelService(Service):
         bundle.card["global_importance"] = global_importance(bundle, config, report.valid)
         copy = training_copy(source)
         bundle.card["training_copy_sha256"] = hashlib.sha256(copy).hexdigest()
-        bundle.card["training_copy_encoding"] = report.batch.encoding  # the copy is as given
+        bundle.card["training_copy_form"] = {"encoding": report.batch.encoding,  # the copy is as given
+                                             "delimiter": report.batch.delimiter}
         bundle.card["lineage"] = lineage or {
             "parent_version": None,
             "data": [{"file": report.batch.name, "sha256": report.batch.sha256, "rows": report.rows_in}],
@@ -267,7 +269,7 @@ class ModelService(Service):
             raise ModelError("no champion yet: train a first model with `finflow train --data FILE.csv`")
         data, lineage = challenger_training_data(self.ctx, parent)
         return self.train(data, name=f"challenger of {parent}", allow_over_limit=allow_over_limit,
-                          report_dir=report_dir, lineage=lineage, encoding="utf-8")  # pandas' CSV
+                          report_dir=report_dir, lineage=lineage, form=FINFLOW_CSV)
 
     def rollback(self, reason: str) -> str:
         """Make the previous champion the champion again, in one step; returns its version."""

@@ -91,7 +91,7 @@ class OutcomeService(Service):
         """Check a file and link it to the store; nothing is recorded."""
         self.require(Action.LOAD_OUTCOMES)
         today = self.ctx.clock().date()
-        checked = read_outcomes(source, spec, today=today, name=name, encoding=self.ctx.config.encoding)
+        checked = read_outcomes(source, spec, today=today, name=name, form=self.ctx.config.csv)
         linked, issues = self._link(checked, correction_reason.strip())
         return OutcomePreview(checked, linked, issues, correction_reason.strip())
 

@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from finflow_core import formatting as fmt
 from finflow_core.errors import Conflict, InvalidInput, NotFound
 from finflow_core.lending.authority import ProposalStatus, needs_text
+from finflow_core.lending.config import FINFLOW_CSV
 from finflow_core.lending.terms import (
     OPEN_STATUSES,
     Band,
@@ -36,7 +37,7 @@ from finflow_core.lending.terms import (
 from finflow_core.lending.waterfall import ProbabilityWaterfall
 from finflow_core.services import review_records as rr
 from finflow_core.services.access import Action
-from finflow_core.services.applications import FORM_ENCODING, record_csv
+from finflow_core.services.applications import record_csv
 from finflow_core.services.base import Service
 from finflow_core.services.models import load_version, version_engine
 from finflow_core.services.review_records import (
@@ -326,7 +327,7 @@ class ReviewService(Service):
             raise NotFound("this model version was loaded without explanations")
         config = self.ctx.config
         report = validate_batch(record_csv(case.data, config.input_columns), config,
-                                name="case", encoding=FORM_ENCODING)
+                                name="case", form=FINFLOW_CSV)
         if report.rows_valid == 0:
             raise InvalidInput("the stored application no longer passes the quality gate: "
                                + "; ".join(report.issues["message"]), field="data")

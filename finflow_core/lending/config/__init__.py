@@ -26,6 +26,7 @@ from finflow_core.lending.config.columns import (
     UnknownPolicy,
     protected_hint,
 )
+from finflow_core.lending.config.csv_form import DELIMITERS, FINFLOW_CSV, CsvForm
 from finflow_core.lending.config.fields import FrozenParams
 from finflow_core.lending.config.loader import (
     ENV_ANCHOR_DIR,
@@ -67,6 +68,7 @@ from finflow_core.lending.config.settings import (
 from finflow_core.lending.config.yaml12 import load_yaml
 
 __all__ = [
+    "DELIMITERS", "FINFLOW_CSV", "CsvForm",
     "COLUMN_TYPES", "CUTOFF_METHODS", "ENV_ANCHOR_DIR", "ENV_CONFIG", "ENV_DATABASE_URL",
     "ENV_HOME", "ENV_KEY_FILE", "AuditPaths", "AuditSection",
     "ID_MAX_LENGTH", "KNOWN_CANDIDATES", "MODEL_ROLES", "PROTECTED_HINTS", "REQUIRED_ROLES",

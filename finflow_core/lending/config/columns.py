@@ -74,7 +74,8 @@ class ColumnSpec:
 
     How numbers and dates are written in the file (the cells are stored as written; only
     reading them changes): ``thousands`` is a digit-grouping mark (``1,250,000``; groups of
-    three, so ``1,25`` is not a number), ``strip`` lists texts around a number that are not
+    three, so ``1,25`` is not a number), ``decimal`` is the decimal mark (``,`` for
+    ``1.250,50`` with ``thousands: "."``), ``strip`` lists texts around a number that are not
     part of it (a currency sign or code, a unit: ``$``, ``USD``, ``months``), ``percent``
     reads ``12.5%`` or ``12.5`` as 0.125 (min and max then apply to 0.125), and
     ``date_format`` is the strptime format of a date column (``%d-%b-%y`` for
@@ -106,6 +107,7 @@ class ColumnSpec:
     percent: Flag = False
     date_format: Text | None = None
     codes: Codes = ()
+    decimal: Literal[".", ","] = "."
 
     def __post_init__(self) -> None:
         # defaults that depend on other settings, resolved once so the object says what it does
@@ -173,13 +175,15 @@ class ColumnSpec:
 
     def _check_written_form(self) -> None:
         number_keys = [k for k in ("thousands", "strip", "percent", "codes") if getattr(self, k)]
+        number_keys += ["decimal"] if self.decimal != "." else []
         if number_keys and not self.is_numeric:
             raise Problem(f"{number_keys[0]} applies to number columns, not to a {self.type} column",
                           (number_keys[0],))
-        if self.thousands is not None and self.thousands not in THOUSANDS_MARKS:
-            shown = ", ".join(repr(m) for m in THOUSANDS_MARKS)
-            why = (" ('.' is read as the decimal mark: a file with decimal commas, 1.250,50, "
-                   "must be converted first)" if self.thousands == "." else "")
+        marks = (*THOUSANDS_MARKS, ".") if self.decimal == "," else THOUSANDS_MARKS
+        if self.thousands is not None and self.thousands not in marks or self.thousands == self.decimal:
+            shown = ", ".join(repr(m) for m in marks if m != self.decimal)
+            why = {".": " ('.' is the decimal mark here: for 1.250,50 declare decimal: \",\" too)",
+                   ",": " (',' is the decimal mark here)"}.get(str(self.thousands), "")
             raise Problem(f"thousands must be one of {shown}, got {self.thousands!r}{why}",
                           ("thousands",))
         for i, text in enumerate(self.strip):
@@ -212,8 +216,9 @@ class ColumnSpec:
         if self.type == "date" and isinstance(value, date):
             return value.strftime(self.date_format or ISO_DATE)
         if self.percent and isinstance(value, int | float):
-            return f"{float(value) * 100:.12g}"
-        return str(value)
+            value = float(f"{float(value) * 100:.12g}")
+        text = str(value)
+        return text.replace(".", ",") if self.decimal == "," and isinstance(value, float) else text
 
     def _check_protected(self) -> None:
         if self.model_input:

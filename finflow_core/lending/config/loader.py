@@ -16,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from finflow_core.errors import ConfigError
+from finflow_core.lending.config.csv_form import CsvForm
 from finflow_core.lending.config.messages import config_error
 from finflow_core.lending.config.schema import Config, Document
 from finflow_core.lending.config.settings import AuditPaths, AuditSection, Paths, PathSettings
@@ -89,7 +90,7 @@ def parse_config(raw: dict[str, Any], *, source: str = "<dict>", sha256: str = "
     paths = resolve_paths(doc.paths)
     return Config(
         dataset_name=ds.name,
-        encoding=ds.encoding,
+        csv=CsvForm(ds.encoding, ds.delimiter),
         columns=ds.columns,
         ratios=ds.ratios,
         segments=ds.segments,

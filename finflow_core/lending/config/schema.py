@@ -8,7 +8,6 @@ paths, the pricing plan and warnings. Loading (YAML, environment, paths) is in `
 
 from __future__ import annotations
 
-import codecs
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any
@@ -24,6 +23,7 @@ from finflow_core.lending.config.columns import (
     RatioSpec,
     protected_hint,
 )
+from finflow_core.lending.config.csv_form import CsvForm, csv_delimiter, csv_encoding
 from finflow_core.lending.config.estimators import did_you_mean
 from finflow_core.lending.config.fields import DECLARED, Names, Problem, Text
 from finflow_core.lending.config.settings import (
@@ -48,27 +48,6 @@ from finflow_core.lending.config.settings import (
 MAX_SEGMENTS = 3
 
 
-def csv_encoding(name: str) -> str:
-    """A codec CSV files can be read in: known to Python and ASCII-compatible (commas, quotes
-    and line breaks are the bytes they are in ASCII), by its canonical name."""
-    try:
-        codec = codecs.lookup(name)
-    except LookupError:
-        raise Problem(f"unknown encoding {name!r}: use utf-8, or e.g. cp1252 (Excel's CSV on "
-                      "Windows) or latin-1", ("encoding",)) from None
-    if codec.name in ("utf-8", "utf-8-sig"):
-        return "utf-8"  # a byte-order mark is dropped either way
-    probe = 'id,"a b"\r\n'
-    try:
-        compatible = probe.encode(codec.name) == probe.encode("ascii")
-    except (UnicodeError, LookupError):
-        compatible = False
-    if not compatible:
-        raise Problem(f"encoding {name!r} does not write commas and line breaks as ASCII does "
-                      "(UTF-16/32): save the files as UTF-8", ("encoding",))
-    return codec.name
-
-
 @declared(frozen=True, config=DECLARED)
 class DatasetSection:
     """``dataset:``: the columns of the lender's file, engineered ratios, portfolio segments."""
@@ -80,10 +59,13 @@ class DatasetSection:
     #: how the lender's CSV files are encoded: utf-8 (with or without a byte-order mark), or
     #: e.g. cp1252 for Excel's "CSV (Comma delimited)" on Windows
     encoding: Text = "utf-8"
+    #: what separates their cells: "," or ";" (European exports), a tab or "|"
+    delimiter: Text = ","
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSection:
         object.__setattr__(self, "encoding", csv_encoding(self.encoding))
+        csv_delimiter(self.delimiter)
         if not self.columns:
             raise Problem("must be a non-empty list", ("columns",))
         names = [c.name for c in self.columns]
@@ -239,7 +221,11 @@ class Config:
     warnings: tuple[str, ...] = ()
     letters: LettersSettings = field(default_factory=LettersSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
-    encoding: str = "utf-8"  # of the lender's CSV files (dataset.encoding)
+    csv: CsvForm = field(default_factory=CsvForm)  # the lender's files (dataset.encoding, .delimiter)
+
+    @property
+    def encoding(self) -> str:
+        return self.csv.encoding
     audit: AuditPaths | None = None  # None: the defaults, resolved where they are used
 
     def _key(self) -> tuple[Any, ...]:

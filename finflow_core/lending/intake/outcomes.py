@@ -23,6 +23,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from finflow_core.errors import BatchRejected
+from finflow_core.lending.config import FINFLOW_CSV, CsvForm
 from finflow_core.lending.intake.reader import (
     BatchFile,
     Source,
@@ -99,16 +100,16 @@ class OutcomeFile:
 
 
 def open_outcome_file(source: Source, spec: OutcomeSpec, *, name: str | None = None,
-                      encoding: str = "utf-8") -> BatchFile:
-    """Check that ``source`` is a CSV outcome file (text in ``encoding``, the lender's
-    ``dataset.encoding``); raise :class:`BatchRejected` if not."""
+                      form: CsvForm = FINFLOW_CSV) -> BatchFile:
+    """Check that ``source`` is a CSV outcome file (written as ``form`` says: the lender's
+    files'); raise :class:`BatchRejected` if not."""
     display = name or (Path(source).name if not isinstance(source, bytes) else "outcomes.csv")
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise BatchRejected(f"{display}: file not found", reason="not_found", file=str(source))
     stream: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
     with stream:
-        sha, size, head, breaks, records, _ = _first_pass(stream, display, encoding)
-    header = _read_header(head, display, encoding)
+        sha, size, head, breaks, records, _ = _first_pass(stream, display, form.encoding)
+    header = _read_header(head, display, form)
     missing = [c for c in spec.required if c not in header]
     if missing:
         _reject_structured_text(head, display)
@@ -120,16 +121,16 @@ def open_outcome_file(source: Source, spec: OutcomeSpec, *, name: str | None = N
     used = tuple(c for c in header if c in (*spec.required, *spec.optional))
     ignored = tuple(c for c in header if c not in used)
     return BatchFile(display, sha, size, tuple(header), used, ignored, source, breaks, records=records,
-                     encoding=encoding)
+                     form=form)
 
 
 def read_outcomes(source: Source | BatchFile, spec: OutcomeSpec | None = None, *,
                   today: date | None = None, name: str | None = None,
-                  encoding: str = "utf-8") -> OutcomeFile:
+                  form: CsvForm = FINFLOW_CSV) -> OutcomeFile:
     """Read and judge every row of an outcome file (nothing is stored here)."""
     spec = spec or OutcomeSpec()
     file = source if isinstance(source, BatchFile) else open_outcome_file(source, spec, name=name,
-                                                                           encoding=encoding)
+                                                                           form=form)
     today = today or date.today()
     frames, issues = [], []
     at = file.header.index(spec.id_column)

@@ -1,7 +1,7 @@
 """The fast path for CSV files without a single quote character (most exports).
 
 Without ``"`` (and without a lone carriage return) a CSV record is exactly one physical
-line and its cells are exactly the text between commas, so the file can be cut into lines
+line and its cells are exactly the text between delimiters (commas, or ``dataset.delimiter``), so the file can be cut into lines
 and cells by Arrow's compute kernels instead of Python's ``csv`` module, a row at a time
 (about twenty times faster). Everything else is the same as :func:`reader.csv_chunks`:
 blank lines are not records, records are numbered from 1 after the header, each keeps the
@@ -39,12 +39,13 @@ def plain_chunks(batch: BatchFile, chunk_rows: int) -> Iterator[RawChunk]:
         lines.extend(block_lines[i] for i in keep)
         numbers.extend(first_line + i for i in keep)
         while len(lines) >= chunk_rows:
-            yield _chunk(batch.header, width, lines[:chunk_rows], numbers[:chunk_rows], record)
+            yield _chunk(batch.header, width, lines[:chunk_rows], numbers[:chunk_rows], record,
+                         batch.delimiter)
             yielded = True
             record += chunk_rows
             del lines[:chunk_rows], numbers[:chunk_rows]
     if lines or not yielded:
-        yield _chunk(batch.header, width, lines, numbers, record)
+        yield _chunk(batch.header, width, lines, numbers, record, batch.delimiter)
 
 
 def _lines(batch: BatchFile) -> Iterator[tuple[list[str], int]]:
@@ -73,15 +74,15 @@ def _lines(batch: BatchFile) -> Iterator[tuple[list[str], int]]:
 
 
 def _chunk(header: tuple[str, ...], width: int, lines: list[str], line_numbers: list[int],
-           before: int) -> RawChunk:
+           before: int, delimiter: str = ",") -> RawChunk:
     """One chunk from its records' lines; ``before`` records came in earlier chunks."""
     records = np.arange(before + 1, before + 1 + len(lines))
     if not lines:
         return RawChunk(pd.DataFrame({h: pd.array([], dtype="str") for h in header}), [], [], [])
-    cells = pc.split_pattern(pa.array(lines, type=pa.string()), ",")
+    cells = pc.split_pattern(pa.array(lines, type=pa.string()), delimiter)
     counts = pc.list_value_length(cells).to_numpy(zero_copy_only=False)
     ok = counts == width
-    misshapen = [(int(records[i]), int(line_numbers[i]), lines[i].split(","))
+    misshapen = [(int(records[i]), int(line_numbers[i]), lines[i].split(delimiter))
                  for i in np.flatnonzero(~ok).tolist()]
     if not ok.all():
         cells = cells.filter(pa.array(ok))

@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 
 from finflow_core.errors import BatchRejected
-from finflow_core.lending.config import Config
+from finflow_core.lending.config import DELIMITERS, FINFLOW_CSV, Config, CsvForm
 
 Source = str | os.PathLike[str] | bytes
 BLOCK = 1 << 20
@@ -51,8 +51,16 @@ class BatchFile:
     #: no quote character and no lone carriage return: records are lines, cells are the text
     #: between commas (read by the fast path, :mod:`~finflow_core.lending.intake.plain_csv`)
     plain: bool = False
-    #: the file's encoding (``dataset.encoding``); :meth:`open_binary` gives UTF-8 either way
-    encoding: str = "utf-8"
+    #: the file's encoding and delimiter (``dataset``); :meth:`open_binary` gives UTF-8 either way
+    form: CsvForm = FINFLOW_CSV
+
+    @property
+    def encoding(self) -> str:
+        return self.form.encoding
+
+    @property
+    def delimiter(self) -> str:
+        return self.form.delimiter
 
     @property
     def expected_rows(self) -> int:
@@ -112,31 +120,32 @@ class RawChunk:
 
 def open_batch(
     source: Source, config: Config, *, name: str | None = None, require_target: bool = False,
-    encoding: str | None = None,
+    form: CsvForm | None = None,
 ) -> BatchFile:
     """Check that ``source`` is a CSV batch this config can read; raise BatchRejected if not.
 
-    ``encoding``: the file's, if not the config's ``dataset.encoding`` (a form FinFlow wrote
-    itself is UTF-8).
+    ``form``: the file's encoding and delimiter, if not the config's (a form FinFlow wrote
+    itself is :data:`~finflow_core.lending.config.FINFLOW_CSV`).
     """
-    encoding = encoding or config.encoding
+    form = form or config.csv
     display = name or (Path(source).name if not isinstance(source, bytes) else "upload.csv")
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise BatchRejected(f"{display}: file not found", reason="not_found", file=str(source))
     check_size(source, config, display)
     stream: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
     with stream:
-        check_width(_header_cells(stream.read(BLOCK), encoding), config, display)
+        check_width(_header_cells(stream.read(BLOCK), form), config, display)
         stream.seek(0)
-        sha, size, head, breaks, records, plain = _first_pass(stream, display, encoding)
-    header = _read_header(head, display, encoding)
+        sha, size, head, breaks, records, plain = _first_pass(stream, display, form.encoding)
+    header = _read_header(head, display, form)
     try:
-        used, ignored = split_columns(header, config, display, require_target=require_target)
+        used, ignored = split_columns(header, config, display, require_target=require_target,
+                                      delimiter=form.delimiter)
     except BatchRejected:
         _reject_structured_text(head, display)  # a JSON or HTML file says so, not "missing columns"
         raise
     return BatchFile(display, sha, size, tuple(header), used, ignored, source, breaks, records=records,
-                     plain=plain, encoding=encoding)
+                     plain=plain, form=form)
 
 
 def check_size(source: Source, config: Config, display: str) -> None:
@@ -162,7 +171,8 @@ def check_width(header: Sequence[str], config: Config, display: str) -> None:
 
 
 def split_columns(
-    header: Sequence[str], config: Config, display: str, *, require_target: bool = False
+    header: Sequence[str], config: Config, display: str, *, require_target: bool = False,
+    delimiter: str = ",",
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The header's used and ignored columns (optional declared columns count as used);
     BatchRejected if a required one is missing or the header is far too wide."""
@@ -174,8 +184,12 @@ def split_columns(
     missing = [c for c in required if c not in header]
     if missing:
         hint = ""
-        if len(header) == 1 and any(sep in header[0] for sep in (";", "\t", "|")):
-            hint = " The header looks separated by ';', tab or '|': save the file as comma-separated CSV."
+        seps = [sep for sep in DELIMITERS if sep != delimiter and sep in header[0]] if len(header) == 1 else []
+        if seps:
+            shown = {"\t": "a tab"}.get(seps[0], repr(seps[0]))
+            save = "as comma-separated CSV" if delimiter == "," else f"separated by {delimiter!r}"
+            hint = (f" The header looks separated by {shown}, not {delimiter!r}: declare it in the "
+                    f"config (dataset.delimiter: {seps[0]!r}) or save the file {save}.")
         near = near_names(missing, header)
         if near:
             shown = ", ".join(f"{have!r} for {want!r}" for want, have in near.items())
@@ -201,7 +215,8 @@ def csv_chunks(batch: BatchFile, chunk_rows: int = 100_000) -> Iterator[RawChunk
     breaks); blank lines are not records. Use :func:`~finflow_core.lending.intake.sources.iter_chunks`,
     which picks the reader a file needs."""
     with batch.open_binary() as raw:
-        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""))
+        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""),
+                            delimiter=batch.delimiter)
         next(reader)  # header, already checked
         width = len(batch.header)
         rows: list[list[str]] = []
@@ -253,12 +268,13 @@ def _check_quotes_closed(batch: BatchFile, raw: str, line: int) -> None:
     """
     if '"' not in raw:
         return
+    ends = batch.delimiter + "\r\n"
     state = 0  # 0 start of a cell, 1 unquoted cell, 2 quoted cell, 3 quote inside a quoted cell
     for ch in raw:
         if state == 2:
             if ch == '"':
                 state = 3
-        elif ch in ",\r\n":
+        elif ch in ends:
             state = 0
         elif state in (0, 3):  # a quote opens a cell, or doubles one inside a quoted cell
             state = 2 if ch == '"' else 1
@@ -391,10 +407,10 @@ def _reject_structured_text(head: bytes, display: str) -> None:
         )
 
 
-def _header_cells(head: bytes, encoding: str = "utf-8") -> list[str]:
+def _header_cells(head: bytes, form: CsvForm = FINFLOW_CSV) -> list[str]:
     """The first record's cells, leniently (for the width limit; bad files are judged later)."""
     try:
-        return next(csv.reader(io.StringIO(_decoded(head, encoding))), [])
+        return next(csv.reader(io.StringIO(_decoded(head, form.encoding)), delimiter=form.delimiter), [])
     except csv.Error:
         return []
 
@@ -404,10 +420,10 @@ def _decoded(head: bytes, encoding: str) -> str:
     return head.decode("utf-8-sig" if encoding == "utf-8" else encoding, errors="ignore")
 
 
-def _read_header(head: bytes, display: str, encoding: str = "utf-8") -> list[str]:
-    text = _decoded(head, encoding)
+def _read_header(head: bytes, display: str, form: CsvForm = FINFLOW_CSV) -> list[str]:
+    text = _decoded(head, form.encoding)
     try:
-        first = next(csv.reader(io.StringIO(text)))
+        first = next(csv.reader(io.StringIO(text), delimiter=form.delimiter))
     except (StopIteration, csv.Error) as exc:
         raise BatchRejected(f"{display}: no header row found", reason="not_csv") from exc
     header = [h.strip() for h in first]

@@ -122,7 +122,8 @@ def plain_numbers(cells: pyarrow.Array, c: ColumnSpec) -> pyarrow.Array:
     """A number column's trimmed cells as plain numbers: what ``strip`` lists taken from
     either end (after a sign too: ``-$5``), a trailing ``%`` of a percent column, and the
     ``thousands`` mark where digits are grouped in threes (``1,250.50``; ``1,25`` keeps it,
-    so it is not a number); a declared code (``CHGOFF``) becomes its number."""
+    so it is not a number) and a ``decimal`` comma read as the point; a declared code
+    (``CHGOFF``) becomes its number."""
     for code, number in c.codes:
         cells = pc.if_else(pc.equal(cells, code.strip()), repr(float(number)), cells)
     if c.strip:
@@ -132,9 +133,11 @@ def plain_numbers(cells: pyarrow.Array, c: ColumnSpec) -> pyarrow.Array:
     if c.percent:
         cells = pc.replace_substring_regex(cells, r"\s*%$", "")
     if c.thousands:
-        mark = _re2_literal(c.thousands)
-        grouped = pc.match_substring_regex(cells, rf"^[+-]?\d{{1,3}}(?:{mark}\d{{3}})+(?:\.\d*)?$")
+        mark, point = _re2_literal(c.thousands), _re2_literal(c.decimal)
+        grouped = pc.match_substring_regex(cells, rf"^[+-]?\d{{1,3}}(?:{mark}\d{{3}})+(?:{point}\d*)?$")
         cells = pc.if_else(grouped, pc.replace_substring(cells, c.thousands, ""), cells)
+    if c.decimal == ",":  # a "." left is no decimal mark here: the cell stays unreadable
+        cells = pc.replace_substring(pc.replace_substring(cells, ".", "_"), ",", ".")
     return cells
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from finflow_core.errors import BatchRejected
-from finflow_core.lending.config import ColumnSpec, Config
+from finflow_core.lending.config import ColumnSpec, Config, CsvForm
 from finflow_core.lending.intake.reader import BatchFile, RawChunk, Source, open_batch
 from finflow_core.lending.intake.schema import (
     MAPPED_COLUMNS,
@@ -305,12 +305,12 @@ def validate_chunks(batch: BatchFile, config: Config, *, chunk_rows: int = 100_0
 
 def validate_batch(
     source: Source | BatchFile, config: Config, *, name: str | None = None,
-    require_target: bool = False, encoding: str | None = None,
+    require_target: bool = False, form: CsvForm | None = None,
 ) -> ValidationReport:
     """Validate a whole batch in memory (the weekly run streams large ones in chunks);
-    ``encoding`` as for :func:`~finflow_core.lending.intake.reader.open_batch`."""
+    ``form`` as for :func:`~finflow_core.lending.intake.reader.open_batch`."""
     batch = source if isinstance(source, BatchFile) else open_batch(
-        source, config, name=name, require_target=require_target, encoding=encoding
+        source, config, name=name, require_target=require_target, form=form
     )
     parts = list(validate_chunks(batch, config, chunk_rows=10**9, require_target=require_target))
     report = ValidationReport(

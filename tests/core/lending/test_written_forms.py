@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from finflow_core.errors import ConfigError
-from finflow_core.lending.config import ColumnSpec, Config, parse_config
+from finflow_core.lending.config import ColumnSpec, Config, CsvForm, parse_config
 from finflow_core.lending.intake.schema import read_column
 from finflow_core.lending.intake.validation import validate_batch, validate_chunks
 from finflow_core.lending.synthetic import generate_applications
@@ -270,13 +270,13 @@ def test_an_encoding_csv_files_cannot_use_is_a_config_error(
 
 
 def test_a_form_finflow_writes_is_utf8_whatever_the_files_are(small_raw: dict[str, Any]) -> None:
-    from finflow_core.services.applications import FORM_ENCODING
+    from finflow_core.lending.config import FINFLOW_CSV
 
     conf = _cp1252_config(small_raw)
     record = generate_applications(1, seed=90).drop(columns="default").iloc[0].to_dict()
     record["application_id"] = "Café-1"
     data = record_csv(record, conf.input_columns)
-    assert validate_batch(data, conf, encoding=FORM_ENCODING).valid["application_id"].iloc[0] == "Café-1"
+    assert validate_batch(data, conf, form=FINFLOW_CSV).valid["application_id"].iloc[0] == "Café-1"
     assert validate_batch(data, conf).valid["application_id"].iloc[0] == "CafÃ©-1"  # why it is passed
 
 
@@ -287,13 +287,97 @@ def test_a_dask_run_refuses_a_file_that_is_not_utf8(small_raw: dict[str, Any], t
 
     conf = _cp1252_config(small_raw)
     batch = open_batch(to_csv(generate_applications(3, seed=91).drop(columns="default")), conf)
-    with pytest.raises(BatchRejected, match="Dask run reads UTF-8 only"):
+    with pytest.raises(BatchRejected, match="Dask run reads UTF-8, comma-separated files only"):
         next(iter(DaskEngine().parts(batch, None)))  # type: ignore[arg-type]
 
 
-def test_an_outcome_file_is_read_in_the_lenders_encoding() -> None:
+def test_an_outcome_file_is_read_in_the_lenders_encoding_and_delimiter() -> None:
     from finflow_core.lending.intake.outcomes import read_outcomes
 
     text = "application_id,observed_on,defaulted\nCafé-1,2026-11-02,1\nAPP-2,2026-11-02,0\n"
-    read = read_outcomes(text.encode("cp1252"), today=dt.date(2026, 12, 1), encoding="cp1252")
+    form = CsvForm("cp1252", ";")
+    read = read_outcomes(text.replace(",", ";").encode("cp1252"), today=dt.date(2026, 12, 1), form=form)
     assert read.rows["application_id"].tolist()[:1] == ["Café-1"] and read.issues.empty
+
+
+# -- a European export: semicolons, decimal commas, cp1252 ----------------------------------
+
+@pytest.fixture()
+def european(small_raw: dict[str, Any]) -> Config:
+    raw = _raw_with(
+        small_raw,
+        loan_amount={"decimal": ",", "thousands": ".", "strip": ["€", "EUR"]},
+        annual_revenue={"decimal": ",", "thousands": "."},
+        interest_rate={"decimal": ",", "percent": True},
+        debt_to_income={"decimal": ","},
+        application_date={"date_format": "%d.%m.%Y"},
+    )
+    raw["dataset"]["encoding"] = "cp1252"
+    raw["dataset"]["delimiter"] = ";"
+    return parse_config(raw, source="european")
+
+
+def _european(frame: pd.DataFrame) -> pd.DataFrame:
+    def de(v: float, places: int) -> str:
+        return f"{v:,.{places}f}".replace(",", "_").replace(".", ",").replace("_", ".")
+    out = frame.astype(object)
+    out["loan_amount"] = [f"{de(v, 2)} €" for v in frame["loan_amount"]]
+    out["annual_revenue"] = [de(v, 0) for v in frame["annual_revenue"]]
+    out["interest_rate"] = [f"{v * 100:.2f} %".replace(".", ",") for v in frame["interest_rate"]]
+    out["debt_to_income"] = [str(v).replace(".", ",") for v in frame["debt_to_income"]]
+    out["application_date"] = [pd.Timestamp(v).strftime("%d.%m.%Y") for v in frame["application_date"]]
+    return out
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["plain", "quoted"])
+def test_a_european_export_reads_as_the_plain_file(
+    european: Config, config: Config, to_csv: Callable, quoted: bool
+) -> None:
+    plain = generate_applications(30, seed=92).drop(columns="default")
+    plain["annual_revenue"] = plain["annual_revenue"].round()
+    written = _european(plain)
+    if quoted:
+        written["application_id"] = written["application_id"].astype(object)
+        written.loc[4, "application_id"] = "Müller; Söhne"  # a delimiter inside quotes
+        plain.loc[4, "application_id"] = "Müller; Söhne"
+    data = written.to_csv(index=False, sep=";").encode("cp1252")
+    ours = validate_batch(data, european)
+    theirs = validate_batch(to_csv(plain), config)
+    assert ours.rows_valid == theirs.rows_valid == 30
+    for col in ("loan_amount", "annual_revenue", "interest_rate", "debt_to_income"):
+        np.testing.assert_allclose(ours.valid[col].to_numpy(float), theirs.valid[col].to_numpy(float),
+                                   rtol=1e-9, err_msg=col)
+    assert (ours.valid["application_date"] == theirs.valid["application_date"]).all()
+    assert ours.valid["application_id"].tolist() == theirs.valid["application_id"].tolist()
+
+
+@pytest.mark.parametrize(("cell", "readable"), [("1.250,50", True), ("1250,5", True), ("1.5", False),
+                                                 ("1.25", False), ("1,2,3", False)])
+def test_with_a_decimal_comma_a_point_only_groups_thousands(cell: str, readable: bool) -> None:
+    c = ColumnSpec(name="amount", type="float", decimal=",", thousands=".")
+    assert bool(read_column(pd.Series([cell], dtype="str"), c).unreadable[0]) is not readable
+
+
+def test_a_typed_in_application_gets_decimal_commas(european: Config) -> None:
+    record = generate_applications(1, seed=93).drop(columns="default").iloc[0].to_dict()
+    from finflow_core.lending.config import FINFLOW_CSV
+
+    record["interest_rate"], record["loan_amount"] = 0.115, 25000.5
+    record["application_date"] = dt.date(2026, 3, 4)
+    data = record_csv(record, european.input_columns).decode()
+    assert '"11,5"' in data and '"25000,5"' in data and "04.03.2026" in data  # FinFlow's CSV: commas
+    report = validate_batch(data.encode(), european, form=FINFLOW_CSV)
+    assert report.valid["interest_rate"].iloc[0] == pytest.approx(0.115)
+    assert report.valid["loan_amount"].iloc[0] == pytest.approx(25000.5)
+
+
+def test_a_file_with_the_other_delimiter_is_refused_with_what_to_declare(
+    config: Config, european: Config, to_csv: Callable
+) -> None:
+    from finflow_core.errors import BatchRejected
+
+    frame = generate_applications(3, seed=94).drop(columns="default")
+    with pytest.raises(BatchRejected, match=r"separated by ';', not ','.*dataset.delimiter: ';'"):
+        validate_batch(frame.to_csv(index=False, sep=";").encode(), config)
+    with pytest.raises(BatchRejected, match=r"separated by ',', not ';'.*dataset.delimiter: ','"):
+        validate_batch(to_csv(frame), european)
