@@ -54,14 +54,14 @@ def main() -> None:
         officer.submit(r, engine=engine)
         stored.append(time.perf_counter() - t)
     # where one in-process decision's time goes
+    from finflow_core.lending.config import FINFLOW_CSV
     from finflow_core.lending.intake.validation import validate_batch
     from finflow_core.services.applications import record_csv
 
-    cols = [c.name for c in cfg.input_columns]
     parts = {"validate": [], "features+predict": [], "explain": [], "score_total": []}
     for r in recs[10:60]:
         t = time.perf_counter()
-        rep = validate_batch(record_csv(r, cols), cfg, name="form")
+        rep = validate_batch(record_csv(r, cfg.input_columns), cfg, name="form", form=FINFLOW_CSV)
         parts["validate"].append(time.perf_counter() - t)
         t = time.perf_counter()
         m = engine.features(rep.valid)
