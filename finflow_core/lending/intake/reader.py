@@ -20,16 +20,24 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import pandas as pd
 import pyarrow as pa
 
 from finflow_core.errors import BatchRejected
-from finflow_core.lending.config import DELIMITERS, FINFLOW_CSV, Config, CsvForm
+from finflow_core.lending.config import FINFLOW_CSV, Config, CsvForm
+from finflow_core.lending.intake.file_text import (
+    BLOCK,
+    AsUtf8,
+    decoded,
+    encoding_hint,
+    encoding_name,
+    missing_hint,
+)
 
 Source = str | os.PathLike[str] | bytes
-BLOCK = 1 << 20
+
 MAX_FIELD = 1 << 20
 csv.field_size_limit(MAX_FIELD)
 
@@ -78,34 +86,7 @@ class BatchFile:
         raw: BinaryIO = io.BytesIO(self.source) if isinstance(self.source, bytes) else open(self.source, "rb")  # noqa: SIM115
         if self.encoding == "utf-8":
             return raw
-        return io.BufferedReader(_AsUtf8(raw, self.encoding), BLOCK)  # type: ignore[return-value]
-
-
-class _AsUtf8(io.RawIOBase):
-    """A file in another (ASCII-compatible) encoding, read as UTF-8 bytes; the first look has
-    already checked that every byte decodes."""
-
-    def __init__(self, raw: BinaryIO, encoding: str) -> None:
-        self._raw, self._pending = raw, b""
-        self._decoder = codecs.getincrementaldecoder(encoding)()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending:
-            block = self._raw.read(BLOCK)
-            self._pending = self._decoder.decode(block, final=not block).encode("utf-8")
-            if not block:
-                break
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
+        return io.BufferedReader(AsUtf8(raw, self.encoding), BLOCK)  # type: ignore[return-value]
 
 
 @dataclass
@@ -183,31 +164,12 @@ def split_columns(
     used = {*required, *(c.name for c in config.optional_columns)}
     missing = [c for c in required if c not in header]
     if missing:
-        hint = ""
-        seps = [sep for sep in DELIMITERS if sep != delimiter and sep in header[0]] if len(header) == 1 else []
-        if seps:
-            shown = {"\t": "a tab"}.get(seps[0], repr(seps[0]))
-            save = "as comma-separated CSV" if delimiter == "," else f"separated by {delimiter!r}"
-            hint = (f" The header looks separated by {shown}, not {delimiter!r}: declare it in the "
-                    f"config (dataset.delimiter: {seps[0]!r}) or save the file {save}.")
-        near = near_names(missing, header)
-        if near:
-            shown = ", ".join(f"{have!r} for {want!r}" for want, have in near.items())
-            hint += (f" The header has {shown}: names must match the config exactly (case, spaces "
-                     "and underscores): rename the column in the file or in the config.")
+        hint = missing_hint(missing, header, delimiter)
         raise BatchRejected(
             f"{display}: missing required column(s) {', '.join(missing)}.{hint}",
             reason="missing_columns", missing=missing, found=list(header),
         )
     return tuple(c for c in header if c in used), tuple(c for c in header if c not in used)
-
-
-def near_names(wanted: Sequence[str], header: Sequence[str]) -> dict[str, str]:
-    """Header names that differ from a wanted one only in case, spaces, dashes or underscores."""
-    def key(name: str) -> str:
-        return "".join(ch for ch in name.casefold() if ch not in " _-.")
-    found = {key(h): h for h in header}
-    return {w: found[key(w)] for w in wanted if key(w) in found and found[key(w)] != w}
 
 
 def csv_chunks(batch: BatchFile, chunk_rows: int = 100_000) -> Iterator[RawChunk]:
@@ -329,8 +291,8 @@ def _first_pass(stream: BinaryIO, display: str,
             decoder.decode(block)
         except UnicodeDecodeError as exc:
             raise BatchRejected(
-                f"{display}: the file is not {_encoding_name(encoding)} text (byte "
-                f"0x{block[exc.start]:02x} at offset {offset + exc.start}). {_encoding_hint(encoding)}",
+                f"{display}: the file is not {encoding_name(encoding)} text (byte "
+                f"0x{block[exc.start]:02x} at offset {offset + exc.start}). {encoding_hint(encoding)}",
                 reason="encoding", offset=offset + exc.start, encoding=encoding,
             ) from exc
         sha.update(block)
@@ -340,24 +302,13 @@ def _first_pass(stream: BinaryIO, display: str,
         decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
         raise BatchRejected(
-            f"{display}: the file ends in the middle of a {_encoding_name(encoding)} character",
+            f"{display}: the file ends in the middle of a {encoding_name(encoding)} character",
             reason="encoding", encoding=encoding,
         ) from exc
     if size == 0 or not head.removeprefix(codecs.BOM_UTF8).strip():
         raise BatchRejected(f"{display}: the file is empty", reason="empty")
     lines = breaks + (not tail.endswith(b"\n"))
     return sha.hexdigest(), size, head, breaks, max(lines - 1 - empty, 0), plain
-
-
-def _encoding_name(encoding: str) -> str:
-    return "UTF-8" if encoding == "utf-8" else encoding
-
-
-def _encoding_hint(encoding: str) -> str:
-    if encoding == "utf-8":
-        return ("Save it as 'CSV UTF-8' and upload it again (a file saved by Excel as 'CSV (Comma "
-                "delimited)' on Windows is cp1252: an admin can declare dataset.encoding: cp1252).")
-    return "Check dataset.encoding in the config, or save the file in that encoding."
 
 
 _EMPTY_LINE = re.compile(rb"\n(?=\r?\n)")
@@ -410,18 +361,13 @@ def _reject_structured_text(head: bytes, display: str) -> None:
 def _header_cells(head: bytes, form: CsvForm = FINFLOW_CSV) -> list[str]:
     """The first record's cells, leniently (for the width limit; bad files are judged later)."""
     try:
-        return next(csv.reader(io.StringIO(_decoded(head, form.encoding)), delimiter=form.delimiter), [])
+        return next(csv.reader(io.StringIO(decoded(head, form.encoding)), delimiter=form.delimiter), [])
     except csv.Error:
         return []
 
 
-def _decoded(head: bytes, encoding: str) -> str:
-    """The first block as text, leniently (it may end inside a character)."""
-    return head.decode("utf-8-sig" if encoding == "utf-8" else encoding, errors="ignore")
-
-
 def _read_header(head: bytes, display: str, form: CsvForm = FINFLOW_CSV) -> list[str]:
-    text = _decoded(head, form.encoding)
+    text = decoded(head, form.encoding)
     try:
         first = next(csv.reader(io.StringIO(text), delimiter=form.delimiter))
     except (StopIteration, csv.Error) as exc:
