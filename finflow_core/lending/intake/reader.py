@@ -4,8 +4,9 @@ Limits come first, before any row is parsed: a file larger than ``limits.max_fil
 a header with far more columns than the config declares (``limits.max_columns``, by
 default twice the declared columns plus 50) are rejected at once, so memory stays bounded
 by the file size (a 10,000-column header over 16-cell rows would otherwise cost ~1 MB per
-row). A first pass hashes the file and checks it is UTF-8 text (so a bad file is rejected
-before anything is scored or written); a second pass streams its records in chunks.
+row). A first pass hashes the file and checks it is text in the declared encoding (so a bad
+file is rejected before anything is scored or written); a second pass streams its records
+in chunks, split by the declared delimiter (:mod:`~finflow_core.lending.intake.file_text`).
 Cells stay exactly as written: judging them is the quality gate's job.
 """
 
