@@ -11,8 +11,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from finflow_core.lending.config import Config
-from finflow_core.reports.figures import TITLE, ReportFigures, build_figures
+from finflow_core.reports.figures import build_figures
 from finflow_core.reports.html import build_weekly_report, render_html
+from finflow_core.reports.report_blocks import TITLE, ReportFigures
 
 if TYPE_CHECKING:
     from finflow_core.services.portfolio import PortfolioSummary

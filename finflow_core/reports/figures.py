@@ -1,7 +1,7 @@
 """Everything the manager's report shows, computed and worded once.
 
 :func:`build_figures` turns the portfolio figures (and the latest drift run) into one plain
-:class:`ReportFigures`: every cell already formatted by :mod:`finflow_core.formatting`, every
+:class:`~finflow_core.reports.report_blocks.ReportFigures`: every cell already formatted by :mod:`finflow_core.formatting`, every
 chart already given its values and axis labels. The HTML and PDF renderers only lay it out,
 in the order of :meth:`ReportFigures.sections`, so the two formats cannot disagree. Strings
 that came from uploaded files (batch names, segment values) are cleaned of control and
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,12 +19,11 @@ from finflow_core.formatting import Formatter
 from finflow_core.lending.config import Config
 from finflow_core.lending.terms import BANDS, DriftStatus
 from finflow_core.reports.drawing import Chart, Series, nice_ticks
+from finflow_core.reports.report_blocks import TITLE, Block, Note, ReportFigures, Status, Table
 
 if TYPE_CHECKING:  # the report reads a summary; it does not need the store to do so
     from finflow_core.services.portfolio import PortfolioSummary
 
-TITLE = "FinFlow weekly portfolio report"
-NO_APPLICATIONS = "No applications in the selection."
 BAND_LABELS = {
     "low": "Low risk (auto-approve)",
     "medium": "Medium (manual review)",
@@ -39,79 +37,6 @@ STATUS_COLOURS = {
 }
 BLUE, GREEN, RED, GREY = "#4a6fa5", "#3a8d5c", "#c2473d", "#5f6b7a"
 USER_TEXT = 80  # characters of an uploaded name shown; the rest is marked with "…"
-FOOTNOTE = (
-    "Expected profit and ROI are model expectations (probability-weighted), not realised results."
-)
-
-
-@dataclass(frozen=True)
-class Table:
-    """Rows of text as shown; the first column reads left, the others are numbers."""
-
-    header: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-
-
-@dataclass(frozen=True)
-class Note:
-    text: str
-
-
-@dataclass(frozen=True)
-class Status:
-    """The drift verdict: a coloured label and one line about the batch it is for."""
-
-    label: str
-    colour: str
-    headline: str
-
-
-Block = Table | Chart | Note | Status
-
-
-@dataclass(frozen=True)
-class Section:
-    heading: str
-    blocks: tuple[Block, ...]
-
-
-@dataclass(frozen=True)
-class ReportFigures:
-    title: str
-    meta: tuple[str, ...]
-    kpis: Table
-    bands: Table
-    band_chart: Chart | None
-    histogram: Table | None
-    histogram_chart: Chart | None
-    weekly: Table | None
-    weekly_charts: tuple[Chart, ...]
-    segment_heading: str | None
-    segments: Table | None
-    drift: tuple[Block, ...]
-    footnote: str = FOOTNOTE
-
-    @property
-    def kpi_values(self) -> dict[str, str]:
-        """Figure name -> the text shown for it (what both formats must carry)."""
-        return dict(self.kpis.rows)
-
-    def sections(self) -> tuple[Section, ...]:
-        """The report's sections in order: the one layout both renderers follow."""
-        none = (Note(NO_APPLICATIONS),)
-        out = [
-            Section("Key figures", (self.kpis,)),
-            Section("Risk distribution", tuple(b for b in (self.band_chart, self.bands) if b)),
-            Section(
-                "Probability of default",
-                tuple(b for b in (self.histogram_chart, self.histogram) if b) or none,
-            ),
-            Section("Week by week", (*self.weekly_charts, self.weekly) if self.weekly else none),
-        ]
-        if self.segment_heading:
-            out.append(Section(self.segment_heading, (self.segments,) if self.segments else none))
-        out.append(Section("Population drift", self.drift))
-        return tuple(out)
 
 
 def build_figures(

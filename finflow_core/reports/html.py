@@ -1,6 +1,6 @@
 """The manager's weekly report as one self-contained HTML page to send on.
 
-It renders a :class:`~finflow_core.reports.figures.ReportFigures` and nothing else:
+It renders a :class:`~finflow_core.reports.report_blocks.ReportFigures` and nothing else:
 inline styles only, charts as inline SVG (no scripts, no external fonts, images or links),
 so it opens the same in any browser, offline. Every value is HTML-escaped here, whatever
 the figures hold (batch names and segments come from uploaded files).
@@ -14,14 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from finflow_core.lending.config import Config
 from finflow_core.reports.drawing import Box, Chart, Dot, Label, Sketch, Stroke, layout
-from finflow_core.reports.figures import (
-    TITLE,
-    Note,
-    ReportFigures,
-    Status,
-    Table,
-    build_figures,
-)
+from finflow_core.reports.figures import build_figures
+from finflow_core.reports.report_blocks import TITLE, Note, ReportFigures, Status, Table
 
 if TYPE_CHECKING:
     from finflow_core.services.portfolio import PortfolioSummary

@@ -32,6 +32,7 @@ from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, Tabl
 from reportlab.platypus.flowables import Flowable
 
 from finflow_core.reports import figures as fg
+from finflow_core.reports import report_blocks as rb
 from finflow_core.reports.drawing import Box, Chart, Dot, Label, Sketch, Stroke, layout
 
 SYSTEM_FONTS = (  # (regular, bold): tried in order before the font reportlab ships
@@ -91,7 +92,7 @@ def fonts(regular: str | None = None, bold: str | None = None) -> Fonts:
 
 
 def render_pdf(
-    figures: fg.ReportFigures,
+    figures: rb.ReportFigures,
     *,
     font: str | None = None,
     bold_font: str | None = None,
@@ -139,11 +140,11 @@ def render_pdf(
 
 
 def _block(block: object, f: Fonts, st: dict[str, ParagraphStyle], *, kpis: bool) -> list[Flowable]:
-    if isinstance(block, fg.Table):
+    if isinstance(block, rb.Table):
         return [_table(block, f, st, kpis), Spacer(1, 6)]
     if isinstance(block, Chart):
         return [drawing(layout(block, width=FRAME_WIDTH), f), Spacer(1, 4)]
-    if isinstance(block, fg.Status):
+    if isinstance(block, rb.Status):
         label = Paragraph(_x(f, block.label), st["status"])
         t = Table(
             [[label, Paragraph(_x(f, block.headline), st["cell"])]],
@@ -159,12 +160,12 @@ def _block(block: object, f: Fonts, st: dict[str, ParagraphStyle], *, kpis: bool
             )
         )
         return [t, Spacer(1, 4)]
-    if isinstance(block, fg.Note):
+    if isinstance(block, rb.Note):
         return [Paragraph(_x(f, block.text), st["note"])]
     raise TypeError(f"no PDF for {type(block).__name__}")
 
 
-def _table(t: fg.Table, f: Fonts, st: dict[str, ParagraphStyle], kpis: bool) -> Table:
+def _table(t: rb.Table, f: Fonts, st: dict[str, ParagraphStyle], kpis: bool) -> Table:
     value = st["bold_number"] if kpis else st["number"]
 
     def row(cells: tuple[str, ...], header: bool = False) -> list[Paragraph]:
@@ -192,7 +193,7 @@ def _table(t: fg.Table, f: Fonts, st: dict[str, ParagraphStyle], kpis: bool) -> 
     return table
 
 
-def _widths(t: fg.Table, f: Fonts, kpis: bool) -> list[float]:
+def _widths(t: rb.Table, f: Fonts, kpis: bool) -> list[float]:
     """Each column as wide as its widest value or header word; the first column, which holds
     names that can be long, gets what is left of the line (and wraps)."""
 

@@ -20,9 +20,9 @@ from finflow_core.reports import (
     render_html,
     render_pdf,
 )
-from finflow_core.reports.drawing import Dot, Label, Stroke, layout, nice_ticks
-from finflow_core.reports.figures import Chart, Note, Status, Table
+from finflow_core.reports.drawing import Chart, Dot, Label, Stroke, layout, nice_ticks
 from finflow_core.reports.pdf import VERA, fonts
+from finflow_core.reports.report_blocks import Note, Status, Table
 from finflow_core.services.portfolio import PortfolioSummary
 
 COLUMNS = ["week_start", "band", "status", "kind", "n", "amount", "expected_profit"]
