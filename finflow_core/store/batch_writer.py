@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 from collections import Counter
 from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection
 
 from finflow_core.lending.drift import DriftReport
 from finflow_core.lending.intake.reader import BatchFile
@@ -35,21 +34,19 @@ from finflow_core.lending.terms import (
     STATUS_OF_BAND,
     Band,
     BatchOrigin,
-    BatchState,
     DecisionKind,
     Outcome,
 )
 from finflow_core.pipeline.run import BatchSummary
 from finflow_core.store import batch_loads
-from finflow_core.store.audit_chain import append_audit
 from finflow_core.store.batch_loads import AlreadyStored, BatchBeingLoaded, Heartbeat
+from finflow_core.store.batch_publish import publish
 from finflow_core.store.bulk import bulk_insert
 from finflow_core.store.chunk_rows import (
     ChunkRows,
     PreparedChunk,
     Sealed,
     clipped,
-    json_default,
     mapped,
     reasons_json,
     records_json,
@@ -58,13 +55,10 @@ from finflow_core.store.decision_check import decision_digest_line
 from finflow_core.store.engine import Store
 from finflow_core.store.lending_tables import (
     applications,
-    batches,
     decisions,
-    drift_runs,
     scores,
 )
 from finflow_core.store.lifecycle_tables import application_arms, shadow_scores
-from finflow_core.store.period_drift import add_to_period
 from finflow_core.store.quarantine_writer import write_quarantine
 from finflow_core.store.rollup import RollupAccumulator
 from finflow_core.store.row_ids import allocate_ids, next_free_id
@@ -330,66 +324,18 @@ class StoreSink:
         if self.heartbeat is not None:
             self.heartbeat.stop()
         if self._conn is not None:
-            self._publish(self._conn, summary, drift)
+            publish(self._conn, self, summary, drift)
             self._stack.close()  # commits the one transaction
         else:
             with self.store.begin() as conn:
                 batch_loads.beat(conn, self.batch_id)
-                self._publish(conn, summary, drift)
+                publish(conn, self, summary, drift)
             self.store.checkpoint()  # the load's WAL, before a user's commit has to do it
         self.published = True
         batch_loads.finished(self.batch_id)
 
-    def _publish(self, conn: Connection, summary: BatchSummary, drift: DriftReport) -> None:
-        week = max(self.weeks, key=lambda w: (self.weeks[w], w)) if self.weeks else self.upload_week
-        bands = summary.bands
-        bid, version = self.batch_id, self.scoring.bundle.version
-        summary.origin = self.origin  # who and when are on the row (read back with the summary)
-        counts = {k: [int(x) for x in v] for k, v in drift.counts.items()}
-        changed = conn.execute(update(batches).where(batches.c.id == bid)
-                               .where(batches.c.state == BatchState.LOADING).values(
-            rows_in=summary.rows_in, rows_valid=summary.rows_valid,
-            rows_quarantined=summary.rows_quarantined, n_low=bands[Band.LOW],
-            n_medium=bands[Band.MEDIUM], n_high=bands[Band.HIGH],
-            automation_rate=summary.automation_rate, expected_profit=summary.expected_profit,
-            drift_status=drift.status, week_start=week,
-            summary=json.dumps(stored_summary_dict(summary), default=json_default),
-            state=BatchState.PUBLISHED, published_at=iso_utc(self.at), rows_written=summary.rows_in,
-            drift_counts=json.dumps(counts),
-        )).rowcount
-        if changed != 1:
-            raise batch_loads.LoadLost(f"batch {bid} is no longer loading: nothing was published",
-                                       reason="load_lost", batch_id=bid)
-        self.rollups.write(conn)
-        if self.origin == BatchOrigin.FILE:
-            conn.execute(drift_runs.insert().values(
-                batch_id=bid, model_version=version, status=drift.status, kind="batch",
-                score_psi=finite(drift.score_psi), rows=drift.rows,
-                psi=json.dumps({k: finite(v) for k, v in drift.features.items()}),
-                counts=json.dumps(counts), computed_at=self.now,
-            ))
-        else:  # a typed-in application: drift is measured over its week, once enough arrived
-            monitoring = self.config.monitoring
-            add_to_period(conn, self.scoring.bundle.baseline, version, week, counts,
-                          min_rows=monitoring.min_rows, confidence=monitoring.confidence, at=self.now)
-        actor = self.actor_name
-        append_audit(conn, actor, "batch_uploaded", "batch", bid, {
-            "file": self.batch.name, "sha256": self.batch.sha256, "rows_in": summary.rows_in,
-            "rows_valid": summary.rows_valid, "rows_quarantined": summary.rows_quarantined,
-            "origin": self.origin, "config_sha256": self.config.sha256,
-        }, model_version=version, at=self.at)
-        append_audit(conn, actor, "batch_scored", "batch", bid, {
-            "bands": bands, "automatic_approvals": self.auto[Outcome.APPROVE],
-            "automatic_declines": self.auto[Outcome.DECLINE], "expected_profit": summary.expected_profit,
-            "low_edge": self.scoring.strategy.low_edge, "high_edge": self.scoring.strategy.high_edge,
-            "auto_decisions_sha256": self.digest.hexdigest(),
-            "config_sha256": self.config.sha256, **self.seals.details(), **self._experiment_details(),
-        }, model_version=version, at=self.at)
-        append_audit(conn, actor, "drift_measured", "batch", bid, {
-            "status": drift.status, "score_psi": finite(drift.score_psi), "alerts": drift.alerts,
-        }, model_version=version, at=self.at)
-
-    def _experiment_details(self) -> dict[str, Any]:
+    def experiment_details(self) -> dict[str, Any]:
+        """A running test's figures for the batch's audit entry (none without one)."""
         details = getattr(self.scoring, "details", None)
         return details(self.arm_counts) if callable(details) else {}
 
@@ -419,14 +365,3 @@ class StoreSink:
         d = pd.to_datetime(valid[col], errors="coerce")
         monday = (d - pd.to_timedelta(d.dt.day_of_week, unit="D")).dt.strftime("%Y-%m-%d")
         return monday.fillna(self.upload_week).tolist()
-
-
-def stored_summary_dict(summary: BatchSummary) -> dict[str, Any]:
-    d = summary.to_dict()
-    d.pop("timings", None)
-    d["already_stored"] = False
-    return d
-
-
-def finite(v: float | None) -> float | None:
-    return None if v is None or not np.isfinite(v) else float(v)

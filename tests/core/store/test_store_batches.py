@@ -227,7 +227,7 @@ def test_a_failure_while_finishing_leaves_nothing(
     ff: Lending, batches_dir: BatchFiles, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After every chunk was written, a failure in the last step still rolls it all back."""
-    import finflow_core.store.batch_writer as module
+    import finflow_core.store.batch_publish as module
 
     def broken_audit(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("audit unavailable")
