@@ -70,7 +70,7 @@ def workbench(store: Any, *roles: str, name: str = "bench") -> Any:
 
 def scoring_engine(store: Any, *, explain: bool = True) -> Any:
     """The champion with its active strategy (what a weekly run scores with)."""
-    from finflow_core.services.models import champion_engine
+    from finflow_core.services.scoring_engines import champion_engine
 
     return champion_engine(context(store), explain=explain)
 
@@ -117,7 +117,7 @@ def pg_store(tag: str) -> Any:
     """
     global _PG
     from finflow_core.services.access import SYSTEM
-    from finflow_core.services.models import load_version
+    from finflow_core.services.scoring_engines import load_version
     from finflow_core.services.workbench import Workbench
     from finflow_core.store import open_store, registry
 

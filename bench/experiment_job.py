@@ -35,12 +35,11 @@ def main() -> None:
     from finflow_core.lending.synthetic import generate_applications
     from finflow_core.services.access import SYSTEM, Principal
     from finflow_core.services.context import Context
-    from finflow_core.services.models import installation_key
     from finflow_core.services.workbench import Workbench
     from finflow_core.store import open_store
     from finflow_core.store.lending_tables import applications
     from finflow_core.store.lifecycle_tables import application_arms
-    from finflow_core.store.model_files import load_bundle, save_bundle
+    from finflow_core.store.model_files import installation_key, load_bundle, save_bundle
 
     config = load_config()
     store = open_store(config.paths.database_url)

@@ -78,7 +78,7 @@ def warm_up() -> None:
 
         import finflow_core.services.batches  # noqa: F401
         import finflow_core.services.monitoring  # noqa: F401
-        from finflow_core.services.models import champion_engine
+        from finflow_core.services.scoring_engines import champion_engine
 
         try:
             champion_engine(ctx)

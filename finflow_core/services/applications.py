@@ -30,7 +30,7 @@ from finflow_core.lending.terms import BAND_RECOMMENDATION, Band, BatchOrigin, R
 from finflow_core.pipeline.local import LocalEngine
 from finflow_core.services.access import Action
 from finflow_core.services.base import Service
-from finflow_core.services.models import champion_engine
+from finflow_core.services.scoring_engines import champion_engine
 from finflow_core.store import cases
 from finflow_core.store.portfolio_queries import TYPED_IN_PREFIX
 

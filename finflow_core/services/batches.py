@@ -40,7 +40,7 @@ from finflow_core.services.access import Action
 from finflow_core.services.audit import anchor_after_write, anchored_write
 from finflow_core.services.base import Service
 from finflow_core.services.maintenance import stale_after
-from finflow_core.services.models import champion_engine, engine_for, load_version
+from finflow_core.services.scoring_engines import champion_engine, engine_for, load_version
 from finflow_core.store import batch_loads, exports
 from finflow_core.store import batch_queries as queries
 from finflow_core.store import experiments as store_experiments
@@ -227,7 +227,7 @@ class BatchService(Service):
         with anchored_write(self.ctx) as conn:  # then anchored: it changes what the desk shows
             result = batch_loads.void(conn, batch_id, reason, self.actor.username, now)
             if result.origin == BatchOrigin.FORM:
-                from finflow_core.services.models import load_version
+                from finflow_core.services.scoring_engines import load_version
                 from finflow_core.store.period_drift import recount_period
                 from finflow_core.store.tables import iso_utc
 

@@ -22,7 +22,7 @@ from finflow_core.lending.intake.validation import BatchValidator
 from finflow_core.lending.terms import BAND_RECOMMENDATION, Band, Status
 from finflow_core.services.access import Action
 from finflow_core.services.base import Service
-from finflow_core.services.models import active_strategy, engine_for, load_version
+from finflow_core.services.scoring_engines import active_strategy, engine_for, load_version
 from finflow_core.store import experiments as store_experiments
 from finflow_core.store import outcomes as rows_of
 from finflow_core.store.audit_chain import append_audit

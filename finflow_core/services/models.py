@@ -19,13 +19,11 @@ from finflow_core.lending.intake.reader import Source
 from finflow_core.lending.intake.validation import ValidationReport, validate_batch
 from finflow_core.lending.model.bundle import ModelBundle
 from finflow_core.lending.model.training_data import TrainingDataCheck
-from finflow_core.lending.scoring import ScoringEngine
 from finflow_core.lending.strategy import LoanValues, Strategy, evaluate_edges
 from finflow_core.lending.terms import ModelStatus
 from finflow_core.services.access import Action
 from finflow_core.services.audit import anchored_write
 from finflow_core.services.base import Service
-from finflow_core.services.context import Context
 from finflow_core.services.lineage import TRAINING_COPY, challenger_training_data, holdout_frame
 from finflow_core.services.model_comparison import (
     EvidenceKind,
@@ -35,9 +33,10 @@ from finflow_core.services.model_comparison import (
     out_of_fold_evidence,
 )
 from finflow_core.services.model_comparison import compare as compare_on
+from finflow_core.services.scoring_engines import active_strategy, load_version
 from finflow_core.store import registry
 from finflow_core.store.audit_chain import append_audit
-from finflow_core.store.model_files import installation_key, load_bundle, save_bundle
+from finflow_core.store.model_files import installation_key, save_bundle
 from finflow_core.store.registry import VersionRecord
 
 
@@ -75,58 +74,6 @@ class WhatIf:
     share_medium: float
     share_high: float
     expected_bad_rate_approved: float = float("nan")
-
-
-# -- loading, shared by the services that score ----------------------------------------------
-
-def load_version(ctx: Context, version: str) -> ModelBundle:
-    """A registered version, loaded once per process, refused if its file no longer matches
-    (or its registry row fails its seal)."""
-    with ctx.store.connect() as conn:
-        rec = registry.trusted_version(conn, version)
-    if rec is None:
-        raise NotFound(f"no model version {version!r} is registered", version=version)
-    key = (ctx.store.url, ctx.config.sha256, version, rec.artifact_sha256)
-
-    def load() -> ModelBundle:
-        bundle = load_bundle(registry.model_folder(rec.folder, ctx.config.paths.models_dir),
-                             installation_key(ctx.config),
-                             expected_sha256=rec.artifact_sha256)
-        bundle.check_compatible(ctx.config)
-        return bundle
-
-    return ctx.models.bundle(key, load)
-
-
-def active_strategy(ctx: Context, bundle: ModelBundle) -> Strategy:
-    """The model's strategy with the band edges a manager last saved for it, if any."""
-    with ctx.store.connect() as conn:
-        saved = registry.saved_edges(conn, bundle.version)
-    return bundle.strategy if saved is None else bundle.strategy.with_edges(saved.low_edge, saved.high_edge)
-
-
-def engine_for(ctx: Context, bundle: ModelBundle, strategy: Strategy, *, explain: bool = True) -> ScoringEngine:
-    key = (ctx.store.url, ctx.config.sha256, bundle.version, strategy.low_edge, strategy.high_edge, explain)
-    return ctx.models.engine(key, lambda: ScoringEngine(bundle, ctx.config, strategy, explain=explain))
-
-
-def champion_engine(ctx: Context, *, explain: bool = True) -> ScoringEngine:
-    """The champion with its active strategy, ready to score."""
-    with ctx.store.connect() as conn:
-        version = registry.champion_version(conn)
-    if version is None:
-        raise ModelError("no champion model yet: train one with `finflow train --data FILE.csv` "
-                         "(or the Model page) before scoring")
-    bundle = load_version(ctx, version)
-    return engine_for(ctx, bundle, active_strategy(ctx, bundle), explain=explain)
-
-
-def version_engine(ctx: Context, version: str) -> ScoringEngine:
-    """An engine for one version (to explain a case it scored: band edges do not matter)."""
-    bundle = load_version(ctx, version)
-    return engine_for(ctx, bundle, active_strategy(ctx, bundle))
-
-
 
 
 def _end_tests_of(conn: Any, version: str, by: str, now: Any) -> None:

@@ -9,7 +9,7 @@ from finflow_core.lending.drift import status_of
 from finflow_core.lending.terms import DriftStatus
 from finflow_core.services.access import Action
 from finflow_core.services.base import Service
-from finflow_core.services.models import load_version
+from finflow_core.services.scoring_engines import load_version
 from finflow_core.store.batch_queries import DriftRun, drift_history
 
 

@@ -39,7 +39,6 @@ from finflow_core.services import review_records as rr
 from finflow_core.services.access import Action
 from finflow_core.services.applications import record_csv
 from finflow_core.services.base import Service
-from finflow_core.services.models import load_version, version_engine
 from finflow_core.services.review_records import (
     MAX_TEXT,
     CaseView,
@@ -50,6 +49,7 @@ from finflow_core.services.review_records import (
     QueuePage,
     rules_of,
 )
+from finflow_core.services.scoring_engines import load_version, version_engine
 from finflow_core.store import cases
 from finflow_core.store import proposals as proposal_rows
 from finflow_core.store import users as user_rows

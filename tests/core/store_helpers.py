@@ -34,7 +34,7 @@ from finflow_core.pipeline.run import BatchSummary
 from finflow_core.security import passwords
 from finflow_core.services.access import SYSTEM, Principal
 from finflow_core.services.context import Context
-from finflow_core.services.models import champion_engine
+from finflow_core.services.scoring_engines import champion_engine
 from finflow_core.services.sessions import Gate
 from finflow_core.services.workbench import Workbench
 from finflow_core.store import Store, open_store

@@ -154,7 +154,7 @@ def test_a_worker_refuses_a_payload_whose_hash_differs(homes: dict[str, tuple[Co
     """The worker-side check itself: a payload that is not the one the task expects is refused,
     never used (and the engine cache is keyed by the run's payload, not a fixed name)."""
     from finflow_core.services.context import Context
-    from finflow_core.services.models import champion_engine
+    from finflow_core.services.scoring_engines import champion_engine
     from finflow_core.store import open_store
 
     engines = {}
