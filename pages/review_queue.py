@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 from finflow_app import case_record, charts, review_oversight  # noqa: E402
 from finflow_app.fmt import BAND_NAMES, BAND_SHORT, Formatter, md  # noqa: E402
 from finflow_core.errors import Conflict, FinFlowError  # noqa: E402
-from finflow_core.lending.explain import field_text  # noqa: E402
+from finflow_core.lending.field_text import field_text  # noqa: E402
 from finflow_core.lending.terms import Outcome, Status  # noqa: E402
 from finflow_core.services.review import (  # noqa: E402
     MAX_TEXT,

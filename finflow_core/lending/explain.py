@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from finflow_core import formatting as fmt
 from finflow_core.lending.config import Config
+from finflow_core.lending.field_text import absent, field_text, rounding_of
 from finflow_core.lending.model.bundle import ModelBundle
 from finflow_core.lending.reason_json import (
     CONTRIBUTION,
@@ -84,7 +84,7 @@ class ReasonExplainer:
         self._positions = {c: i for i, c in enumerate(self.features)}
         self._refs = np.array([self.bundle.reference.get(f, math.nan) for f in self.features],
                               dtype=float)
-        self._roundings = {f: _rounding(config, f) for f in self.features
+        self._roundings = {f: rounding_of(config, f) for f in self.features
                            if f not in self.bundle.categorical}
         self._unprovided = {f: self._word(f, None)[1] for f in self.features}
         self._json_names = [json.dumps(f) for f in self.features]
@@ -257,7 +257,7 @@ class ReasonExplainer:
         seen: dict[Any, str] = {}
         for q in rest.tolist():  # missing, or codes of other types: one by one
             code, k = codes[q], at[q]
-            if _missing(code):
+            if absent(code):
                 text = self._unprovided[name]
             else:
                 text = seen.get(code)
@@ -306,7 +306,7 @@ class ReasonExplainer:
         """
         high, low, cat = self._templates[name]
         label = self._labels[name]
-        if _missing(value):
+        if absent(value):
             if name in self._maps_unknown:  # an undeclared code reads as missing too
                 statement = f"{label} was not provided or not a recognised code"
             else:
@@ -334,78 +334,12 @@ def statement_of(reason: dict[str, Any], config: Config) -> str:
     category wording)."""
     text = str(reason.get("text", ""))
     name = str(reason.get("feature", ""))
-    if _missing(reason.get("value")) or not text.endswith(")"):
+    if absent(reason.get("value")) or not text.endswith(")"):
         return text
     if name in config.categorical_features and config.column(name).reason_category is None:
         return text
     cut = text.rfind(" (")
     return text[:cut] if cut > 0 else text
-
-
-#: The unit a column of a role has when it declares none.
-ROLE_UNITS = {"loan_amount": "money", "income": "money", "interest_rate": "percent", "term": "months"}
-
-
-def field_text(config: Config, name: str, value: Any) -> str:
-    """A value of a column or ratio as the application table shows it, by its unit (see
-    ``unit`` in the config): money with the currency (``USD 250,000``), rates as
-    percentages (``19.28%``), ``24 months``, ``3.5 years``; other numbers with separators
-    (ratios with two decimals, none from 1,000); codes as written; missing is ``–``."""
-    if _missing(value) or (isinstance(value, str) and not value.strip()):
-        return fmt.MISSING
-    ratio = next((r for r in config.ratios if r.name == name), None)
-    if ratio is not None:  # 0.62; a ratio in the thousands needs no decimals
-        if ratio.unit is not None:
-            return _in_unit(config, ratio.unit, value)
-        return fmt.number(value, 2) if abs(float(value)) < 1000 else fmt.count(value)
-    try:
-        col = config.column(name)
-    except KeyError:
-        return fmt.text(value)
-    if col.type in ("category", "string", "date"):  # a code as written ("none" is a code)
-        return fmt.clean(str(value)).strip()
-    if fmt.is_missing(value):
-        return fmt.MISSING
-    unit = col.unit or ROLE_UNITS.get(str(col.role))
-    if unit is not None:
-        return _in_unit(config, unit, value)
-    if col.type == "integer":
-        return fmt.count(value)
-    return fmt.as_written(value)
-
-
-def _rounding(config: Config, name: str) -> tuple[int, float] | None:
-    """How :func:`field_text` rounds a number of this feature, when its text depends on the
-    rounded number alone: (decimals, only below this size); None when it does not (text as
-    written, a unit such as months, no column)."""
-    ratio = next((r for r in config.ratios if r.name == name), None)
-    if ratio is not None:
-        return _unit_rounding(ratio.unit) if ratio.unit is not None else (2, 1000.0)
-    try:
-        col = config.column(name)
-    except KeyError:
-        return None
-    if col.type in ("category", "string", "date"):
-        return None
-    unit = col.unit or ROLE_UNITS.get(str(col.role))
-    if unit is not None:
-        return _unit_rounding(unit)
-    return (0, math.inf) if col.type == "integer" else None
-
-
-def _unit_rounding(unit: str) -> tuple[int, float] | None:
-    # money: whole units; percent: two decimals of the percentage, four of the fraction
-    return {"money": (0, math.inf), "percent": (4, math.inf)}.get(unit)
-
-
-def _in_unit(config: Config, unit: str, value: Any) -> str:
-    if unit == "money":
-        return fmt.money(value, config.economics.currency)
-    if unit == "percent":
-        return fmt.rate(value)
-    shown = fmt.as_written(value)
-    word = unit if shown != "1" else unit[:-1]  # 1 month, 3.5 years
-    return f"{shown} {word}" if shown != fmt.MISSING else shown
 
 
 #: Texts an explainer keeps worded at most (some 5,000 distinct per 100k applications).
@@ -420,10 +354,6 @@ def _templates(config: Config, name: str) -> tuple[str | None, str | None, str |
     if col.role in ("id", "target", "protected"):  # never an identifier, the outcome, or sex...
         raise ValueError(f"column {name!r} with role {col.role} cannot be a model feature")
     return col.reason_high, col.reason_low, col.reason_category
-
-
-def _missing(value: Any) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def _plain(value: Any) -> Any:

@@ -11,12 +11,8 @@ import pandas as pd
 import pytest
 
 from finflow_core.lending.config import ColumnSpec, Config
-from finflow_core.lending.explain import (
-    Explanation,
-    ReasonExplainer,
-    field_text,
-    statement_of,
-)
+from finflow_core.lending.explain import Explanation, ReasonExplainer, statement_of
+from finflow_core.lending.field_text import field_text
 from finflow_core.lending.model.bundle import ModelBundle
 from finflow_core.lending.scoring import ScoringEngine
 

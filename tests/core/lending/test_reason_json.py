@@ -19,7 +19,8 @@ import pytest
 
 from finflow_core import formatting as fmt
 from finflow_core.lending.config import Config
-from finflow_core.lending.explain import Explanation, ReasonExplainer, field_text
+from finflow_core.lending.explain import Explanation, ReasonExplainer
+from finflow_core.lending.field_text import field_text
 from finflow_core.lending.model.bundle import ModelBundle
 from finflow_core.lending.reason_json import (
     CONTRIBUTION,
