@@ -146,7 +146,7 @@ def train(ctx: Context, args: argparse.Namespace) -> int:
                  f"automation {s['automation_rate']:.1%}; cut-off by {s.get('cutoff_method', 'profit')}")
     pricing = card.get("pricing") or {}
     if pricing.get("mode") == "none":
-        lines.append("  pricing: none (no rate or term): profit figures are not computed")
+        lines.append("  pricing: none (no interest rate): profit figures are not computed")
     elif pricing.get("assumed"):
         lines.append(f"  pricing: assumed from the config for {', '.join(pricing['assumed'])}")
     if s.get("warning"):

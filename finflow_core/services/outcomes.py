@@ -167,6 +167,12 @@ class OutcomeService(Service):
                 problem = "not_funded"
             elif candidates[0].current_outcome_id is not None and not reason:
                 problem = "already_recorded"
+            elif r.observed_on < date.fromisoformat(candidates[0].week_start):
+                # a loan observed before it existed: a mistyped date or another loan's id
+                issues.append(issue_row(int(r.row_number), int(r.line), str(r.application_id),
+                                        checked.spec.observed_column, "before_application",
+                                        r.observed_on.isoformat()))
+                continue
             if problem is not None:
                 value = candidates[0].status if problem == "not_funded" else str(r.application_id)
                 issues.append(issue_row(int(r.row_number), int(r.line), str(r.application_id),

@@ -47,6 +47,18 @@ ID_MAX_LENGTH = 128
 MODEL_ROLES: tuple[str, ...] = ("feature", "loan_amount", "interest_rate", "term", "income")
 NUMERIC_ROLES: tuple[str, ...] = ("loan_amount", "interest_rate", "term", "income", "target")
 UNKNOWN_POLICIES: tuple[str, ...] = ("quarantine", "missing", "other")
+#: Roles every application needs a value of: it is identified, sized and priced by them
+#: (a blank would be stored as a loan without an id, or priced as an interest-free loan),
+#: and what to write instead of ``nullable: true``.
+NEVER_BLANK_ROLES: dict[str, str] = {
+    "id": "an application without an id cannot be stored, decided or given an outcome",
+    "loan_amount": "a loan without an amount cannot be priced or decided",
+    "interest_rate": "a blank rate would be priced as an interest-free loan. To price every "
+                     "loan at an assumed rate instead, give the column role feature and "
+                     "pricing: {interest_rate: ...}",
+    "term": "a loan without a term cannot be priced. To assume one term for every loan "
+            "instead, give the column role feature and pricing: {term_months: ...}",
+}
 #: Digit-grouping marks a number may be written with (``thousands:``); "." is the decimal mark.
 THOUSANDS_MARKS: tuple[str, ...] = (",", " ", "'", "_", "\u00a0", "\u202f")
 #: How dates are written unless a column says otherwise (``date_format:``).
@@ -140,6 +152,10 @@ class ColumnSpec:
         if (self.min is not None or self.max is not None) and ctype not in ("integer", "float"):
             raise Problem(f"min and max apply to numbers, not to a {ctype} column",
                           ("min" if self.min is not None else "max",))
+        if self.nullable and role in NEVER_BLANK_ROLES:
+            raise Problem(f"a column with role {role} cannot be nullable (without nullable: true "
+                          f"a row with a blank one is quarantined, rule not_null): "
+                          f"{NEVER_BLANK_ROLES[role]}", ("nullable",))
         if role == "id" and not 1 <= (self.max_length or 0) <= ID_MAX_LENGTH:
             raise Problem(f"an id column's max_length must be 1 to {ID_MAX_LENGTH}", ("max_length",))
         if self.max_length is not None and self.max_length < 1:
@@ -314,7 +330,7 @@ def protected_hint(name: str) -> str | None:
 
 
 __all__ = [
-    "COLUMN_TYPES", "ID_MAX_LENGTH", "ISO_DATE", "THOUSANDS_MARKS", "MODEL_ROLES", "NUMERIC_ROLES", "PROTECTED_HINTS",
-    "REQUIRED_ROLES", "ROLES", "SINGLE_ROLES", "UNKNOWN_POLICIES", "ColumnSpec", "ColumnType",
+    "COLUMN_TYPES", "ID_MAX_LENGTH", "ISO_DATE", "THOUSANDS_MARKS", "MODEL_ROLES", "NEVER_BLANK_ROLES",
+    "NUMERIC_ROLES", "PROTECTED_HINTS", "REQUIRED_ROLES", "ROLES", "SINGLE_ROLES", "UNKNOWN_POLICIES", "ColumnSpec", "ColumnType",
     "RatioSpec", "Role", "UnknownPolicy", "protected_hint",
 ]

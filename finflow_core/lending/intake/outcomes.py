@@ -53,6 +53,7 @@ OUTCOME_RULES: dict[str, str] = {
     "ambiguous_application": "the id was submitted in several batches: add a batch_id column",
     "not_funded": "the application was never funded, so it has no outcome",
     "already_recorded": "an outcome is already recorded: load it as a correction",
+    "before_application": "the outcome date is before the week the application was decided",
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -159,3 +159,29 @@ def test_the_cli_loads_outcomes_refuses_bad_files_and_the_monitor_exits_for_sche
     code = main(["monitor", "--json"])
     payload = json.loads(capsys.readouterr().out)
     assert code == 21 and any(a["kind"] == "calibration" for a in payload["performance_alerts"])
+
+
+def test_an_outcome_dated_before_its_application_is_refused(ffa: Lending) -> None:
+    """A servicer's file with a mistyped date (or another loan's id) said a loan defaulted
+    before it was decided; months on book were clamped to 0 and the outcome was recorded."""
+    [batch] = ffa.batch_ids()
+    analyst = at(ffa, ANALYST)
+    drawn = analyst.outcomes.simulate([batch], as_of=AS_OF, seed=4)
+    with ffa.store.connect() as conn:
+        from sqlalchemy import select
+
+        from finflow_core.store.lending_tables import applications
+        week = dict(conn.execute(select(applications.c.external_id, applications.c.week_start)
+                                 .where(applications.c.batch_id == batch)).all())
+    early = drawn.head(4).copy()
+    first = str(early.iloc[0]["application_id"])
+    before = (date.fromisoformat(week[first]) - timedelta(days=1)).isoformat()
+    early.loc[early.index[0], "observed_on"] = before
+    early.loc[early.index[1], "observed_on"] = week[str(early.iloc[1]["application_id"])]  # its week
+    counts = ffa.counts()
+    with pytest.raises(OutcomeFileRejected) as err:
+        analyst.outcomes.load(outcome_csv(early))
+    issues = err.value.issues
+    assert issues[["application_id", "column", "rule", "value"]].values.tolist() == [
+        [first, "observed_on", "before_application", before]]
+    assert ffa.counts() == counts  # all or nothing
