@@ -12,7 +12,8 @@ Exit codes (also in ``finflow --help``):
   truncated, failing its integrity check, or missing/empty where one was) · 18 not
   available for this database (PostgreSQL backup/restore: use pg_dump/pg_restore) · 19 Dask
   cluster unusable · 20 Dask cluster lost during the run (nothing stored) · 21 performance
-  alert (``finflow monitor``) · 130 interrupted (Ctrl+C)
+  alert (``finflow monitor``) · 130 interrupted (Ctrl+C) · 141 the output's reader closed it
+  (``| head``: the output is cut, the work was done)
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ EPILOG = """exit codes:
   (4 = not a batch: empty, not CSV, wrong encoding, missing columns, too large, too many columns)
   19 Dask cluster unusable (address, no workers, workers that cannot read the file)
   20 Dask cluster lost during the run (nothing stored)   21 performance alert (monitor)
-  130 interrupted (Ctrl+C)
+  130 interrupted (Ctrl+C)   141 output closed by its reader (| head: output cut, work done)
 
 commands that change the store need a user: --user NAME (or FINFLOW_USER) and the password
 in FINFLOW_PASSWORD, or typed at the prompt."""

@@ -23,6 +23,8 @@ from finflow_core.services.workbench import Workbench
 ENV_USER = "FINFLOW_USER"
 ENV_PASSWORD = "FINFLOW_PASSWORD"
 ENV_NEW_PASSWORD = "FINFLOW_NEW_PASSWORD"
+#: Exit code when the reader of the output closed it (128 + SIGPIPE, as a shell reports it).
+PIPE_CLOSED = 141
 ENV_DEBUG = "FINFLOW_DEBUG"  # 1: print the traceback of an unexpected error too
 
 Handler = Callable[["Context", argparse.Namespace], int]
@@ -60,7 +62,7 @@ class Context:
         username = self.args.user or os.environ.get(ENV_USER)
         if not username:
             raise AuthError(
-                "this command changes the store and needs a user: pass --user NAME (or set "
+                "this command needs a signed-in user: pass --user NAME (or set "
                 "FINFLOW_USER) with the password in FINFLOW_PASSWORD. No user yet? Create the "
                 "first admin with `finflow users add NAME --role admin`.",
                 reason="no_user",
@@ -92,8 +94,18 @@ def run_command(args: argparse.Namespace) -> int:
     """Run a command: one message and a documented exit code for anything that goes wrong."""
     ctx = Context(args)
     handler: Handler = args.handler
+    code: int | None = None
     try:
-        return handler(ctx, args)
+        code = handler(ctx, args)
+        sys.stdout.flush()  # a closed pipe shows here, while it can still be handled
+        return code
+    except BrokenPipeError:
+        # the reader stopped reading (``finflow models show | head``): end quietly, like any
+        # Unix tool. The output is cut, not the work (commands print after it): a command
+        # that had finished keeps its own exit code
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return PIPE_CLOSED if code is None else code
     except KeyboardInterrupt:
         print("finflow: interrupted: nothing was stored for the unfinished step", file=sys.stderr)
         return 130
