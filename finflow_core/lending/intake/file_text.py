@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import codecs
+import difflib
 import io
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, BinaryIO
 
 from finflow_core.lending.config import DELIMITERS
@@ -57,9 +58,11 @@ def encoding_hint(encoding: str) -> str:
     return "Check dataset.encoding in the config, or save the file in that encoding."
 
 
-def missing_hint(missing: Sequence[str], header: Sequence[str], delimiter: str) -> str:
+def missing_hint(missing: Sequence[str], header: Sequence[str], delimiter: str,
+                 taken: Collection[str] = ()) -> str:
     """What to say after "missing required column(s)": a header split by another delimiter,
-    or header names that differ from the config's only in case or spacing."""
+    header names that differ from the config's only in case or spacing, or (a guess) that
+    are spelt nearly the same and not used by the config (``taken``) already."""
     hint = ""
     seps = [sep for sep in DELIMITERS if sep != delimiter and sep in header[0]] if len(header) == 1 else []
     if seps:
@@ -72,12 +75,37 @@ def missing_hint(missing: Sequence[str], header: Sequence[str], delimiter: str) 
         shown = ", ".join(f"{have!r} for {want!r}" for want, have in near.items())
         hint += (f" The header has {shown}: names must match the config exactly (case, spaces "
                  "and underscores): rename the column in the file or in the config.")
+    close = close_names([w for w in missing if w not in near], header, taken)
+    if close:
+        shown = ", ".join(f"{have!r} for {want!r}" for want, have in close.items())
+        hint += (f" Did you mean {shown}? If so, rename the column in the file or in the "
+                 "config.")
     return hint
+
+
+def _key(name: str) -> str:
+    return "".join(ch for ch in name.casefold() if ch not in " _-.")
 
 
 def near_names(wanted: Sequence[str], header: Sequence[str]) -> dict[str, str]:
     """Header names that differ from a wanted one only in case, spaces, dashes or underscores."""
-    def key(name: str) -> str:
-        return "".join(ch for ch in name.casefold() if ch not in " _-.")
-    found = {key(h): h for h in header}
-    return {w: found[key(w)] for w in wanted if key(w) in found and found[key(w)] != w}
+    found = {_key(h): h for h in header}
+    return {w: found[_key(w)] for w in wanted if _key(w) in found and found[_key(w)] != w}
+
+
+#: How alike two names must be (difflib's ratio of their letters) to be offered as a guess:
+#: ``annual_inc`` for ``annual_income`` (0.86), not ``loan_term`` for ``loan_amount``.
+CLOSE_NAME_RATIO = 0.8
+
+
+def close_names(wanted: Sequence[str], header: Sequence[str],
+                taken: Collection[str] = ()) -> dict[str, str]:
+    """For each wanted name, the one header name spelt most like it, if any is close enough
+    and not used by the config for another column already."""
+    free = {_key(h): h for h in header if h not in taken}
+    out: dict[str, str] = {}
+    for w in wanted:
+        guess = difflib.get_close_matches(_key(w), list(free), n=1, cutoff=CLOSE_NAME_RATIO)
+        if guess:
+            out[w] = free[guess[0]]
+    return out

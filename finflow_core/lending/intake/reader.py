@@ -165,7 +165,7 @@ def split_columns(
     used = {*required, *(c.name for c in config.optional_columns)}
     missing = [c for c in required if c not in header]
     if missing:
-        hint = missing_hint(missing, header, delimiter)
+        hint = missing_hint(missing, header, delimiter, taken=used)
         raise BatchRejected(
             f"{display}: missing required column(s) {', '.join(missing)}.{hint}",
             reason="missing_columns", missing=missing, found=list(header),

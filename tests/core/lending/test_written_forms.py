@@ -15,6 +15,7 @@ import pytest
 
 from finflow_core.errors import ConfigError
 from finflow_core.lending.config import ColumnSpec, Config, CsvForm, parse_config
+from finflow_core.lending.intake.file_text import close_names
 from finflow_core.lending.intake.schema import read_column
 from finflow_core.lending.intake.validation import validate_batch, validate_chunks
 from finflow_core.lending.synthetic import generate_applications
@@ -203,6 +204,26 @@ def test_a_header_that_differs_only_in_case_or_spacing_is_named(config: Config, 
     message = str(err.value)
     assert "'Loan Amount' for 'loan_amount'" in message and "'CREDIT_SCORE' for 'credit_score'" in message
     assert set(err.value.details["missing"]) == {"loan_amount", "credit_score"}
+
+
+def test_a_header_name_spelt_nearly_the_same_is_offered_as_a_guess(config: Config,
+                                                                   to_csv: Callable) -> None:
+    """Lending Club writes ``annual_inc`` and ``loan_amnt``: the refusal names the likely
+    column; a name the config uses for another column, or one far off, is never offered."""
+    from finflow_core.errors import BatchRejected
+
+    frame = generate_applications(3, seed=88).drop(columns="default")
+    frame = frame.rename(columns={"loan_amount": "loan_amnt", "employees": "employee",
+                                  "existing_debt": "outstanding"})
+    with pytest.raises(BatchRejected) as err:
+        validate_batch(to_csv(frame), config)
+    message = str(err.value)
+    assert "Did you mean 'loan_amnt' for 'loan_amount', 'employee' for 'employees'?" in message
+    assert "'outstanding'" not in message  # nothing alike: no guess
+    # a header name the config reads for another column is never offered
+    assert close_names(["loan_amount"], ["loan_amounts", "loan_amnt"]) == {"loan_amount": "loan_amounts"}
+    assert close_names(["loan_amount"], ["loan_amounts", "loan_amnt"], taken={"loan_amounts"}) == {
+        "loan_amount": "loan_amnt"}
 
 
 @pytest.mark.parametrize("cell", [" =1+1", "\u00a0@SUM(A1)", "\u200b-2+3"])
