@@ -19,6 +19,7 @@ import pandera.pandas as pa
 
 from finflow_core.errors import BatchRejected
 from finflow_core.lending.config import ColumnSpec, Config, CsvForm
+from finflow_core.lending.intake.form_hints import form_hint
 from finflow_core.lending.intake.reader import BatchFile, RawChunk, Source, open_batch
 from finflow_core.lending.intake.schema import (
     MAPPED_COLUMNS,
@@ -258,6 +259,9 @@ class BatchValidator:
             return f"{base}{where}: {shown}"
         if rule == "max_length":
             return f"{base} (at most {self.config.column(col).max_length} characters)"
+        if rule in ("number", "integer"):
+            hint = form_hint(self.config.column(col), value)
+            return f"{base}, got {shown}" + (f" ({hint})" if hint else "")
         return f"{base}, got {shown}"
 
     def _shape_issues(self, chunk: RawChunk) -> pd.DataFrame:

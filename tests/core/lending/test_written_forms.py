@@ -235,6 +235,43 @@ def test_the_gate_quarantines_a_formula_behind_spaces(config: Config, to_csv: Ca
     assert report.issues[["row_number", "rule"]].values.tolist() == [[2, "formula"]]
 
 
+@pytest.mark.parametrize(("column", "cell", "says"), [
+    ("interest_rate", "13.56%", "declare percent: true"),
+    ("term_months", "36 months", "declare strip: ['months']"),
+    ("loan_amount", "$261,700", "declare strip: ['$']; it is also written with digit groups: "
+                                "declare thousands: ','"),
+    ("annual_revenue", "1.250.000,50", 'declare thousands: "." and decimal: ","'),
+    ("debt_to_income", "0,35", 'declare decimal: ","'),
+])
+def test_a_number_in_an_undeclared_form_is_quarantined_with_the_key_that_reads_it(
+    config: Config, to_csv: Callable, column: str, cell: str, says: str
+) -> None:
+    """The gate never guesses the form (the row is quarantined) but says how to declare it."""
+    frame = generate_applications(3, seed=89).drop(columns="default")
+    frame[column] = frame[column].astype(object)
+    frame.loc[1, column] = cell
+    report = validate_batch(to_csv(frame), config)
+    issue = report.issues.iloc[0]
+    assert (len(report.issues), issue["row_number"], issue["column"]) == (1, 2, column)
+    assert says in issue["message"] and repr(cell) in issue["message"]
+
+
+def test_a_plainly_wrong_number_gets_no_form_hint(config: Config, to_csv: Callable) -> None:
+    frame = generate_applications(3, seed=90).drop(columns="default")
+    frame["credit_score"] = frame["credit_score"].astype(object)
+    frame.loc[0, "credit_score"] = "unknown"
+    message = validate_batch(to_csv(frame), config).issues.iloc[0]["message"]
+    assert message == "credit_score: must be a number, got 'unknown'"
+
+
+def test_an_outcome_written_as_text_is_told_to_declare_codes(config: Config, to_csv: Callable) -> None:
+    frame = generate_applications(3, seed=91)
+    frame["default"] = frame["default"].astype(object)
+    frame.loc[2, "default"] = "Charged Off"
+    report = validate_batch(to_csv(frame), config, require_target=True)
+    assert "codes: {'Charged Off': 0 or 1, ...}" in report.issues.iloc[0]["message"]
+
+
 # -- encodings ------------------------------------------------------------------------------
 
 def _cp1252_config(small_raw: dict[str, Any]) -> Config:
