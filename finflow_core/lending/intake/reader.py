@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from finflow_core.errors import BatchRejected
-from finflow_core.lending.config import FINFLOW_CSV, Config, CsvForm
+from finflow_core.lending.config import FINFLOW_CSV, Config, CsvForm, default_config_path
 from finflow_core.lending.intake.file_text import (
     BLOCK,
     AsUtf8,
@@ -166,6 +166,10 @@ def split_columns(
     missing = [c for c in required if c not in header]
     if missing:
         hint = missing_hint(missing, header, delimiter, taken=used)
+        if Path(config.source) == default_config_path():  # a lender's file read as the demo's
+            hint += (" These are the columns of FinFlow's shipped demo config: a file of your "
+                     "own needs a config that describes it (docs/REAL_DATA.md), given with "
+                     "--config or FINFLOW_CONFIG.")
         raise BatchRejected(
             f"{display}: missing required column(s) {', '.join(missing)}.{hint}",
             reason="missing_columns", missing=missing, found=list(header),

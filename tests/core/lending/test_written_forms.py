@@ -206,6 +206,23 @@ def test_a_header_that_differs_only_in_case_or_spacing_is_named(config: Config, 
     assert set(err.value.details["missing"]) == {"loan_amount", "credit_score"}
 
 
+def test_a_file_refused_under_the_shipped_demo_config_says_so(config: Config, small_raw: dict[str, Any],
+                                                              to_csv: Callable) -> None:
+    """A lender who forgot FINFLOW_CONFIG reads the demo's columns: the refusal says whose."""
+    from finflow_core.errors import BatchRejected
+    from finflow_core.lending.config import default_config_path
+
+    frame = generate_applications(3, seed=92).drop(columns=["default", "credit_score"])
+    demo = parse_config(copy.deepcopy(small_raw), source=str(default_config_path()))
+    with pytest.raises(BatchRejected) as err:
+        validate_batch(to_csv(frame), demo)
+    assert "shipped demo config" in str(err.value) and "--config or FINFLOW_CONFIG" in str(err.value)
+    with pytest.raises(BatchRejected) as err:  # the lender's own config: no such sentence
+        validate_batch(to_csv(frame), config)
+    assert "missing required column(s) credit_score" in str(err.value)
+    assert "demo" not in str(err.value)
+
+
 def test_a_header_name_spelt_nearly_the_same_is_offered_as_a_guess(config: Config,
                                                                    to_csv: Callable) -> None:
     """Lending Club writes ``annual_inc`` and ``loan_amnt``: the refusal names the likely
