@@ -285,10 +285,12 @@ def _summary(batch: BatchFile, scoring: ScoringEngine, totals: Totals,
 
 
 def _mapping_warning(mapped: pd.DataFrame, shown: int = 5) -> list[str]:
-    """One line about kept rows whose undeclared codes were read as missing or 'other'."""
+    """One line about kept rows' cells read as other than written: undeclared codes that a
+    column's policy keeps (as missing or 'other') and declared missing-value texts."""
     if not len(mapped):
         return []
     lines = mapping_lines(mapped)
     more = f"; and {len(lines) - shown} more (see value_mappings)" if len(lines) > shown else ""
-    return [f"{int(mapped['count'].sum()):,} cell(s) with undeclared codes were kept and read as "
-            f"declared: {'; '.join(lines[:shown])}{more}"]
+    return [f"{int(mapped['count'].sum()):,} cell(s) were kept and read as other than written "
+            f"(undeclared codes by their column's policy, missing-value texts as missing): "
+            f"{'; '.join(lines[:shown])}{more}"]

@@ -91,7 +91,8 @@ def test_an_unpriced_batch_stores_null_profits_and_says_not_priced(
     mapped = {(m["column"], m["value"]): m["count"] for m in summary.value_mappings}
     assert mapped[("RevLineCr", "R")] == 3 and mapped[("RevLineCr", "Q")] == 1
     assert all(m["mapped_to"] == "missing" for m in summary.value_mappings)
-    assert any("undeclared codes were kept" in w for w in summary.warnings)
+    assert any("cell(s) were kept and read as other than written" in w
+               for w in summary.warnings)
     saved = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert saved["expected_profit"] is None and saved["priced"] is False
     assert saved["value_mappings"] == summary.value_mappings
