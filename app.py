@@ -40,6 +40,21 @@ def before_sign_in(screen: Callable[[], None], title: str, url_path: str) -> st.
     return st.navigation(pages, position="hidden")
 
 
+def _redirect(home: st.Page, refused: PageSpec | None = None) -> Callable[[], None]:
+    """A signed-in user's "/" (or a page URL their roles do not give them) opens their first
+    page under its own URL. Every real page keeps its URL (Streamlit serves the default page
+    only at "/": a bookmark of the first page would otherwise read "Page not found"), and a
+    page the role may not see says so in FinFlow's words, showing nothing of it."""
+    def run() -> None:
+        if refused is not None:
+            state.notify(f"Your role does not give access to {refused.title}: here is your first page.",
+                         "info")
+        st.switch_page(home)
+    run.__name__ = f"redirect_{refused.url_path if refused else 'home'}"
+    return run
+
+
+redirect: list[st.Page] = []  # pages that only send the user on: the notices wait for the next run
 if not state.gate().has_users():
     page = before_sign_in(setup_screen, "Set up FinFlow", "setup")
 else:
@@ -52,16 +67,16 @@ else:
         sections: dict[str, list[st.Page]] = {}
         for spec in allowed(user):
             sections.setdefault(spec.section, []).append(
-                st.Page(spec.path, title=spec.title, icon=spec.icon, url_path=spec.url_path,
-                        default=spec.url_path == home)
-            )
-        asked = st.session_state.pop(state.NEXT_KEY, None)
-        if asked and asked not in {s.url_path for s in allowed(user)}:
-            title = next(s.title for s in PAGES if s.url_path == asked)
-            state.notify(f"Your role does not give access to {title}: here is your first page.", "info")
+                st.Page(spec.path, title=spec.title, icon=spec.icon, url_path=spec.url_path))
+        mine = {p.url_path: p for group in sections.values() for p in group}
+        redirect = [st.Page(_redirect(mine[home]), title="FinFlow", url_path="home", default=True,
+                            visibility="hidden")]
+        redirect += [st.Page(_redirect(mine[home], spec), title=spec.title, url_path=spec.url_path,
+                             visibility="hidden") for spec in PAGES if spec.url_path not in mine]
+        st.session_state.pop(state.NEXT_KEY, None)  # the URL itself brings back the page asked for
         # The menu is drawn here with page links: the config hides Streamlit's own page list
         # (client.showSidebarNavigation = false, so the legacy pages/ listing never shows).
-        page = st.navigation([p for group in sections.values() for p in group], position="hidden")
+        page = st.navigation([*mine.values(), *redirect], position="hidden")
         with st.sidebar:
             st.markdown("### FinFlow")
             for section, group in sections.items():
@@ -76,7 +91,8 @@ else:
                 state.sign_out()
                 st.rerun()
 
-state.show_notices()
+if not any(page is r for r in redirect):
+    state.show_notices()
 with st.sidebar:
     state.cookie_exchange()
 started = time.perf_counter()

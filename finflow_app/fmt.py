@@ -143,3 +143,25 @@ def text_cells(values: Iterable[Any]) -> list[str]:
 def time_cells(values: Iterable[Any]) -> list[str]:
     """Moments to the minute in the installation's zone (they still sort as time)."""
     return [when(v) for v in values]
+
+
+def rounded(table: Any, column_config: dict[str, Any]) -> Any:
+    """``table`` with every number column rounded to its column's step.
+
+    Streamlit *truncates* a NumberColumn's values to its step (0.6928 at step 0.001 shows as
+    69.2%), so a table would disagree with the tile beside it (69.3%). Rounding first makes
+    the truncation a no-op."""
+    out = table.copy()
+    for col, conf in column_config.items():
+        step = (conf or {}).get("type_config", {}).get("step") if isinstance(conf, dict) else None
+        if not step or col not in out.columns or not _numeric(out[col]):
+            continue
+        decimals = max(0, -int(f"{float(step):e}".split("e")[1]))
+        out[col] = out[col].round(decimals)
+    return out
+
+
+def _numeric(column: Any) -> bool:
+    import pandas as pd
+
+    return bool(pd.api.types.is_numeric_dtype(column)) and not pd.api.types.is_bool_dtype(column)

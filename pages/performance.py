@@ -33,7 +33,7 @@ def label(name: str) -> str:
 
 def table(frame_and_config: tuple, key: str) -> None:
     frame, config = frame_and_config
-    st.dataframe(frame, hide_index=True, key=key, column_config=config)
+    st.dataframe(f.rounded(frame, config), hide_index=True, key=key, column_config=config)
 
 
 # -- (a) outcomes ------------------------------------------------------------------------------

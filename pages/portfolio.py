@@ -91,13 +91,14 @@ def weekly_table(frame: pd.DataFrame, key: str) -> None:
                    "automation_rate", "expected_profit", "amount_approved", "roi"]].copy()
     for col in ("expected_profit", "amount_approved"):
         shown[col] = shown[col].round()
-    st.dataframe(shown, hide_index=True, key=key, column_config={
+    config = {
         "week_start": st.column_config.TextColumn("week of"),
         **{c: f.count_column(c) for c in ("applications", "approved", "declined", "pending", "referred")},
         "automation_rate": f.percent_column("automation"), "roi": f.percent_column("ROI"),
         "expected_profit": f.money_column("expected profit", currency),
         "amount_approved": f.money_column("amount approved", currency),
-    })
+    }
+    st.dataframe(f.rounded(shown, config), hide_index=True, key=key, column_config=config)
 
 
 weekly = summary.weekly()

@@ -149,11 +149,12 @@ def recent_batches() -> None:
          "model": f.text(r.model_version)}
         for r in rows
     ])
-    st.dataframe(table, hide_index=True, key="up_batches", column_config={
+    config = {
         **{c: f.count_column(c) for c in ("rows", "quarantined", "approve", "review", "decline")},
         "automation": f.percent_column("automation"),
         "expected profit": f.money_column("expected profit", currency),
-    })
+    }
+    st.dataframe(f.rounded(table, config), hide_index=True, key="up_batches", column_config=config)
     names = {r.id: f"{f.text(r.file_name, limit=80)} · {r.id}" for r in rows}
     bid = st.selectbox("Batch", list(names), format_func=names.__getitem__, key="up_pick")
     c = st.columns(3)

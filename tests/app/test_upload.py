@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import pandas as pd
 from app_support import no_exception, page_as, plain, table_with, texts
 
 from finflow_core.lending.synthetic import generate_applications
@@ -90,3 +91,22 @@ def test_managers_see_the_batches_but_cannot_upload(inst) -> None:
     assert {"week_1.csv", "week_2.csv", "week_3.csv"} <= set(files)
     assert {b.label for b in at.get("download_button")} == {"Decisions (CSV)", "Quarantined rows (CSV)",
                                                             "Quality issues (CSV)"}
+
+
+def test_the_batches_table_rounds_rates_like_the_tiles_instead_of_truncating(inst) -> None:
+    """Streamlit truncates a number column to its step: a stored automation rate of 0.6945
+    read 69.4% in the table beside a 69.5% tile. The page rounds before it draws."""
+    from finflow_app.fmt import percent_column, rounded
+
+    at = page_as(inst.users["analyst"], "pages/upload.py")
+    at.file_uploader(key="up_file").set_value(("week_odd.csv", batch_bytes(293, 977), "text/csv")).run()
+    at.button(key="up_score").click().run()  # 293 rows: a rate such as 203/293 = 0.69283...
+    no_exception(at)
+    shown = next(d.value for d in at.dataframe if "automation" in d.value.columns)
+    stored = {b.id: b.automation_rate for b in inst.wb("analyst").batches.list(limit=30)}
+    assert any(round(r, 3) != r for r in stored.values())  # some rate has more decimals than shown
+    for bid, rate in zip(shown["batch"], shown["automation"], strict=True):
+        assert rate == round(stored[bid], 3), bid
+    frame = rounded(pd.DataFrame({"a": [0.69281, 0.6975001], "b": ["x", "y"]}),
+                    {"a": percent_column("a"), "b": None})
+    assert list(frame["a"]) == [0.693, 0.698] and list(frame["b"]) == ["x", "y"]

@@ -100,3 +100,30 @@ def test_uploads_need_a_live_session(server: Server, browser: Browser) -> None:
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{server.url}/finflow/session?code=guessed", timeout=10)
     assert refused.value.code == 403 and "set-cookie" not in {k.lower() for k in refused.value.headers}
+
+
+def test_typed_links_while_signed_in_open_the_first_page_and_refuse_others_in_plain_words(
+        server: Server, browser: Browser) -> None:
+    """A bookmark of one's first page (Streamlit serves the default page only at "/") and a
+    typed URL of a page the role does not give read FinFlow's words, never "Page not found"."""
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    page = context.new_page()
+    page.goto(server.url)
+    sign_in_form(page, "manager")
+    expect(page.get_by_role("heading", name="Portfolio", level=1)).to_be_visible(timeout=30_000)
+    assert page.url.rstrip("/").endswith("/portfolio")  # "/" opens the first page under its own URL
+    for typed, heading, notice in (("portfolio", "Portfolio", None), ("drift", "Drift", None),
+                                   ("users", "Portfolio", "Your role does not give access to Users"),
+                                   ("new_application", "Portfolio",
+                                    "Your role does not give access to New application")):
+        page.goto(f"{server.url}/{typed}")
+        settle(page)
+        expect(page.get_by_role("heading", name=heading, level=1)).to_be_visible(timeout=30_000)
+        page.wait_for_timeout(500)
+        assert page.get_by_text("Page not found").count() == 0, typed
+        if notice:
+            expect(page.get_by_text(notice)).to_be_visible()
+            assert page.url.rstrip("/").endswith("/portfolio"), typed
+        else:
+            assert page.url.rstrip("/").endswith(f"/{typed}"), typed
+    context.close()
