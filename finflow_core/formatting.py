@@ -203,6 +203,13 @@ def count(value: Any) -> str:
     return MISSING if d is None else _grouped(d, 0)
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 batch``, ``2 batches``, ``1,204 officer decisions``: a count with its noun agreeing."""
+    word = noun if n == 1 else (plural or (noun + "es" if noun.endswith(("s", "sh", "ch", "x"))
+                                          else noun + "s"))
+    return f"{count(n)} {word}"
+
+
 def number(value: Any, decimals: int = 2) -> str:
     """A measurement with fixed decimals: PSI 0.31 -> ``0.310`` (``decimals=3``)."""
     d = _decimal(value) if not isinstance(value, str) else _decimal(_number_text(value))

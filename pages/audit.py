@@ -18,6 +18,13 @@ from finflow_core.services.audit import AuditFilter  # noqa: E402
 
 VERIFY_KEY = "au_verified"
 
+
+def headed(what: str, message: str) -> str:
+    """``what: message``, unless the message names it already ("audit chain intact: ...")."""
+    said = message if message.lower().startswith(what.lower()) else f"{what}: {message}"
+    return said[:1].upper() + said[1:]
+
+
 st.title("Audit trail")
 
 st.subheader("Integrity check")
@@ -30,8 +37,8 @@ if st.button("Verify the audit trail", key="au_verify", icon=":material/verified
 verified = st.session_state.get(VERIFY_KEY)
 if verified is not None:
     chain_ok, chain_msg, dec_ok, dec_msg, at = verified
-    (st.success if chain_ok else st.error)(f"Audit chain: {f.md(chain_msg)}", icon=":material/link:")
-    (st.success if dec_ok else st.error)(f"Decisions: {f.md(dec_msg)}", icon=":material/gavel:")
+    (st.success if chain_ok else st.error)(f.md(headed("Audit chain", chain_msg)), icon=":material/link:")
+    (st.success if dec_ok else st.error)(f.md(headed("Decisions", dec_msg)), icon=":material/gavel:")
     st.caption(f"Checked {f.md(f.when(at))}.")
 
 st.subheader("Search")

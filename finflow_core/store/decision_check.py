@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from finflow_core import formatting as fmt
 from finflow_core.lending.spreadsheet import spreadsheet_safe
 from finflow_core.store import Store
 from finflow_core.store.audit_chain import AuditEntry, audit_trail
@@ -46,8 +47,9 @@ class DecisionVerification:
 def summarise(problems: list[str], batches_checked: int, manual_checked: int) -> DecisionVerification:
     """The lending records' findings as one verdict (what the app and older callers show)."""
     ok = not problems
-    message = (f"decisions match their seals and the audit trail: {batches_checked} batches, "
-               f"{manual_checked} officer decisions" if ok
+    message = (f"decisions match their seals and the audit trail: "
+               f"{fmt.counted(batches_checked, 'batch')}, "
+               f"{fmt.counted(manual_checked, 'officer decision')}" if ok
                else f"{len(problems)} problem(s): " + "; ".join(problems[:5]))
     return DecisionVerification(ok, batches_checked, manual_checked, problems, message)
 

@@ -112,6 +112,7 @@ def test_typed_links_while_signed_in_open_the_first_page_and_refuse_others_in_pl
     sign_in_form(page, "manager")
     expect(page.get_by_role("heading", name="Portfolio", level=1)).to_be_visible(timeout=30_000)
     assert page.url.rstrip("/").endswith("/portfolio")  # "/" opens the first page under its own URL
+    session_cookie(page)  # typed links are new sessions: they sign in with the cookie, once set
     for typed, heading, notice in (("portfolio", "Portfolio", None), ("drift", "Drift", None),
                                    ("users", "Portfolio", "Your role does not give access to Users"),
                                    ("new_application", "Portfolio",

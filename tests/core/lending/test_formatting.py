@@ -276,3 +276,15 @@ def test_app_adapter_keeps_the_old_names_and_uses_the_zone() -> None:
     assert app.when("2026-07-01T09:41:07.5+00:00") == "2026-07-01 09:41"
     with pytest.raises(ValueError):
         app.set_time_zone("Nowhere/Land")
+
+
+@pytest.mark.parametrize(("n", "noun", "said"), [
+    (1, "batch", "1 batch"), (3, "batch", "3 batches"), (0, "officer decision", "0 officer decisions"),
+    (1, "officer decision", "1 officer decision"), (1204, "box", "1,204 boxes"),
+])
+def test_a_count_and_its_noun_agree(n: int, noun: str, said: str) -> None:
+    assert f.counted(n, noun) == said
+
+
+def test_an_irregular_plural_is_given() -> None:
+    assert f.counted(2, "entry", "entries") == "2 entries" and f.counted(1, "entry", "entries") == "1 entry"
