@@ -311,3 +311,9 @@ def test_driver_messages_map_to_their_faults() -> None:
     assert translate(op("no such table: x")) is None  # a bug, not a fault: reported as such
     assert translate(IntegrityError("s", {}, sqlite3.IntegrityError("UNIQUE"))) is None
     assert translate(OSError(28, "No space left on device", "out.csv")).exit_code == 15
+    # bare, as a writer's BEGIN IMMEDIATE raises it: a read-only -shm file left by a run on a
+    # read-only database made every later write "unexpected error", exit 1
+    bare = translate(sqlite3.OperationalError("attempt to write a readonly database"))
+    assert bare is not None and bare.exit_code == 16 and "-shm" in bare.message
+    assert translate(sqlite3.OperationalError("disk I/O error")).exit_code == 15
+    assert translate(sqlite3.OperationalError("no such table: x")) is None
