@@ -235,6 +235,11 @@ def test_out_problems_are_found_before_anything_is_stored(
     code, _, err = run(capsys, "weekly-run", "--data", batches_dir.a, "--out", existing)
     assert code == 2 and "is an existing file" in err
     assert existing.read_text() == "last week" and analyst.count("batches") == before == 0
+    dangling = tmp_path / "reports"  # a link to a folder not made yet: was exit 1 once stored
+    dangling.symlink_to(tmp_path / "not" / "there")
+    code, _, err = run(capsys, "weekly-run", "--data", batches_dir.a, "--out", dangling / "w49")
+    assert code == 2 and "is a symbolic link to" in err and "which does not exist" in err
+    assert analyst.count("batches") == 0
     if os.geteuid() != 0:  # root writes anywhere: the read-only mount test covers it
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
