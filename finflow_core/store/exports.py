@@ -51,6 +51,10 @@ def check_out_dir(out_dir: Path) -> None:
                            "(it is created if missing)", field="out")
     existing = out_dir
     while not existing.exists():
+        if existing.is_symlink():  # dangling: mkdir would fail only after the batch is stored
+            raise InvalidInput(f"--out {out_dir}: {existing} is a symbolic link to "
+                               f"{os.readlink(existing)}, which does not exist: create its target "
+                               "or choose another folder", field="out")
         existing = existing.parent
     if not existing.is_dir():
         raise InvalidInput(f"--out {out_dir}: {existing} is a file, not a folder", field="out")

@@ -10,6 +10,7 @@ services handle those races themselves.
 from __future__ import annotations
 
 import errno
+import sqlite3
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -64,9 +65,9 @@ _SQLITE = (
      "the database {where} could not be written (disk I/O error: the disk may be full, "
      "removed or failing); nothing of this step was stored"),
     (("readonly database", "read-only", "unable to open database file"), StoreNotWritable,
-     "the database {where} or its folder cannot be written by this user (read-only home or "
-     "data folder?): make the folder writable, or point FINFLOW_HOME / FINFLOW_DATABASE_URL "
-     "at one that is"),
+     "the database {where}, its -wal and -shm files or its folder cannot be written by this "
+     "user (read-only home or data folder?): make them writable, or point FINFLOW_HOME / "
+     "FINFLOW_DATABASE_URL at a folder that is"),
     (("file is not a database", "malformed", "file is encrypted"), StoreDamaged,
      "{where} is not a FinFlow database or is damaged (truncated or overwritten): restore it "
      "with `finflow restore --from BACKUP`"),
@@ -97,15 +98,18 @@ def translate(exc: BaseException, where: str = "", busy_seconds: float = 30.0) -
         return None
     if isinstance(exc, OSError):
         return _os_fault(exc, where)
-    if not isinstance(exc, DBAPIError):
+    if isinstance(exc, sqlite3.Error):  # raised bare where SQLAlchemy does not wrap it: the
+        text, rules = str(exc).lower(), _SQLITE  # BEGIN IMMEDIATE of a writer (engine.py)
+    elif isinstance(exc, DBAPIError):
+        text = str(getattr(exc, "orig", exc)).lower()
+        rules = _SQLITE if _is_sqlite(exc) else _POSTGRES
+    else:
         return None
-    text = str(getattr(exc, "orig", exc)).lower()
-    rules = _SQLITE if _is_sqlite(exc) else _POSTGRES
     for needles, kind, message in rules:
         if any(n in text for n in needles):
             shown = f"({where})" if where else ""
-            return kind(" ".join(message.format(where=shown, seconds=busy_seconds).split()),
-                        cause=text[:300])
+            words = " ".join(message.format(where=shown, seconds=busy_seconds).split())
+            return kind(words.replace(" ,", ","), cause=text[:300])
     return None
 
 

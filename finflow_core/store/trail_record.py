@@ -47,6 +47,7 @@ class TrailRecord:
     seals: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
     batch_uploaded: dict[str, Recorded] = field(default_factory=dict)
     batch_scored: dict[str, Recorded] = field(default_factory=dict)
+    batch_voided: dict[str, Recorded] = field(default_factory=dict)
     manual: dict[int, Recorded] = field(default_factory=dict)
     trained: dict[str, Recorded] = field(default_factory=dict)
     promoted: dict[str, int] = field(default_factory=dict)  # version -> seq of its last promotion
@@ -66,6 +67,8 @@ class TrailRecord:
             self.batch_uploaded[subject] = event
         elif action == "batch_scored":
             self.batch_scored[subject] = event
+        elif action == "batch_voided":
+            self.batch_voided[subject] = event
         elif action == "outcomes_loaded":
             self.outcomes_loaded[subject] = event
         elif action == "case_decided" and "decision" in details:

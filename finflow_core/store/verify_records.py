@@ -22,7 +22,7 @@ from finflow_core.store.lending_tables import batches, model_versions, strategie
 from finflow_core.store.model_files import ARTIFACT, read_card, sha256_file, sign_card
 from finflow_core.store.seals import seal_row
 from finflow_core.store.tables import users
-from finflow_core.store.trail_record import Finding, TrailRecord
+from finflow_core.store.trail_record import Finding, Recorded, TrailRecord
 
 ADOPT_HINT = "an admin adopts rows from before sealing with `finflow audit seal-legacy`"
 
@@ -122,6 +122,7 @@ def _model_files(folder: Path, name: str, sha: str, key: InstallationKey) -> lis
 _BATCH_FIELDS = (("sha256", "uploaded", "sha256"), ("rows_in", "uploaded", "rows_in"),
                  ("rows_valid", "uploaded", "rows_valid"),
                  ("rows_quarantined", "uploaded", "rows_quarantined"),
+                 ("config_sha256", "uploaded", "config_sha256"),
                  ("low_edge", "scored", "low_edge"), ("high_edge", "scored", "high_edge"))
 
 
@@ -148,6 +149,8 @@ def check_batches(conn: Connection, record: TrailRecord) -> tuple[list[Finding],
             if event is not None and detail in event.details and event.details[detail] != b[column]:
                 found.append(Finding("batches", bid, "changed", f"{column} {b[column]!r} differs "
                                      f"from audit entry {event.seq} ({event.details[detail]!r})"))
+        if state is not None:
+            found.extend(_void_problems(bid, b, state, record.batch_voided.get(bid)))
         scored = events["scored"]
         if scored is not None:
             bands = scored.details.get("bands", {})
@@ -164,6 +167,23 @@ def check_batches(conn: Connection, record: TrailRecord) -> tuple[list[Finding],
             found.append(Finding("batches", bid, "missing", f"recorded by audit entry {event.seq} "
                                  "but no longer stored: it was deleted"))
     return found, len(seen)
+
+
+def _void_problems(bid: str, b: Any, state: str, voided: Recorded | None) -> list[Finding]:
+    """A batch's voided state against its batch_voided entry: voiding takes its open cases
+    out of the queue and its loans out of the portfolio, so neither may change unseen."""
+    if b[state] == "voided" and voided is None:
+        return [Finding("batches", bid, "changed", "is voided, but no batch_voided entry records "
+                        "it: voided outside FinFlow (its open cases left the review queue)")]
+    if voided is None:
+        return []
+    if b[state] != "voided":
+        return [Finding("batches", bid, "changed", f"shows state {b[state]!r}, but audit entry "
+                        f"{voided.seq} voided it: put back outside FinFlow")]
+    recorded = {"voided_by": voided.actor, "void_reason": voided.details.get("reason")}
+    return [Finding("batches", bid, "changed", f"{column} {b[column]!r} differs from audit entry "
+                    f"{voided.seq} ({want!r})")
+            for column, want in recorded.items() if b[column] != want]
 
 
 def _loading(conn: Connection, batch_id: str, state: str) -> bool:

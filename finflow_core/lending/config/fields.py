@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
+    AllowInfNan,
     BeforeValidator,
     ConfigDict,
     Strict,
@@ -27,7 +28,8 @@ DECLARED = ConfigDict(extra="forbid")
 Text = StrictStr
 Whole = StrictInt
 Flag = StrictBool
-Number = Annotated[float, Strict()]  # an int is a number too; a quoted "0.5" is not
+#: an int is a number too; a quoted "0.5" is not; .inf / 1e400 (no limit, no cost) is refused
+Number = Annotated[float, Strict(), AllowInfNan(False)]
 
 
 class Problem(ValueError):

@@ -71,6 +71,8 @@ def _message(error: dict[str, Any], raw: Any, loc: tuple[Any, ...]) -> str:
         if isinstance(value, str) and _is_number(value):
             return f"must be {what}, got the text {shown}: write it without quotes"
         return f"must be {what}, got {shown}"
+    if kind == "finite_number":  # 1e400 reads as inf: no limit, no cost, never what was meant
+        return f"must be a finite number, got {shown}"
     if kind == "bool_type":
         hint = " (YAML 1.2: only true and false are booleans)" if isinstance(value, str) else ""
         return f"must be true or false, got {shown}{hint}"

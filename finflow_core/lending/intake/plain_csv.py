@@ -21,7 +21,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from finflow_core.lending.intake.reader import BLOCK, BatchFile, RawChunk
+from finflow_core.errors import BatchRejected
+from finflow_core.lending.intake.reader import BLOCK, MAX_FIELD, BatchFile, RawChunk
 
 #: Bytes read at a time (cut at the last line break).
 READ_BYTES = 8 * BLOCK
@@ -35,6 +36,7 @@ def plain_chunks(batch: BatchFile, chunk_rows: int) -> Iterator[RawChunk]:
     record = 0
     yielded = False
     for block_lines, first_line in _lines(batch):
+        _check_cell_sizes(batch, block_lines, first_line)
         keep = [i for i, text in enumerate(block_lines) if text.strip()]  # csv: blank = no record
         lines.extend(block_lines[i] for i in keep)
         numbers.extend(first_line + i for i in keep)
@@ -46,6 +48,20 @@ def plain_chunks(batch: BatchFile, chunk_rows: int) -> Iterator[RawChunk]:
             del lines[:chunk_rows], numbers[:chunk_rows]
     if lines or not yielded:
         yield _chunk(batch.header, width, lines, numbers, record, batch.delimiter)
+
+
+def _check_cell_sizes(batch: BatchFile, lines: list[str], first_line: int) -> None:
+    """Refuse a cell over the csv module's field limit, as :func:`reader.csv_chunks` does:
+    without it one huge unquoted cell (50 MB of a category) was stored, summarised and
+    printed in full, where the same cell in quotes was refused."""
+    if not lines or max(map(len, lines)) <= MAX_FIELD:
+        return  # no line is longer than the limit, so no cell is
+    for i, text in enumerate(lines):
+        if len(text) > MAX_FIELD and max(map(len, text.split(batch.delimiter))) > MAX_FIELD:
+            line = first_line + i
+            raise BatchRejected(
+                f"{batch.name}: cannot read the CSV near line {line}: field larger than field "
+                f"limit ({MAX_FIELD})", reason="not_csv", line=line)
 
 
 def _lines(batch: BatchFile) -> Iterator[tuple[list[str], int]]:

@@ -355,3 +355,22 @@ def test_quotes_or_a_lone_carriage_return_take_the_csv_module_path(config: Confi
     lone_cr = "\n".join([header, first + "\r" + rest[0], *rest[1:]])
     assert not open_batch(lone_cr.encode(), config, name="cr.csv").plain
     assert open_batch(sample_csv.encode(), config, name="plain.csv").plain
+
+
+@pytest.mark.parametrize("quoted", [True, False])
+def test_a_cell_over_the_field_limit_is_rejected_on_both_paths(config: Config, sample_csv: str,
+                                                               quoted: bool) -> None:
+    """One huge unquoted cell was read, stored, summarised and printed in full (the quoted
+    one was refused): both paths refuse it, naming its line."""
+    from finflow_core.lending.intake.reader import MAX_FIELD
+
+    header, first, *rest = sample_csv.strip("\n").split("\n")
+    cells = rest[2].split(",")
+    cells[header.split(",").index("industry")] = ('"{}"' if quoted else "{}").format(
+        "x" * (MAX_FIELD + 1))
+    text = "\n".join([header, first, rest[0], rest[1], ",".join(cells), *rest[3:]]) + "\n"
+    assert open_batch(text.encode(), config, name="week.csv").plain is not quoted
+    err = _rejected(text.encode(), config)
+    assert err.reason == "not_csv"
+    assert err.message == (f"week.csv: cannot read the CSV near line 5: field larger than field "
+                           f"limit ({MAX_FIELD})")

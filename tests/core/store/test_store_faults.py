@@ -235,6 +235,11 @@ def test_out_problems_are_found_before_anything_is_stored(
     code, _, err = run(capsys, "weekly-run", "--data", batches_dir.a, "--out", existing)
     assert code == 2 and "is an existing file" in err
     assert existing.read_text() == "last week" and analyst.count("batches") == before == 0
+    dangling = tmp_path / "reports"  # a link to a folder not made yet: was exit 1 once stored
+    dangling.symlink_to(tmp_path / "not" / "there")
+    code, _, err = run(capsys, "weekly-run", "--data", batches_dir.a, "--out", dangling / "w49")
+    assert code == 2 and "is a symbolic link to" in err and "which does not exist" in err
+    assert analyst.count("batches") == 0
     if os.geteuid() != 0:  # root writes anywhere: the read-only mount test covers it
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
@@ -311,3 +316,9 @@ def test_driver_messages_map_to_their_faults() -> None:
     assert translate(op("no such table: x")) is None  # a bug, not a fault: reported as such
     assert translate(IntegrityError("s", {}, sqlite3.IntegrityError("UNIQUE"))) is None
     assert translate(OSError(28, "No space left on device", "out.csv")).exit_code == 15
+    # bare, as a writer's BEGIN IMMEDIATE raises it: a read-only -shm file left by a run on a
+    # read-only database made every later write "unexpected error", exit 1
+    bare = translate(sqlite3.OperationalError("attempt to write a readonly database"))
+    assert bare is not None and bare.exit_code == 16 and "-shm" in bare.message
+    assert translate(sqlite3.OperationalError("disk I/O error")).exit_code == 15
+    assert translate(sqlite3.OperationalError("no such table: x")) is None

@@ -359,3 +359,30 @@ def test_a_malformed_seal_is_named_not_a_crash(ffa: Lending) -> None:
     report = verify(ffa)
     assert named(report, "scores", f"application {case_row(ffa, case)}", "changed")
     assert named(report, "scores", "batch ", "missing")  # its batch's seal sum no longer adds up
+
+
+# -- a batch's state and config -------------------------------------------------------------------
+
+def test_a_batch_voided_or_put_back_or_its_config_changed_by_sql_is_named(ffa: Lending) -> None:
+    """Voiding takes a batch's open cases out of the queue: by SQL it passed verify."""
+    (bid,) = ffa.batch_ids()
+    raw_sql(ffa.store, "UPDATE batches SET state = 'voided', voided_by = 'mia.manager', "
+            "void_reason = 'x' WHERE id = :b", b=bid)
+    assert problems(verify(ffa)) == [("batches", bid, "changed")]
+    raw_sql(ffa.store, "UPDATE batches SET state = 'published', voided_by = NULL, "
+            "void_reason = NULL WHERE id = :b", b=bid)
+    assert verify(ffa).ok
+    ffa.wb(MANAGER).batches.void(bid, "wrong config")
+    assert verify(ffa).ok  # voided through FinFlow: recorded
+    raw_sql(ffa.store, "UPDATE batches SET void_reason = 'routine' WHERE id = :b", b=bid)
+    assert [f.message for f in verify(ffa).findings] == [
+        "void_reason 'routine' differs from audit entry "
+        f"{max(r['seq'] for r in audit_rows(ffa.store) if r['action'] == 'batch_voided')} "
+        "('wrong config')"]
+    raw_sql(ffa.store, "UPDATE batches SET state = 'published', void_reason = 'wrong config' "
+            "WHERE id = :b", b=bid)
+    assert named(verify(ffa), "batches", bid, "changed")  # its cases back in the queue
+    raw_sql(ffa.store, "UPDATE batches SET state = 'voided', config_sha256 = :c WHERE id = :b",
+            b=bid, c="0" * 64)
+    assert [f.message.split(" differs")[0] for f in verify(ffa).findings] == [
+        f"config_sha256 '{'0' * 64}'"]
