@@ -109,10 +109,6 @@ def run_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("finflow: interrupted: nothing was stored for the unfinished step", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `finflow batches list | head`: the reader has all it wants
-        with contextlib.suppress(OSError):  # and Python's exit flush must not fail again
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141  # as a shell reports a command ended by SIGPIPE (128 + 13)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes one message
         return report_failure(args, exc)
     finally:
