@@ -19,11 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, inspect
 
 from finflow_core.security.keys import InstallationKey
 from finflow_core.store.anchors import Anchor, read_anchors
 from finflow_core.store.engine import Store
+from finflow_core.store.tables import metadata
 from finflow_core.store.trail_record import Finding, TrailRecord
 from finflow_core.store.verify_batches import check_lending
 from finflow_core.store.verify_chain import AuditVerification, verify_in
@@ -81,6 +82,15 @@ def verify_integrity(store: Store, key: InstallationKey, *, anchor_dir: Path | N
     wanted = {a.seq for _, a in anchors if isinstance(a, Anchor)}
     record = TrailRecord()
     with store.connect(snapshot=True) as conn:
+        gone = missing_tables(conn)
+        if gone:  # nothing can be walked or compared: say what is gone, check nothing else
+            return IntegrityReport(AuditVerification(
+                False, 0, None, "tables_missing",
+                f"the database lacks table(s) {', '.join(gone)} (dropped, or not a complete "
+                "FinFlow database): nothing else could be checked. Restore a backup with "
+                "`finflow restore --from BACKUP`", key_fingerprint=key.fingerprint),
+                AnchorCheck(len(anchors), 0, None, "anchors not checked: tables are missing"),
+                [Finding(t, "-", "missing", "the table is missing") for t in gone])
         chain = verify_in(conn, key, wanted=wanted, visit=record.visit)
         found, check = _check_anchors(anchors, chain, key, anchor_dir)
         checked: dict[str, int] = {"audit_log": chain.entries}
@@ -88,6 +98,12 @@ def verify_integrity(store: Store, key: InstallationKey, *, anchor_dir: Path | N
             found += _check_rows(conn, key, record, checked, folder_of, model_files)
     manual = checked.pop("manual", 0)
     return IntegrityReport(chain, check, found, checked, manual)
+
+
+def missing_tables(conn: Connection) -> list[str]:
+    """FinFlow's tables that the database does not have (a ``DROP TABLE`` by its writer)."""
+    present = set(inspect(conn).get_table_names())
+    return [t.name for t in metadata.sorted_tables if t.name not in present]
 
 
 def _check_rows(conn: Connection, key: InstallationKey, record: TrailRecord,

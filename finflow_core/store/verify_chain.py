@@ -25,7 +25,7 @@ from finflow_core.store.seals import key_of
 from finflow_core.store.tables import GENESIS_HASH, audit_head, audit_log
 
 Problem = Literal["changed", "removed", "inserted", "truncated", "head_missing", "unkeyed",
-                  "wrong_key"]
+                  "wrong_key", "tables_missing"]
 Visit = Callable[[Mapping[str, Any]], None]
 _PAGE = 2000
 
