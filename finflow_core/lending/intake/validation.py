@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from finflow_core import formatting as fmt
 from finflow_core.errors import BatchRejected
 from finflow_core.lending.config import ColumnSpec, Config, CsvForm
 from finflow_core.lending.intake.form_hints import form_hint
@@ -56,10 +57,15 @@ def merge_mappings(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
                              kind="stable").reset_index(drop=True)[MAPPED_COLUMNS]
 
 
+#: Characters of a mapped cell shown in a warning line (the export keeps the whole cell).
+SHOWN_VALUE = 60
+
+
 def mapping_lines(mapped: pd.DataFrame) -> list[str]:
-    """The counts for people: ``industry: 'XX' ×12 mapped to missing``."""
-    return [f"{r.column}: {r.value!r} ×{r.count:,} mapped to {r.mapped_to}"
-            for r in mapped.itertuples(index=False)]
+    """The counts for people: ``industry: 'XX' ×12 mapped to missing`` (a long cell clipped:
+    a file may hold a code of a megabyte)."""
+    return [f"{r.column}: {fmt.clip(str(r.value), SHOWN_VALUE)!r} ×{r.count:,} mapped to "
+            f"{r.mapped_to}" for r in mapped.itertuples(index=False)]
 
 
 @dataclass

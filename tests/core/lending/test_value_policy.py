@@ -158,3 +158,12 @@ def test_an_optional_protected_column_may_be_absent(with_sex: Config, to_csv: Ca
     assert any("optional column(s) not in the file: owner_sex" in w for w in report.warnings)
     (chunk,) = list(validate_chunks(open_batch(to_csv(df), with_sex), with_sex))
     assert "owner_sex" not in chunk.valid_raw.columns  # no cell is made up
+
+
+def test_a_long_mapped_cell_is_clipped_in_the_warning_line_not_in_the_counts() -> None:
+    """A file may hold a code of a megabyte: the line a person reads stays short."""
+    mapped = pd.DataFrame({"column": ["industry"], "value": ["x" * 1_000_000],
+                           "mapped_to": ["missing"], "count": [2]})
+    line = mapping_lines(mapped)[0]
+    assert len(line) < 120 and line.startswith("industry: 'xxx") and "…' ×2 mapped to missing" in line
+    assert len(mapped["value"].iat[0]) == 1_000_000  # the export keeps the cell as written
