@@ -45,7 +45,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 MISSING = "–"
 _MISSING_WORDS = frozenset({"none", "nan", "nat", "null", "<na>"})
-_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+#: Characters that reorder the text around them when shown (embeddings, overrides, isolates).
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _COMPACT = tuple(
     (Decimal(10) ** e, suffix) for e, suffix in ((0, ""), (3, "k"), (6, "m"), (9, "bn"), (12, "tn"))
 )
@@ -315,7 +316,7 @@ def clean(value: str) -> str:
     for ch in value:
         if ch in "\n\r\t":
             out.append(" ")
-        elif ch in _BIDI or unicodedata.category(ch) == "Cc":
+        elif ch in BIDI_CONTROLS or unicodedata.category(ch) == "Cc":
             continue
         else:
             out.append(ch)

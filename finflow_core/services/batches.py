@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from finflow_core.errors import BatchRejected, InvalidInput, NotFound
+from finflow_core.errors import BatchRejected, NotFound
 from finflow_core.lending.intake.reader import BatchFile, Source
 from finflow_core.lending.intake.sources import iter_chunks, open_source
 from finflow_core.lending.intake.validation import (
@@ -41,6 +41,7 @@ from finflow_core.services.audit import anchor_after_write, anchored_write
 from finflow_core.services.base import Service
 from finflow_core.services.maintenance import stale_after
 from finflow_core.services.scoring_engines import champion_engine, engine_for, load_version
+from finflow_core.services.text_input import typed_text
 from finflow_core.store import batch_loads, exports
 from finflow_core.store import batch_queries as queries
 from finflow_core.store import experiments as store_experiments
@@ -217,11 +218,8 @@ class BatchService(Service):
         again and is stored as a new batch.
         """
         self.require(Action.VOID_BATCH)
-        reason = (reason or "").strip()
-        if not reason:
-            raise InvalidInput("voiding a batch needs a reason (what was wrong with it)", field="reason")
-        if len(reason) > MAX_REASON:
-            raise InvalidInput(f"the reason is limited to {MAX_REASON} characters", field="reason")
+        reason = typed_text(reason, "reason", limit=MAX_REASON,
+                            needed="voiding a batch needs a reason (what was wrong with it)")
         now = self.ctx.clock()
         monitoring = self.ctx.config.monitoring
         with anchored_write(self.ctx) as conn:  # then anchored: it changes what the desk shows

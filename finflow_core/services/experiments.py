@@ -23,6 +23,7 @@ from finflow_core.lending.terms import BAND_RECOMMENDATION, Band, Status
 from finflow_core.services.access import Action
 from finflow_core.services.base import Service
 from finflow_core.services.scoring_engines import active_strategy, engine_for, load_version
+from finflow_core.services.text_input import typed_text
 from finflow_core.store import experiments as store_experiments
 from finflow_core.store import outcomes as rows_of
 from finflow_core.store.audit_chain import append_audit
@@ -71,9 +72,8 @@ class ExperimentService(Service):
             raise InvalidInput(f"kind must be one of {', '.join(KINDS)}", field="kind")
         if not 0 < share <= 0.5 and kind == "split":
             raise InvalidInput("a challenger arm takes more than 0% and at most 50% of a batch", field="share")
-        if not reason.strip():
-            raise InvalidInput("starting a test needs a reason (it is recorded in the audit trail)",
-                               field="reason")
+        reason = typed_text(reason, "reason",
+                            needed="starting a test needs a reason (it is recorded in the audit trail)")
         bundle = load_version(self.ctx, version)  # refused when missing or tampered with
         strategy = active_strategy(self.ctx, bundle)
         seed = secrets.randbelow(2**31) if seed is None else int(seed)
@@ -87,10 +87,10 @@ class ExperimentService(Service):
                 raise InvalidInput(f"{version} is the champion: pick a challenger", field="version")
             exp_id = store_experiments.start(conn, kind=kind, version=version, low=strategy.low_edge,
                                              high=strategy.high_edge, share=share if kind == "split" else 1.0,
-                                             seed=seed, reason=reason.strip(), by=self.actor.username, now=now)
+                                             seed=seed, reason=reason, by=self.actor.username, now=now)
             append_audit(conn, self.actor, "experiment_started", "experiment", exp_id, {
                 "kind": kind, "challenger": version, "share": share, "seed": seed,
-                "low_edge": strategy.low_edge, "high_edge": strategy.high_edge, "reason": reason.strip(),
+                "low_edge": strategy.low_edge, "high_edge": strategy.high_edge, "reason": reason,
                 **store_experiments.seal_ref(conn, exp_id),
             }, model_version=version, at=now)
             record = store_experiments.by_id(conn, exp_id)
@@ -99,15 +99,14 @@ class ExperimentService(Service):
 
     def stop(self, experiment_id: int, *, reason: str) -> None:
         self.require(Action.MANAGE_EXPERIMENTS)
-        if not reason.strip():
-            raise InvalidInput("stopping a test needs a reason (it is recorded in the audit trail)",
-                               field="reason")
+        reason = typed_text(reason, "reason",
+                            needed="stopping a test needs a reason (it is recorded in the audit trail)")
         now = self.ctx.clock()
         with self.ctx.store.begin() as conn:
             if store_experiments.stop(conn, experiment_id, self.actor.username, now) != 1:
                 raise NotFound(f"no running experiment {experiment_id}", experiment=experiment_id)
             append_audit(conn, self.actor, "experiment_stopped", "experiment", experiment_id,
-                         {"reason": reason.strip(), **store_experiments.seal_ref(conn, experiment_id)},
+                         {"reason": reason, **store_experiments.seal_ref(conn, experiment_id)},
                          at=now)
 
     def compare(self, experiment_id: int) -> ArmComparison:

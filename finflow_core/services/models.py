@@ -34,6 +34,7 @@ from finflow_core.services.model_comparison import (
 )
 from finflow_core.services.model_comparison import compare as compare_on
 from finflow_core.services.scoring_engines import active_strategy, load_version
+from finflow_core.services.text_input import typed_text
 from finflow_core.store import registry
 from finflow_core.store.audit_chain import append_audit
 from finflow_core.store.model_files import installation_key, save_bundle
@@ -221,17 +222,17 @@ class ModelService(Service):
     def rollback(self, reason: str) -> str:
         """Make the previous champion the champion again, in one step; returns its version."""
         self.require(Action.PROMOTE_MODEL)
-        if not reason.strip():
-            raise InvalidInput("a rollback needs a reason (it is recorded in the audit trail)", field="reason")
+        reason = typed_text(reason, "reason",
+                            needed="a rollback needs a reason (it is recorded in the audit trail)")
         now = self.ctx.clock()
         with anchored_write(self.ctx) as conn:  # then anchored, as a promotion is
             current = registry.champion_version(conn)
             previous = registry.previous_champion(conn)
             if current is None or previous is None:
                 raise NotFound("there is no earlier champion to roll back to")
-            registry.make_champion(conn, previous, self.actor.username, now, note=reason.strip())
+            registry.make_champion(conn, previous, self.actor.username, now, note=reason)
             append_audit(conn, self.actor.username, "model_rolled_back", "model", previous,
-                         {"from": current, "reason": reason.strip()}, model_version=previous, at=now)
+                         {"from": current, "reason": reason}, model_version=previous, at=now)
         return previous
 
     def register(self, bundle: ModelBundle, folder: Path) -> bool:
@@ -293,10 +294,8 @@ class ModelService(Service):
         """Make ``version`` the champion (the previous one is retired), for a reason a person
         gives; the comparison with the champion (made here unless given) goes into the trail."""
         self.require(Action.PROMOTE_MODEL)
-        why = (reason or "").strip()
-        if not why:
-            raise InvalidInput("give the reason for promoting this model (it is recorded in the audit "
-                               "trail)", field="reason")
+        why = typed_text(reason, "reason", needed="give the reason for promoting this model (it is "
+                         "recorded in the audit trail)")
         compared: dict[str, Any]
         if comparison is None:
             try:

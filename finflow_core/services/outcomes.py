@@ -30,6 +30,7 @@ from finflow_core.lending.synthetic import simulate_outcomes
 from finflow_core.lending.terms import Status
 from finflow_core.services.access import Action
 from finflow_core.services.base import Service
+from finflow_core.services.text_input import typed_text
 from finflow_core.store import outcomes as rows_of
 from finflow_core.store.audit_chain import append_audit
 
@@ -90,10 +91,11 @@ class OutcomeService(Service):
                 spec: OutcomeSpec | None = None) -> OutcomePreview:
         """Check a file and link it to the store; nothing is recorded."""
         self.require(Action.LOAD_OUTCOMES)
+        reason = typed_text(correction_reason, "correction_reason")
         today = self.ctx.clock().date()
         checked = read_outcomes(source, spec, today=today, name=name, form=self.ctx.config.csv)
-        linked, issues = self._link(checked, correction_reason.strip())
-        return OutcomePreview(checked, linked, issues, correction_reason.strip())
+        linked, issues = self._link(checked, reason)
+        return OutcomePreview(checked, linked, issues, reason)
 
     def load(self, source: Source | OutcomePreview, *, name: str | None = None,
              correction_reason: str = "") -> OutcomeLoad:

@@ -50,6 +50,7 @@ from finflow_core.services.review_records import (
     rules_of,
 )
 from finflow_core.services.scoring_engines import load_version, version_engine
+from finflow_core.services.text_input import typed_text
 from finflow_core.store import cases
 from finflow_core.store import proposals as proposal_rows
 from finflow_core.store import users as user_rows
@@ -206,9 +207,7 @@ class ReviewService(Service):
         officer, proposed by the first). Refused for one's own proposal, and for an
         approval beyond this officer's authority."""
         self.require(Action.DECIDE_CASE)
-        note = (note or "").strip()
-        if len(note) > MAX_TEXT:
-            raise InvalidDecision(f"a note is limited to {MAX_TEXT} characters", field="note")
+        note = typed_text(note, "note", limit=MAX_TEXT, lines=True, error=InvalidDecision)
         now = self.ctx.clock()
         me = self.actor.username
         try:
@@ -241,7 +240,7 @@ class ReviewService(Service):
         """Send a proposed decision back: another officer rejects it (with a note saying
         why), the proposer withdraws it. The case is open for a fresh decision again."""
         self.require(Action.DECIDE_CASE)
-        note = (note or "").strip()
+        note = typed_text(note, "note", limit=MAX_TEXT, lines=True, error=InvalidDecision)
         now = self.ctx.clock()
         me = self.actor.username
         with self.ctx.store.begin() as conn:
@@ -253,8 +252,6 @@ class ReviewService(Service):
             if not own and not note:
                 raise InvalidDecision("rejecting a colleague's decision needs a note saying why",
                                       field="note")
-            if len(note) > MAX_TEXT:
-                raise InvalidDecision(f"a note is limited to {MAX_TEXT} characters", field="note")
             status = ProposalStatus.WITHDRAWN if own else ProposalStatus.REJECTED
             proposal_rows.close(conn, prop.id, status, by=me, at=iso_utc(now), note=note)
             append_audit(conn, me, f"proposal_{status}", "application", app.external_id, {

@@ -4,7 +4,6 @@ officer (for :mod:`finflow_core.services.review`)."""
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,6 +21,7 @@ from finflow_core.lending.terms import (
     Outcome,
     Status,
 )
+from finflow_core.services.text_input import typed_text
 from finflow_core.store import cases, registry
 from finflow_core.store import proposals as proposal_rows
 from finflow_core.store.audit_chain import append_audit
@@ -34,8 +34,6 @@ from finflow_core.store.seals import seal_ref, sealed_insert_values
 from finflow_core.store.tables import iso_utc
 
 MAX_TEXT = 2000
-#: Characters that reorder the text around them when shown (embeddings, overrides, isolates).
-BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class InvalidDecision(InvalidInput):
@@ -207,24 +205,9 @@ def check_form(outcome: Outcome | str, reason: str, note: str) -> tuple[Outcome,
         raise InvalidDecision("a decline needs a reason: pick a reason code or write one", field="reason")
     if chosen is Outcome.REFER and not note:
         raise InvalidDecision("a referral needs a note saying what to look at", field="note")
-    if len(reason) > MAX_TEXT or len(note) > MAX_TEXT:
-        raise InvalidDecision(f"reason and note are limited to {MAX_TEXT} characters", field="note")
-    for name, text in (("reason", reason), ("note", note)):
-        hidden = control_character(text, allowed="\n\t" if name == "note" else "")
-        if hidden is not None:
-            raise InvalidDecision(f"the {name} holds the control character {hidden!r}: a decision "
-                                  "is read in letters, exports and terminals, where it would hide "
-                                  "or rewrite text; type it again without it", field=name)
+    reason = typed_text(reason, "reason", limit=MAX_TEXT, error=InvalidDecision)
+    note = typed_text(note, "note", limit=MAX_TEXT, lines=True, error=InvalidDecision)
     return chosen, reason, note
-
-
-def control_character(text: str, allowed: str = "") -> str | None:
-    """The first control or direction-override character of ``text`` (escape, bell, NUL,
-    U+202E...) not in ``allowed``, or None."""
-    for ch in text:
-        if ch not in allowed and (unicodedata.category(ch) == "Cc" or ch in BIDI_CONTROLS):
-            return ch
-    return None
 
 
 def application_row(conn: Connection, application_id: int, *, lock: bool = False) -> Any:

@@ -228,6 +228,8 @@ def test_a_manager_voids_a_batch_and_the_same_file_runs_again_as_a_new_batch(
         ff.wb(ANALYST).batches.void(old_id, "wrong config")
     with pytest.raises(InvalidInput):
         ff.wb(MANAGER).batches.void(old_id, "  ")
+    with pytest.raises(InvalidInput, match="control character"):  # it would rewrite a terminal
+        ff.wb(MANAGER).batches.void(old_id, "wrong\x1b[2J file")
     result = ff.wb(MANAGER).batches.void(old_id, "the config mapped industry wrongly")
     assert result.open_cases == before["queue_total"]
     seen = what_people_see(ff)
