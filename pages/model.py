@@ -46,12 +46,13 @@ def comparison_table(comp: ModelComparison) -> pd.DataFrame:
 
 
 def show_comparison(comp: ModelComparison, key: str) -> None:
-    st.dataframe(comparison_table(comp), hide_index=True, key=key, column_config={
+    config = {
         "AUC": f.number_column("AUC", 3), "calibration error": f.percent_column("calibration error"),
         "Brier": f.number_column("Brier", 4),
         "profit on these outcomes": f.money_column("profit on these outcomes", currency),
         "automation": f.percent_column("automation"), "trained on": f.count_column("trained on"),
-    })
+    }
+    st.dataframe(f.rounded(comparison_table(comp), config), hide_index=True, key=key, column_config=config)
     st.caption(f"Compared on {f.md(comp.source)}; observed default rate {f.pct(comp.observed_default_rate)}. "
                "Calibration error: how far predicted default rates are from the observed ones (mean over "
                "ten score bins). Profit: what each model's approvals and reviews made on these outcomes, "
@@ -90,15 +91,15 @@ def show_outcome(outcome: TrainingOutcome) -> None:
     card = outcome.card
     status = "champion (the first model)" if outcome.became_champion else "candidate: a manager can promote it"
     st.success(f"Registered model {f.md(outcome.version)} ({f.md(card['model'])}) as {status}.")
-    st.dataframe(pd.DataFrame([
+    config = {"AUC": f.number_column("AUC", 3), "Brier": f.number_column("Brier", 4),
+              "out-of-fold profit": f.money_column("out-of-fold profit", currency),
+              "cut-off": f.percent_column("cut-off (probability of default)")}
+    st.dataframe(f.rounded(pd.DataFrame([
         {"model": c["name"], "AUC": c["metrics"]["auc"], "Brier": c["metrics"]["brier"],
          "out-of-fold profit": round(c["oof_profit"]) if c["oof_profit"] == c["oof_profit"] else None,
          "cut-off": c["cutoff"]}
         for c in outcome.candidates
-    ]), hide_index=True, key="md_candidates", column_config={
-        "AUC": f.number_column("AUC", 3), "Brier": f.number_column("Brier", 4),
-        "out-of-fold profit": f.money_column("out-of-fold profit", currency),
-        "cut-off": f.percent_column("cut-off (probability of default)")})
+    ]), config), hide_index=True, key="md_candidates", column_config=config)
     if outcome.champion_comparison is not None:
         st.markdown(f"**Against the champion {f.md(outcome.champion_comparison.champion.version)}**")
         show_comparison(outcome.champion_comparison, "md_train_compare")
@@ -181,17 +182,18 @@ c[3].metric("Brier", f.number(m["brier"], 4))
 c[4].metric("Precision", f.pct(m["precision"]))
 c[5].metric("Recall", f.pct(m["recall"]))
 rows = [card["champion"], *card.get("challengers", [])]
-st.dataframe(pd.DataFrame([
+models_config = {
+    "AUC": f.number_column("AUC", 3), "Brier": f.number_column("Brier", 4),
+    "out-of-fold profit": f.money_column("out-of-fold profit", currency),
+    "cut-off": f.percent_column("cut-off (probability of default)"),
+}
+st.dataframe(f.rounded(pd.DataFrame([
     {"model": r["name"], "chosen": "yes" if r["name"] == card["model"] else "no", "AUC": r["metrics"]["auc"],
      "Brier": r["metrics"]["brier"],
      "out-of-fold profit": round(r["oof_profit"]) if r["oof_profit"] == r["oof_profit"] else None,
      "cut-off": r["cutoff"], "fit seconds": f.number(r.get("fit_seconds"), 1)}
     for r in rows
-]), hide_index=True, key="md_models", column_config={
-    "AUC": f.number_column("AUC", 3), "Brier": f.number_column("Brier", 4),
-    "out-of-fold profit": f.money_column("out-of-fold profit", currency),
-    "cut-off": f.percent_column("cut-off (probability of default)"),
-})
+]), models_config), hide_index=True, key="md_models", column_config=models_config)
 
 s = card["strategy"]
 left, right = st.columns(2)
@@ -246,15 +248,16 @@ if importance:
     st.plotly_chart(charts.importance_bars(importance, {k: label(k) for k in importance}), key="md_importance")
 
 st.subheader("Versions")
-st.dataframe(pd.DataFrame([
+versions_config = {
+    "AUC": f.number_column("AUC", 3), "cut-off": f.percent_column("cut-off"),
+    "out-of-fold profit": f.money_column("out-of-fold profit", currency), "rows": f.count_column("rows"),
+}
+st.dataframe(f.rounded(pd.DataFrame([
     {"version": v.version, "status": str(v.status), "model": v.model, "AUC": v.auc, "cut-off": v.cutoff,
      "out-of-fold profit": round(v.oof_profit) if v.oof_profit == v.oof_profit else None, "rows": v.rows,
      "trained": f.when(v.created_at), "by": f.text(v.trained_by), "promoted by": f.text(v.promoted_by)}
     for v in versions
-]), hide_index=True, key="md_versions", column_config={
-    "AUC": f.number_column("AUC", 3), "cut-off": f.percent_column("cut-off"),
-    "out-of-fold profit": f.money_column("out-of-fold profit", currency), "rows": f.count_column("rows"),
-})
+]), versions_config), hide_index=True, key="md_versions", column_config=versions_config)
 if wb.can(Action.PROMOTE_MODEL):
     promotion_section(champion, versions)
 

@@ -78,6 +78,13 @@ def test_a_model_trained_on_the_page_is_listed_at_once_and_compared(mi) -> None:
     shown = texts(at)
     assert "trained on far fewer applications: 900 against 3,000" in shown
     assert table_with(at, "calibration error")[""].tolist()[0] == f"candidate {version}"
+    # percentages are rounded to what is shown (Streamlit would cut 0.2966 to 29.6%)
+    cutoffs = {v.version: v.cutoff for v in mi.wb("manager").models.versions()}
+    versions = table_with(at, "version")
+    for v, shown_cutoff in zip(versions["version"], versions["cut-off"], strict=True):
+        assert shown_cutoff == round(cutoffs[v], 3), v
+    for name in ("calibration error", "automation"):
+        assert all(x == round(x, 3) for x in table_with(at, "calibration error")[name].dropna()), name
 
 
 def test_promotion_compares_warns_needs_a_reason_and_is_audited(mi) -> None:
