@@ -151,17 +151,15 @@ def rounded(table: Any, column_config: dict[str, Any]) -> Any:
     Streamlit *truncates* a NumberColumn's values to its step (0.6928 at step 0.001 shows as
     69.2%), so a table would disagree with the tile beside it (69.3%). Rounding first makes
     the truncation a no-op."""
+    import pandas as pd
+
     out = table.copy()
     for col, conf in column_config.items():
         step = (conf or {}).get("type_config", {}).get("step") if isinstance(conf, dict) else None
-        if not step or col not in out.columns or not _numeric(out[col]):
+        if not step or col not in out.columns or not pd.api.types.is_float_dtype(out[col]):
             continue
         decimals = max(0, -int(f"{float(step):e}".split("e")[1]))
-        out[col] = out[col].round(decimals)
+        out[col] = pd.Series([_f.rounded(v, decimals) for v in out[col]], index=out.index,
+                             dtype=float)  # half away from zero, as the tiles round
     return out
 
-
-def _numeric(column: Any) -> bool:
-    import pandas as pd
-
-    return bool(pd.api.types.is_numeric_dtype(column)) and not pd.api.types.is_bool_dtype(column)

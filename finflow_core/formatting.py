@@ -95,6 +95,13 @@ def _round(d: Decimal, decimals: int) -> Decimal:
     return abs(q) if q == 0 else q  # never "-0.00"
 
 
+def rounded(value: Any, decimals: int) -> float | None:
+    """``value`` rounded by the rules above (half away from zero, on the number as written),
+    for a table that shows numbers itself; None when it is no finite number."""
+    d = _decimal(value)
+    return None if d is None else float(_round(d, decimals))
+
+
 def _grouped(d: Decimal, decimals: int) -> str:
     return f"{_round(d, decimals):,.{decimals}f}"
 

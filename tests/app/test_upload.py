@@ -110,3 +110,5 @@ def test_the_batches_table_rounds_rates_like_the_tiles_instead_of_truncating(ins
     frame = rounded(pd.DataFrame({"a": [0.69281, 0.6975001], "b": ["x", "y"]}),
                     {"a": percent_column("a"), "b": None})
     assert list(frame["a"]) == [0.693, 0.698] and list(frame["b"]) == ["x", "y"]
+    # a tie rounds away from zero, as the tiles do (pandas would round 0.0625 to 0.062)
+    assert rounded(pd.DataFrame({"a": [0.0625, None]}), {"a": percent_column("a")})["a"].iloc[0] == 0.063
