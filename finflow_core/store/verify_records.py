@@ -124,6 +124,12 @@ _BATCH_FIELDS = (("sha256", "uploaded", "sha256"), ("rows_in", "uploaded", "rows
                  ("rows_quarantined", "uploaded", "rows_quarantined"),
                  ("config_sha256", "uploaded", "config_sha256"),
                  ("low_edge", "scored", "low_edge"), ("high_edge", "scored", "high_edge"))
+#: stored NULL, audited "": a config built in code has no file and so no hash
+_BLANK_MEANS_NONE = frozenset({"config_sha256"})
+
+
+def _as_recorded(column: str, value: Any) -> Any:
+    return (value or None) if column in _BLANK_MEANS_NONE else value
 
 
 def check_batches(conn: Connection, record: TrailRecord) -> tuple[list[Finding], int]:
@@ -146,7 +152,8 @@ def check_batches(conn: Connection, record: TrailRecord) -> tuple[list[Finding],
             continue
         for column, which, detail in _BATCH_FIELDS:
             event = events[which]
-            if event is not None and detail in event.details and event.details[detail] != b[column]:
+            if (event is not None and detail in event.details
+                    and _as_recorded(column, event.details[detail]) != _as_recorded(column, b[column])):
                 found.append(Finding("batches", bid, "changed", f"{column} {b[column]!r} differs "
                                      f"from audit entry {event.seq} ({event.details[detail]!r})"))
         if state is not None:

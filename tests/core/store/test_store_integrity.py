@@ -386,3 +386,21 @@ def test_a_batch_voided_or_put_back_or_its_config_changed_by_sql_is_named(ffa: L
             b=bid, c="0" * 64)
     assert [f.message.split(" differs")[0] for f in verify(ffa).findings] == [
         f"config_sha256 '{'0' * 64}'"]
+
+
+def test_a_batch_scored_under_a_config_without_a_file_hash_verifies(
+    ff: Lending, batches_dir: BatchFiles,
+) -> None:
+    """A config built in code (no file, so no hash) is stored as NULL and audited as "": the
+    two mean the same and must not read as a changed config."""
+    from dataclasses import replace
+
+    from finflow_core.services.scoring_engines import champion_engine
+
+    ff.config = replace(ff.config, sha256="")
+    summary = ff.run(batches_dir.a, scoring=champion_engine(ff.context))
+    assert summary.config_sha256 == ""
+    assert verify(ff).ok, [f.message for f in verify(ff).findings]
+    raw_sql(ff.store, "UPDATE batches SET config_sha256 = :c WHERE id = :b",
+            b=summary.batch_id, c="0" * 64)
+    assert problems(verify(ff)) == [("batches", summary.batch_id, "changed")]
