@@ -7,6 +7,7 @@ import os
 import sqlite3
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -185,6 +186,45 @@ def test_a_locked_database_is_exit_14_after_the_busy_timeout(
         holder.close()
     assert code == 14 and "stayed locked" in err
     assert run(capsys, "batches", "list")[0] == 0  # free again
+
+
+def test_a_run_locked_out_of_publishing_gives_up_after_one_timeout(
+    analyst: Lending, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    batches_dir: BatchFiles,
+) -> None:
+    """Publishing waited the timeout, then removing the load waited it again (a run told
+    "locked for more than 30 s" after a minute). The load is left invisible instead, and
+    the next run removes it and stores the file."""
+    from finflow_core.store.batch_writer import StoreSink
+
+    monkeypatch.setattr(store_engine, "SQLITE_BUSY_TIMEOUT_MS", 1_000)
+    holder = sqlite3.connect(db_path(analyst), isolation_level=None, timeout=5)
+    publish = StoreSink.finish
+    locked_at: list[float] = []
+
+    def locked_out(sink: StoreSink, *args: object) -> None:
+        holder.execute("BEGIN IMMEDIATE")  # another process takes the lock: the chunks are in
+        locked_at.append(time.monotonic())
+        publish(sink, *args)
+
+    monkeypatch.setattr(StoreSink, "finish", locked_out)
+    try:
+        code, _, err = run(capsys, "weekly-run", "--data", batches_dir.a, "--chunk-rows", 200)
+        waited = time.monotonic() - locked_at[0]
+    finally:
+        holder.execute("ROLLBACK")
+    assert code == 14 and "more than 1 s" in err, err
+    assert waited < 1.6
+    monkeypatch.setattr(StoreSink, "finish", publish)
+    code, out, _ = run(capsys, "batches", "list")
+    assert code == 0 and "week_a" not in out  # never a partial batch
+    assert run(capsys, "weekly-run", "--data", batches_dir.a)[0] == 0
+    code, out, _ = run(capsys, "batches", "list")
+    assert out.count("week_a") == 1
+    with sqlite3.connect(db_path(analyst)) as conn:
+        assert conn.execute("SELECT count(*) FROM batches WHERE state != 'published'").fetchone() == (0,)
+    conn.close()
+    holder.close()
 
 
 @pytest.mark.parametrize("state", ["empty", "missing"])
