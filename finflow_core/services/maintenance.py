@@ -29,10 +29,13 @@ from sqlalchemy.engine import make_url
 
 from finflow_core.errors import Conflict, InvalidInput
 from finflow_core.lending.config import Config
+from finflow_core.security.keys import key_path
 from finflow_core.services.access import Action
 from finflow_core.services.base import Service
 from finflow_core.services.context import Context
 from finflow_core.store import Store, open_store
+from finflow_core.store.anchors import FILE_PATTERN as ANCHOR_FILES
+from finflow_core.store.anchors import anchor_folder
 from finflow_core.store.audit_chain import AuditVerification, append_audit, verify_audit
 from finflow_core.store.decision_check import DecisionVerification, verify_decisions
 from finflow_core.store.engine import check_sqlite_file, sqlite_path
@@ -43,12 +46,17 @@ ANCHORS = "anchors"  # where audit anchors are kept under the data folder, by de
 
 
 def prior_use(config: Config) -> list[Path]:
-    """Files that prove this installation was used before (key, model folders, anchors)."""
+    """Files that prove this installation was used before: its key file (where it is kept
+    now, or the old one in the data folder), anchors (in ``audit.anchor_dir``, or the old
+    folder), model cards."""
     paths = config.paths
-    found = [p for p in (paths.data_dir / KEY_FILE, paths.data_dir / ANCHORS) if p.exists()]
+    found = [p for p in (key_path(config), paths.data_dir / KEY_FILE) if p.is_file()]
+    for folder in (anchor_folder(config), paths.data_dir / ANCHORS):
+        if folder.is_dir():
+            found += sorted(folder.glob(ANCHOR_FILES))[-1:]
     if paths.models_dir.is_dir():
         found += sorted(paths.models_dir.glob("*/model_card.json"))[:3]
-    return found
+    return list(dict.fromkeys(found))
 
 
 def open_installation(config: Config, *, recover: bool = True) -> Store:

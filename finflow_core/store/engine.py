@@ -208,7 +208,7 @@ def check_sqlite_file(path: Path, prior_use: Iterable[Path] = ()) -> None:
                 f"the database {path} is {state}, but this installation was used before "
                 f"({', '.join(evidence[:3])} exist): FinFlow will not start a new, empty "
                 "database in its place. Restore it with `finflow restore --from BACKUP`; to "
-                "really start afresh, move the data and models folders away first.",
+                "really start afresh, move those files away first.",
                 path=str(path), reason=state.split()[0])
         return
     try:
