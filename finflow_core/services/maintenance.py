@@ -39,7 +39,7 @@ from finflow_core.store.anchors import anchor_folder
 from finflow_core.store.audit_chain import AuditVerification, append_audit, verify_audit
 from finflow_core.store.decision_check import DecisionVerification, verify_decisions
 from finflow_core.store.engine import check_sqlite_file, sqlite_path
-from finflow_core.store.faults import NotAvailableHere, StoreDamaged, StoreNotWritable
+from finflow_core.store.faults import NotAvailableHere, StoreDamaged, StoreFull, StoreNotWritable
 
 KEY_FILE = ".finflow_secret"  # finflow_core.store.model_files.KEY_FILE
 ANCHORS = "anchors"  # where audit anchors are kept under the data folder, by default
@@ -184,8 +184,11 @@ class MaintenanceService(Service):
         except OSError as exc:
             raise StoreNotWritable(f"cannot write the backup {out} ({exc.strerror})",
                                    path=str(out)) from None
+        except sqlite3.Error as exc:
+            raise _backup_fault(out, exc) from None
         finally:
-            tmp.unlink(missing_ok=True)
+            for suffix in ("", "-journal"):  # SQLite's rollback journal of the copy, too
+                Path(f"{tmp}{suffix}").unlink(missing_ok=True)
         digest, size = _sha256(out), out.stat().st_size
         with sqlite3.connect(out) as copy:
             entries = int(copy.execute("SELECT seq FROM audit_head WHERE id = 1").fetchone()[0])
@@ -194,6 +197,20 @@ class MaintenanceService(Service):
             append_audit(conn, self.actor.username, "store_backed_up", "store", out.name,
                          {"path": str(out), "bytes": size, "sha256": digest, "audit_seq": entries})
         return BackupResult(out, size, digest, entries, time.perf_counter() - started)
+
+
+def _backup_fault(out: Path, exc: sqlite3.Error) -> BaseException:
+    """SQLite failing to write the copy: the backup's disk, not the database's (whose words
+    the driver's error would otherwise get: "the disk holding the database is full")."""
+    text = str(exc).lower()
+    if "full" in text:
+        return StoreFull(f"the disk holding the backup {out} is full: no backup was written (the "
+                         "store is unchanged); free some space there or choose another place",
+                         path=str(out))
+    if "readonly" in text or "read-only" in text or "unable to open" in text or "i/o" in text:
+        return StoreNotWritable(f"cannot write the backup {out} ({exc}): no backup was written; "
+                                "choose another place", path=str(out))
+    return exc
 
 
 def _has_data(path: Path) -> bool:

@@ -78,6 +78,31 @@ def test_backup_then_restore_over_a_damaged_store_and_verify(
     assert "store_restored" in actions and "store_backed_up" not in actions
 
 
+def test_a_backup_to_a_full_disk_names_the_backup_not_the_database(
+    admin: Lending, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SQLite's "database or disk is full" while writing the copy was reported as "the disk
+    holding the database is full ... move the data folder": the backup's disk is."""
+    connect = sqlite3.connect
+
+    def small_disk(path: object, *args: object, **kwargs: object) -> sqlite3.Connection:
+        conn = connect(path, *args, **kwargs)  # type: ignore[arg-type]
+        if str(path).endswith(".tmp"):  # the copy being written: room for 2 pages
+            conn.execute("PRAGMA max_page_count = 2")
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", small_disk)
+    folder = tmp_path / "small"
+    folder.mkdir()
+    code, _, err = run(capsys, "backup", "--out", folder / "b.db")
+    assert code == 15, err
+    assert f"the disk holding the backup {folder / 'b.db'} is full" in err
+    assert "database" not in err.split("is full")[0]
+    assert list(folder.iterdir()) == []  # nothing left behind
+    assert admin.count("audit_log", "WHERE action = 'store_backed_up'") == 0
+
+
 def test_restore_refuses_a_file_that_is_not_a_backup(
     admin: Lending, capsys: pytest.CaptureFixture[str], tmp_path: Path,
 ) -> None:
