@@ -26,6 +26,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from finflow_core.errors import Conflict, InvalidInput
 from finflow_core.lending.config import Config
@@ -40,6 +41,7 @@ from finflow_core.store.audit_chain import AuditVerification, append_audit, veri
 from finflow_core.store.decision_check import DecisionVerification, verify_decisions
 from finflow_core.store.engine import check_sqlite_file, sqlite_path
 from finflow_core.store.faults import NotAvailableHere, StoreDamaged, StoreFull, StoreNotWritable
+from finflow_core.store.migrate import load_all_tables
 
 KEY_FILE = ".finflow_secret"  # finflow_core.store.model_files.KEY_FILE
 ANCHORS = "anchors"  # where audit anchors are kept under the data folder, by default
@@ -213,6 +215,35 @@ def _backup_fault(out: Path, exc: sqlite3.Error) -> BaseException:
     return exc
 
 
+def _check_schema(source: Path, scratch: Path) -> None:
+    """A copy of the backup must migrate to this FinFlow's schema and then hold every table:
+    a file that only claims a revision (an ``alembic_version`` table and nothing else) was
+    copied over the store first and failed after, the store's data gone."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    staged = scratch / f".restore-check-{os.getpid()}.db"
+    try:
+        with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as src, \
+                sqlite3.connect(staged) as copy:
+            src.backup(copy)
+        src.close()
+        copy.close()
+        with open_store(f"sqlite:///{staged}", recover=False) as store, store.connect() as conn:
+            found = set(conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))
+                        .scalars())
+    except (DBAPIError, sqlite3.DatabaseError) as exc:
+        raise StoreDamaged(f"--from {source} is not a FinFlow backup: its schema cannot be brought "
+                           f"to this FinFlow's ({str(getattr(exc, 'orig', exc))[:200]}); nothing "
+                           "was changed", path=str(source)) from None
+    finally:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{staged}{suffix}").unlink(missing_ok=True)
+    missing = sorted(set(load_all_tables().tables) - found)
+    if missing:
+        raise StoreDamaged(f"--from {source} is not a FinFlow backup: it has no {', '.join(missing[:5])}"
+                           f"{' ...' if len(missing) > 5 else ''} table; nothing was changed",
+                           path=str(source), missing_tables=missing)
+
+
 def _has_data(path: Path) -> bool:
     """Whether the store at ``path`` holds anything worth keeping (users, batches, audit)."""
     if not path.exists() or path.stat().st_size == 0:
@@ -246,6 +277,7 @@ def restore(config: Config, source: Path, *, force: bool = False, actor: str = "
     if revision is None:
         raise StoreDamaged(f"--from {source} is not a FinFlow backup (no schema revision)",
                            path=str(source))
+    _check_schema(source, target.parent)  # before anything of the store is replaced
     replaced = _has_data(target)
     if replaced and not force:
         raise Conflict(f"the store {target} already holds data: restoring would replace it. Back "

@@ -113,6 +113,33 @@ def test_restore_refuses_a_file_that_is_not_a_backup(
     assert run(capsys, "restore", "--from", tmp_path / "none.db")[0] == 2
 
 
+@pytest.mark.parametrize("revision", ["0001", "head", "zzz"])
+def test_restore_refuses_a_file_that_only_claims_a_schema_before_replacing_anything(
+    admin: Lending, capsys: pytest.CaptureFixture[str], tmp_path: Path, revision: str,
+) -> None:
+    """A SQLite file with just an ``alembic_version`` row was copied over the store, then
+    failed to migrate (exit 1 or 13): the store's data was gone. Now it is refused first."""
+    from finflow_core.store.migrate import head_revision
+
+    fake = tmp_path / "claims.db"
+    with sqlite3.connect(fake) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        conn.execute("INSERT INTO alembic_version VALUES (?)",
+                     (head_revision() if revision == "head" else revision,))
+    conn.close()
+    before = admin.counts()
+    admin.close()
+    code, _, err = run(capsys, "restore", "--from", fake, "--force")
+    assert code == (13 if revision == "zzz" else 17), err
+    assert "Nothing was changed" in err or "nothing was changed" in err
+    assert admin.counts() == before
+    assert not any(p.name.startswith(".restore-check") for p in db_folder(admin).iterdir())
+
+
+def db_folder(ff: Lending) -> Path:
+    return Path(ff.url.removeprefix("sqlite:///")).parent
+
+
 @pytest.mark.postgres
 def test_postgres_backups_point_to_pg_dump(ff_pg: Lending, capsys: pytest.CaptureFixture[str],
                                            monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
