@@ -42,6 +42,7 @@ CELL_CORRUPTIONS: list[tuple[int, str, str, set[str]]] = [
     (45, "application_date", "2026-02-30", {"date"}),
     (48, "application_date", "05/01/2026", {"date"}),
     (51, "application_date", "2026-1-5", {"date"}),
+    (105, "application_date", "0000-01-01", {"date"}),  # pandas reads year 0; nothing else does
     (54, "industry", "mining", {"category"}),
     (57, "region", "West", {"category"}),
     (60, "collateral", "full ", {"category"}),
