@@ -26,6 +26,7 @@ import pandera.pandas as pa
 import pyarrow as pyarrow
 import pyarrow.compute as pc
 
+from finflow_core.formatting import BIDI_CONTROLS
 from finflow_core.lending.config import ColumnSpec
 from finflow_core.lending.config.columns import ISO_DATE
 from finflow_core.lending.spreadsheet import FORMULA_PATTERN
@@ -37,6 +38,8 @@ RULES: dict[str, str] = {
     "integer": "must be a whole number",
     "date": "must be a date written as the column's date_format says (default YYYY-MM-DD)",
     "formula": "text that a spreadsheet would run as a formula",
+    "control": "text with a control or direction-override character (it shows as other text "
+               "than is stored)",
     "in_range": "outside the allowed range",
     "category": "not one of the allowed categories",
     "max_length": "text is too long",
@@ -47,6 +50,12 @@ DATE_PATTERN = r"\d{4}-\d{2}-\d{2}"
 #: what counts as a number: optional sign, digits with an optional decimal part, optional
 #: exponent; no thousands separators, currency signs, "nan" or "inf".
 NUMBER_PATTERN = r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?"
+
+
+#: A control character (escape, bell, backspace...) or a direction override anywhere in a text
+#: cell: an id written "APP-\u202e1234" reads "APP-4321" in a letter or on a page. A tab or a
+#: line break inside a quoted cell is text as written (at its start it is a formula).
+CONTROL_PATTERN = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f" + "".join(sorted(BIDI_CONTROLS)) + "]"
 
 
 #: Columns of a value-mapping count: the column, the cell as written, what it became, rows.
@@ -176,6 +185,9 @@ def value_schema(columns: list[ColumnSpec]) -> pa.DataFrameSchema:
         if c.type in ("string", "category"):
             checks.append(pa.Check(lambda s: ~s.str.match(FORMULA_PATTERN).fillna(False),
                                    name="formula", ignore_na=True))
+            checks.append(pa.Check(  # a formula is named as such, not twice
+                lambda s: ~(s.str.contains(CONTROL_PATTERN) & ~s.str.match(FORMULA_PATTERN)).fillna(False),
+                name="control", ignore_na=True))
         if c.type == "string" and c.max_length:
             n = int(c.max_length)
             checks.append(pa.Check(lambda s, n=n: s.str.len() <= n, name="max_length", ignore_na=True))

@@ -43,6 +43,9 @@ CELL_CORRUPTIONS: list[tuple[int, str, str, set[str]]] = [
     (48, "application_date", "05/01/2026", {"date"}),
     (51, "application_date", "2026-1-5", {"date"}),
     (105, "application_date", "0000-01-01", {"date"}),  # pandas reads year 0; nothing else does
+    (108, "application_id", "APP-\u202e1234", {"control"}),  # reads "APP-4321"
+    (114, "application_id", "APP\x1b[2J", {"control"}),  # a terminal escape
+    (117, "industry", "retail\x07", {"control", "category"}),
     (54, "industry", "mining", {"category"}),
     (57, "region", "West", {"category"}),
     (60, "collateral", "full ", {"category"}),
