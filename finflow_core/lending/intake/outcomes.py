@@ -30,6 +30,7 @@ from finflow_core.lending.intake.reader import (
     _first_pass,
     _read_header,
     _reject_structured_text,
+    display_name,
 )
 from finflow_core.lending.intake.schema import DATE_PATTERN, NUMBER_PATTERN
 from finflow_core.lending.intake.sources import iter_chunks
@@ -104,7 +105,7 @@ def open_outcome_file(source: Source, spec: OutcomeSpec, *, name: str | None = N
                       form: CsvForm = FINFLOW_CSV) -> BatchFile:
     """Check that ``source`` is a CSV outcome file (written as ``form`` says: the lender's
     files'); raise :class:`BatchRejected` if not."""
-    display = name or (Path(source).name if not isinstance(source, bytes) else "outcomes.csv")
+    display = display_name(source, name, "outcomes.csv")
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise BatchRejected(f"{display}: file not found", reason="not_found", file=str(source))
     stream: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115

@@ -25,6 +25,7 @@ from finflow_core.lending.intake.reader import (
     RawChunk,
     Source,
     check_size,
+    display_name,
     make_chunk,
     split_columns,
 )
@@ -62,7 +63,7 @@ def _parquet_file(source: Source, *, streaming: bool = False) -> Any:
 def open_parquet_batch(source: Source, config: Config, *, name: str | None = None,
                        require_target: bool = False) -> BatchFile:
     """A Parquet batch's identity (content hash) and columns, checked like a CSV header."""
-    display = name or (Path(source).name if not isinstance(source, bytes) else "upload.parquet")
+    display = display_name(source, name, "upload.parquet")
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise BatchRejected(f"{display}: file not found", reason="not_found", file=str(source))
     check_size(source, config, display)  # the same limit as a CSV, before pyarrow reads it

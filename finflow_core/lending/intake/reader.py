@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from finflow_core.errors import BatchRejected
+from finflow_core.formatting import clean
 from finflow_core.lending.config import FINFLOW_CSV, Config, CsvForm, default_config_path
 from finflow_core.lending.intake.file_text import (
     BLOCK,
@@ -110,7 +111,7 @@ def open_batch(
     itself is :data:`~finflow_core.lending.config.FINFLOW_CSV`).
     """
     form = form or config.csv
-    display = name or (Path(source).name if not isinstance(source, bytes) else "upload.csv")
+    display = display_name(source, name, "upload.csv")
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise BatchRejected(f"{display}: file not found", reason="not_found", file=str(source))
     check_size(source, config, display)
@@ -128,6 +129,14 @@ def open_batch(
         raise
     return BatchFile(display, sha, size, tuple(header), used, ignored, source, breaks, records=records,
                      plain=plain, form=form)
+
+
+def display_name(source: Source, name: str | None, default: str) -> str:
+    """The file's name as messages and the stored batch show it: line breaks and tabs as
+    spaces, other control and direction-override characters left out (a name with a line
+    break split its line in `finflow batches list` and in every one-line message)."""
+    raw = name or (Path(source).name if not isinstance(source, bytes) else default)
+    return clean(raw).strip() or default
 
 
 def check_size(source: Source, config: Config, display: str) -> None:

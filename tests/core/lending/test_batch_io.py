@@ -374,3 +374,17 @@ def test_a_cell_over_the_field_limit_is_rejected_on_both_paths(config: Config, s
     assert err.reason == "not_csv"
     assert err.message == (f"week.csv: cannot read the CSV near line 5: field larger than field "
                            f"limit ({MAX_FIELD})")
+
+
+def test_a_file_name_with_a_line_break_or_an_override_is_shown_on_one_line(
+    config: Config, sample_csv: str, tmp_path: Path
+) -> None:
+    """The name is stored with the batch and starts every message about the file: a line
+    break in it split `finflow batches list`'s line, U+202E reversed what followed."""
+    path = tmp_path / "week\n49\u202e.csv"
+    path.write_text(sample_csv, encoding="utf-8")
+    assert open_batch(path, config).name == "week 49.csv"
+    assert open_source(path, config).name == "week 49.csv"
+    with pytest.raises(BatchRejected) as refused:
+        open_batch(tmp_path / "gone\r\n.csv", config)
+    assert "\n" not in refused.value.message and "\r" not in refused.value.message
