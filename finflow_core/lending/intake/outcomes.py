@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import BinaryIO
 
 import pandas as pd
@@ -24,13 +23,13 @@ import pandera.pandas as pa
 
 from finflow_core.errors import BatchRejected
 from finflow_core.lending.config import FINFLOW_CSV, CsvForm
+from finflow_core.lending.intake.file_names import display_name, require_file
 from finflow_core.lending.intake.reader import (
     BatchFile,
     Source,
     _first_pass,
     _read_header,
     _reject_structured_text,
-    display_name,
 )
 from finflow_core.lending.intake.schema import DATE_PATTERN, NUMBER_PATTERN
 from finflow_core.lending.intake.sources import iter_chunks
@@ -106,8 +105,7 @@ def open_outcome_file(source: Source, spec: OutcomeSpec, *, name: str | None = N
     """Check that ``source`` is a CSV outcome file (written as ``form`` says: the lender's
     files'); raise :class:`BatchRejected` if not."""
     display = display_name(source, name, "outcomes.csv")
-    if not isinstance(source, bytes) and not Path(source).is_file():
-        raise BatchRejected(f"{display}: file not found", reason="not_found", file=str(source))
+    require_file(source, display)
     stream: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
     with stream:
         sha, size, head, breaks, records, _ = _first_pass(stream, display, form.encoding)

@@ -19,13 +19,13 @@ from typing import Any
 
 from finflow_core.errors import BatchRejected
 from finflow_core.lending.config import Config
+from finflow_core.lending.intake.file_names import display_name, require_file
 from finflow_core.lending.intake.reader import (
     BLOCK,
     BatchFile,
     RawChunk,
     Source,
     check_size,
-    display_name,
     make_chunk,
     split_columns,
 )
@@ -64,8 +64,7 @@ def open_parquet_batch(source: Source, config: Config, *, name: str | None = Non
                        require_target: bool = False) -> BatchFile:
     """A Parquet batch's identity (content hash) and columns, checked like a CSV header."""
     display = display_name(source, name, "upload.parquet")
-    if not isinstance(source, bytes) and not Path(source).is_file():
-        raise BatchRejected(f"{display}: file not found", reason="not_found", file=str(source))
+    require_file(source, display)
     check_size(source, config, display)  # the same limit as a CSV, before pyarrow reads it
     try:
         pf = _parquet_file(source)

@@ -27,8 +27,8 @@ import pandas as pd
 import pyarrow as pa
 
 from finflow_core.errors import BatchRejected
-from finflow_core.formatting import clean
 from finflow_core.lending.config import FINFLOW_CSV, Config, CsvForm, default_config_path
+from finflow_core.lending.intake.file_names import display_name, require_file
 from finflow_core.lending.intake.file_text import (
     BLOCK,
     AsUtf8,
@@ -112,8 +112,7 @@ def open_batch(
     """
     form = form or config.csv
     display = display_name(source, name, "upload.csv")
-    if not isinstance(source, bytes) and not Path(source).is_file():
-        raise BatchRejected(f"{display}: file not found", reason="not_found", file=str(source))
+    require_file(source, display)
     check_size(source, config, display)
     stream: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
     with stream:
@@ -129,14 +128,6 @@ def open_batch(
         raise
     return BatchFile(display, sha, size, tuple(header), used, ignored, source, breaks, records=records,
                      plain=plain, form=form)
-
-
-def display_name(source: Source, name: str | None, default: str) -> str:
-    """The file's name as messages and the stored batch show it: line breaks and tabs as
-    spaces, other control and direction-override characters left out (a name with a line
-    break split its line in `finflow batches list` and in every one-line message)."""
-    raw = name or (Path(source).name if not isinstance(source, bytes) else default)
-    return clean(raw).strip() or default
 
 
 def check_size(source: Source, config: Config, display: str) -> None:

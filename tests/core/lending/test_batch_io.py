@@ -388,3 +388,14 @@ def test_a_file_name_with_a_line_break_or_an_override_is_shown_on_one_line(
     with pytest.raises(BatchRejected) as refused:
         open_batch(tmp_path / "gone\r\n.csv", config)
     assert "\n" not in refused.value.message and "\r" not in refused.value.message
+
+
+def test_a_folder_or_a_device_is_named_as_such_not_as_a_missing_file(
+    config: Config, tmp_path: Path
+) -> None:
+    with pytest.raises(BatchRejected, match="is a folder, not a file"):
+        open_batch(tmp_path, config)
+    with pytest.raises(BatchRejected, match="is a device, pipe or socket, not a file"):
+        open_source(Path("/dev/zero"), config)
+    with pytest.raises(BatchRejected, match="file not found"):
+        open_batch(tmp_path / "gone.csv", config)
