@@ -379,9 +379,13 @@ def _read_header(head: bytes, display: str, form: CsvForm = FINFLOW_CSV) -> list
         raise BatchRejected(f"{display}: no header row found", reason="not_csv") from exc
     header = [h.strip() for h in first]
     if not any(header):
-        raise BatchRejected(f"{display}: the first line is blank; it must name the columns", reason="not_csv")
+        what = "is blank" if len(header) <= 1 else f"holds {len(header)} empty names"
+        raise BatchRejected(f"{display}: the first line {what}; it must name the columns", reason="not_csv")
     seen: set[str] = set()
-    for h in header:
+    for i, h in enumerate(header, 1):
+        if h == "" and "" in seen:
+            raise BatchRejected(f"{display}: the header has columns without a name (column {i} is "
+                                "one of them): name every column", reason="duplicate_columns", column=h)
         if h in seen:
             raise BatchRejected(f"{display}: column {h!r} appears twice in the header", reason="duplicate_columns", column=h)
         seen.add(h)

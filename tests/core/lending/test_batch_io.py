@@ -132,6 +132,20 @@ def test_duplicate_header_is_rejected(config: Config, sample_csv: str) -> None:
     assert "'region' appears twice" in err.message
 
 
+def test_a_header_of_empty_names_is_named_as_such(config: Config, sample_csv: str) -> None:
+    """',,,,,' was "the first line is blank"; two nameless columns were "column '' appears
+    twice"."""
+    rows = sample_csv.splitlines()[1:]
+    err = _rejected(("," * 14 + "\n" + "\n".join(rows) + "\n").encode(), config)
+    assert "the first line holds 15 empty names" in err.message
+    header = sample_csv.splitlines()[0]
+    content = "\n".join([header + ",,", *[r + ",a,b" for r in rows]]) + "\n"
+    err = _rejected(content.encode(), config)
+    assert "columns without a name" in err.message and "''" not in err.message
+    assert _rejected(b"\n\n" + sample_csv.encode(), config).message.endswith(
+        "the first line is blank; it must name the columns")
+
+
 def test_missing_file_is_rejected(config: Config, tmp_path: Path) -> None:
     with pytest.raises(BatchRejected) as exc:
         open_batch(tmp_path / "absent.csv", config)
