@@ -31,7 +31,7 @@ from finflow_core.lending.intake.reader import (
     _read_header,
     _reject_structured_text,
 )
-from finflow_core.lending.intake.schema import DATE_PATTERN, NUMBER_PATTERN
+from finflow_core.lending.intake.schema import DATE_PATTERN, NUMBER_PATTERN, in_calendar
 from finflow_core.lending.intake.sources import iter_chunks
 from finflow_core.lending.spreadsheet import FORMULA_PATTERN
 
@@ -158,8 +158,8 @@ def _judge(raw: pd.DataFrame, spec: OutcomeSpec, today: date) -> tuple[pd.DataFr
     word = text[spec.defaulted_column].str.lower()
     truth = {**dict.fromkeys(spec.true_values, True), **dict.fromkeys(spec.false_values, False)}
     defaulted = word.map(lambda w: truth.get(w))
-    observed = pd.to_datetime(text[spec.observed_column].where(
-        text[spec.observed_column].str.fullmatch(DATE_PATTERN).fillna(False)), format="%Y-%m-%d", errors="coerce")
+    observed = in_calendar(pd.to_datetime(text[spec.observed_column].where(
+        text[spec.observed_column].str.fullmatch(DATE_PATTERN).fillna(False)), format="%Y-%m-%d", errors="coerce"))
     loss_text, dpd_text = text[spec.loss_column], text[spec.dpd_column]
     loss = pd.to_numeric(loss_text.where(loss_text.str.fullmatch(NUMBER_PATTERN).fillna(False)), errors="coerce")
     dpd = pd.to_numeric(dpd_text.where(dpd_text.str.fullmatch(NUMBER_PATTERN).fillna(False)), errors="coerce")

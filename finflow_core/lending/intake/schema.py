@@ -122,12 +122,17 @@ def _read_typed(raw: pd.Series, c: ColumnSpec, arr: pyarrow.Array, stripped: pya
         # pandas, not Arrow: Arrow's strptime turns 2026-02-30 into 2026-03-02
         text = pd.Series(pd.array(pc.if_else(pyarrow.array(ok), stripped, None), dtype="str"), index=raw.index)
         dates = pd.to_datetime(text, format=c.date_format or ISO_DATE, errors="coerce").astype("datetime64[us]")
-        # pandas reads year 0 (0000-01-01), which no calendar FinFlow uses has: its week began
-        # in year -1 ("-001-12-27") and the date breaks everything that reads it back
-        dates = dates.where(dates.isna() | (dates.dt.year >= 1))
+        dates = in_calendar(dates)
         return ReadColumn(dates, blank, ~blank & dates.isna().to_numpy(dtype=bool))
     text = pd.Series(pd.array(pc.if_else(pyarrow.array(~blank), arr, None), dtype="str"), index=raw.index)
     return ReadColumn(text, blank, np.zeros(len(arr), dtype=bool))
+
+
+def in_calendar(dates: pd.Series) -> pd.Series:
+    """Dates read by pandas, missing where Python's calendar has none: pandas reads year 0
+    (0000-01-01), whose week began in year -1 ("-001-12-27") and which breaks everything that
+    reads it back (``.dt.date``: "year 0 is out of range")."""
+    return dates.where(dates.isna() | (dates.dt.year >= 1))
 
 
 def plain_numbers(cells: pyarrow.Array, c: ColumnSpec) -> pyarrow.Array:
