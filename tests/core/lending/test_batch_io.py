@@ -413,3 +413,11 @@ def test_a_folder_or_a_device_is_named_as_such_not_as_a_missing_file(
         open_source(Path("/dev/zero"), config)
     with pytest.raises(BatchRejected, match="file not found"):
         open_batch(tmp_path / "gone.csv", config)
+
+
+def test_chunks_of_no_rows_are_refused_not_streamed_for_ever(config: Config, sample_csv: str) -> None:
+    from finflow_core.errors import InvalidInput
+
+    batch = open_batch(sample_csv.encode(), config)
+    with pytest.raises(InvalidInput, match="chunk_rows must be 1 or more"):
+        next(iter_chunks(batch, 0))
