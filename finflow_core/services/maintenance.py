@@ -30,7 +30,6 @@ from sqlalchemy.exc import DBAPIError
 
 from finflow_core.errors import Conflict, InvalidInput
 from finflow_core.lending.config import Config
-from finflow_core.security.keys import key_path
 from finflow_core.services.access import Action
 from finflow_core.services.base import Service
 from finflow_core.services.context import Context
@@ -48,11 +47,12 @@ ANCHORS = "anchors"  # where audit anchors are kept under the data folder, by de
 
 
 def prior_use(config: Config) -> list[Path]:
-    """Files that prove this installation was used before: its key file (where it is kept
-    now, or the old one in the data folder), anchors (in ``audit.anchor_dir``, or the old
-    folder), model cards."""
+    """Files that prove this installation was used before: anchors (in ``audit.anchor_dir``,
+    or the old folder; every used installation has one), model cards, the old key file in
+    the data folder. Not the key file where it is kept now: it may be provisioned before the
+    first start (from a vault), or serve several stores (a test run)."""
     paths = config.paths
-    found = [p for p in (key_path(config), paths.data_dir / KEY_FILE) if p.is_file()]
+    found = [p for p in (paths.data_dir / KEY_FILE,) if p.is_file()]
     for folder in (anchor_folder(config), paths.data_dir / ANCHORS):
         if folder.is_dir():
             found += sorted(folder.glob(ANCHOR_FILES))[-1:]

@@ -254,14 +254,13 @@ def test_a_lost_database_is_never_taken_for_a_fresh_install(
     assert (not db.exists()) if state == "missing" else db.stat().st_size == 0
 
 
-@pytest.mark.parametrize("evidence", ["key file", "anchor"])
-def test_the_key_or_an_anchor_where_they_are_kept_now_prove_a_lost_database(
+def test_an_anchor_where_anchors_are_kept_now_proves_a_lost_database(
     ff_sqlite: Lending, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path, evidence: str,
+    tmp_path: Path,
 ) -> None:
-    """The check looked for the key and the anchors in the data folder, where they were kept
-    before they moved out: with the models elsewhere (another volume, not mounted), a lost
-    database was taken for a fresh install and `users add mallory --role admin` made an admin."""
+    """The check looked for anchors in the data folder, where they were kept before they
+    moved out: with the models elsewhere (another volume, not mounted), a lost database was
+    taken for a fresh install and `users add mallory --role admin` made an admin."""
     from finflow_core.store.anchors import anchor_folder
 
     config = ff_sqlite.config
@@ -269,21 +268,12 @@ def test_the_key_or_an_anchor_where_they_are_kept_now_prove_a_lost_database(
     models = config.paths.models_dir
     if models.exists():
         models.rename(tmp_path / "models-on-another-volume")
-    for old in (config.paths.data_dir / ".finflow_secret", config.paths.data_dir / "anchors"):
-        assert not old.exists()
-    if evidence == "key file":
-        key = tmp_path / "secrets" / "installation.key"
-        key.parent.mkdir(mode=0o700)
-        key.write_text("k" * 64)
-        key.chmod(0o600)
-        monkeypatch.setenv("FINFLOW_KEY_FILE", str(key))
-        monkeypatch.delenv("FINFLOW_SECRET_KEY")
-    else:
-        folder = anchor_folder(config)
-        folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.glob("*"):
-            old.unlink()
-        (folder / "anchor-0000000007-2026-12-01T101010Z.json").write_text("{}")
+    assert not (config.paths.data_dir / "anchors").exists()
+    folder = anchor_folder(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*"):
+        old.unlink()
+    (folder / "anchor-0000000007-2026-12-01T101010Z.json").write_text("{}")
     db = db_path(ff_sqlite)
     for side in ("", "-wal", "-shm"):
         Path(f"{db}{side}").unlink(missing_ok=True)
@@ -292,7 +282,7 @@ def test_the_key_or_an_anchor_where_they_are_kept_now_prove_a_lost_database(
         monkeypatch.delenv(name, raising=False)
     code, _, err = run(capsys, "users", "add", "mallory", "--role", "admin")
     assert code == 17 and "will not start a new, empty database" in err, err
-    assert not db.exists()
+    assert "anchor-0000000007" in err and not db.exists()
 
 
 def test_an_empty_file_is_a_fresh_install_when_nothing_was_used(tmp_path: Path) -> None:
