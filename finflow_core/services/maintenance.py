@@ -266,7 +266,14 @@ def restore(config: Config, source: Path, *, force: bool = False, actor: str = "
     source = Path(source)
     if not source.is_file():
         raise InvalidInput(f"--from {source}: no such backup file", field="from")
-    check_sqlite_file(source)
+    try:
+        check_sqlite_file(source)
+    except StoreDamaged as exc:  # its words ("restore it with ...") are for the store itself
+        what = {"truncated": "is truncated", "not_a_database": "is not a SQLite database"}.get(
+            str(exc.details.get("reason")), "is damaged")
+        raise StoreDamaged(f"--from {source} {what}: it is no usable backup; nothing was changed. "
+                           "Choose another backup file", path=str(source),
+                           reason=exc.details.get("reason")) from None
     try:
         _check_copy(source)
         with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as src:

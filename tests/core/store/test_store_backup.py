@@ -109,7 +109,14 @@ def test_restore_refuses_a_file_that_is_not_a_backup(
     fake = tmp_path / "fake.db"
     fake.write_text("hello")
     code, _, err = run(capsys, "restore", "--from", fake, "--force")
-    assert code == 17 and "not a SQLite database" in err
+    assert code == 17 and "not a SQLite database" in err and "no usable backup" in err
+    backup = tmp_path / "good.db"
+    assert run(capsys, "backup", "--out", backup)[0] == 0
+    cut = tmp_path / "cut.db"
+    cut.write_bytes(backup.read_bytes()[:8192])  # a copy that stopped half-way
+    code, _, err = run(capsys, "restore", "--from", cut, "--force")
+    assert code == 17 and f"--from {cut} is truncated: it is no usable backup" in err
+    assert "restore it with" not in err  # the advice for a damaged store, not for a backup
     assert run(capsys, "restore", "--from", tmp_path / "none.db")[0] == 2
 
 
