@@ -252,6 +252,22 @@ def test_the_gate_quarantines_a_formula_behind_spaces(config: Config, to_csv: Ca
     assert report.issues[["row_number", "rule"]].values.tolist() == [[2, "formula"]]
 
 
+@pytest.mark.parametrize("cell", ["A\t7", "A7\x1b[2J", "A\x857", "\u202eA7", "A\u20687"])
+def test_an_id_with_control_or_direction_characters_is_quarantined(
+    config: Config, to_csv: Callable, cell: str
+) -> None:
+    """Such an id reads differently from how it is stored, so no one could find the case again;
+    an ordinary non-ASCII id is kept."""
+    frame = generate_applications(3, seed=86).drop(columns="default")
+    frame["application_id"] = frame["application_id"].astype(object)
+    frame.loc[1, "application_id"] = cell
+    frame.loc[2, "application_id"] = "Zürich-Ø-7"
+    report = validate_batch(to_csv(frame), config)
+    assert report.issues[["row_number", "rule"]].values.tolist() == [[2, "id_characters"]]
+    assert repr(cell) in report.issues.iloc[0]["message"]
+    assert report.valid["application_id"].tolist()[-1] == "Zürich-Ø-7"
+
+
 @pytest.mark.parametrize(("column", "cell", "says"), [
     ("interest_rate", "13.56%", "declare percent: true"),
     ("term_months", "36 months", "declare strip: ['months']"),
