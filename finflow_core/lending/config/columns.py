@@ -156,6 +156,12 @@ class ColumnSpec:
             raise Problem(f"a column with role {role} cannot be nullable (without nullable: true "
                           f"a row with a blank one is quarantined, rule not_null): "
                           f"{NEVER_BLANK_ROLES[role]}", ("nullable",))
+        if role == "term" and (self.min is None or self.min < 1):
+            got = "no min" if self.min is None else f"min {self.min:g}"
+            raise Problem(f"a term column must have min: 1 or more, got {got}: a loan is priced "
+                          "by its months, and a term of 0 months cannot be amortised (its profit "
+                          "would be unknown). A row with a term below min is quarantined (rule "
+                          "in_range)", ("min",))
         if role == "id" and not 1 <= (self.max_length or 0) <= ID_MAX_LENGTH:
             raise Problem(f"an id column's max_length must be 1 to {ID_MAX_LENGTH}", ("max_length",))
         if self.max_length is not None and self.max_length < 1:

@@ -1,0 +1,67 @@
+"""The public SBA national loans file (``SBAnational.csv``, 100 rows as published) read
+through a lender's config alone: loans of 0 months, outcomes written CHGOFF / P I F or left
+blank, flag codes no documentation mentions, dates written 2/28/1997."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from finflow_core.errors import ConfigError
+from finflow_core.lending.config import ENV_HOME, Config, load_config, load_yaml, parse_config
+from finflow_core.lending.intake.validation import validate_batch
+from finflow_core.lending.strategy import LoanValues
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+CSV = FIXTURES / "sba_national_sample.csv"
+CONFIG = FIXTURES / "sba_national.yaml"
+
+
+@pytest.fixture(scope="module")
+def lender(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    mp = pytest.MonkeyPatch()
+    mp.setenv(ENV_HOME, str(tmp_path_factory.mktemp("sba_home")))
+    mp.delenv("FINFLOW_DATABASE_URL", raising=False)
+    try:
+        yield load_config(CONFIG)
+    finally:
+        mp.undo()
+
+
+@pytest.fixture(scope="module")
+def raw_file() -> pd.DataFrame:
+    return pd.read_csv(CSV, dtype=str, keep_default_na=False)
+
+
+def _with_term(**term: object) -> dict:
+    doc = load_yaml(CONFIG.read_text())
+    col = next(c for c in doc["dataset"]["columns"] if c["name"] == "Term")
+    col.pop("min")
+    col.update(term)
+    return doc
+
+
+@pytest.mark.parametrize("term", [{"min": 0}, {}, {"min": 0.5}])
+def test_a_term_column_that_allows_zero_months_is_a_config_error(term: dict) -> None:
+    # SBAnational.csv has loans of Term 0: with min 0 their profit was NaN, the batch's
+    # profit sum was NaN and the training summary said "out-of-fold profit not priced"
+    with pytest.raises(ConfigError) as err:
+        parse_config(_with_term(**term))
+    message = str(err.value)
+    assert "(Term).min" in message and "min: 1 or more" in message and "in_range" in message
+
+
+def test_zero_month_loans_are_quarantined_and_every_kept_loan_is_priced(
+        lender: Config, raw_file: pd.DataFrame) -> None:
+    report = validate_batch(CSV, lender, require_target=True)
+    assert report.rows_in == len(raw_file) == report.rows_valid + report.rows_quarantined
+    issues = report.issues
+    zero = issues[(issues["column"] == "Term") & (issues["rule"] == "in_range")]
+    assert sorted(zero["application_id"]) == sorted(raw_file.loc[raw_file["Term"] == "0",
+                                                                 "LoanNr_ChkDgt"])
+    assert len(zero) == 3 and set(zero["value"]) == {"0"}
+    values = LoanValues.from_frame(report.valid, lender)
+    assert np.isfinite(values.margin).all()
