@@ -4,11 +4,13 @@ counted in what the comparison says it was made on, and a file with none left is
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
 from store_helpers import Lending  # noqa: F401 - fixtures come from the plugin
 
+from finflow_core.cli import main
 from finflow_core.errors import BatchRejected
 from finflow_core.lending.synthetic import generate_applications
 from finflow_core.services.access import Principal
@@ -45,3 +47,31 @@ def test_a_labelled_file_with_no_row_left_is_refused_naming_the_rules(ff_sqlite:
     assert str(err.value) == ("pending.csv: none of its 40 rows can be compared on: all were "
                               "quarantined (not_null ×40); a labelled file needs the columns the "
                               "model reads and each row's outcome")
+
+
+def test_a_file_with_one_outcome_only_has_no_auc_and_stays_strict_json(
+        ff_sqlite: Lending, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from store_helpers import PASSWORD
+
+    df = generate_applications(300, seed=23)
+    df[df["default"] == 0].to_csv(tmp_path / "repaid.csv", index=False)  # no default among them
+    models = ff_sqlite.wb(ANALYST).models
+    result = models.compare(ff_sqlite.version, data=tmp_path / "repaid.csv")
+    assert result.candidate.auc != result.candidate.auc  # NaN: not measurable
+    assert result.audit_details()["candidate"]["auc"] is None  # the trail's JSON is strict
+
+    ff_sqlite.users()
+    monkeypatch.setenv("FINFLOW_PASSWORD", PASSWORD)
+    assert main(["--user", "ann.analyst", "models", "compare", ff_sqlite.version,
+                 "--data", str(tmp_path / "repaid.csv"), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out, parse_constant=_refuse)  # was: "auc": NaN
+    assert printed["candidate"]["auc"] is None and printed["champion"]["auc"] is None
+    assert main(["--user", "ann.analyst", "models", "compare", ff_sqlite.version,
+                 "--data", str(tmp_path / "repaid.csv")]) == 0
+    text = capsys.readouterr().out
+    assert "AUC nan" not in text and text.count("AUC not measurable (one outcome only)") == 2
+
+
+def _refuse(constant: str) -> None:
+    raise ValueError(f"not JSON: {constant}")
