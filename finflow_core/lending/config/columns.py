@@ -19,6 +19,7 @@ from finflow_core.lending.config.fields import (
     Problem,
     Text,
     Whole,
+    Wording,
 )
 
 ColumnType = Literal["string", "integer", "float", "category", "date"]
@@ -108,7 +109,7 @@ class ColumnSpec:
     model_input: Flag | None = None  # default: true, except for protected columns
     reason_high: Text | None = None
     reason_low: Text | None = None
-    reason_category: Text | None = None
+    reason_category: Wording | None = None
     on_unknown: UnknownPolicy | None = None  # default: missing, for category columns
     other: Category | None = None
     missing_values: tuple[Category, ...] = ()
@@ -167,6 +168,7 @@ class ColumnSpec:
         if self.max_length is not None and self.max_length < 1:
             raise Problem("max_length must be at least 1", ("max_length",))
         self._check_unknown_policy()
+        self._check_wording()
         self._check_written_form()
         if role == "protected":
             self._check_protected()
@@ -194,6 +196,27 @@ class ColumnSpec:
         clash = [v for v in self.missing_values if v in self.categories]
         if clash:
             raise Problem(f"{clash[0]!r} is both a category and a missing value", ("missing_values",))
+
+    def _check_wording(self) -> None:
+        if self.reason_category is None:
+            return
+        if self.type != "category":
+            raise Problem(f"reason_category applies to category columns only (this one is "
+                          f"{self.type}): use reason_high or reason_low", ("reason_category",))
+        if isinstance(self.reason_category, str):
+            return
+        for i, (code, _) in enumerate(self.reason_category):
+            if code not in self.categories:
+                raise Problem(f"{code!r} is not one of the declared categories "
+                              f"({', '.join(self.categories)})", ("reason_category", i))
+
+    def category_reason(self, code: str) -> str | None:
+        """The lender's statement for a code of this category column: its own, or the one
+        for every code; None when the config words no reason for it."""
+        wording = self.reason_category
+        if wording is None or isinstance(wording, str):
+            return wording
+        return dict(wording).get(code)
 
     def _check_written_form(self) -> None:
         number_keys = [k for k in ("thousands", "strip", "percent", "codes") if getattr(self, k)]

@@ -65,3 +65,28 @@ def test_zero_month_loans_are_quarantined_and_every_kept_loan_is_priced(
     assert len(zero) == 3 and set(zero["value"]) == {"0"}
     values = LoanValues.from_frame(report.valid, lender)
     assert np.isfinite(values.margin).all()
+
+
+def test_a_flag_is_worded_code_by_code(lender: Config) -> None:
+    new_exist, rev_line = lender.column("NewExist"), lender.column("RevLineCr")
+    assert new_exist.category_reason("2") == "The business is new"
+    assert new_exist.category_reason("1") is None  # an existing business is not told it is new
+    assert rev_line.category_reason("N") == "The business has no revolving line of credit"
+    assert lender.column("UrbanRural").category_reason("1") == "The location carries more risk"
+
+
+@pytest.mark.parametrize(("column", "wording", "message"), [
+    ("NewExist", {"3": "The business is new"},
+     "(NewExist).reason_category[0]: '3' is not one of the declared categories (1, 2)"),
+    ("NoEmp", "The business is small",
+     "(NoEmp).reason_category: reason_category applies to category columns only (this one is "
+     "integer): use reason_high or reason_low"),
+    ("NewExist", ["The business is new"], "(NewExist).reason_category: must be one statement"),
+])
+def test_a_wording_for_codes_the_column_does_not_have_is_a_config_error(
+        column: str, wording: object, message: str) -> None:
+    doc = load_yaml(CONFIG.read_text())
+    next(c for c in doc["dataset"]["columns"] if c["name"] == column)["reason_category"] = wording
+    with pytest.raises(ConfigError) as err:
+        parse_config(doc)
+    assert message in str(err.value)
