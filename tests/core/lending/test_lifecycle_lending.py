@@ -64,7 +64,7 @@ def test_every_bad_row_is_reported_with_row_column_rule_and_value() -> None:
 
 def test_a_lender_names_its_own_columns_and_words() -> None:
     spec = OutcomeSpec(id_column="loan_ref", defaulted_column="status", observed_column="as_of",
-                       true_values=("charged_off",), false_values=("paid",))
+                       defaulted_words=("charged_off",), repaid_words=("paid",))
     f = read_outcomes(b"loan_ref,status,as_of\nL1,charged_off,2026-10-31\nL2,paid,2026-10-31\n",
                       spec, today=TODAY)
     assert f.ok and f.rows["defaulted"].tolist() == [True, False]

@@ -4,6 +4,7 @@ blank, flag codes no documentation mentions, dates written 2/28/1997."""
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,10 @@ import pytest
 
 from finflow_core.errors import ConfigError
 from finflow_core.lending.config import ENV_HOME, Config, load_config, load_yaml, parse_config
+from finflow_core.lending.intake.outcomes import read_outcomes
 from finflow_core.lending.intake.validation import validate_batch
 from finflow_core.lending.strategy import LoanValues
+from finflow_core.services.outcomes import as_laid_out
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 CSV = FIXTURES / "sba_national_sample.csv"
@@ -87,6 +90,52 @@ def test_a_wording_for_codes_the_column_does_not_have_is_a_config_error(
         column: str, wording: object, message: str) -> None:
     doc = load_yaml(CONFIG.read_text())
     next(c for c in doc["dataset"]["columns"] if c["name"] == column)["reason_category"] = wording
+    with pytest.raises(ConfigError) as err:
+        parse_config(doc)
+    assert message in str(err.value)
+
+
+def test_the_servicing_export_is_read_with_the_registers_own_names_and_words(
+        lender: Config, raw_file: pd.DataFrame) -> None:
+    export = raw_file[["LoanNr_ChkDgt", "MIS_Status"]].assign(as_of="2014-06-30")
+    f = read_outcomes(export.to_csv(index=False).encode(), lender.outcomes, today=date(2026, 12, 1))
+    assert f.rows_in == len(raw_file)
+    known = raw_file["MIS_Status"] != ""
+    assert f.rows.loc[known.to_numpy(), "defaulted"].tolist() == (
+        raw_file.loc[known, "MIS_Status"] == "CHGOFF").tolist()
+    issues = f.issues
+    assert issues["rule"].tolist() == ["outcome"] * 3 and issues["column"].eq("MIS_Status").all()
+    assert sorted(issues["application_id"]) == sorted(raw_file.loc[~known, "LoanNr_ChkDgt"])
+    assert issues["message"].iat[0] == (
+        "MIS_Status: must say whether the loan defaulted, got (blank) (defaulted: CHGOFF; not "
+        "defaulted: P I F; a file with other words declares them under outcomes: "
+        "defaulted_words / repaid_words in the config)")
+
+
+def test_simulated_outcomes_are_written_as_the_lenders_files_are(lender: Config) -> None:
+    ours = pd.DataFrame({"application_id": ["A1", "A2"], "batch_id": ["B-1", "B-1"],
+                         "defaulted": ["yes", "no"], "observed_on": ["2026-11-30"] * 2,
+                         "amount_lost": [1200.0, None], "days_past_due": [90, 0]})
+    theirs = as_laid_out(ours, lender.outcomes)
+    assert list(theirs.columns) == ["LoanNr_ChkDgt", "batch_id", "MIS_Status", "as_of",
+                                    "amount_lost", "days_past_due"]
+    assert theirs["MIS_Status"].tolist() == ["CHGOFF", "P I F"]
+    f = read_outcomes(theirs.to_csv(index=False).encode(), lender.outcomes, today=date(2026, 12, 1))
+    assert f.ok and f.rows["defaulted"].tolist() == [True, False]
+
+
+@pytest.mark.parametrize(("outcomes", "message"), [
+    ({"id_column": "LoanNr_ChkDgt", "observed_column": "LoanNr_ChkDgt"},
+     "outcomes.observed_column: 'LoanNr_ChkDgt' is already the id_column"),
+    ({"defaulted_words": ["CHGOFF"], "repaid_words": ["P I F", "chgoff"]},
+     "outcomes.repaid_words: 'chgoff' is both a default and a repayment"),
+    ({"defaulted_words": []}, "outcomes.defaulted_words: needs at least one word"),
+    ({"id_colum": "LoanNr_ChkDgt"}, "outcomes.id_colum"),
+])
+def test_an_outcome_layout_that_cannot_be_read_is_a_config_error(outcomes: dict,
+                                                                 message: str) -> None:
+    doc = load_yaml(CONFIG.read_text())
+    doc["outcomes"] = outcomes
     with pytest.raises(ConfigError) as err:
         parse_config(doc)
     assert message in str(err.value)
