@@ -149,7 +149,8 @@ def shortfalls(cand: ComparedModel, champ: ComparedModel, currency: str) -> tupl
         out.append(f"worse calibrated: predicted default rates miss the observed ones by "
                    f"{number(cand.calibration_error * 100, 1)} pts on average, against "
                    f"{number(champ.calibration_error * 100, 1)} pts")
-    if round(cand.profit) < round(champ.profit):
+    # without pricing there is no profit (NaN) to compare: the figures say "not priced"
+    if np.isfinite([cand.profit, champ.profit]).all() and round(cand.profit) < round(champ.profit):
         out.append(f"less profit on these outcomes: {money(cand.profit, currency)} against "
                    f"{money(champ.profit, currency)}")
     if round(cand.automation_rate, 3) < round(champ.automation_rate, 3):

@@ -14,6 +14,7 @@ from finflow_core.cli import main
 from finflow_core.errors import BatchRejected
 from finflow_core.lending.synthetic import generate_applications
 from finflow_core.services.access import Principal
+from finflow_core.services.model_comparison import ComparedModel, shortfalls
 
 pytest_plugins = ["store_fixtures"]  # the store tests' shared fixtures
 
@@ -75,3 +76,18 @@ def test_a_file_with_one_outcome_only_has_no_auc_and_stays_strict_json(
 
 def _refuse(constant: str) -> None:
     raise ValueError(f"not JSON: {constant}")
+
+
+def test_a_lender_without_pricing_compares_models_without_a_profit() -> None:
+    """The Taiwan credit-card file has no rate (cut-off by max_bad_rate): its profit is NaN,
+    and ``models compare`` (and so ``promote``) ended in 'unexpected error (ValueError:
+    cannot convert float NaN to integer)'."""
+    def model(version: str, auc: float) -> ComparedModel:
+        return ComparedModel(version=version, model="lightgbm", trained_rows=20_000, auc=auc,
+                             calibration_error=0.01, brier=0.14, mean_probability=0.22,
+                             profit=float("nan"), automation_rate=0.72, low_edge=0.15,
+                             high_edge=0.34)
+
+    assert shortfalls(model("cand", 0.780), model("champ", 0.776), "TWD") == ()
+    assert shortfalls(model("cand", 0.770), model("champ", 0.776), "TWD") == (
+        "lower AUC: 0.770 against 0.776",)
