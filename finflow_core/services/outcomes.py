@@ -217,7 +217,11 @@ class OutcomeService(Service):
         with np.errstate(divide="ignore", invalid="ignore"):
             exposure = np.clip(mob / term, 0.0, 1.0)
         exposure = np.where(np.isfinite(exposure), exposure, 1.0)  # no term: judged as matured
-        return np.where(defaulted, -loss, values.margin), exposure
+        # without pricing a repaid loan earns nothing known, so no loan's profit is known
+        # either (the losses alone summed as 'realised profit' read as a loss-making book)
+        profit = (np.where(defaulted, -loss, values.margin) if values.priced
+                  else np.full(len(data), np.nan))
+        return profit, exposure
 
 
 def _months(week_start: str, observed: date) -> int:
