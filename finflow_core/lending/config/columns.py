@@ -249,7 +249,7 @@ class ColumnSpec:
             if self.type != "date":
                 raise Problem(f"date_format applies to date columns, not to a {self.type} column",
                               ("date_format",))
-            _check_date_format(self.date_format)
+            check_date_format(self.date_format)
 
     def cell_text(self, value: Any) -> str:
         """A value typed into a form, written as this column's cells are (a percentage as
@@ -331,7 +331,7 @@ class RatioSpec:
         return (*self.numerator, *self.denominator)
 
 
-def _check_date_format(fmt: str) -> None:
+def check_date_format(fmt: str) -> None:
     """A date format must write a month and a year (a day too, or it reads the 1st: ``Dec-2015``)
     and read back what it wrote."""
     if not (re.search(r"%[mbBj]", fmt) and re.search(r"%[yY]", fmt)):

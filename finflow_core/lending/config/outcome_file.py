@@ -11,6 +11,7 @@ from __future__ import annotations
 from pydantic import model_validator
 from pydantic.dataclasses import dataclass
 
+from finflow_core.lending.config.columns import check_date_format
 from finflow_core.lending.config.fields import DECLARED, Category, Problem, Text
 
 #: Words read as "the loan defaulted" / "it did not", unless the config gives its own.
@@ -31,6 +32,7 @@ class OutcomeSpec:
     batch_column: Text = "batch_id"
     defaulted_words: tuple[Category, ...] = DEFAULTED_WORDS
     repaid_words: tuple[Category, ...] = REPAID_WORDS
+    date_format: Text | None = None  # strptime format of the observed date; None: YYYY-MM-DD
 
     @model_validator(mode="after")
     def _distinct(self) -> OutcomeSpec:
@@ -49,6 +51,8 @@ class OutcomeSpec:
             words = getattr(self, key)
             if not words or any(not w.strip() for w in words):
                 raise Problem("needs at least one word, and no blank one", (key,))
+        if self.date_format is not None:
+            check_date_format(self.date_format)
         both = {w.strip().lower() for w in self.defaulted_words} & {
             w.strip().lower() for w in self.repaid_words}
         if both:

@@ -138,8 +138,10 @@ def _judge(raw: pd.DataFrame, spec: OutcomeSpec, today: date) -> tuple[pd.DataFr
     word = text[spec.defaulted_column].str.lower()
     truth = spec.truth
     defaulted = word.map(lambda w: truth.get(w))
-    observed = pd.to_datetime(text[spec.observed_column].where(
-        text[spec.observed_column].str.fullmatch(DATE_PATTERN).fillna(False)), format="%Y-%m-%d", errors="coerce")
+    written = text[spec.observed_column]
+    readable = (written != "") if spec.date_format else written.str.fullmatch(DATE_PATTERN).fillna(False)
+    observed = pd.to_datetime(written.where(readable), format=spec.date_format or "%Y-%m-%d",
+                              errors="coerce")
     loss_text, dpd_text = text[spec.loss_column], text[spec.dpd_column]
     loss = pd.to_numeric(loss_text.where(loss_text.str.fullmatch(NUMBER_PATTERN).fillna(False)), errors="coerce")
     dpd = pd.to_numeric(dpd_text.where(dpd_text.str.fullmatch(NUMBER_PATTERN).fillna(False)), errors="coerce")
@@ -163,6 +165,10 @@ def _judge(raw: pd.DataFrame, spec: OutcomeSpec, today: date) -> tuple[pd.DataFr
     hint = _words_hint(spec)
     found = [{**f, "message": f"{f['message']} ({hint})"} if f["rule"] == "outcome" else f
              for f in found]
+    if spec.date_format:  # the message names the form the config declares
+        found = [{**f, "message": f["message"].replace(
+            "written YYYY-MM-DD", f"written as outcomes.date_format says ({spec.date_format})")}
+            if f["rule"] == "date" else f for f in found]
     found += _file_issues(typed)
     return typed, found
 

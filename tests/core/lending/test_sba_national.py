@@ -4,7 +4,8 @@ blank, flag codes no documentation mentions, dates written 2/28/1997."""
 
 from __future__ import annotations
 
-from datetime import date
+import dataclasses
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +140,32 @@ def test_an_outcome_layout_that_cannot_be_read_is_a_config_error(outcomes: dict,
     with pytest.raises(ConfigError) as err:
         parse_config(doc)
     assert message in str(err.value)
+
+
+def test_the_servicing_export_dates_outcomes_as_the_register_writes_them(
+        lender: Config, raw_file: pd.DataFrame) -> None:
+    """The register writes a charge-off as 30-Jan-10 (ChgOffDate): declared once under
+    outcomes.date_format, the export loads as written; a date in another form is an issue
+    naming the declared form."""
+    spec = dataclasses.replace(lender.outcomes, date_format="%d-%b-%y")
+    known = raw_file[raw_file["MIS_Status"] != ""]
+    charged = (known["MIS_Status"] == "CHGOFF") & (known["ChgOffDate"] != "")
+    export = known[["LoanNr_ChkDgt", "MIS_Status"]].assign(
+        as_of=known["ChgOffDate"].where(charged, "30-Jun-14"))
+    f = read_outcomes(export.to_csv(index=False).encode(), spec, today=date(2026, 12, 1))
+    assert f.ok and f.rows_in == len(known)
+    first = known[charged].iloc[0]
+    got = f.rows.loc[f.rows["application_id"] == first["LoanNr_ChkDgt"], "observed_on"].iat[0]
+    assert got == datetime.strptime(first["ChgOffDate"], "%d-%b-%y").date()
+    iso = export.assign(as_of="2014-06-30").head(2)
+    f = read_outcomes(iso.to_csv(index=False).encode(), spec, today=date(2026, 12, 1))
+    assert f.issues["rule"].tolist() == ["date", "date"]
+    assert f.issues["message"].iat[0] == (
+        "as_of: must be a date written as outcomes.date_format says (%d-%b-%y), got '2014-06-30'")
+
+
+def test_an_outcome_date_format_that_cannot_read_back_is_a_config_error() -> None:
+    doc = load_yaml(CONFIG.read_text())
+    doc["outcomes"]["date_format"] = "%d-%b"
+    with pytest.raises(ConfigError, match=r"outcomes\.date_format: date_format '%d-%b' must have"):
+        parse_config(doc)
