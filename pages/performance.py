@@ -12,14 +12,13 @@ wb = state.guard(Action.VIEW_PERFORMANCE)
 from finflow_app import fmt as f  # noqa: E402
 from finflow_app import performance_tables as tables  # noqa: E402
 from finflow_core.errors import FinFlowError  # noqa: E402
-from finflow_core.lending.intake.outcomes import OutcomeSpec  # noqa: E402
 from finflow_core.services.outcomes import OutcomePreview  # noqa: E402
 from finflow_core.services.performance import APPROVED_ONLY, FAIRNESS_NOTE, VintageKey  # noqa: E402
 
 cfg = wb.context.config
 PREVIEW_KEY = "pf_preview"  # (file key, OutcomePreview) of the file in the uploader
 LOADED_KEY = "pf_loaded"  # file key -> the OutcomeLoad this session recorded
-SPEC = OutcomeSpec()
+SPEC = cfg.outcomes  # the lender's outcome-file layout (config outcomes:)
 ISSUE_SHOWN = {"row_number": "row", "line": "line", "application_id": "application id", "column": "column",
                "rule": "rule", "value": "value", "message": "what is wrong"}
 
@@ -115,7 +114,7 @@ def vintage_section() -> None:
         return
     if report.outcomes == 0:
         who = "load a file of outcomes above" if wb.can(Action.LOAD_OUTCOMES) else "an analyst loads a file of outcomes"
-        st.info(f"No outcomes loaded yet: {who} (application_id, defaulted, observed_on) to compare "
+        st.info(f"No outcomes loaded yet: {who} ({', '.join(SPEC.required)}) to compare "
                 "observed with expected default rates.", icon=":material/hourglass_empty:")
     table(tables.vintage_table(report.vintages), "pf_vintages")
     st.caption(tables.LIGHT_LEGEND)

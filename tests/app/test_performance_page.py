@@ -177,3 +177,29 @@ def test_an_officer_cannot_open_the_page_nor_deep_link_it(pi) -> None:
     no_exception(direct)
     assert data_elements(direct) == 0 and not direct.title
     assert "Your role does not give access to this page." in [w.value for w in direct.warning]
+
+
+def test_the_page_asks_for_the_outcome_layout_the_config_declares(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A lender whose servicing export says LoanNr_ChkDgt / MIS_Status (config outcomes:) was
+    told to upload application_id, defaulted, observed_on, which its file does not have."""
+    def layout(raw: dict) -> None:
+        raw["outcomes"] = {"id_column": "loan_ref", "defaulted_column": "status",
+                           "observed_column": "as_of", "defaulted_words": ["CHGOFF"],
+                           "repaid_words": ["P I F"]}
+
+    with installed(tmp_path_factory.mktemp("finflow_layout_home"), layout) as inst:
+        batch = batch_ids(inst)[0]
+        outcomes = drawn(inst, batch)
+        assert {"loan_ref", "status", "as_of"} <= set(outcomes.columns)
+        assert set(outcomes["status"]) <= {"CHGOFF", "P I F"}
+        at = page_as(inst.users["analyst"], PAGE)
+        no_exception(at)
+        shown = texts(at)
+        assert "A CSV with one funded loan per row: loan_ref, status, as_of" in shown
+        assert "(loan_ref, status, as_of) to compare" in shown
+        assert "application_id" not in shown
+        at.file_uploader(key="pf_outcome_file").set_value(
+            ("servicing.csv", outcomes.to_csv(index=False).encode(), "text/csv")).run()
+        no_exception(at)
+        assert "issue(s) in" not in texts(at)
