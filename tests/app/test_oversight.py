@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 
 import pytest
-from app_support import app_as, no_exception, page_as, plain, table_with, texts
+from app_support import PASSWORD, app_as, no_exception, page_as, plain, table_with, texts
 from sqlalchemy import func, select
 
 from finflow_core.store.lending_tables import applications, strategies
@@ -183,8 +184,33 @@ def test_audit_verify_shows_the_result_and_search_finds_an_application(inst) -> 
     at.text_input(key="au_application").input(external).run()
     no_exception(at)
     trail = table_with(at, "source")
-    assert "scored" in trail["action"].tolist()
+    assert "Scored" in trail["action"].tolist()
     assert any(b.label == "Download this application's trail (CSV)" for b in at.get("download_button"))
+
+
+def test_audit_details_read_as_words_and_the_record_as_stored_is_beside_them(inst) -> None:
+    """No raw tokens (``purpose: sign_in``, snake_case keys, hashes) in the columns people read;
+    the exact record (action code and canonical JSON) in its own column."""
+    inst.gate.authenticate("analyst", PASSWORD)  # a sign-in entry, whatever ran before
+    at = page_as(inst.users["manager"], "pages/audit.py")
+    no_exception(at)
+    table = table_with(at, "details")
+    assert list(table.columns)[-2:] == ["details", "record as stored"]
+    signed_in = table[table["action"] == "Signed in"]
+    assert len(signed_in) and set(signed_in["details"]) == {"At sign-in"}
+    assert signed_in["record as stored"].iloc[0] == 'login {"purpose":"sign_in"}'
+    assert not re.search(r"_", " ".join(table["action"]))
+    for details in table["details"]:
+        for part in details.split("; "):
+            label = part.split(": ", 1)[0]
+            assert "_" not in label and label[:1].isupper(), details  # a label, not a key
+        assert not re.search(r"sign_in|rows_in|expires at|row seal|sha256|[0-9a-f]{32}", details), details
+    uploaded = table[table["action"] == "Batch uploaded"]["details"].iloc[0]
+    assert re.fullmatch(r"File: week_\d\.csv; Rows in: [\d,]+; Valid: [\d,]+; Quarantined: [\d,]+; "
+                        r"From: an uploaded file", uploaded), uploaded
+    for record in table["record as stored"]:
+        code, raw = record.split(" ", 1)
+        assert re.fullmatch(r"[a-z_]+", code) and isinstance(json.loads(raw), dict)
 
 
 def test_admin_sees_the_audit_page_but_an_officer_cannot(inst) -> None:
