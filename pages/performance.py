@@ -56,7 +56,7 @@ def outcome_section() -> None:
     st.caption(f"A CSV with one funded loan per row: {', '.join(SPEC.required)} (optional "
                f"{', '.join(SPEC.optional)}). Nothing is stored until you press Load; a file with any "
                "issue stores nothing.")
-    file = st.file_uploader("Outcome file (CSV)", type=["csv"], key="pf_outcome_file")
+    file = st.file_uploader("Outcome file (CSV)", key="pf_outcome_file")  # any type: FinFlow says what is wrong
     reason = st.text_input("Correction reason (only to change outcomes already recorded)", key="pf_reason",
                            max_chars=500)
     if file is None:

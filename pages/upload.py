@@ -84,7 +84,11 @@ def quality_gate(report: BatchPreview) -> None:
 
 def upload_section() -> None:
     st.subheader("Upload this week's applications")
-    file = st.file_uploader("Weekly batch (CSV, one application per row)", type=["csv"], key="up_file")
+    # No type= filter: Streamlit would refuse a wrong file in the browser with its own error,
+    # hidden in the file's tooltip, and the page would never know. The file reaches the
+    # quality gate instead, which reads the content and says in FinFlow's words what it is
+    # ("an Excel workbook ... Export the sheet as 'CSV UTF-8'") and stores nothing.
+    file = st.file_uploader("Weekly batch (CSV, one application per row)", key="up_file")
     if file is None:
         st.caption("Columns expected: " + ", ".join(f.md(c.name) for c in cfg.input_columns))
         return
