@@ -39,7 +39,7 @@ def table(frame_and_config: tuple, key: str) -> None:
 # -- (a) outcomes ------------------------------------------------------------------------------
 
 def show_issues(preview: OutcomePreview) -> None:
-    rules = ", ".join(f"{f.md(rule)} ×{f.count(n)}" for rule, n in preview.rule_counts().items())
+    rules = f.md(preview.rule_summary())
     st.error(f"{f.count(len(preview.issues))} issue(s) in {f.md(preview.file.file.name)} ({rules}): "
              "nothing can be stored from this file until they are fixed.", icon=":material/block:")
     if "already_recorded" in preview.rule_counts():

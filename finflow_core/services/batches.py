@@ -19,7 +19,9 @@ from typing import Any
 import pandas as pd
 
 from finflow_core.errors import BatchRejected, NotFound
+from finflow_core.formatting import tallied
 from finflow_core.lending.intake.reader import BatchFile, Source
+from finflow_core.lending.intake.schema import RULES
 from finflow_core.lending.intake.sources import iter_chunks, open_source
 from finflow_core.lending.intake.validation import (
     BatchValidator,
@@ -83,6 +85,10 @@ class BatchPreview:
 
     def rule_counts(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self.issues["rule"].value_counts().items()}
+
+    def rule_summary(self) -> str:
+        """The failed rules in words with their counts: ``text is too long ×1, must be a number ×2``."""
+        return tallied(self.rule_counts(), RULES)
 
     @cached_property
     def mapped(self) -> pd.DataFrame:

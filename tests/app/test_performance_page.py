@@ -18,6 +18,7 @@ from app_support import (
     installed,
     no_exception,
     page_as,
+    plain,
     table_with,
     texts,
 )
@@ -128,7 +129,9 @@ def test_quarantined_outcome_rows_are_shown_and_nothing_can_be_loaded(pi) -> Non
     unknown = issues[issues["rule"] == "unknown_application"]
     assert unknown["row"].tolist() == [21] and unknown["value"].tolist() == ["NOT-STORED"]
     assert "outcome" in set(issues["rule"]) and "maybe" in issues["value"].tolist()
-    assert any("nothing can be stored from this file" in e.value for e in at.error)
+    said = next(plain(e.value) for e in at.error if "nothing can be stored from this file" in e.value)
+    assert "no stored application has this id ×1" in said and "must say whether the loan defaulted ×1" in said
+    assert "unknown_application" not in said  # the rules in words, not their codes
     assert not [b for b in at.button if b.key == "pf_load"]
     assert stored_outcomes(pi) == before
 

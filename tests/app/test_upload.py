@@ -69,6 +69,19 @@ def test_a_file_that_is_not_a_batch_is_rejected_and_nothing_is_stored(inst) -> N
     assert len(inst.wb("manager").batches.list()) == before
 
 
+def test_the_quality_gate_names_the_failed_rules_in_words(inst) -> None:
+    df = generate_applications(30, 808).drop(columns=["default"])
+    df["credit_score"] = df["credit_score"].astype(object)
+    df.loc[:1, "credit_score"] = "n/a"
+    df.loc[2, "application_id"] = "L" * 400
+    at = page_as(inst.users["analyst"], "pages/upload.py")
+    at.file_uploader(key="up_file").set_value(("rules.csv", df.to_csv(index=False).encode(), "text/csv")).run()
+    no_exception(at)
+    said = plain(at.warning[0].value)
+    assert said == ("3 row(s) fail the quality gate and will not be scored: must be a number ×2, "
+                    "text is too long ×1")
+
+
 def test_re_uploading_a_stored_file_says_so_and_shows_the_stored_batch(inst) -> None:
     sample = inst.config.paths.data_dir / "samples" / "week_1.csv"
     stored_id = "B-" + hashlib.sha256(sample.read_bytes()).hexdigest()[:16]
