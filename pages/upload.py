@@ -15,6 +15,7 @@ from finflow_app import charts  # noqa: E402
 from finflow_app import fmt as f  # noqa: E402
 from finflow_app.fmt import compact, count, pct  # noqa: E402
 from finflow_core.errors import BatchRejected, FinFlowError  # noqa: E402
+from finflow_core.lending.drift import status_words  # noqa: E402
 from finflow_core.pipeline.run import BatchSummary  # noqa: E402
 from finflow_core.services.batches import BatchPreview, csv_bytes  # noqa: E402
 
@@ -148,7 +149,7 @@ def recent_batches() -> None:
          "uploaded": f.when(r.uploaded_at), "by": f.text(r.uploaded_by), "rows": r.rows_in,
          "quarantined": r.rows_quarantined, "approve": r.n_low, "review": r.n_medium,
          "decline": r.n_high, "automation": r.automation_rate,
-         "expected profit": round(r.expected_profit), "drift": f.text(r.drift_status).replace("_", " "),
+         "expected profit": round(r.expected_profit), "drift": status_words(r.drift_status),
          "model": f.text(r.model_version)}
         for r in rows
     ])

@@ -82,6 +82,18 @@ def test_the_quality_gate_names_the_failed_rules_in_words(inst) -> None:
                     "text is too long ×1")
 
 
+def test_a_small_batch_says_drift_was_not_judged_in_words(inst) -> None:
+    at = page_as(inst.users["analyst"], "pages/upload.py")
+    at.file_uploader(key="up_file").set_value(("week_small.csv", batch_bytes(40, 4040), "text/csv")).run()
+    at.button(key="up_score").click().run()
+    no_exception(at)
+    banner = next(i.value for i in at.info if i.value.startswith("Drift:"))
+    assert banner.startswith("Drift: **TOO FEW ROWS**: score PSI ")  # not INSUFFICIENT_DATA
+    assert "insufficient" not in texts(at).lower()
+    batches = table_with(at, "drift")
+    assert batches["drift"].iloc[0] == "too few rows"
+
+
 def test_re_uploading_a_stored_file_says_so_and_shows_the_stored_batch(inst) -> None:
     sample = inst.config.paths.data_dir / "samples" / "week_1.csv"
     stored_id = "B-" + hashlib.sha256(sample.read_bytes()).hexdigest()[:16]
