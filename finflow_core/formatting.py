@@ -341,6 +341,19 @@ def clean(value: str) -> str:
     return "".join(out)
 
 
+def sentence(value: str) -> str:
+    """A message as a sentence on its own: first letter upper case, a full stop unless it
+    ends with punctuation already.
+
+    >>> sentence("you signed out: sign in again")
+    'You signed out: sign in again.'
+    """
+    s = value.strip()
+    if not s:
+        return s
+    return s[:1].upper() + s[1:] + ("" if s[-1] in ".!?…)" else ".")
+
+
 def clip(value: str, limit: int | None) -> str:
     """At most ``limit`` characters, the cut marked with an ellipsis."""
     if limit is None or len(value) <= limit:
