@@ -126,7 +126,8 @@ def vintage_section() -> None:
     if report.outcomes and not report.alerts:
         st.success("No performance alert: ranking and calibration are within the limits.")
     for note in report.notes:
-        st.caption(f.md(note))
+        if note != APPROVED_ONLY:  # said once, under the page title
+            st.caption(f.md(note))
 
 
 # -- (c) champion-challenger -------------------------------------------------------------------

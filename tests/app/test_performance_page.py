@@ -169,6 +169,14 @@ def test_a_manager_sees_vintages_and_fairness_by_segment(pi) -> None:
     assert groups == [g.group for g in pi.wb("manager").performance.fairness(other).groups] != []
 
 
+def test_the_approved_only_caveat_is_said_once(pi) -> None:
+    from finflow_core.services.performance import APPROVED_ONLY
+
+    at = page_as(pi.users["manager"], PAGE)
+    no_exception(at)
+    assert [plain(c.value) for c in at.caption].count(APPROVED_ONLY) == 1
+
+
 def test_an_officer_cannot_open_the_page_nor_deep_link_it(pi) -> None:
     officer = pi.users["officer"]
     at = app_as(officer)
