@@ -37,7 +37,13 @@ from finflow_core.pipeline.experiment_scoring import (
     ExperimentScoring,
 )
 from finflow_core.pipeline.local import LocalEngine
-from finflow_core.pipeline.run import BatchEngine, BatchSummary, Progress, run_batch
+from finflow_core.pipeline.run import (
+    BatchEngine,
+    BatchSummary,
+    Progress,
+    mapping_warning,
+    run_batch,
+)
 from finflow_core.services.access import Action
 from finflow_core.services.audit import anchor_after_write, anchored_write
 from finflow_core.services.base import Service
@@ -97,7 +103,10 @@ class BatchPreview:
 
     @property
     def warnings(self) -> list[str]:
-        return ignored_column_warnings(self.batch, self.config) if self.config else []
+        """What the analyst should know before scoring: ignored columns, and cells that will
+        be read as other than written (the same line the stored batch's summary carries)."""
+        ignored = ignored_column_warnings(self.batch, self.config) if self.config else []
+        return [*ignored, *mapping_warning(self.mapped)]
 
     @property
     def stored_message(self) -> str:

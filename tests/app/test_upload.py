@@ -82,6 +82,19 @@ def test_the_quality_gate_names_the_failed_rules_in_words(inst) -> None:
                     "text is too long ×1")
 
 
+def test_the_quality_gate_says_before_scoring_which_codes_will_read_as_missing(inst) -> None:
+    df = generate_applications(30, 3131).drop(columns=["default"])
+    df["industry"] = df["industry"].astype(object)
+    df.loc[:2, "industry"] = "mining"
+    at = page_as(inst.users["analyst"], "pages/upload.py")
+    at.file_uploader(key="up_file").set_value(("codes.csv", df.to_csv(index=False).encode(), "text/csv")).run()
+    no_exception(at)
+    assert any(b.key == "up_score" for b in at.button)  # not stored yet: the analyst can still decide
+    notes = [plain(c.value) for c in at.caption if c.value.startswith("Note:")]
+    assert notes == ["Note: 3 cell(s) were kept and read as other than written (undeclared codes by their "
+                     "column's policy, missing-value texts as missing): industry: 'mining' ×3 mapped to missing"]
+
+
 def test_a_small_batch_says_drift_was_not_judged_in_words(inst) -> None:
     at = page_as(inst.users["analyst"], "pages/upload.py")
     at.file_uploader(key="up_file").set_value(("week_small.csv", batch_bytes(40, 4040), "text/csv")).run()
