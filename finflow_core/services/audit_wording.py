@@ -126,7 +126,7 @@ CODE_WORDS: dict[str, str] = {
     "stable": "stable",
     "watch": "watch",
     "alert": "alert",
-    "insufficient_data": "too few rows to measure",
+    "insufficient_data": "too few rows",
     # where a batch came from; experiments
     "file": "an uploaded file",
     "form": "an application typed in",

@@ -55,6 +55,7 @@ def test_money_bands_roles_and_limits_are_worded() -> None:
         "From: no limit; To: EUR 50,000"
     assert details_words("drift_measured", {"alerts": [], "score_psi": 0.0033, "status": "stable"}) == \
         "Status: stable; Score PSI: 0.003; Alerts: none"
+    assert details_words("drift_measured", {"status": "insufficient_data"}) == "Status: too few rows"
 
 
 def test_typed_text_is_never_translated_and_unknown_codes_still_read() -> None:
