@@ -91,6 +91,10 @@ def upload_section() -> None:
     file = st.file_uploader("Weekly batch (CSV, one application per row)", key="up_file")
     if file is None:
         st.caption("Columns expected: " + ", ".join(f.md(c.name) for c in cfg.input_columns))
+        # the browser refuses a larger file itself (marked red above, its reason only in a
+        # tooltip) and this page never sees it: say so where the analyst looks
+        st.caption(f"Up to {cfg.limits.max_file_mb:g} MB per file: a larger file is marked red in the "
+                   "box above and never reaches FinFlow; split it into smaller batches.")
         return
     cached = st.session_state.get(REPORT_KEY)
     data = file.getvalue()

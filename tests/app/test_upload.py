@@ -95,6 +95,14 @@ def test_the_quality_gate_says_before_scoring_which_codes_will_read_as_missing(i
                      "column's policy, missing-value texts as missing): industry: 'mining' ×3 mapped to missing"]
 
 
+def test_before_a_file_the_page_says_the_size_limit_and_what_a_refused_file_looks_like(inst) -> None:
+    at = page_as(inst.users["analyst"], "pages/upload.py")
+    no_exception(at)
+    limit = inst.config.limits.max_file_mb
+    assert (f"Up to {limit:g} MB per file: a larger file is marked red in the box above and never reaches "
+            "FinFlow; split it into smaller batches.") in [plain(c.value) for c in at.caption]
+
+
 def test_a_small_batch_says_drift_was_not_judged_in_words(inst) -> None:
     at = page_as(inst.users["analyst"], "pages/upload.py")
     at.file_uploader(key="up_file").set_value(("week_small.csv", batch_bytes(40, 4040), "text/csv")).run()
