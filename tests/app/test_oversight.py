@@ -78,7 +78,8 @@ def test_portfolio_kpis_match_the_core_figures(inst) -> None:
     assert metric(at, "Applications") == f"{k['applications']:,}"
     assert metric(at, "Approved") == f"{k['approved']:,}"
     assert metric(at, "Declined") == f"{k['declined']:,}"
-    assert metric(at, "Pending review") == f"{k['pending'] + k['referred']:,}"
+    assert metric(at, "Awaiting a decision") == f"{k['pending'] + k['referred']:,}"
+    assert k["applications"] == k["approved"] + k["declined"] + k["awaiting_decision"]  # the tiles add up
     assert metric(at, "Automation rate") == f"{k['automation_rate']:.1%}"
     assert metric(at, "ROI on approved amount") == f"{k['roi']:.1%}"
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
@@ -88,6 +89,23 @@ def test_portfolio_kpis_match_the_core_figures(inst) -> None:
     assert sum(hist["data"][0]["y"]) == k["applications"]
     assert {b.label for b in at.get("download_button")} == {"Weekly trends (CSV)", "Breakdown shown (CSV)",
                                                             "Weekly report (HTML)", "Weekly report (PDF)"}
+
+
+def test_portfolio_and_queue_agree_on_what_is_pending_review(inst) -> None:
+    officer = inst.wb("officer")
+    if not officer.review.counts().get("referred"):
+        case = officer.review.queue(limit=5000).rows[-1].id  # the newest: the oldest stay for other tests
+        officer.review.open(case)
+        officer.review.decide(case, "refer", "needs the latest accounts", "asked the broker")
+    counts = officer.review.counts()
+    queue = page_as(inst.users["officer"], "pages/review_queue.py")
+    portfolio = page_as(inst.users["manager"], "pages/portfolio.py")
+    queue_pending = next(m.value for m in queue.metric if m.label == "Pending review")
+    assert queue_pending == f"{counts['pending']:,}"
+    assert "Pending review" not in [m.label for m in portfolio.metric]  # no other number under that name
+    tile = next(m for m in portfolio.metric if m.label == "Awaiting a decision")
+    assert tile.value == f"{counts['pending'] + counts['referred']:,}"
+    assert tile.proto.delta == f"{queue_pending} pending review · {counts['referred']:,} referred"
 
 
 def test_portfolio_filters_narrow_the_figures(inst) -> None:
