@@ -104,12 +104,14 @@ def test_a_batch_note_naming_a_bare_link_shows_it_as_text(hostile_server, browse
     page.get_by_role("button", name="Sign in").click()
     page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(path))
     page.get_by_role("button", name="Score and store").click(timeout=60_000)
-    note = page.locator("[data-testid='stCaptionContainer']").filter(has_text="mapped to missing")
-    expect(note).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("Stored as batch")).to_be_visible(timeout=60_000)
     settle(page)
-    shown = note.inner_text().replace("\u2060", "")  # the invisible joiner a reader does not see
-    for written in ("[full](http://evil.example/c)", "www.evil.example", "ops@evil.example"):
-        assert written in shown
-    assert note.locator("a").count() == 0
+    notes = page.locator("[data-testid='stCaptionContainer']").filter(has_text="mapped to missing")
+    assert notes.count() == 2  # the quality gate's, before scoring, and the stored summary's
+    for note in notes.all():
+        shown = note.inner_text().replace("\u2060", "")  # the invisible joiner a reader does not see
+        for written in ("[full](http://evil.example/c)", "www.evil.example", "ops@evil.example"):
+            assert written in shown
+        assert note.locator("a").count() == 0
     assert page.locator("[data-testid='stMain'] a[href*='evil.example']").count() == 0
     context.close()
