@@ -38,7 +38,7 @@ def table(frame_and_config: tuple, key: str) -> None:
 # -- (a) outcomes ------------------------------------------------------------------------------
 
 def show_issues(preview: OutcomePreview) -> None:
-    rules = ", ".join(f"{f.md(rule)} ×{f.count(n)}" for rule, n in preview.rule_counts().items())
+    rules = f.md(preview.rule_summary())
     st.error(f"{f.count(len(preview.issues))} issue(s) in {f.md(preview.file.file.name)} ({rules}): "
              "nothing can be stored from this file until they are fixed.", icon=":material/block:")
     if "already_recorded" in preview.rule_counts():
@@ -55,7 +55,7 @@ def outcome_section() -> None:
     st.caption(f"A CSV with one funded loan per row: {', '.join(SPEC.required)} (optional "
                f"{', '.join(SPEC.optional)}). Nothing is stored until you press Load; a file with any "
                "issue stores nothing.")
-    file = st.file_uploader("Outcome file (CSV)", type=["csv"], key="pf_outcome_file")
+    file = st.file_uploader("Outcome file (CSV)", key="pf_outcome_file")  # any type: FinFlow says what is wrong
     reason = st.text_input("Correction reason (only to change outcomes already recorded)", key="pf_reason",
                            max_chars=500)
     if file is None:
@@ -125,7 +125,8 @@ def vintage_section() -> None:
     if report.outcomes and not report.alerts:
         st.success("No performance alert: ranking and calibration are within the limits.")
     for note in report.notes:
-        st.caption(f.md(note))
+        if note != APPROVED_ONLY:  # said once, under the page title
+            st.caption(f.md(note))
 
 
 # -- (c) champion-challenger -------------------------------------------------------------------

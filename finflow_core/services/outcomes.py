@@ -17,8 +17,10 @@ import numpy as np
 import pandas as pd
 
 from finflow_core.errors import BatchRejected, InvalidInput
+from finflow_core.formatting import tallied
 from finflow_core.lending.intake.outcomes import (
     ISSUE_COLUMNS,
+    OUTCOME_RULES,
     OutcomeFile,
     OutcomeSpec,
     issue_row,
@@ -72,6 +74,10 @@ class OutcomePreview:
     def rule_counts(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self.issues["rule"].value_counts().items()}
 
+    def rule_summary(self) -> str:
+        """The issues in words with their counts: ``no stored application has this id ×3``."""
+        return tallied(self.rule_counts(), OUTCOME_RULES)
+
 
 @dataclass(frozen=True)
 class OutcomeLoad:
@@ -105,7 +111,7 @@ class OutcomeService(Service):
         preview = source if isinstance(source, OutcomePreview) else self.preview(
             source, name=name, correction_reason=correction_reason)
         if not preview.ok:
-            counts = ", ".join(f"{rule} ×{n:,}" for rule, n in preview.rule_counts().items())
+            counts = preview.rule_summary()
             raise OutcomeFileRejected(
                 f"{preview.file.file.name}: nothing was recorded: {len(preview.issues):,} issue(s) "
                 f"({counts}); fix the file and load it again", preview.issues)

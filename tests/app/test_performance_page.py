@@ -18,6 +18,7 @@ from app_support import (
     installed,
     no_exception,
     page_as,
+    plain,
     table_with,
     texts,
 )
@@ -128,7 +129,9 @@ def test_quarantined_outcome_rows_are_shown_and_nothing_can_be_loaded(pi) -> Non
     unknown = issues[issues["rule"] == "unknown_application"]
     assert unknown["row"].tolist() == [21] and unknown["value"].tolist() == ["NOT-STORED"]
     assert "outcome" in set(issues["rule"]) and "maybe" in issues["value"].tolist()
-    assert any("nothing can be stored from this file" in e.value for e in at.error)
+    said = next(plain(e.value) for e in at.error if "nothing can be stored from this file" in e.value)
+    assert "no stored application has this id ×1" in said and "must say whether the loan defaulted ×1" in said
+    assert "unknown_application" not in said  # the rules in words, not their codes
     assert not [b for b in at.button if b.key == "pf_load"]
     assert stored_outcomes(pi) == before
 
@@ -164,6 +167,14 @@ def test_a_manager_sees_vintages_and_fairness_by_segment(pi) -> None:
     no_exception(at)
     groups = table_with(at, "impact ratio")["group"].tolist()
     assert groups == [g.group for g in pi.wb("manager").performance.fairness(other).groups] != []
+
+
+def test_the_approved_only_caveat_is_said_once(pi) -> None:
+    from finflow_core.services.performance import APPROVED_ONLY
+
+    at = page_as(pi.users["manager"], PAGE)
+    no_exception(at)
+    assert [plain(c.value) for c in at.caption].count(APPROVED_ONLY) == 1
 
 
 def test_an_officer_cannot_open_the_page_nor_deep_link_it(pi) -> None:

@@ -217,6 +217,8 @@ def test_a_file_refused_under_the_shipped_demo_config_says_so(config: Config, sm
     with pytest.raises(BatchRejected) as err:
         validate_batch(to_csv(frame), demo)
     assert "shipped demo config" in str(err.value) and "--config or FINFLOW_CONFIG" in str(err.value)
+    # said to whoever reads it in the app too: who sets the config up, not an option to pass
+    assert "which whoever runs FinFlow sets up (--config or FINFLOW_CONFIG)." in str(err.value)
     with pytest.raises(BatchRejected) as err:  # the lender's own config: no such sentence
         validate_batch(to_csv(frame), config)
     assert "missing required column(s) credit_score" in str(err.value)
