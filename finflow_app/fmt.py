@@ -9,9 +9,10 @@ things only a Streamlit screen needs:
   labels and values, so ``[Verify here](http://x)`` would become a live link and
   ``![x](http://x/y.png)`` would make the browser fetch that image. Every character that
   can open Markdown inline (links and images, emphasis, code, HTML, math, strikethrough,
-  entities) is backslash-escaped, and so are what GFM turns into links by itself (``://``,
-  ``www.``, ``@``) and block markers at the start; CommonMark shows an escaped character as
-  written. Line breaks are spaces. Where a whole line is user text, pages use ``st.text``
+  entities) is backslash-escaped, and so are block markers at the start; CommonMark shows
+  an escaped character as written. What GFM links by itself (``://``, ``www.``, ``@``) is
+  found by Streamlit's renderer in the text *after* escapes are read, so there an invisible
+  word joiner (:data:`JOINER`) breaks the pattern too. Line breaks are spaces. Where a whole line is user text, pages use ``st.text``
   or a table cell instead.
 * column helpers for ``st.dataframe``: money in whole units with thousands, rates as
   percentages with fixed decimals, measures with fixed decimals, so table cells read like
@@ -100,16 +101,22 @@ def cell(value: Any) -> str:
 
 
 _MD_ESCAPE = str.maketrans({c: "\\" + c for c in "\\`*_[]<>~$&"})
-_AUTOLINK = re.compile(r"(?i)(:)(//)|(www)(\.)|(@)")
+_AUTOLINK = re.compile(r"(?i)://|(?<=www)\.|@")
+#: U+2060 WORD JOINER: invisible, no line break. Streamlit's Markdown also finds bare links
+#: (``http://``, ``www.``, ``a@b.c``) in the text *after* escapes are read (remark-gfm's
+#: autolink-literal transform), so a backslash alone does not stop them: the joiner breaks
+#: the pattern while the reader sees the text unchanged.
+JOINER = "\u2060"
+_UNLINKED = {"://": "\\:" + JOINER + "\\/\\/", ".": JOINER + "\\.", "@": "\\@" + JOINER}
 _BLOCK_START = re.compile(r"^(\s*)([#>+=|-]|\d+[.)])")
 
 
 def md(value: Any, limit: int | None = None) -> str:
     """Any value as literal text inside Markdown (user data is never Markdown): missing is
-    ``–``, control characters go, Markdown syntax is escaped (see the module doc)."""
+    ``–``, control characters go, Markdown syntax is escaped and bare links are broken with
+    an invisible :data:`JOINER` (see the module doc)."""
     s = text(value, limit=limit).translate(_MD_ESCAPE)
-    s = _AUTOLINK.sub(lambda m: "".join("\\" + g if g in (":", ".", "@") else "\\/\\/" if g == "//" else g
-                                        for g in m.groups() if g), s)
+    s = _AUTOLINK.sub(lambda m: _UNLINKED[m.group(0)], s)
     return _BLOCK_START.sub(lambda m: m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], s)
 
 

@@ -6,6 +6,7 @@ import streamlit as st
 
 from finflow_app import fmt, state
 from finflow_core.errors import FinFlowError
+from finflow_core.formatting import sentence
 from finflow_core.security.password_policy import MIN_PASSWORD_LENGTH
 
 
@@ -44,7 +45,7 @@ def sign_in_screen() -> None:
     st.caption("Credit-risk decisioning for small-business lending")
     notice = st.session_state.pop(state.NOTICE_KEY, None)
     if notice:
-        st.warning(fmt.md(notice))
+        st.warning(fmt.md(sentence(notice)))  # the core's message, said on its own
     with st.form("sign_in"):
         username = st.text_input("Username", key="signin_username", autocomplete="username")
         password = st.text_input("Password", type="password", key="signin_password",

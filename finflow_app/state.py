@@ -240,12 +240,12 @@ def act(action: Any, success: str) -> None:
 
 def drift_banner(status: str, score_psi: float | None, limits: str = "") -> None:
     """The drift status as a coloured banner, with what to do about it."""
-    from finflow_core.lending.drift import ADVICE
+    from finflow_core.lending.drift import ADVICE, status_words
 
     psi = f": score PSI {fmt.number(score_psi, 3)}" if score_psi is not None else ""
     show = {DriftStatus.STABLE: st.success, DriftStatus.WATCH: st.warning,
             DriftStatus.ALERT: st.error}.get(DriftStatus(status), st.info)
-    show(f"Drift: **{status.upper()}**{psi}{limits}. {ADVICE.get(DriftStatus(status), '')}",
+    show(f"Drift: **{status_words(status).upper()}**{psi}{limits}. {ADVICE.get(DriftStatus(status), '')}",
          icon=":material/monitor_heart:")
 
 

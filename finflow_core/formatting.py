@@ -218,6 +218,17 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
     return f"{count(n)} {word}"
 
 
+def tallied(counts: Mapping[str, int], words: Mapping[str, str]) -> str:
+    """Codes with their counts, each code in words (a quality-gate rule, an issue kind); an
+    unknown code with underscores as spaces.
+
+    >>> tallied({"max_length": 1, "number": 12}, {"max_length": "text is too long"})
+    'text is too long ×1, number ×12'
+    """
+    return ", ".join(f"{words.get(code) or clean(str(code)).replace('_', ' ')} ×{count(n)}"
+                     for code, n in counts.items()) or MISSING
+
+
 def number(value: Any, decimals: int = 2) -> str:
     """A measurement with fixed decimals: PSI 0.31 -> ``0.310`` (``decimals=3``)."""
     d = _decimal(value) if not isinstance(value, str) else _decimal(_number_text(value))
@@ -328,6 +339,19 @@ def clean(value: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def sentence(value: str) -> str:
+    """A message as a sentence on its own: first letter upper case, a full stop unless it
+    ends with punctuation already.
+
+    >>> sentence("you signed out: sign in again")
+    'You signed out: sign in again.'
+    """
+    s = value.strip()
+    if not s:
+        return s
+    return s[:1].upper() + s[1:] + ("" if s[-1] in ".!?…)" else ".")
 
 
 def clip(value: str, limit: int | None) -> str:

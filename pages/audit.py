@@ -15,8 +15,19 @@ import pandas as pd  # noqa: E402
 
 from finflow_app import fmt as f  # noqa: E402
 from finflow_core.services.audit import AuditFilter  # noqa: E402
+from finflow_core.services.audit_wording import action_words, details_words, stored_record  # noqa: E402
 
 VERIFY_KEY = "au_verified"
+currency = wb.context.config.economics.currency
+READING = ("Details are in words; *record as stored* is each entry exactly as recorded (the export adds "
+           "its hashes).")
+
+
+def worded(action: str, details: dict[str, object] | str) -> dict[str, str]:
+    """The action and details in words, and the record exactly as stored."""
+    return {"action": action_words(action),
+            "details": details_words(action, details, currency=currency, tz=f.time_zone()),
+            "record as stored": stored_record(action, details)}
 
 
 def headed(what: str, message: str) -> str:
@@ -57,13 +68,14 @@ if application:
     if not events:
         st.info(f"Nothing recorded about application {f.md(application)}.")
     else:
-        st.caption(f"{f.count(len(events))} event(s) about application {f.md(application)}, oldest first.")
+        st.caption(f"{f.count(len(events))} event(s) about application {f.md(application)}, oldest first. "
+                   f"{READING}")
         st.dataframe(pd.DataFrame([
             {"at": f.when(e.at), "source": f.text(e.source), "seq": f.text(e.seq), "user": f.text(e.actor),
-             "action": f.text(e.action).replace("_", " "), "model": f.text(e.model_version),
-             "details": f.text(e.details)}
+             "model": f.text(e.model_version), **worded(e.action, e.details)}
             for e in events
-        ]), hide_index=True, key="au_app_table")
+        ], columns=["at", "source", "seq", "user", "action", "model", "details", "record as stored"]),
+            hide_index=True, key="au_app_table")
         st.download_button("Download this application's trail (CSV)", key="au_dl_app", on_click="ignore",
                            data=lambda: wb.audit.application_trail_csv(application).encode("utf-8"),
                            file_name=f"audit_{application}.csv", mime="text/csv", icon=":material/download:")
@@ -73,13 +85,14 @@ else:
     if not entries:
         st.info("No audit entry matches.")
     else:
-        st.caption(f"{f.count(len(entries))} newest matching entries.")
+        st.caption(f"{f.count(len(entries))} newest matching entries. {READING}")
         st.dataframe(pd.DataFrame([
-            {"seq": e.seq, "at": f.when(e.at), "user": f.text(e.actor), "action": f.text(e.action).replace("_", " "),
+            {"seq": e.seq, "at": f.when(e.at), "user": f.text(e.actor),
              "subject": f.text(f"{e.subject_type} {e.subject_id}"), "model": f.text(e.model_version),
-             "details": f.text(e.details)}
+             **worded(e.action, e.details)}
             for e in entries
-        ]), hide_index=True, key="au_table")
+        ], columns=["seq", "at", "user", "action", "subject", "model", "details", "record as stored"]),
+            hide_index=True, key="au_table")
     st.download_button(
         "Export the matching trail (CSV, with hashes)", key="au_dl_all", on_click="ignore",
         data=lambda: wb.audit.export_csv(filt).encode("utf-8"),

@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 from finflow_app import charts  # noqa: E402
 from finflow_app import fmt as f  # noqa: E402
 from finflow_core.errors import FinFlowError  # noqa: E402
+from finflow_core.lending.drift import status_words  # noqa: E402
 from finflow_core.lending.terms import DriftStatus  # noqa: E402
 from finflow_core.services.monitoring import flagged, psi_table  # noqa: E402
 
@@ -36,7 +37,7 @@ def label(name: str) -> str:
         return name
 
 
-names = {i: f"{f.text(r.file_name, limit=80)} · week of {r.week_start} · {f.text(r.status).replace('_', ' ')}"
+names = {i: f"{f.text(r.file_name, limit=80)} · week of {r.week_start} · {status_words(r.status)}"
          for i, r in enumerate(runs)}
 meaningful = next((i for i, r in enumerate(runs) if r.status != DriftStatus.INSUFFICIENT), 0)
 idx = st.selectbox("Batch", list(names), index=meaningful, format_func=names.__getitem__, key="dr_run",
@@ -69,7 +70,7 @@ if len(runs) > 1 and shown:
     st.plotly_chart(charts.psi_over_time(table, shown, labels, watch, alert), key="dr_time")
 st.dataframe(pd.DataFrame([
     {"batch": f.text(r.file_name), "week of": r.week_start, "scored": f.when(r.computed_at),
-     "status": f.text(r.status).replace("_", " "), "score PSI": f.number(r.score_psi, 3),
+     "status": status_words(r.status), "score PSI": f.number(r.score_psi, 3),
      "features on watch or alert": len(flagged(r, watch, alert))}
     for r in runs
 ]), hide_index=True, key="dr_history", column_config={

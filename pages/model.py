@@ -72,7 +72,7 @@ def training_section() -> None:
     st.caption("Upload a labelled history (the batch columns plus the outcome column "
                f"`{f.md(cfg.target_column)}`). Every candidate model is cross-validated; the best is "
                "registered as a candidate that a manager can promote.")
-    file = st.file_uploader("Labelled history (CSV)", type=["csv"], key="md_train_file")
+    file = st.file_uploader("Labelled history (CSV)", key="md_train_file")  # any type: FinFlow says what is wrong
     if file is not None and st.button("Train and register", key="md_train", icon=":material/model_training:"):
         with st.spinner("Training: cross-validating every candidate model..."):
             try:

@@ -12,14 +12,13 @@ wb = state.guard(Action.VIEW_PERFORMANCE)
 from finflow_app import fmt as f  # noqa: E402
 from finflow_app import performance_tables as tables  # noqa: E402
 from finflow_core.errors import FinFlowError  # noqa: E402
-from finflow_core.lending.intake.outcomes import OutcomeSpec  # noqa: E402
 from finflow_core.services.outcomes import OutcomePreview  # noqa: E402
 from finflow_core.services.performance import APPROVED_ONLY, FAIRNESS_NOTE, VintageKey  # noqa: E402
 
 cfg = wb.context.config
 PREVIEW_KEY = "pf_preview"  # (file key, OutcomePreview) of the file in the uploader
 LOADED_KEY = "pf_loaded"  # file key -> the OutcomeLoad this session recorded
-SPEC = OutcomeSpec()
+SPEC = cfg.outcomes  # the lender's outcome-file layout (config outcomes:)
 ISSUE_SHOWN = {"row_number": "row", "line": "line", "application_id": "application id", "column": "column",
                "rule": "rule", "value": "value", "message": "what is wrong"}
 
@@ -39,7 +38,7 @@ def table(frame_and_config: tuple, key: str) -> None:
 # -- (a) outcomes ------------------------------------------------------------------------------
 
 def show_issues(preview: OutcomePreview) -> None:
-    rules = ", ".join(f"{f.md(rule)} ×{f.count(n)}" for rule, n in preview.rule_counts().items())
+    rules = f.md(preview.rule_summary())
     st.error(f"{f.count(len(preview.issues))} issue(s) in {f.md(preview.file.file.name)} ({rules}): "
              "nothing can be stored from this file until they are fixed.", icon=":material/block:")
     if "already_recorded" in preview.rule_counts():
@@ -56,7 +55,7 @@ def outcome_section() -> None:
     st.caption(f"A CSV with one funded loan per row: {', '.join(SPEC.required)} (optional "
                f"{', '.join(SPEC.optional)}). Nothing is stored until you press Load; a file with any "
                "issue stores nothing.")
-    file = st.file_uploader("Outcome file (CSV)", type=["csv"], key="pf_outcome_file")
+    file = st.file_uploader("Outcome file (CSV)", key="pf_outcome_file")  # any type: FinFlow says what is wrong
     reason = st.text_input("Correction reason (only to change outcomes already recorded)", key="pf_reason",
                            max_chars=500)
     if file is None:
@@ -115,7 +114,7 @@ def vintage_section() -> None:
         return
     if report.outcomes == 0:
         who = "load a file of outcomes above" if wb.can(Action.LOAD_OUTCOMES) else "an analyst loads a file of outcomes"
-        st.info(f"No outcomes loaded yet: {who} (application_id, defaulted, observed_on) to compare "
+        st.info(f"No outcomes loaded yet: {who} ({', '.join(SPEC.required)}) to compare "
                 "observed with expected default rates.", icon=":material/hourglass_empty:")
     table(tables.vintage_table(report.vintages), "pf_vintages")
     st.caption(tables.LIGHT_LEGEND)
@@ -126,7 +125,8 @@ def vintage_section() -> None:
     if report.outcomes and not report.alerts:
         st.success("No performance alert: ranking and calibration are within the limits.")
     for note in report.notes:
-        st.caption(f.md(note))
+        if note != APPROVED_ONLY:  # said once, under the page title
+            st.caption(f.md(note))
 
 
 # -- (c) champion-challenger -------------------------------------------------------------------

@@ -67,8 +67,11 @@ c[0].metric("Applications", f.count(k["applications"]))
 c[1].metric("Approved", f.count(k["approved"]), delta=f"{f.pct(k['approval_rate'])} of all", delta_color="off",
             delta_arrow="off")
 c[2].metric("Declined", f.count(k["declined"]))
-c[3].metric("Pending review", f.count(k["pending"] + k["referred"]),
-            delta=f"{f.count(k['referred'])} referred", delta_color="off", delta_arrow="off")
+# the queue's own words: "Pending review" there counts pending cases only, so the tile that
+# also holds the referred ones says so (the two pages agree, and the four tiles add up)
+c[3].metric("Awaiting a decision", f.count(k["awaiting_decision"]),
+            delta=f"{f.count(k['pending'])} pending review · {f.count(k['referred'])} referred",
+            delta_color="off", delta_arrow="off")
 c = st.columns(4)
 target = k["automation_target"]
 gap = f.points_delta(k["automation_rate"] - target)

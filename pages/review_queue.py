@@ -279,7 +279,7 @@ def status_notes(cv: CaseView, held_by_other: bool) -> None:
         last = cv.decisions[-1] if cv.decisions else None
         who = ("automatically by the model" if last and last.kind == "auto"
                else f"by {md(last.decided_by)}" if last else "")
-        st.info(f"This case is {cv.status}" + (f": {last.outcome} {who} at {f.when(last.decided_at)}."
+        st.info(f"This case is {cv.status}" + (f": decided {who} at {f.when(last.decided_at)}."
                                                 if last else "."), icon=":material/task_alt:")
     elif cv.claim is not None and cv.claim.claimed_by == user.username:
         st.caption(f"You hold this case until {f.when(cv.claim.expires_at)}.")

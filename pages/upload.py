@@ -15,6 +15,7 @@ from finflow_app import charts  # noqa: E402
 from finflow_app import fmt as f  # noqa: E402
 from finflow_app.fmt import compact, count, pct  # noqa: E402
 from finflow_core.errors import BatchRejected, FinFlowError  # noqa: E402
+from finflow_core.lending.drift import status_words  # noqa: E402
 from finflow_core.pipeline.run import BatchSummary  # noqa: E402
 from finflow_core.services.batches import BatchPreview, csv_bytes  # noqa: E402
 
@@ -63,9 +64,8 @@ def quality_gate(report: BatchPreview) -> None:
     for w in report.warnings:
         st.caption(f"Note: {f.md(w)}")
     if report.rows_quarantined:
-        rules = report.rule_counts()
         st.warning(f"{count(report.rows_quarantined)} row(s) fail the quality gate and will not be scored: "
-                   + ", ".join(f"{f.md(rule)} ×{count(n)}" for rule, n in rules.items()))
+                   f"{f.md(report.rule_summary())}")
         shown = report.quarantined.head(500).copy()
         for col in shown.columns:  # cells as written, made readable (3,744,600): never None or nan
             if shown[col].dtype == object or str(shown[col].dtype) in ("str", "string"):
@@ -84,9 +84,17 @@ def quality_gate(report: BatchPreview) -> None:
 
 def upload_section() -> None:
     st.subheader("Upload this week's applications")
-    file = st.file_uploader("Weekly batch (CSV, one application per row)", type=["csv"], key="up_file")
+    # No type= filter: Streamlit would refuse a wrong file in the browser with its own error,
+    # hidden in the file's tooltip, and the page would never know. The file reaches the
+    # quality gate instead, which reads the content and says in FinFlow's words what it is
+    # ("an Excel workbook ... Export the sheet as 'CSV UTF-8'") and stores nothing.
+    file = st.file_uploader("Weekly batch (CSV, one application per row)", key="up_file")
     if file is None:
         st.caption("Columns expected: " + ", ".join(f.md(c.name) for c in cfg.input_columns))
+        # the browser refuses a larger file itself (marked red above, its reason only in a
+        # tooltip) and this page never sees it: say so where the analyst looks
+        st.caption(f"Up to {cfg.limits.max_file_mb:g} MB per file: a larger file is marked red in the "
+                   "box above and never reaches FinFlow; split it into smaller batches.")
         return
     cached = st.session_state.get(REPORT_KEY)
     data = file.getvalue()
@@ -145,7 +153,7 @@ def recent_batches() -> None:
          "uploaded": f.when(r.uploaded_at), "by": f.text(r.uploaded_by), "rows": r.rows_in,
          "quarantined": r.rows_quarantined, "approve": r.n_low, "review": r.n_medium,
          "decline": r.n_high, "automation": r.automation_rate,
-         "expected profit": round(r.expected_profit), "drift": f.text(r.drift_status).replace("_", " "),
+         "expected profit": round(r.expected_profit), "drift": status_words(r.drift_status),
          "model": f.text(r.model_version)}
         for r in rows
     ])

@@ -120,8 +120,9 @@ MARKDOWN_KINDS = ("title", "header", "subheader", "markdown", "caption", "info",
 
 
 def plain(markdown: str) -> str:
-    """Markdown source as a reader sees it: backslash escapes (``\\[``) dropped."""
-    return re.sub(r"\\(.)", r"\1", markdown)
+    """Markdown source as a reader sees it: backslash escapes (``\\[``) and the invisible word
+    joiner that keeps a bare link from being linked (``finflow_app.fmt.JOINER``) dropped."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")
 
 
 def texts(at: AppTest, *, raw: bool = False) -> str:

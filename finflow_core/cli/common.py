@@ -97,9 +97,11 @@ class Context:
 
 
 def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
-    """Print JSON with --json, else the human text."""
+    """Print JSON with --json (strict: a NaN or infinite figure is null), else the human text."""
     if getattr(args, "json", False):
-        print(json.dumps(payload, indent=2, default=str))
+        from finflow_core.lending.model.bundle import json_safe
+
+        print(json.dumps(json_safe(payload), indent=2, default=str))
     else:
         print(text)
 

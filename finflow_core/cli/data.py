@@ -168,7 +168,8 @@ def comparison_lines(c: Any) -> list[str]:
     """A :class:`~finflow_core.services.model_comparison.ModelComparison` as a person reads it."""
     lines = [f"  against {c.champion.version} on {c.source}:"]
     for label, m in (("candidate", c.candidate), ("champion", c.champion)):
-        lines.append(f"    {label:<9} {m.version:<28} AUC {m.auc:.3f}  calibration error "
+        auc = f"{m.auc:.3f}" if m.auc == m.auc else "not measurable (one outcome only)"
+        lines.append(f"    {label:<9} {m.version:<28} AUC {auc}  calibration error "
                      f"{m.calibration_error:.3f}  profit {_money(m.profit)}  automation {m.automation_rate:.1%}")
     lines += [f"  warning: the candidate has {w}" for w in c.warnings]
     return lines

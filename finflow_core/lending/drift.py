@@ -362,6 +362,23 @@ def build_baseline(
 
 
 #: What a drift status asks of the lender, in words (the app, the CLI and the report).
+#: A status as people read it (the stored value ``insufficient_data`` is a code).
+STATUS_WORDS = {
+    DriftStatus.STABLE: "stable",
+    DriftStatus.WATCH: "watch",
+    DriftStatus.ALERT: "alert",
+    DriftStatus.INSUFFICIENT: "too few rows",
+}
+
+
+def status_words(status: str | DriftStatus | None) -> str:
+    """``insufficient_data`` -> ``too few rows``; an unknown status with underscores as spaces."""
+    try:
+        return STATUS_WORDS[DriftStatus(status)]
+    except ValueError:
+        return str(status or "–").replace("_", " ")
+
+
 ADVICE = {
     DriftStatus.STABLE: "The population matches the training baseline. No action needed.",
     DriftStatus.WATCH: "Some inputs are moving away from the training baseline. Watch the next batches "

@@ -304,7 +304,7 @@ class ReasonExplainer:
         A feature that declares a reason for one direction only (say, a low credit score)
         is never cited for the other: a lender gives only reasons it can stand behind.
         """
-        high, low, cat = self._templates[name]
+        high, low, _ = self._templates[name]
         label = self._labels[name]
         if absent(value):
             if name in self._maps_unknown:  # an undeclared code reads as missing too
@@ -314,6 +314,7 @@ class ReasonExplainer:
             return statement, statement
         shown = field_text(self.config, name, value)
         if name in self.bundle.categorical:
+            cat = self.config.column(name).category_reason(str(value))
             if cat is None:
                 statement = f"{label} '{shown}' carries a higher default history"
                 return statement, statement
@@ -336,7 +337,8 @@ def statement_of(reason: dict[str, Any], config: Config) -> str:
     name = str(reason.get("feature", ""))
     if absent(reason.get("value")) or not text.endswith(")"):
         return text
-    if name in config.categorical_features and config.column(name).reason_category is None:
+    if name in config.categorical_features and config.column(name).category_reason(
+            str(reason.get("value"))) is None:
         return text
     cut = text.rfind(" (")
     return text[:cut] if cut > 0 else text

@@ -271,7 +271,7 @@ def _summary(batch: BatchFile, scoring: ScoringEngine, totals: Totals,
         amount_requested=round(totals.requested, 2),
         amount_auto_approved=round(totals.auto_approved, 2),
         issues_by_rule=totals.issues,
-        warnings=[*ignored_column_warnings(batch, scoring.config), *_mapping_warning(mapped)],
+        warnings=[*ignored_column_warnings(batch, scoring.config), *mapping_warning(mapped)],
         priced=priced,
         value_mappings=[{"column": str(r.column), "value": str(r.value), "mapped_to": str(r.mapped_to),
                          "count": int(r.count)} for r in mapped.itertuples(index=False)],
@@ -284,7 +284,7 @@ def _summary(batch: BatchFile, scoring: ScoringEngine, totals: Totals,
     return summary
 
 
-def _mapping_warning(mapped: pd.DataFrame, shown: int = 5) -> list[str]:
+def mapping_warning(mapped: pd.DataFrame, shown: int = 5) -> list[str]:
     """One line about kept rows' cells read as other than written: undeclared codes that a
     column's policy keeps (as missing or 'other') and declared missing-value texts."""
     if not len(mapped):

@@ -19,7 +19,9 @@ from typing import Any
 import pandas as pd
 
 from finflow_core.errors import BatchRejected, NotFound
+from finflow_core.formatting import tallied
 from finflow_core.lending.intake.reader import BatchFile, Source
+from finflow_core.lending.intake.schema import RULES
 from finflow_core.lending.intake.sources import iter_chunks, open_source
 from finflow_core.lending.intake.validation import (
     BatchValidator,
@@ -35,7 +37,13 @@ from finflow_core.pipeline.experiment_scoring import (
     ExperimentScoring,
 )
 from finflow_core.pipeline.local import LocalEngine
-from finflow_core.pipeline.run import BatchEngine, BatchSummary, Progress, run_batch
+from finflow_core.pipeline.run import (
+    BatchEngine,
+    BatchSummary,
+    Progress,
+    mapping_warning,
+    run_batch,
+)
 from finflow_core.services.access import Action
 from finflow_core.services.audit import anchor_after_write, anchored_write
 from finflow_core.services.base import Service
@@ -85,6 +93,10 @@ class BatchPreview:
     def rule_counts(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self.issues["rule"].value_counts().items()}
 
+    def rule_summary(self) -> str:
+        """The failed rules in words with their counts: ``text is too long ×1, must be a number ×2``."""
+        return tallied(self.rule_counts(), RULES)
+
     @cached_property
     def mapped(self) -> pd.DataFrame:
         """Kept rows' cells read as something else (column, value, mapped_to, count)."""
@@ -92,7 +104,10 @@ class BatchPreview:
 
     @property
     def warnings(self) -> list[str]:
-        return ignored_column_warnings(self.batch, self.config) if self.config else []
+        """What the analyst should know before scoring: ignored columns, and cells that will
+        be read as other than written (the same line the stored batch's summary carries)."""
+        ignored = ignored_column_warnings(self.batch, self.config) if self.config else []
+        return [*ignored, *mapping_warning(self.mapped)]
 
     @property
     def stored_message(self) -> str:

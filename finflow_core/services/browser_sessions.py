@@ -54,7 +54,7 @@ class EndReason(StrEnum):
 
 
 MESSAGES = {
-    EndReason.SIGNED_OUT: "you signed out: sign in again",
+    EndReason.SIGNED_OUT: "you signed out (in this or another tab): sign in again",
     EndReason.IDLE: "you were signed out after {idle} minutes without activity: sign in again",
     EndReason.EXPIRED: "your session reached its {hours}-hour limit: sign in again",
     EndReason.PASSWORD_CHANGED: "you were signed out because your password was changed: sign in "

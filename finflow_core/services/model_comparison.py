@@ -25,7 +25,7 @@ import pandas as pd
 
 from finflow_core.formatting import count, money, number, percent
 from finflow_core.lending.config import Config
-from finflow_core.lending.model.bundle import ModelBundle
+from finflow_core.lending.model.bundle import ModelBundle, json_safe
 from finflow_core.lending.strategy import LoanValues, Strategy, assign_bands, realised_values
 from finflow_core.lending.terms import Band
 
@@ -94,9 +94,10 @@ class ModelComparison:
             return {"version": m.version, "auc": round(m.auc, 4), "calibration_error": round(m.calibration_error, 4),
                     "brier": round(m.brier, 5), "profit": round(m.profit, 2),
                     "automation_rate": round(m.automation_rate, 4), "trained_rows": m.trained_rows}
-        return {"evidence": str(self.evidence), "rows": self.rows, "source": self.source,
-                "candidate": figures(self.candidate), "champion": figures(self.champion),
-                "warnings": list(self.warnings)}
+        # an AUC of rows with one outcome only is NaN: null in the trail's strict JSON
+        return json_safe({"evidence": str(self.evidence), "rows": self.rows, "source": self.source,
+                          "candidate": figures(self.candidate), "champion": figures(self.champion),
+                          "warnings": list(self.warnings)})
 
 
 def evaluation_frame(valid: pd.DataFrame, oof: np.ndarray, config: Config) -> pd.DataFrame:
@@ -148,7 +149,8 @@ def shortfalls(cand: ComparedModel, champ: ComparedModel, currency: str) -> tupl
         out.append(f"worse calibrated: predicted default rates miss the observed ones by "
                    f"{number(cand.calibration_error * 100, 1)} pts on average, against "
                    f"{number(champ.calibration_error * 100, 1)} pts")
-    if round(cand.profit) < round(champ.profit):
+    # without pricing there is no profit (NaN) to compare: the figures say "not priced"
+    if np.isfinite([cand.profit, champ.profit]).all() and round(cand.profit) < round(champ.profit):
         out.append(f"less profit on these outcomes: {money(cand.profit, currency)} against "
                    f"{money(champ.profit, currency)}")
     if round(cand.automation_rate, 3) < round(champ.automation_rate, 3):

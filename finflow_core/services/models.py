@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from finflow_core.errors import Conflict, InvalidInput, ModelError, NotFound
+from finflow_core.errors import BatchRejected, Conflict, InvalidInput, ModelError, NotFound
+from finflow_core.formatting import count
 from finflow_core.lending.config import FINFLOW_CSV, CsvForm
 from finflow_core.lending.intake.reader import Source
 from finflow_core.lending.intake.validation import ValidationReport, validate_batch
@@ -274,7 +275,7 @@ class ModelService(Service):
         holdout = None if data is not None else holdout_frame(self.ctx, cand.card, champ.card)
         if data is not None:
             report = validate_batch(data, config, name=name, require_target=True)
-            evidence = labelled_evidence(report.valid, report.batch.name, cand, champ, config)
+            evidence = labelled_evidence(report.valid, labelled_source(report), cand, champ, config)
         elif holdout is not None:
             frame, vintages = holdout
             evidence = labelled_evidence(frame, f"the out-of-time holdout ({', '.join(vintages)}), which "
@@ -370,3 +371,21 @@ class ModelService(Service):
         strategy = new.strategy
         return compare_on(new, strategy, champ, active_strategy(self.ctx, champ), evidence,
                           self.ctx.config), None
+
+
+def labelled_source(report: ValidationReport) -> str:
+    """The labelled file a comparison is made on, with the rows its quality gate left out
+    (a blank outcome, a value out of range) counted by rule; a file with no row left is
+    refused, naming the rules, before either model scores it."""
+    name, rules = report.batch.name, ", ".join(
+        f"{rule} ×{n:,}" for rule, n in report.rule_counts().items())
+    if report.rows_valid == 0:
+        raise BatchRejected(
+            f"{name}: none of its {count(report.rows_in)} rows can be compared on: all were "
+            f"quarantined ({rules or 'see the quarantine report'}); a labelled file needs the "
+            "columns the model reads and each row's outcome", reason="no_valid_rows",
+            rows=report.rows_in, rules=report.rule_counts())
+    if not report.rows_quarantined:
+        return name
+    return (f"{name} ({count(report.rows_quarantined)} of its {count(report.rows_in)} rows "
+            f"quarantined and left out: {rules})")

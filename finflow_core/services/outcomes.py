@@ -17,8 +17,10 @@ import numpy as np
 import pandas as pd
 
 from finflow_core.errors import BatchRejected, InvalidInput
+from finflow_core.formatting import tallied
 from finflow_core.lending.intake.outcomes import (
     ISSUE_COLUMNS,
+    OUTCOME_RULES,
     OutcomeFile,
     OutcomeSpec,
     issue_row,
@@ -72,6 +74,10 @@ class OutcomePreview:
     def rule_counts(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self.issues["rule"].value_counts().items()}
 
+    def rule_summary(self) -> str:
+        """The issues in words with their counts: ``no stored application has this id ×3``."""
+        return tallied(self.rule_counts(), OUTCOME_RULES)
+
 
 @dataclass(frozen=True)
 class OutcomeLoad:
@@ -93,7 +99,8 @@ class OutcomeService(Service):
         self.require(Action.LOAD_OUTCOMES)
         reason = typed_text(correction_reason, "correction_reason")
         today = self.ctx.clock().date()
-        checked = read_outcomes(source, spec, today=today, name=name, form=self.ctx.config.csv)
+        checked = read_outcomes(source, spec or self.ctx.config.outcomes, today=today, name=name,
+                                form=self.ctx.config.csv)
         linked, issues = self._link(checked, reason)
         return OutcomePreview(checked, linked, issues, reason)
 
@@ -104,7 +111,7 @@ class OutcomeService(Service):
         preview = source if isinstance(source, OutcomePreview) else self.preview(
             source, name=name, correction_reason=correction_reason)
         if not preview.ok:
-            counts = ", ".join(f"{rule} ×{n:,}" for rule, n in preview.rule_counts().items())
+            counts = preview.rule_summary()
             raise OutcomeFileRejected(
                 f"{preview.file.file.name}: nothing was recorded: {len(preview.issues):,} issue(s) "
                 f"({counts}); fix the file and load it again", preview.issues)
@@ -145,7 +152,7 @@ class OutcomeService(Service):
                                field="batch_ids")
         out = simulate_outcomes(data, as_of=as_of, seed=seed, downturn=downturn)
         out.insert(1, "batch_id", data["batch_id"].to_numpy())
-        return out
+        return as_laid_out(out, self.ctx.config.outcomes)
 
     # -- linking ---------------------------------------------------------------------------
     def _link(self, checked: OutcomeFile, reason: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -216,7 +223,11 @@ class OutcomeService(Service):
         with np.errstate(divide="ignore", invalid="ignore"):
             exposure = np.clip(mob / term, 0.0, 1.0)
         exposure = np.where(np.isfinite(exposure), exposure, 1.0)  # no term: judged as matured
-        return np.where(defaulted, -loss, values.margin), exposure
+        # without pricing a repaid loan earns nothing known, so no loan's profit is known
+        # either (the losses alone summed as 'realised profit' read as a loss-making book)
+        profit = (np.where(defaulted, -loss, values.margin) if values.priced
+                  else np.full(len(data), np.nan))
+        return profit, exposure
 
 
 def _months(week_start: str, observed: date) -> int:
@@ -231,3 +242,12 @@ def _float(v: object) -> float | None:
 def _int(v: object) -> int | None:
     f = _float(v)
     return None if f is None else int(f)
+
+
+def as_laid_out(frame: pd.DataFrame, spec: OutcomeSpec) -> pd.DataFrame:
+    """FinFlow's own outcome columns (``application_id``, ``defaulted`` yes/no ...) under the
+    names and words the lender's outcome files use (``outcomes:`` in the config)."""
+    names = dict(zip(OutcomeSpec().required + OutcomeSpec().optional,
+                     spec.required + spec.optional, strict=True))
+    words = {"yes": spec.defaulted_words[0], "no": spec.repaid_words[0]}
+    return frame.assign(defaulted=frame["defaulted"].map(words)).rename(columns=names)

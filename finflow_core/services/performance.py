@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from finflow_core.errors import InvalidInput
+from finflow_core.errors import InvalidInput, ModelError, NotFound
 from finflow_core.lending.fairness import COLUMNS, FOUR_FIFTHS, MIN_GROUP, GroupRate, adverse_impact
 from finflow_core.lending.performance import (
     Limits,
@@ -21,11 +21,14 @@ from finflow_core.lending.performance import (
     VintagePerformance,
     by_vintage,
     performance_alerts,
+    truncated_auc,
     vintage_curves,
 )
 from finflow_core.lending.terms import DecisionKind, Status
 from finflow_core.services.access import Action
 from finflow_core.services.base import Service
+from finflow_core.services.model_comparison import OOF_COLUMN
+from finflow_core.services.scoring_engines import load_version
 from finflow_core.store import fairness_queries, registry
 from finflow_core.store import outcomes as rows_of
 from finflow_core.store.lending_tables import applications
@@ -154,7 +157,9 @@ class PerformanceService(Service):
             funded=observed["vintage"].map(funded_per_vintage),
             defaulted=observed["defaulted"] == 1.0))
         reference = self._reference_auc()
-        alerts = performance_alerts(vintages, limits or Limits(), reference_auc=reference)
+        by_range = self._reference_by_vintage(frame)
+        alerts = performance_alerts(vintages, limits or Limits(),
+                                    reference_auc=reference if by_range is None else by_range)
         return PerformanceReport(key, vintages, curves, alerts, reference)
 
     def decision_quality(self) -> list[OfficerQuality]:
@@ -218,6 +223,30 @@ class PerformanceService(Service):
             champion = registry.champion_version(conn)
             card = registry.card(conn, champion) if champion else None
         return float(card["metrics_out_of_fold"]["auc"]) if card else None
+
+    def _reference_by_vintage(self, frame: pd.DataFrame) -> dict[str, float] | None:
+        """Each vintage's reference AUC: its model's out-of-fold AUC on the training loans
+        scored in the range its funded loans with outcomes were (funded loans are the low
+        scores only: the AUC of every applicant is no yardstick for them). None when a
+        model kept no out-of-fold rows (then the champion's overall AUC is the reference)."""
+        observed = frame[frame["funded"] & frame["defaulted"].notna()]
+        out: dict[str, float] = {}
+        target = self.ctx.config.target_column
+        for vintage, part in observed.groupby("vintage", sort=False):
+            version = str(part["model_version"].mode().iat[0])
+            try:
+                evaluation = load_version(self.ctx, version).evaluation
+            except (ModelError, NotFound):
+                evaluation = None
+            if evaluation is None or OOF_COLUMN not in evaluation:
+                return None
+            p = part["probability"].to_numpy(dtype=float)
+            auc = truncated_auc(evaluation[OOF_COLUMN].to_numpy(dtype=float),
+                                pd.to_numeric(evaluation[target]).to_numpy(dtype=float),
+                                float(p.min()), float(p.max()))
+            if auc is not None:
+                out[str(vintage)] = auc
+        return out
 
     def _cutoff(self) -> float:
         with self.ctx.store.connect() as conn:

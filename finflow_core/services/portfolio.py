@@ -66,7 +66,7 @@ def figures(g: pd.DataFrame) -> dict[str, float]:
     """The portfolio's figures for a set of roll-up groups (one rule for totals and weeks)."""
     n = int(g["n"].sum()) if not g.empty else 0
     if n == 0:
-        return dict.fromkeys(WEEKLY_COLUMNS, 0)
+        return {**dict.fromkeys(WEEKLY_COLUMNS, 0), "awaiting_decision": 0}
     by_status = g.groupby("status")["n"].sum()
     approved_amount = float(g.loc[g["status"] == Status.APPROVED, "amount"].sum())
     profit = float(g["expected_profit"].sum())
@@ -76,6 +76,8 @@ def figures(g: pd.DataFrame) -> dict[str, float]:
         "declined": int(by_status.get(Status.DECLINED, 0)),
         "pending": int(by_status.get(Status.PENDING, 0)),
         "referred": int(by_status.get(Status.REFERRED, 0)),
+        # pending review and referred: what the queue still has to decide (the rest is decided)
+        "awaiting_decision": int(by_status.get(Status.PENDING, 0) + by_status.get(Status.REFERRED, 0)),
         # decided without a person: the low and high bands (every one of them is automatic)
         "automation_rate": float(g.loc[g["band"] != Band.MEDIUM, "n"].sum() / n),
         "auto_decisions": int(g.loc[g["kind"] == DecisionKind.AUTO, "n"].sum()),

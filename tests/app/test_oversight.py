@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 
 import pytest
-from app_support import app_as, no_exception, page_as, plain, table_with, texts
+from app_support import PASSWORD, app_as, no_exception, page_as, plain, table_with, texts
 from sqlalchemy import func, select
 
 from finflow_core.store.lending_tables import applications, strategies
@@ -77,7 +78,8 @@ def test_portfolio_kpis_match_the_core_figures(inst) -> None:
     assert metric(at, "Applications") == f"{k['applications']:,}"
     assert metric(at, "Approved") == f"{k['approved']:,}"
     assert metric(at, "Declined") == f"{k['declined']:,}"
-    assert metric(at, "Pending review") == f"{k['pending'] + k['referred']:,}"
+    assert metric(at, "Awaiting a decision") == f"{k['pending'] + k['referred']:,}"
+    assert k["applications"] == k["approved"] + k["declined"] + k["awaiting_decision"]  # the tiles add up
     assert metric(at, "Automation rate") == f"{k['automation_rate']:.1%}"
     assert metric(at, "ROI on approved amount") == f"{k['roi']:.1%}"
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
@@ -87,6 +89,23 @@ def test_portfolio_kpis_match_the_core_figures(inst) -> None:
     assert sum(hist["data"][0]["y"]) == k["applications"]
     assert {b.label for b in at.get("download_button")} == {"Weekly trends (CSV)", "Breakdown shown (CSV)",
                                                             "Weekly report (HTML)", "Weekly report (PDF)"}
+
+
+def test_portfolio_and_queue_agree_on_what_is_pending_review(inst) -> None:
+    officer = inst.wb("officer")
+    if not officer.review.counts().get("referred"):
+        case = officer.review.queue(limit=5000).rows[-1].id  # the newest: the oldest stay for other tests
+        officer.review.open(case)
+        officer.review.decide(case, "refer", "needs the latest accounts", "asked the broker")
+    counts = officer.review.counts()
+    queue = page_as(inst.users["officer"], "pages/review_queue.py")
+    portfolio = page_as(inst.users["manager"], "pages/portfolio.py")
+    queue_pending = next(m.value for m in queue.metric if m.label == "Pending review")
+    assert queue_pending == f"{counts['pending']:,}"
+    assert "Pending review" not in [m.label for m in portfolio.metric]  # no other number under that name
+    tile = next(m for m in portfolio.metric if m.label == "Awaiting a decision")
+    assert tile.value == f"{counts['pending'] + counts['referred']:,}"
+    assert tile.proto.delta == f"{queue_pending} pending review · {counts['referred']:,} referred"
 
 
 def test_portfolio_filters_narrow_the_figures(inst) -> None:
@@ -183,8 +202,33 @@ def test_audit_verify_shows_the_result_and_search_finds_an_application(inst) -> 
     at.text_input(key="au_application").input(external).run()
     no_exception(at)
     trail = table_with(at, "source")
-    assert "scored" in trail["action"].tolist()
+    assert "Scored" in trail["action"].tolist()
     assert any(b.label == "Download this application's trail (CSV)" for b in at.get("download_button"))
+
+
+def test_audit_details_read_as_words_and_the_record_as_stored_is_beside_them(inst) -> None:
+    """No raw tokens (``purpose: sign_in``, snake_case keys, hashes) in the columns people read;
+    the exact record (action code and canonical JSON) in its own column."""
+    inst.gate.authenticate("analyst", PASSWORD)  # a sign-in entry, whatever ran before
+    at = page_as(inst.users["manager"], "pages/audit.py")
+    no_exception(at)
+    table = table_with(at, "details")
+    assert list(table.columns)[-2:] == ["details", "record as stored"]
+    signed_in = table[table["action"] == "Signed in"]
+    assert len(signed_in) and set(signed_in["details"]) == {"At sign-in"}
+    assert signed_in["record as stored"].iloc[0] == 'login {"purpose":"sign_in"}'
+    assert not re.search(r"_", " ".join(table["action"]))
+    for details in table["details"]:
+        for part in details.split("; "):
+            label = part.split(": ", 1)[0]
+            assert "_" not in label and label[:1].isupper(), details  # a label, not a key
+        assert not re.search(r"sign_in|rows_in|expires at|row seal|sha256|[0-9a-f]{32}", details), details
+    uploaded = table[table["action"] == "Batch uploaded"]["details"].tolist()
+    assert uploaded and all(re.fullmatch(r"File: .+; Rows in: [\d,]+; Valid: [\d,]+; Quarantined: [\d,]+; "
+                                         r"From: an (uploaded file|application typed in)", u) for u in uploaded), uploaded
+    for record in table["record as stored"]:
+        code, raw = record.split(" ", 1)
+        assert re.fullmatch(r"[a-z_]+", code) and isinstance(json.loads(raw), dict)
 
 
 def test_admin_sees_the_audit_page_but_an_officer_cannot(inst) -> None:

@@ -18,6 +18,7 @@ from app_support import (
     installed,
     no_exception,
     page_as,
+    plain,
     table_with,
     texts,
 )
@@ -128,7 +129,9 @@ def test_quarantined_outcome_rows_are_shown_and_nothing_can_be_loaded(pi) -> Non
     unknown = issues[issues["rule"] == "unknown_application"]
     assert unknown["row"].tolist() == [21] and unknown["value"].tolist() == ["NOT-STORED"]
     assert "outcome" in set(issues["rule"]) and "maybe" in issues["value"].tolist()
-    assert any("nothing can be stored from this file" in e.value for e in at.error)
+    said = next(plain(e.value) for e in at.error if "nothing can be stored from this file" in e.value)
+    assert "no stored application has this id ×1" in said and "must say whether the loan defaulted ×1" in said
+    assert "unknown_application" not in said  # the rules in words, not their codes
     assert not [b for b in at.button if b.key == "pf_load"]
     assert stored_outcomes(pi) == before
 
@@ -166,6 +169,14 @@ def test_a_manager_sees_vintages_and_fairness_by_segment(pi) -> None:
     assert groups == [g.group for g in pi.wb("manager").performance.fairness(other).groups] != []
 
 
+def test_the_approved_only_caveat_is_said_once(pi) -> None:
+    from finflow_core.services.performance import APPROVED_ONLY
+
+    at = page_as(pi.users["manager"], PAGE)
+    no_exception(at)
+    assert [plain(c.value) for c in at.caption].count(APPROVED_ONLY) == 1
+
+
 def test_an_officer_cannot_open_the_page_nor_deep_link_it(pi) -> None:
     officer = pi.users["officer"]
     at = app_as(officer)
@@ -177,3 +188,29 @@ def test_an_officer_cannot_open_the_page_nor_deep_link_it(pi) -> None:
     no_exception(direct)
     assert data_elements(direct) == 0 and not direct.title
     assert "Your role does not give access to this page." in [w.value for w in direct.warning]
+
+
+def test_the_page_asks_for_the_outcome_layout_the_config_declares(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A lender whose servicing export says LoanNr_ChkDgt / MIS_Status (config outcomes:) was
+    told to upload application_id, defaulted, observed_on, which its file does not have."""
+    def layout(raw: dict) -> None:
+        raw["outcomes"] = {"id_column": "loan_ref", "defaulted_column": "status",
+                           "observed_column": "as_of", "defaulted_words": ["CHGOFF"],
+                           "repaid_words": ["P I F"]}
+
+    with installed(tmp_path_factory.mktemp("finflow_layout_home"), layout) as inst:
+        batch = batch_ids(inst)[0]
+        outcomes = drawn(inst, batch)
+        assert {"loan_ref", "status", "as_of"} <= set(outcomes.columns)
+        assert set(outcomes["status"]) <= {"CHGOFF", "P I F"}
+        at = page_as(inst.users["analyst"], PAGE)
+        no_exception(at)
+        shown = texts(at)
+        assert "A CSV with one funded loan per row: loan_ref, status, as_of" in shown
+        assert "(loan_ref, status, as_of) to compare" in shown
+        assert "application_id" not in shown
+        at.file_uploader(key="pf_outcome_file").set_value(
+            ("servicing.csv", outcomes.to_csv(index=False).encode(), "text/csv")).run()
+        no_exception(at)
+        assert "issue(s) in" not in texts(at)

@@ -246,7 +246,7 @@ def test_a_decided_case_shows_who_decided_its_history_and_its_letter(inst) -> No
     at.session_state["rq_case"] = case_id
     at.run()
     no_exception(at)
-    assert any(i.value.startswith("This case is declined: decline by officer at ") for i in at.info)
+    assert any(i.value.startswith("This case is declined: decided by officer at ") for i in at.info)
     assert next(b for b in at.form_submit_button if b.label == "Approve").disabled
     history = table_with(at, "outcome")
     assert history["by"].tolist() == ["officer"] and history["revises"].tolist() == ["–"]
@@ -362,7 +362,7 @@ def test_any_application_opens_by_its_id_and_a_declined_one_offers_its_letter(in
     no_exception(at)
     assert at.session_state["rq_case"] == case_id
     assert [t.value for t in at.title] == [f"Case {external}"]
-    assert any(i.value.startswith("This case is declined: decline automatically by the model at ")
+    assert any(i.value.startswith("This case is declined: decided automatically by the model at ")
                for i in at.info)
     assert [d.proto.label for d in at.get("download_button")] == ["Decline letter (PDF)",
                                                                   "Decline letter (HTML)"]

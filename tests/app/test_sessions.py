@@ -97,7 +97,8 @@ def test_an_idle_session_signs_out_with_the_reason(inst) -> None:
     at.run()
     no_exception(at)
     assert [t.value for t in at.title] == ["FinFlow"]
-    assert "you were signed out after 30 minutes without activity: sign in again" in texts(at)
+    assert [plain(w.value) for w in at.warning] == [
+        "You were signed out after 30 minutes without activity: sign in again."]
 
 
 def test_an_admin_resetting_the_password_signs_the_user_out(inst) -> None:

@@ -39,6 +39,10 @@ from finflow_core.services.access import can
 #: ``http://`` and ``www.`` by themselves: a valid user name may be ``www.evil.example``).
 LIVE = re.compile(r"(?<!\\)\]\((?:https?:)|(?<!\\)!(?<!\\)\[|(?<!\\)<img|https?(?<!\\):(?<!\\)//evil"
                   r"|(?<![\w\\])www\.evil")
+#: What Streamlit's Markdown links by itself in the text as read, after backslash escapes are
+#: taken away (remark-gfm's autolink-literal transform: ``http://``, ``www.``, an e-mail
+#: address), so ``http\\:\\/\\/evil`` is still a link in a browser.
+AUTOLINK_LITERAL = re.compile(r"(?i)https?://|www\.|[-.\w+]+@[-\w]+(?:\.[-\w]+)+")
 #: What plotly draws as a link or an image (it reads a few HTML tags in its labels).
 LIVE_CHART = re.compile(r"<\s*(?:a|img)\b", re.IGNORECASE)
 #: Elements shown as written: tables, st.text, code, JSON (selectbox and multiselect options
@@ -95,7 +99,8 @@ def markdown_sources(at) -> list[str]:  # type: ignore[no-untyped-def]
 def live_markdown(at) -> list[str]:  # type: ignore[no-untyped-def]
     """Every Markdown source on the screen that would render a link, image or HTML, and every
     chart label plotly would draw as a link or an image."""
-    live = [s for s in markdown_sources(at) if LIVE.search(s)]
+    live = [s for s in markdown_sources(at)
+            if LIVE.search(s) or AUTOLINK_LITERAL.search(re.sub(r"\\(.)", r"\1", s))]
     for chart in at.get("plotly_chart"):
         live += [s for s in strings(json.loads(chart.proto.spec)) if LIVE_CHART.search(s)]
     return live

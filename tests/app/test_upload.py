@@ -69,6 +69,52 @@ def test_a_file_that_is_not_a_batch_is_rejected_and_nothing_is_stored(inst) -> N
     assert len(inst.wb("manager").batches.list()) == before
 
 
+def test_the_quality_gate_names_the_failed_rules_in_words(inst) -> None:
+    df = generate_applications(30, 808).drop(columns=["default"])
+    df["credit_score"] = df["credit_score"].astype(object)
+    df.loc[:1, "credit_score"] = "n/a"
+    df.loc[2, "application_id"] = "L" * 400
+    at = page_as(inst.users["analyst"], "pages/upload.py")
+    at.file_uploader(key="up_file").set_value(("rules.csv", df.to_csv(index=False).encode(), "text/csv")).run()
+    no_exception(at)
+    said = plain(at.warning[0].value)
+    assert said == ("3 row(s) fail the quality gate and will not be scored: must be a number ×2, "
+                    "text is too long ×1")
+
+
+def test_the_quality_gate_says_before_scoring_which_codes_will_read_as_missing(inst) -> None:
+    df = generate_applications(30, 3131).drop(columns=["default"])
+    df["industry"] = df["industry"].astype(object)
+    df.loc[:2, "industry"] = "mining"
+    at = page_as(inst.users["analyst"], "pages/upload.py")
+    at.file_uploader(key="up_file").set_value(("codes.csv", df.to_csv(index=False).encode(), "text/csv")).run()
+    no_exception(at)
+    assert any(b.key == "up_score" for b in at.button)  # not stored yet: the analyst can still decide
+    notes = [plain(c.value) for c in at.caption if c.value.startswith("Note:")]
+    assert notes == ["Note: 3 cell(s) were kept and read as other than written (undeclared codes by their "
+                     "column's policy, missing-value texts as missing): industry: 'mining' ×3 mapped to missing"]
+
+
+def test_before_a_file_the_page_says_the_size_limit_and_what_a_refused_file_looks_like(inst) -> None:
+    at = page_as(inst.users["analyst"], "pages/upload.py")
+    no_exception(at)
+    limit = inst.config.limits.max_file_mb
+    assert (f"Up to {limit:g} MB per file: a larger file is marked red in the box above and never reaches "
+            "FinFlow; split it into smaller batches.") in [plain(c.value) for c in at.caption]
+
+
+def test_a_small_batch_says_drift_was_not_judged_in_words(inst) -> None:
+    at = page_as(inst.users["analyst"], "pages/upload.py")
+    at.file_uploader(key="up_file").set_value(("week_small.csv", batch_bytes(40, 4040), "text/csv")).run()
+    at.button(key="up_score").click().run()
+    no_exception(at)
+    banner = next(i.value for i in at.info if i.value.startswith("Drift:"))
+    assert banner.startswith("Drift: **TOO FEW ROWS**: score PSI ")  # not INSUFFICIENT_DATA
+    assert "insufficient" not in texts(at).lower()
+    batches = table_with(at, "drift")
+    assert batches["drift"].iloc[0] == "too few rows"
+
+
 def test_re_uploading_a_stored_file_says_so_and_shows_the_stored_batch(inst) -> None:
     sample = inst.config.paths.data_dir / "samples" / "week_1.csv"
     stored_id = "B-" + hashlib.sha256(sample.read_bytes()).hexdigest()[:16]

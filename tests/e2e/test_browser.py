@@ -234,3 +234,23 @@ def test_officer_types_a_new_application_and_gets_a_decision(server: Server, pag
     shot(page, shots, "new_application.png")
     ids = e2e_installation.wb("officer").review.find("WEB-E2E-1")
     assert len(ids) == 1  # stored once
+
+
+@pytest.mark.parametrize("name, content, said", [
+    ("week_45.xlsx", b"PK\x03\x04" + bytes(200), "this is an Excel workbook or zip archive, not a CSV file"),
+    ("notes.txt", b"hello\n", "missing required column(s) application_id"),
+])
+def test_a_wrong_file_type_gets_finflows_own_message(server: Server, browser: Browser, tmp_path: Path,
+                                                     name: str, content: bytes, said: str) -> None:
+    """Not Streamlit's "files are not allowed" hidden in the file's tooltip: the quality gate
+    reads the file and says what it is and what to do, and nothing is stored."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    page = browser.new_page()
+    sign_in(page, server, "analyst")
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(path))
+    alert = page.locator("[data-testid='stAlertContentError']")
+    expect(alert).to_contain_text(f"File rejected, nothing was stored: {name}: {said}", timeout=30_000)
+    settle(page)
+    assert page.get_by_role("button", name="Score and store").count() == 0
+    page.close()

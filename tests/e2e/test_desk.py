@@ -150,7 +150,7 @@ def test_a_declined_applications_letter_downloads_and_every_download_is_audited(
     page.get_by_label("Find an application by its id").fill(external)
     click(page, page.get_by_role("button", name="Open"), timings, "find_application")
     assert case_heading(page) == external
-    expect(page.get_by_text("This case is declined: decline automatically by the model")).to_be_visible()
+    expect(page.get_by_text("This case is declined: decided automatically by the model")).to_be_visible()
     assert len(letters_issued(inst, "letter_issued", external)) == before  # nothing made on sight
     with page.expect_download(timeout=60_000) as pdf:
         page.get_by_role("button", name="Decline letter (PDF)").click()

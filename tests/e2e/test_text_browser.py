@@ -78,3 +78,40 @@ def test_no_page_links_or_loads_anything_from_another_host(hostile_server, brows
     if role in ("manager", "analyst", "admin"):
         assert seen > 0  # the hostile text is on screen, as text
     context.close()
+
+
+def test_a_batch_note_naming_a_bare_link_shows_it_as_text(hostile_server, browser: Browser,
+                                                          tmp_path) -> None:
+    """Streamlit's Markdown links ``http://``, ``www.`` and e-mail addresses found in the text
+    after backslash escapes are read: the note about undeclared category codes (a caption)
+    must still show them as text."""
+    from finflow_core.lending.synthetic import generate_applications
+
+    inst, server = hostile_server
+    df = generate_applications(60, seed=4242).drop(columns=["default"])
+    df["collateral"] = df["collateral"].astype(object)
+    df["region"] = df["region"].astype(object)
+    df.loc[0, "collateral"] = "[full](http://evil.example/c)"
+    df.loc[1, "region"] = "www.evil.example"
+    df.loc[2, "region"] = "ops@evil.example"
+    path = tmp_path / "codes.csv"
+    df.to_csv(path, index=False)
+    context = browser.new_context(viewport={"width": 1440, "height": 2400})
+    page = context.new_page()
+    page.goto(server.url)
+    page.get_by_role("textbox", name="Username").fill("analyst")
+    page.get_by_role("textbox", name="Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(path))
+    page.get_by_role("button", name="Score and store").click(timeout=60_000)
+    expect(page.get_by_text("Stored as batch")).to_be_visible(timeout=60_000)
+    settle(page)
+    notes = page.locator("[data-testid='stCaptionContainer']").filter(has_text="mapped to missing")
+    assert notes.count() == 2  # the quality gate's, before scoring, and the stored summary's
+    for note in notes.all():
+        shown = note.inner_text().replace("\u2060", "")  # the invisible joiner a reader does not see
+        for written in ("[full](http://evil.example/c)", "www.evil.example", "ops@evil.example"):
+            assert written in shown
+        assert note.locator("a").count() == 0
+    assert page.locator("[data-testid='stMain'] a[href*='evil.example']").count() == 0
+    context.close()

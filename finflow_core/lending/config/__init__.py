@@ -42,6 +42,7 @@ from finflow_core.lending.config.loader import (
     resolve_audit,
     resolve_paths,
 )
+from finflow_core.lending.config.outcome_file import OutcomeSpec
 from finflow_core.lending.config.schema import Config, DatasetSection, Document
 from finflow_core.lending.config.settings import (
     CUTOFF_METHODS,
@@ -75,7 +76,7 @@ __all__ = [
     "ROLES", "SINGLE_ROLES", "UNKNOWN_POLICIES", "ColumnSpec", "ColumnType", "Config",
     "CutoffRule", "DatasetSection", "DisplaySettings", "Document", "Economics",
     "FourEyesSettings", "FrozenParams", "LenderInfo", "LettersSettings", "LimitsSettings", "ModelSettings",
-    "MonitoringSettings", "PathSettings", "Paths", "Pricing",
+    "MonitoringSettings", "OutcomeSpec", "PathSettings", "Paths", "Pricing",
     "PricingSection", "RateByBand", "RatioSpec", "ReviewSettings", "Role", "StrategySettings",
     "UnknownPolicy", "default_config_path", "finflow_home", "load_config", "load_yaml",
     "parse_config", "protected_hint", "read_yaml", "resolve_audit", "resolve_paths",

@@ -19,6 +19,7 @@ from finflow_core.lending.config.fields import (
     Problem,
     Text,
     Whole,
+    Wording,
 )
 
 ColumnType = Literal["string", "integer", "float", "category", "date"]
@@ -108,7 +109,7 @@ class ColumnSpec:
     model_input: Flag | None = None  # default: true, except for protected columns
     reason_high: Text | None = None
     reason_low: Text | None = None
-    reason_category: Text | None = None
+    reason_category: Wording | None = None
     on_unknown: UnknownPolicy | None = None  # default: missing, for category columns
     other: Category | None = None
     missing_values: tuple[Category, ...] = ()
@@ -156,11 +157,18 @@ class ColumnSpec:
             raise Problem(f"a column with role {role} cannot be nullable (without nullable: true "
                           f"a row with a blank one is quarantined, rule not_null): "
                           f"{NEVER_BLANK_ROLES[role]}", ("nullable",))
+        if role == "term" and (self.min is None or self.min < 1):
+            got = "no min" if self.min is None else f"min {self.min:g}"
+            raise Problem(f"a term column must have min: 1 or more, got {got}: a loan is priced "
+                          "by its months, and a term of 0 months cannot be amortised (its profit "
+                          "would be unknown). A row with a term below min is quarantined (rule "
+                          "in_range)", ("min",))
         if role == "id" and not 1 <= (self.max_length or 0) <= ID_MAX_LENGTH:
             raise Problem(f"an id column's max_length must be 1 to {ID_MAX_LENGTH}", ("max_length",))
         if self.max_length is not None and self.max_length < 1:
             raise Problem("max_length must be at least 1", ("max_length",))
         self._check_unknown_policy()
+        self._check_wording()
         self._check_written_form()
         if role == "protected":
             self._check_protected()
@@ -188,6 +196,27 @@ class ColumnSpec:
         clash = [v for v in self.missing_values if v in self.categories]
         if clash:
             raise Problem(f"{clash[0]!r} is both a category and a missing value", ("missing_values",))
+
+    def _check_wording(self) -> None:
+        if self.reason_category is None:
+            return
+        if self.type != "category":
+            raise Problem(f"reason_category applies to category columns only (this one is "
+                          f"{self.type}): use reason_high or reason_low", ("reason_category",))
+        if isinstance(self.reason_category, str):
+            return
+        for i, (code, _) in enumerate(self.reason_category):
+            if code not in self.categories:
+                raise Problem(f"{code!r} is not one of the declared categories "
+                              f"({', '.join(self.categories)})", ("reason_category", i))
+
+    def category_reason(self, code: str) -> str | None:
+        """The lender's statement for a code of this category column: its own, or the one
+        for every code; None when the config words no reason for it."""
+        wording = self.reason_category
+        if wording is None or isinstance(wording, str):
+            return wording
+        return dict(wording).get(code)
 
     def _check_written_form(self) -> None:
         number_keys = [k for k in ("thousands", "strip", "percent", "codes") if getattr(self, k)]
@@ -220,7 +249,7 @@ class ColumnSpec:
             if self.type != "date":
                 raise Problem(f"date_format applies to date columns, not to a {self.type} column",
                               ("date_format",))
-            _check_date_format(self.date_format)
+            check_date_format(self.date_format)
 
     def cell_text(self, value: Any) -> str:
         """A value typed into a form, written as this column's cells are (a percentage as
@@ -302,7 +331,7 @@ class RatioSpec:
         return (*self.numerator, *self.denominator)
 
 
-def _check_date_format(fmt: str) -> None:
+def check_date_format(fmt: str) -> None:
     """A date format must write a month and a year (a day too, or it reads the 1st: ``Dec-2015``)
     and read back what it wrote."""
     if not (re.search(r"%[mbBj]", fmt) and re.search(r"%[yY]", fmt)):

@@ -102,6 +102,22 @@ def _code_pairs(v: Any) -> Any:
 Codes = Annotated[tuple[tuple[Category, Number], ...], BeforeValidator(_code_pairs)]
 
 
+def _wording(v: Any) -> Any:
+    """A reason for a category column: one statement for every code, or ``{code: statement}``
+    (kept as pairs, in the order written, so the spec stays hashable)."""
+    if isinstance(v, Mapping):
+        return tuple(v.items())
+    if isinstance(v, str) or isinstance(v, tuple) and all(
+            isinstance(p, tuple) and len(p) == 2 for p in v):
+        return v
+    raise Problem("must be one statement for every category, or a statement per category "
+                  f"({{\"2\": The business is new}}), got {v!r}")
+
+
+#: ``reason_category``: a statement for every code, or code by code.
+Wording = Annotated[Text | tuple[tuple[Category, Text], ...], BeforeValidator(_wording)]
+
+
 class FrozenParams(Mapping[str, Any]):
     """An immutable, hashable, picklable mapping of estimator parameters."""
 

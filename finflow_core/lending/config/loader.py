@@ -107,6 +107,7 @@ def parse_config(raw: dict[str, Any], *, source: str = "<dict>", sha256: str = "
         security=doc.security,
         lender=doc.lender,
         letters=doc.letters,
+        outcomes=doc.outcomes,
         warnings=doc.warnings(),
         limits=doc.limits,
         audit=resolve_audit(doc.audit, paths),

@@ -26,6 +26,7 @@ from finflow_core.lending.config.columns import (
 from finflow_core.lending.config.csv_form import CsvForm, csv_delimiter, csv_encoding
 from finflow_core.lending.config.estimators import did_you_mean
 from finflow_core.lending.config.fields import DECLARED, Names, Problem, Text
+from finflow_core.lending.config.outcome_file import OutcomeSpec
 from finflow_core.lending.config.settings import (
     AuditPaths,
     AuditSection,
@@ -139,6 +140,7 @@ class Document(BaseModel):
     security: SecuritySettings = SecuritySettings()
     lender: LenderInfo | None = None
     letters: LettersSettings = LettersSettings()
+    outcomes: OutcomeSpec = OutcomeSpec()
     paths: PathSettings = PathSettings()
     limits: LimitsSettings = LimitsSettings()
     audit: AuditSection = AuditSection()
@@ -222,6 +224,7 @@ class Config:
     letters: LettersSettings = field(default_factory=LettersSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     csv: CsvForm = field(default_factory=CsvForm)  # the lender's files (dataset.encoding, .delimiter)
+    outcomes: OutcomeSpec = field(default_factory=OutcomeSpec)  # the lender's outcome files
 
     @property
     def encoding(self) -> str:

@@ -19,6 +19,8 @@ _DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d+,\d+\s*$")
 _EUROPEAN = re.compile(r"^\s*[+-]?\d{1,3}(\.\d{3})+(,\d+)?\s*$")
 _AROUND = re.compile(r"^\s*(?P<before>[^\d+\-.,\s]*)\s*[+-]?[\d.,]+\s*(?P<after>[^\d\s][^\d]*)?$")
 _WORDS = re.compile(r"^[^\d]*[A-Za-z][^\d]*$")
+#: Texts exports write for "no value" (pandas' nan, R's NA, Excel's #N/A, SQL's NULL...).
+NO_VALUE_TEXTS = frozenset({"nan", "na", "n/a", "#n/a", "null", "none", "?", "-", "--", "."})
 
 
 def form_hint(spec: ColumnSpec, value: object) -> str:
@@ -26,6 +28,10 @@ def form_hint(spec: ColumnSpec, value: object) -> str:
     cell = str(value).strip() if value is not None else ""
     if not cell:
         return ""
+    if cell.lower() in NO_VALUE_TEXTS and cell not in spec.missing_values:
+        also = "" if spec.nullable else " and nullable: true"
+        return (f"a text that usually means no value: if it does, declare missing_values: "
+                f"[{cell!r}]{also} for this column")
     if _PERCENT.match(cell) and not spec.percent:
         return "written as a percentage: declare percent: true for this column (12.5% reads as 0.125)"
     if _EUROPEAN.match(cell) and spec.decimal != ",":

@@ -4,7 +4,8 @@ An outcome file has one row per loan: the application id as submitted, whether i
 defaulted, the date the outcome was observed, and optionally the amount lost, the days
 past due (30 / 60 / 90+, for early-delinquency curves) and the batch it belongs to (when
 an id was submitted in several batches). The column names and the words for "defaulted"
-and "repaid" are declared (:class:`OutcomeSpec`), so a lender's own export fits.
+and "repaid" are declared in the config (``outcomes:``, :class:`OutcomeSpec`), so a lender's
+own export fits.
 
 This gate judges each row on its own (readable, allowed values, consistent within the
 file); whether the ids exist, were funded or already have an outcome is for the service
@@ -22,7 +23,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from finflow_core.errors import BatchRejected
-from finflow_core.lending.config import FINFLOW_CSV, CsvForm
+from finflow_core.lending.config import FINFLOW_CSV, CsvForm, OutcomeSpec
 from finflow_core.lending.intake.file_names import display_name, require_file
 from finflow_core.lending.intake.reader import (
     BatchFile,
@@ -55,28 +56,6 @@ OUTCOME_RULES: dict[str, str] = {
     "already_recorded": "an outcome is already recorded: load it as a correction",
     "before_application": "the outcome date is before the week the application was decided",
 }
-
-
-@dataclass(frozen=True)
-class OutcomeSpec:
-    """How an outcome file is laid out (defaults: FinFlow's own export)."""
-
-    id_column: str = "application_id"
-    defaulted_column: str = "defaulted"
-    observed_column: str = "observed_on"
-    loss_column: str = "amount_lost"
-    dpd_column: str = "days_past_due"
-    batch_column: str = "batch_id"
-    true_values: tuple[str, ...] = ("yes", "y", "true", "1", "default", "defaulted")
-    false_values: tuple[str, ...] = ("no", "n", "false", "0", "repaid", "current", "performing")
-
-    @property
-    def required(self) -> tuple[str, ...]:
-        return (self.id_column, self.defaulted_column, self.observed_column)
-
-    @property
-    def optional(self) -> tuple[str, ...]:
-        return (self.loss_column, self.dpd_column, self.batch_column)
 
 
 @dataclass
@@ -156,10 +135,12 @@ def _judge(raw: pd.DataFrame, spec: OutcomeSpec, today: date) -> tuple[pd.DataFr
             for c in (*spec.required, *spec.optional)}
     ids = text[spec.id_column]
     word = text[spec.defaulted_column].str.lower()
-    truth = {**dict.fromkeys(spec.true_values, True), **dict.fromkeys(spec.false_values, False)}
+    truth = spec.truth
     defaulted = word.map(lambda w: truth.get(w))
-    observed = in_calendar(pd.to_datetime(text[spec.observed_column].where(
-        text[spec.observed_column].str.fullmatch(DATE_PATTERN).fillna(False)), format="%Y-%m-%d", errors="coerce"))
+    written = text[spec.observed_column]
+    readable = (written != "") if spec.date_format else written.str.fullmatch(DATE_PATTERN).fillna(False)
+    observed = in_calendar(pd.to_datetime(written.where(readable),
+                                          format=spec.date_format or "%Y-%m-%d", errors="coerce"))
     loss_text, dpd_text = text[spec.loss_column], text[spec.dpd_column]
     loss = pd.to_numeric(loss_text.where(loss_text.str.fullmatch(NUMBER_PATTERN).fillna(False)), errors="coerce")
     dpd = pd.to_numeric(dpd_text.where(dpd_text.str.fullmatch(NUMBER_PATTERN).fillna(False)), errors="coerce")
@@ -180,8 +161,22 @@ def _judge(raw: pd.DataFrame, spec: OutcomeSpec, today: date) -> tuple[pd.DataFr
     failures = _value_failures(frame, spec, today)
     found = [_issue(int(typed.at[i, "row_number"]), int(typed.at[i, "line"]), ids.iat[i], column, rule,
                     _shown(column, raw, i, spec)) for i, column, rule in failures]
+    hint = _words_hint(spec)
+    found = [{**f, "message": f"{f['message']} ({hint})"} if f["rule"] == "outcome" else f
+             for f in found]
+    if spec.date_format:  # the message names the form the config declares
+        found = [{**f, "message": f["message"].replace(
+            "written YYYY-MM-DD", f"written as outcomes.date_format says ({spec.date_format})")}
+            if f["rule"] == "date" else f for f in found]
     found += _file_issues(typed)
     return typed, found
+
+
+def _words_hint(spec: OutcomeSpec) -> str:
+    """Which words the file may use for an outcome, and where to declare others."""
+    return (f"defaulted: {', '.join(spec.defaulted_words)}; not defaulted: "
+            f"{', '.join(spec.repaid_words)}; a file with other words declares them under "
+            "outcomes: defaulted_words / repaid_words in the config")
 
 
 def _value_failures(frame: pd.DataFrame, spec: OutcomeSpec, today: date) -> list[tuple[int, str, str]]:

@@ -168,8 +168,8 @@ def split_columns(
         hint = missing_hint(missing, header, delimiter, taken=used)
         if Path(config.source) == default_config_path():  # a lender's file read as the demo's
             hint += (" These are the columns of FinFlow's shipped demo config: a file of your "
-                     "own needs a config that describes it (docs/REAL_DATA.md), given with "
-                     "--config or FINFLOW_CONFIG.")
+                     "own needs a config that describes it (docs/REAL_DATA.md), which whoever "
+                     "runs FinFlow sets up (--config or FINFLOW_CONFIG).")
         raise BatchRejected(
             f"{display}: missing required column(s) {', '.join(missing)}.{hint}",
             reason="missing_columns", missing=missing, found=list(header),

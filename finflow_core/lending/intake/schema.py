@@ -44,9 +44,14 @@ RULES: dict[str, str] = {
     "category": "not one of the allowed categories",
     "max_length": "text is too long",
     "duplicate_id": "application id already used earlier in the batch",
+    "id_characters": "an application id may not hold control or text-direction characters",
     "field_count": "the row does not have one cell per column",
 }
 DATE_PATTERN = r"\d{4}-\d{2}-\d{2}"
+#: What an id may not hold: C0 and C1 controls (tab, newline, NUL...) and the invisible
+#: marks that reorder text (bidi overrides, isolates and direction marks). An id is how a
+#: person finds a case again; one that reads differently from how it is stored cannot be.
+ID_FORBIDDEN = "[\\x00-\\x1f\\x7f-\\x9f\u200e\u200f" + "".join(sorted(BIDI_CONTROLS)) + "]"
 #: what counts as a number: optional sign, digits with an optional decimal part, optional
 #: exponent; no thousands separators, currency signs, "nan" or "inf".
 NUMBER_PATTERN = r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?"
@@ -190,9 +195,13 @@ def value_schema(columns: list[ColumnSpec]) -> pa.DataFrameSchema:
         if c.type in ("string", "category"):
             checks.append(pa.Check(lambda s: ~s.str.match(FORMULA_PATTERN).fillna(False),
                                    name="formula", ignore_na=True))
-            checks.append(pa.Check(  # a formula is named as such, not twice
-                lambda s: ~(s.str.contains(CONTROL_PATTERN) & ~s.str.match(FORMULA_PATTERN)).fillna(False),
-                name="control", ignore_na=True))
+            if c.role != "id":  # an id's are named by id_characters
+                checks.append(pa.Check(  # a formula is named as such, not twice
+                    lambda s: ~(s.str.contains(CONTROL_PATTERN) & ~s.str.match(FORMULA_PATTERN)).fillna(False),
+                    name="control", ignore_na=True))
+        if c.role == "id":
+            checks.append(pa.Check(lambda s: ~s.astype(str).str.contains(ID_FORBIDDEN, regex=True),
+                                   name="id_characters", ignore_na=True))
         if c.type == "string" and c.max_length:
             n = int(c.max_length)
             checks.append(pa.Check(lambda s, n=n: s.str.len() <= n, name="max_length", ignore_na=True))

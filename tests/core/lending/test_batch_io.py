@@ -207,8 +207,11 @@ def test_row_numbers_skip_blank_lines_and_span_quoted_newlines(
     # physical lines: header 1, rec1 2, blank 3, rec2 4, blank 5, rec3 6, rec4 7-8, blank 9, ...
     assert chunk.lines == [2, 4, 6, 7, 10, 11]
     report = validate_batch(text.encode(), config)
-    assert report.row_numbers.tolist() == [1, 2, 3, 4, 5, 6]
-    assert report.valid["application_id"].tolist() == df["application_id"].tolist()
+    # the id with a line break is quarantined (rule id_characters) under its own row and line
+    assert report.row_numbers.tolist() == [1, 2, 3, 5, 6]
+    assert report.quarantined[["row_number", "line"]].values.tolist() == [[4, 7]]
+    assert report.issues["rule"].tolist() == ["id_characters"]
+    assert report.valid["application_id"].tolist() == df["application_id"].drop(index=3).tolist()
 
 
 def test_row_numbers_of_quarantined_rows(config: Config, sample: pd.DataFrame) -> None:

@@ -194,6 +194,32 @@ def test_missing_values_and_categories_are_worded(explainer: ReasonExplainer, bu
         "Employees was not provided", "The industry has a higher default history"]
 
 
+def test_a_category_worded_code_by_code_gives_each_code_its_own_statement(
+        bundle: ModelBundle, config: Config, fresh_scored: object) -> None:
+    """A flag worded for one code only said so to every applicant: SBAnational.csv's lender
+    wrote "A new business carries more risk" for NewExist, and existing businesses (code 1)
+    were given it, in the letter without the code that would show it was wrong."""
+    by_code = {"hospitality": "Hospitality has a higher default history",
+               "retail": "Retail has a higher default history"}
+    worded = dataclasses.replace(config, columns=tuple(
+        dataclasses.replace(c, reason_category=tuple(by_code.items())) if c.name == "industry"
+        else c for c in config.columns))
+    explainer = ReasonExplainer(bundle, worded)
+    frame = fresh_scored.report.valid.head(1).copy()
+    texts, letters = [], []
+    for code in ("hospitality", "retail", "technology"):
+        frame["industry"] = pd.Categorical([code], categories=frame["industry"].cat.categories)
+        (reason,) = _crafted(explainer, bundle, frame, values={}, shap={"industry": 0.2})
+        texts.append(reason.text)
+        letters.append(statement_of(dataclasses.asdict(reason), worded))
+    assert texts == ["Hospitality has a higher default history (Industry: hospitality)",
+                     "Retail has a higher default history (Industry: retail)",
+                     "Industry 'technology' carries a higher default history"]
+    assert letters == ["Hospitality has a higher default history",
+                       "Retail has a higher default history",
+                       "Industry 'technology' carries a higher default history"]
+
+
 def test_features_without_wording_get_a_generic_reason(bundle: ModelBundle, config: Config,
                                                        fresh_scored: object) -> None:
     plain = dataclasses.replace(

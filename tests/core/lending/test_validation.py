@@ -43,8 +43,8 @@ CELL_CORRUPTIONS: list[tuple[int, str, str, set[str]]] = [
     (48, "application_date", "05/01/2026", {"date"}),
     (51, "application_date", "2026-1-5", {"date"}),
     (105, "application_date", "0000-01-01", {"date"}),  # pandas reads year 0; nothing else does
-    (108, "application_id", "APP-\u202e1234", {"control"}),  # reads "APP-4321"
-    (114, "application_id", "APP\x1b[2J", {"control"}),  # a terminal escape
+    (108, "region", "west\u202e", {"control", "category"}),  # the text after it reversed
+    (114, "collateral", "full\x1b[2J", {"control", "category"}),  # a terminal escape
     (117, "industry", "retail\x07", {"control", "category"}),
     (54, "industry", "mining", {"category"}),
     (57, "region", "West", {"category"}),
@@ -53,8 +53,8 @@ CELL_CORRUPTIONS: list[tuple[int, str, str, set[str]]] = [
     (66, "application_id", "+4915551234", {"formula"}),
     (69, "application_id", "-APP-1", {"formula"}),
     (72, "application_id", "@SUM(A1:A9)", {"formula"}),
-    (75, "application_id", "\tAPP-TAB", {"formula"}),
-    (CR_ROW := 78, "application_id", "\rAPP-CR", {"formula"}),
+    (75, "application_id", "\tAPP-TAB", {"formula", "id_characters"}),
+    (CR_ROW := 78, "application_id", "\rAPP-CR", {"formula", "id_characters"}),
     (81, "industry", "=cmd|' /C calc'!A0", {"formula", "category"}),
     (84, "application_id", "X" * 65, {"max_length"}),
     (87, "debt_to_income", "1,5", {"number"}),

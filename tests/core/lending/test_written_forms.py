@@ -217,6 +217,8 @@ def test_a_file_refused_under_the_shipped_demo_config_says_so(config: Config, sm
     with pytest.raises(BatchRejected) as err:
         validate_batch(to_csv(frame), demo)
     assert "shipped demo config" in str(err.value) and "--config or FINFLOW_CONFIG" in str(err.value)
+    # said to whoever reads it in the app too: who sets the config up, not an option to pass
+    assert "which whoever runs FinFlow sets up (--config or FINFLOW_CONFIG)." in str(err.value)
     with pytest.raises(BatchRejected) as err:  # the lender's own config: no such sentence
         validate_batch(to_csv(frame), config)
     assert "missing required column(s) credit_score" in str(err.value)
@@ -250,6 +252,22 @@ def test_the_gate_quarantines_a_formula_behind_spaces(config: Config, to_csv: Ca
     frame.loc[1, "application_id"] = cell
     report = validate_batch(to_csv(frame), config)
     assert report.issues[["row_number", "rule"]].values.tolist() == [[2, "formula"]]
+
+
+@pytest.mark.parametrize("cell", ["A\t7", "A7\x1b[2J", "A\x857", "\u202eA7", "A\u20687"])
+def test_an_id_with_control_or_direction_characters_is_quarantined(
+    config: Config, to_csv: Callable, cell: str
+) -> None:
+    """Such an id reads differently from how it is stored, so no one could find the case again;
+    an ordinary non-ASCII id is kept."""
+    frame = generate_applications(3, seed=86).drop(columns="default")
+    frame["application_id"] = frame["application_id"].astype(object)
+    frame.loc[1, "application_id"] = cell
+    frame.loc[2, "application_id"] = "Zürich-Ø-7"
+    report = validate_batch(to_csv(frame), config)
+    assert report.issues[["row_number", "rule"]].values.tolist() == [[2, "id_characters"]]
+    assert repr(cell) in report.issues.iloc[0]["message"]
+    assert report.valid["application_id"].tolist()[-1] == "Zürich-Ø-7"
 
 
 @pytest.mark.parametrize(("column", "cell", "says"), [
