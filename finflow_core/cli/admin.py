@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from finflow_core.cli.common import Context, ask_password, emit
+from finflow_core.cli.common import Context, ask_password, count, emit
 from finflow_core.errors import InvalidInput
 from finflow_core.lending.terms import ROLES
 from finflow_core.services.sessions import normalise_username
@@ -19,7 +19,7 @@ EXIT_AUDIT_BROKEN = 12
 def register(sub: Any) -> None:
     p = sub.add_parser("setup", help="prepare the store; with --demo, a seeded demo model and sample batches")
     p.add_argument("--demo", action="store_true", help="create demo data and train the demo model if none")
-    p.add_argument("--rows", type=int, default=20_000, help="rows of demo history")
+    p.add_argument("--rows", type=count, default=20_000, help="rows of demo history")
     p.set_defaults(handler=setup)
 
     p = sub.add_parser("users", help="manage users (admin)")

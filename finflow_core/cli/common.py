@@ -28,6 +28,20 @@ PIPE_CLOSED = 141
 ENV_DEBUG = "FINFLOW_DEBUG"  # 1: print the traceback of an unexpected error too
 
 Handler = Callable[["Context", argparse.Namespace], int]
+#: The largest count an option takes (rows, days, chunk rows, partitions).
+MAX_COUNT = 1_000_000_000
+
+
+def count(text: str) -> int:
+    """An option that counts something: a whole number from 1 to :data:`MAX_COUNT` (0 rows per
+    chunk looped for ever; 0 or -5 demo rows and 10**20 were "unexpected error", exit 1)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 1 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_COUNT:,}, got {text}")
+    return value
 
 
 @dataclass

@@ -11,7 +11,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from finflow_core.cli.common import Context, emit
+from finflow_core.cli.common import Context, count, emit
 from finflow_core.lending.synthetic import SCENARIOS, generate_applications
 from finflow_core.lending.terms import DriftStatus
 
@@ -23,13 +23,13 @@ EXIT_DRIFT_ALERT = 11
 
 def register(sub: Any) -> None:
     p = sub.add_parser("demo-data", help="write seeded synthetic loan applications to a CSV")
-    p.add_argument("--rows", type=int, default=5000)
+    p.add_argument("--rows", type=count, default=5000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--with-truth", action="store_true", help="add the true probability of default (true_pd)")
     p.add_argument("--drift", default="none", choices=sorted(SCENARIOS), help="shift the population")
     p.add_argument("--start-date", type=date.fromisoformat, default=date(2026, 1, 5))
-    p.add_argument("--days", type=int, default=7, help="spread application dates over this many days")
+    p.add_argument("--days", type=count, default=7, help="spread application dates over this many days")
     p.add_argument("--no-label", action="store_true", help="leave out the default column (a live batch)")
     p.set_defaults(handler=demo_data)
 
@@ -48,7 +48,7 @@ def register(sub: Any) -> None:
     p.add_argument("--out", type=Path, help="write decisions.csv, quarantine.csv and summary.json here")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--fail-on-drift", action="store_true", help=f"exit {EXIT_DRIFT_ALERT} on a drift alert")
-    p.add_argument("--chunk-rows", type=int, default=50_000)
+    p.add_argument("--chunk-rows", type=count, default=50_000)
     p.add_argument("--progress", action="store_true", help="print progress (default: on a terminal)")
     p.add_argument("--engine", choices=("local", "dask"), default="local")
     d = p.add_argument_group("Dask (--engine dask; see docs/SCALE_OUT.md)")
@@ -58,7 +58,7 @@ def register(sub: Any) -> None:
                    help="to reach the scheduler and wait for a worker (default 10)")
     d.add_argument("--send-data", action="store_true",
                    help="send each partition from here (workers without the file on shared storage)")
-    d.add_argument("--partitions", type=int, metavar="N",
+    d.add_argument("--partitions", type=count, metavar="N",
                    help="about N partitions (default: ~75,000 applications each)")
     p.set_defaults(handler=weekly_run)
 

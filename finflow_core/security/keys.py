@@ -103,15 +103,30 @@ def has_key(config: Config | None = None) -> bool:
 _CACHE: dict[tuple[str, int, int, int], InstallationKey] = {}
 
 
-def load_key(config: Config | None = None) -> InstallationKey:
-    """This installation's key, made on first use (see the module docstring)."""
+def load_key(config: Config | None = None, *, keyed_with: str | None = None) -> InstallationKey:
+    """This installation's key, made on first use (see the module docstring).
+
+    ``keyed_with``: the fingerprint the store's audit chain is keyed with already. Then a
+    missing key file is lost, not new: no fresh key is made in its place (one was, and the
+    next message named it as "this installation's key", hiding the loss)."""
     env = os.environ.get(ENV_SECRET)
     if env:
         return _checked(InstallationKey(env.encode(), f"${ENV_SECRET}"))
     path = key_path(config)
+    if path.exists() and not path.is_file():
+        raise InstallationKeyError(
+            f"the installation key {path} is a folder or device, not a key file: point "
+            f"audit.key_file or {ENV_KEY_FILE} at the key file", path=str(path))
     if not path.is_file():
         legacy = None if config is None else config.paths.data_dir / LEGACY_KEY_FILE
-        _create(path, legacy if legacy is not None and legacy.is_file() else None)
+        legacy = legacy if legacy is not None and legacy.is_file() else None
+        if legacy is None and keyed_with:
+            raise InstallationKeyError(
+                f"the installation key {path} is missing, but this installation's audit chain "
+                f"is keyed with key {keyed_with}: restore the key file from its backup (kept "
+                f"apart from the database, docs/SECURITY.md), or point audit.key_file or "
+                f"{ENV_KEY_FILE} at it. Nothing was written.", path=str(path), recorded=keyed_with)
+        _create(path, legacy)
     try:
         info = path.stat()
     except OSError as exc:

@@ -20,6 +20,7 @@ from finflow_core.store.anchors import (
     Anchor,
     AnchorError,
     anchor_folder,
+    check_anchor_out,
     make_anchor,
     parse_anchor,
     write_anchor,
@@ -145,6 +146,8 @@ class AuditService(Service):
     def anchor(self, out: Path | None = None) -> AnchorExport:
         """Sign the chain's head now and write it to ``audit.anchor_dir`` (and ``out``)."""
         self.require(Action.VIEW_AUDIT)
+        if out is not None:
+            check_anchor_out(Path(out))  # before the folder's anchor is written
         made = make_anchor(self.ctx.store, store_key(self.ctx))
         paths = [write_anchor(made, anchor_dir(self.ctx.config))]
         if out is not None:

@@ -56,6 +56,7 @@ from finflow_core.store import experiments as store_experiments
 from finflow_core.store.batch_loads import AlreadyStored, VoidResult
 from finflow_core.store.batch_queries import BatchRow
 from finflow_core.store.batch_writer import StoreSink
+from finflow_core.store.faults import StoreBusy
 
 MAX_REASON = 2000
 
@@ -185,8 +186,8 @@ class BatchService(Service):
             return found
         try:
             summary = run_batch(batch, scoring, engine, sink, progress=progress)
-        except BaseException:
-            sink.abort()
+        except BaseException as exc:
+            sink.abort(store_busy=isinstance(exc, StoreBusy))
             raise
         warning = anchor_after_write(self.ctx)  # the signed chain head, kept elsewhere
         if warning:

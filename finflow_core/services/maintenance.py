@@ -26,6 +26,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from finflow_core.errors import Conflict, InvalidInput
 from finflow_core.lending.config import Config
@@ -33,22 +34,31 @@ from finflow_core.services.access import Action
 from finflow_core.services.base import Service
 from finflow_core.services.context import Context
 from finflow_core.store import Store, open_store
+from finflow_core.store.anchors import FILE_PATTERN as ANCHOR_FILES
+from finflow_core.store.anchors import anchor_folder
 from finflow_core.store.audit_chain import AuditVerification, append_audit, verify_audit
 from finflow_core.store.decision_check import DecisionVerification, verify_decisions
 from finflow_core.store.engine import check_sqlite_file, sqlite_path
-from finflow_core.store.faults import NotAvailableHere, StoreDamaged, StoreNotWritable
+from finflow_core.store.faults import NotAvailableHere, StoreDamaged, StoreFull, StoreNotWritable
+from finflow_core.store.migrate import load_all_tables
 
 KEY_FILE = ".finflow_secret"  # finflow_core.store.model_files.KEY_FILE
 ANCHORS = "anchors"  # where audit anchors are kept under the data folder, by default
 
 
 def prior_use(config: Config) -> list[Path]:
-    """Files that prove this installation was used before (key, model folders, anchors)."""
+    """Files that prove this installation was used before: anchors (in ``audit.anchor_dir``,
+    or the old folder; every used installation has one), model cards, the old key file in
+    the data folder. Not the key file where it is kept now: it may be provisioned before the
+    first start (from a vault), or serve several stores (a test run)."""
     paths = config.paths
-    found = [p for p in (paths.data_dir / KEY_FILE, paths.data_dir / ANCHORS) if p.exists()]
+    found = [p for p in (paths.data_dir / KEY_FILE,) if p.is_file()]
+    for folder in (anchor_folder(config), paths.data_dir / ANCHORS):
+        if folder.is_dir():
+            found += sorted(folder.glob(ANCHOR_FILES))[-1:]
     if paths.models_dir.is_dir():
         found += sorted(paths.models_dir.glob("*/model_card.json"))[:3]
-    return found
+    return list(dict.fromkeys(found))
 
 
 def open_installation(config: Config, *, recover: bool = True) -> Store:
@@ -176,8 +186,11 @@ class MaintenanceService(Service):
         except OSError as exc:
             raise StoreNotWritable(f"cannot write the backup {out} ({exc.strerror})",
                                    path=str(out)) from None
+        except sqlite3.Error as exc:
+            raise _backup_fault(out, exc) from None
         finally:
-            tmp.unlink(missing_ok=True)
+            for suffix in ("", "-journal"):  # SQLite's rollback journal of the copy, too
+                Path(f"{tmp}{suffix}").unlink(missing_ok=True)
         digest, size = _sha256(out), out.stat().st_size
         with sqlite3.connect(out) as copy:
             entries = int(copy.execute("SELECT seq FROM audit_head WHERE id = 1").fetchone()[0])
@@ -186,6 +199,49 @@ class MaintenanceService(Service):
             append_audit(conn, self.actor.username, "store_backed_up", "store", out.name,
                          {"path": str(out), "bytes": size, "sha256": digest, "audit_seq": entries})
         return BackupResult(out, size, digest, entries, time.perf_counter() - started)
+
+
+def _backup_fault(out: Path, exc: sqlite3.Error) -> BaseException:
+    """SQLite failing to write the copy: the backup's disk, not the database's (whose words
+    the driver's error would otherwise get: "the disk holding the database is full")."""
+    text = str(exc).lower()
+    if "full" in text:
+        return StoreFull(f"the disk holding the backup {out} is full: no backup was written (the "
+                         "store is unchanged); free some space there or choose another place",
+                         path=str(out))
+    if "readonly" in text or "read-only" in text or "unable to open" in text or "i/o" in text:
+        return StoreNotWritable(f"cannot write the backup {out} ({exc}): no backup was written; "
+                                "choose another place", path=str(out))
+    return exc
+
+
+def _check_schema(source: Path, scratch: Path) -> None:
+    """A copy of the backup must migrate to this FinFlow's schema and then hold every table:
+    a file that only claims a revision (an ``alembic_version`` table and nothing else) was
+    copied over the store first and failed after, the store's data gone."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    staged = scratch / f".restore-check-{os.getpid()}.db"
+    try:
+        with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as src, \
+                sqlite3.connect(staged) as copy:
+            src.backup(copy)
+        src.close()
+        copy.close()
+        with open_store(f"sqlite:///{staged}", recover=False) as store, store.connect() as conn:
+            found = set(conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))
+                        .scalars())
+    except (DBAPIError, sqlite3.DatabaseError) as exc:
+        raise StoreDamaged(f"--from {source} is not a FinFlow backup: its schema cannot be brought "
+                           f"to this FinFlow's ({str(getattr(exc, 'orig', exc))[:200]}); nothing "
+                           "was changed", path=str(source)) from None
+    finally:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{staged}{suffix}").unlink(missing_ok=True)
+    missing = sorted(set(load_all_tables().tables) - found)
+    if missing:
+        raise StoreDamaged(f"--from {source} is not a FinFlow backup: it has no {', '.join(missing[:5])}"
+                           f"{' ...' if len(missing) > 5 else ''} table; nothing was changed",
+                           path=str(source), missing_tables=missing)
 
 
 def _has_data(path: Path) -> bool:
@@ -210,7 +266,14 @@ def restore(config: Config, source: Path, *, force: bool = False, actor: str = "
     source = Path(source)
     if not source.is_file():
         raise InvalidInput(f"--from {source}: no such backup file", field="from")
-    check_sqlite_file(source)
+    try:
+        check_sqlite_file(source)
+    except StoreDamaged as exc:  # its words ("restore it with ...") are for the store itself
+        what = {"truncated": "is truncated", "not_a_database": "is not a SQLite database"}.get(
+            str(exc.details.get("reason")), "is damaged")
+        raise StoreDamaged(f"--from {source} {what}: it is no usable backup; nothing was changed. "
+                           "Choose another backup file", path=str(source),
+                           reason=exc.details.get("reason")) from None
     try:
         _check_copy(source)
         with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as src:
@@ -221,6 +284,7 @@ def restore(config: Config, source: Path, *, force: bool = False, actor: str = "
     if revision is None:
         raise StoreDamaged(f"--from {source} is not a FinFlow backup (no schema revision)",
                            path=str(source))
+    _check_schema(source, target.parent)  # before anything of the store is replaced
     replaced = _has_data(target)
     if replaced and not force:
         raise Conflict(f"the store {target} already holds data: restoring would replace it. Back "

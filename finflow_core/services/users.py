@@ -210,7 +210,10 @@ def check_limit(amount: float | str | None) -> float | None:
     except ValueError:
         raise InvalidInput(f"a lending limit is an amount such as 250000, got {amount!r}",
                            field="lending_limit") from None
-    if not math.isfinite(value) or value < 0:
+    if not math.isfinite(value):  # 1e309, nan, inf: float() reads them, but no amount
+        raise InvalidInput(f"a lending limit is an amount such as 250000, got {amount!r}",
+                           field="lending_limit")
+    if value < 0:
         raise InvalidInput(f"a lending limit must be zero or more, got {amount!r}",
                            field="lending_limit")
     return value

@@ -22,6 +22,7 @@ format and clears the head's key fingerprint would have the next write continue 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import json
@@ -49,6 +50,39 @@ class AnchorError(FinFlowError):
     """An anchor cannot be written or read."""
 
     exit_code = 12
+
+
+class AnchorNotWritten(AnchorError):
+    """The anchor folder or file cannot be written (missing, read-only, not a folder): the
+    chain is not broken, so not exit 12, which a scheduler reads as tampering."""
+
+    exit_code = 16
+
+
+class AnchorDiskFull(AnchorNotWritten):
+    exit_code = 15
+
+
+class AnchorExists(AnchorError):
+    """``--out`` names a file that exists (anchors are never overwritten): a bad command line."""
+
+    exit_code = 2
+
+
+def _not_written(what: str, exc: OSError, advice: str = "", **details: str) -> AnchorNotWritten:
+    kind = AnchorDiskFull if exc.errno in (errno.ENOSPC, errno.EDQUOT) else AnchorNotWritten
+    return kind(f"{what}: {exc.strerror or exc}{advice}", **details)
+
+
+def check_anchor_out(path: Path) -> None:
+    """Refuse an ``--out`` anchor file before anything is written: it exists already, or its
+    folder does not."""
+    if path.exists() or path.is_symlink():
+        raise AnchorExists(f"{path} already exists: anchors are never overwritten; choose "
+                           "another name", path=str(path))
+    if not path.parent.is_dir():
+        raise AnchorNotWritten(f"cannot write the audit anchor {path}: the folder {path.parent} "
+                               "does not exist", path=str(path))
 
 
 @dataclass(frozen=True)
@@ -108,6 +142,10 @@ def make_anchor(store: Store, key: InstallationKey) -> Anchor:
 def write_anchor(anchor: Anchor, folder: Path) -> Path:
     """Write ``anchor`` as a new file in ``folder`` (0600; the folder made 0700); an anchor of
     the same entry already there is kept and returned instead."""
+    if folder.exists() and not folder.is_dir():
+        raise AnchorNotWritten(f"cannot write the audit anchor into {folder}: it is a file, not a "
+                               "folder. Check audit.anchor_dir, then run `finflow audit anchor`",
+                               folder=str(folder))
     try:
         if not folder.is_dir():
             folder.mkdir(parents=True, mode=0o700)
@@ -123,9 +161,9 @@ def write_anchor(anchor: Anchor, folder: Path) -> Path:
                 break
         return write_anchor_file(anchor, path)
     except OSError as exc:
-        raise AnchorError(f"cannot write the audit anchor into {folder}: {exc.strerror or exc}. "
-                          "Check audit.anchor_dir, then run `finflow audit anchor`",
-                          folder=str(folder)) from None
+        raise _not_written(f"cannot write the audit anchor into {folder}", exc,
+                           ". Check audit.anchor_dir, then run `finflow audit anchor`",
+                           folder=str(folder)) from None
 
 
 def write_anchor_file(anchor: Anchor, path: Path) -> Path:
@@ -134,11 +172,10 @@ def write_anchor_file(anchor: Anchor, path: Path) -> Path:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise AnchorError(f"{path} already exists: anchors are never overwritten; choose "
-                          "another name", path=str(path)) from None
+        raise AnchorExists(f"{path} already exists: anchors are never overwritten; choose "
+                           "another name", path=str(path)) from None
     except OSError as exc:
-        raise AnchorError(f"cannot write the audit anchor {path}: {exc.strerror or exc}",
-                          path=str(path)) from None
+        raise _not_written(f"cannot write the audit anchor {path}", exc, path=str(path)) from None
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
         fh.flush()

@@ -339,14 +339,23 @@ class StoreSink:
         details = getattr(self.scoring, "details", None)
         return details(self.arm_counts) if callable(details) else {}
 
-    def abort(self) -> None:
-        """The run failed: remove everything written for it (nothing was ever visible)."""
+    def abort(self, *, store_busy: bool = False) -> None:
+        """The run failed: remove everything written for it (nothing was ever visible).
+
+        ``store_busy``: it failed because the database stayed locked for the whole busy
+        timeout. Removing the load would wait for the same lock as long again (a run told
+        "locked for more than 30 s" after a minute), so its rows are left, still invisible,
+        for the next run or start to remove as abandoned (this process no longer loads it).
+        """
         if self.heartbeat is not None:
             self.heartbeat.stop()
         if self.published:
             return
         if self._conn is not None:
             self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)  # rolls back
+            batch_loads.finished(self.batch_id)
+            return
+        if store_busy:
             batch_loads.finished(self.batch_id)
             return
         batch_loads.abort_load(self.store, self.batch_id)

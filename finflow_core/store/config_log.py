@@ -21,7 +21,7 @@ from finflow_core.store import Store
 from finflow_core.store.anchors import AnchorError, anchor_folder, first_anchor
 from finflow_core.store.audit_chain import append_audit
 from finflow_core.store.seals import bind_key, bound_key
-from finflow_core.store.tables import audit_log
+from finflow_core.store.tables import audit_head, audit_log
 
 SUBJECT = "config"
 
@@ -39,12 +39,18 @@ def record_config(store: Store, config: Config, actor: str = "system") -> bool:
     chain that has no anchor yet (a folder that cannot be written is left to ``audit
     verify`` to report: starting FinFlow does not depend on it)."""
     if bound_key(store) is None:
-        bind_key(store, load_key(config))
+        bind_key(store, load_key(config, keyed_with=_keyed_with(store)))
     recorded = _record(store, config, actor)
     key = bound_key(store)
     with contextlib.suppress(AnchorError):
         first_anchor(store, key if key is not None else load_key(config), anchor_folder(config))
     return recorded
+
+
+def _keyed_with(store: Store) -> str | None:
+    """The fingerprint of the key the store's audit chain is keyed with (None: not yet)."""
+    with store.connect() as conn:
+        return conn.execute(select(audit_head.c.key_fingerprint)).scalar() or None
 
 
 def _record(store: Store, config: Config, actor: str) -> bool:

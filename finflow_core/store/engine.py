@@ -14,7 +14,8 @@ while, so a writer that commits and begins again at once (a batch written chunk 
 could starve a sign-in indefinitely. FinFlow's writers therefore poll ``BEGIN IMMEDIATE``
 themselves every few milliseconds, and a long writer pauses briefly between its
 transactions (:meth:`Store.yield_to_others`): a waiting writer gets in after at most one
-chunk. Giving up after ``SQLITE_BUSY_TIMEOUT_MS`` is :class:`~finflow_core.store.faults.StoreBusy`.
+chunk. Giving up after ``SQLITE_BUSY_TIMEOUT_MS`` (the whole wait, from the first try) is
+:class:`~finflow_core.store.faults.StoreBusy`.
 
 A database file is created ``0600`` in a ``0700`` folder. Before the first write of each
 :class:`Store`, SQLite's ``PRAGMA quick_check`` must pass: a damaged file is refused for
@@ -144,20 +145,19 @@ def _sqlite_on_begin(conn: Connection) -> None:
 
 
 def _begin_immediate(raw: Any) -> None:
-    """Take the write lock, trying every few milliseconds (see the module docstring)."""
+    """Take the write lock, trying every few milliseconds (see the module docstring).
+
+    The whole wait is ``SQLITE_BUSY_TIMEOUT_MS`` from the first try. SQLite's own busy
+    handler is off while we try (left on, the first ``BEGIN IMMEDIATE`` alone waited the
+    full timeout in SQLite's slow polling, and our polling then waited it a second time:
+    about 60 s instead of 30 before giving up); other statements keep the busy timeout.
+    """
     timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
-    try:
-        raw.execute("BEGIN IMMEDIATE")  # the common case: free at once, no pragma needed
-        return
-    except sqlite3.OperationalError as exc:
-        if not _is_locked(exc):
-            raise
     deadline = time.monotonic() + timeout
     delay = 0.0005
     raw.execute("PRAGMA busy_timeout = 0")
     try:
         while True:
-            time.sleep(delay)
             try:
                 raw.execute("BEGIN IMMEDIATE")
                 return
@@ -169,6 +169,7 @@ def _begin_immediate(raw: Any) -> None:
                         f"the database stayed locked by another FinFlow process for more than "
                         f"{timeout:.0f} s; wait for it to finish (see `finflow batches list`) "
                         "and try again", cause=str(exc)) from None
+            time.sleep(delay)
             delay = min(delay * 2, LOCK_POLL_SECONDS)
     finally:
         raw.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
@@ -207,7 +208,7 @@ def check_sqlite_file(path: Path, prior_use: Iterable[Path] = ()) -> None:
                 f"the database {path} is {state}, but this installation was used before "
                 f"({', '.join(evidence[:3])} exist): FinFlow will not start a new, empty "
                 "database in its place. Restore it with `finflow restore --from BACKUP`; to "
-                "really start afresh, move the data and models folders away first.",
+                "really start afresh, move those files away first.",
                 path=str(path), reason=state.split()[0])
         return
     try:

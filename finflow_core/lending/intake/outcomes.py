@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import BinaryIO
 
 import pandas as pd
@@ -25,6 +24,7 @@ import pandera.pandas as pa
 
 from finflow_core.errors import BatchRejected
 from finflow_core.lending.config import FINFLOW_CSV, CsvForm, OutcomeSpec
+from finflow_core.lending.intake.file_names import display_name, require_file
 from finflow_core.lending.intake.reader import (
     BatchFile,
     Source,
@@ -32,7 +32,7 @@ from finflow_core.lending.intake.reader import (
     _read_header,
     _reject_structured_text,
 )
-from finflow_core.lending.intake.schema import DATE_PATTERN, NUMBER_PATTERN
+from finflow_core.lending.intake.schema import DATE_PATTERN, NUMBER_PATTERN, in_calendar
 from finflow_core.lending.intake.sources import iter_chunks
 from finflow_core.lending.spreadsheet import FORMULA_PATTERN
 
@@ -83,9 +83,8 @@ def open_outcome_file(source: Source, spec: OutcomeSpec, *, name: str | None = N
                       form: CsvForm = FINFLOW_CSV) -> BatchFile:
     """Check that ``source`` is a CSV outcome file (written as ``form`` says: the lender's
     files'); raise :class:`BatchRejected` if not."""
-    display = name or (Path(source).name if not isinstance(source, bytes) else "outcomes.csv")
-    if not isinstance(source, bytes) and not Path(source).is_file():
-        raise BatchRejected(f"{display}: file not found", reason="not_found", file=str(source))
+    display = display_name(source, name, "outcomes.csv")
+    require_file(source, display)
     stream: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
     with stream:
         sha, size, head, breaks, records, _ = _first_pass(stream, display, form.encoding)
@@ -140,8 +139,8 @@ def _judge(raw: pd.DataFrame, spec: OutcomeSpec, today: date) -> tuple[pd.DataFr
     defaulted = word.map(lambda w: truth.get(w))
     written = text[spec.observed_column]
     readable = (written != "") if spec.date_format else written.str.fullmatch(DATE_PATTERN).fillna(False)
-    observed = pd.to_datetime(written.where(readable), format=spec.date_format or "%Y-%m-%d",
-                              errors="coerce")
+    observed = in_calendar(pd.to_datetime(written.where(readable),
+                                          format=spec.date_format or "%Y-%m-%d", errors="coerce"))
     loss_text, dpd_text = text[spec.loss_column], text[spec.dpd_column]
     loss = pd.to_numeric(loss_text.where(loss_text.str.fullmatch(NUMBER_PATTERN).fillna(False)), errors="coerce")
     dpd = pd.to_numeric(dpd_text.where(dpd_text.str.fullmatch(NUMBER_PATTERN).fillna(False)), errors="coerce")

@@ -19,6 +19,7 @@ from typing import Any
 
 from finflow_core.errors import BatchRejected
 from finflow_core.lending.config import Config
+from finflow_core.lending.intake.file_names import display_name, require_file
 from finflow_core.lending.intake.reader import (
     BLOCK,
     BatchFile,
@@ -62,9 +63,8 @@ def _parquet_file(source: Source, *, streaming: bool = False) -> Any:
 def open_parquet_batch(source: Source, config: Config, *, name: str | None = None,
                        require_target: bool = False) -> BatchFile:
     """A Parquet batch's identity (content hash) and columns, checked like a CSV header."""
-    display = name or (Path(source).name if not isinstance(source, bytes) else "upload.parquet")
-    if not isinstance(source, bytes) and not Path(source).is_file():
-        raise BatchRejected(f"{display}: file not found", reason="not_found", file=str(source))
+    display = display_name(source, name, "upload.parquet")
+    require_file(source, display)
     check_size(source, config, display)  # the same limit as a CSV, before pyarrow reads it
     try:
         pf = _parquet_file(source)

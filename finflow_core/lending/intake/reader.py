@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from finflow_core.errors import BatchRejected
 from finflow_core.lending.config import FINFLOW_CSV, Config, CsvForm, default_config_path
+from finflow_core.lending.intake.file_names import display_name, require_file
 from finflow_core.lending.intake.file_text import (
     BLOCK,
     AsUtf8,
@@ -110,9 +111,8 @@ def open_batch(
     itself is :data:`~finflow_core.lending.config.FINFLOW_CSV`).
     """
     form = form or config.csv
-    display = name or (Path(source).name if not isinstance(source, bytes) else "upload.csv")
-    if not isinstance(source, bytes) and not Path(source).is_file():
-        raise BatchRejected(f"{display}: file not found", reason="not_found", file=str(source))
+    display = display_name(source, name, "upload.csv")
+    require_file(source, display)
     check_size(source, config, display)
     stream: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
     with stream:
@@ -379,9 +379,13 @@ def _read_header(head: bytes, display: str, form: CsvForm = FINFLOW_CSV) -> list
         raise BatchRejected(f"{display}: no header row found", reason="not_csv") from exc
     header = [h.strip() for h in first]
     if not any(header):
-        raise BatchRejected(f"{display}: the first line is blank; it must name the columns", reason="not_csv")
+        what = "is blank" if len(header) <= 1 else f"holds {len(header)} empty names"
+        raise BatchRejected(f"{display}: the first line {what}; it must name the columns", reason="not_csv")
     seen: set[str] = set()
-    for h in header:
+    for i, h in enumerate(header, 1):
+        if h == "" and "" in seen:
+            raise BatchRejected(f"{display}: the header has columns without a name (column {i} is "
+                                "one of them): name every column", reason="duplicate_columns", column=h)
         if h in seen:
             raise BatchRejected(f"{display}: column {h!r} appears twice in the header", reason="duplicate_columns", column=h)
         seen.add(h)

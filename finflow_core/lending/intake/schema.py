@@ -38,6 +38,8 @@ RULES: dict[str, str] = {
     "integer": "must be a whole number",
     "date": "must be a date written as the column's date_format says (default YYYY-MM-DD)",
     "formula": "text that a spreadsheet would run as a formula",
+    "control": "text with a control or direction-override character (it shows as other text "
+               "than is stored)",
     "in_range": "outside the allowed range",
     "category": "not one of the allowed categories",
     "max_length": "text is too long",
@@ -53,6 +55,12 @@ ID_FORBIDDEN = "[\\x00-\\x1f\\x7f-\\x9f\u200e\u200f" + "".join(sorted(BIDI_CONTR
 #: what counts as a number: optional sign, digits with an optional decimal part, optional
 #: exponent; no thousands separators, currency signs, "nan" or "inf".
 NUMBER_PATTERN = r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?"
+
+
+#: A control character (escape, bell, backspace...) or a direction override anywhere in a text
+#: cell: an id written "APP-\u202e1234" reads "APP-4321" in a letter or on a page. A tab or a
+#: line break inside a quoted cell is text as written (at its start it is a formula).
+CONTROL_PATTERN = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f" + "".join(sorted(BIDI_CONTROLS)) + "]"
 
 
 #: Columns of a value-mapping count: the column, the cell as written, what it became, rows.
@@ -119,9 +127,17 @@ def _read_typed(raw: pd.Series, c: ColumnSpec, arr: pyarrow.Array, stripped: pya
         # pandas, not Arrow: Arrow's strptime turns 2026-02-30 into 2026-03-02
         text = pd.Series(pd.array(pc.if_else(pyarrow.array(ok), stripped, None), dtype="str"), index=raw.index)
         dates = pd.to_datetime(text, format=c.date_format or ISO_DATE, errors="coerce").astype("datetime64[us]")
+        dates = in_calendar(dates)
         return ReadColumn(dates, blank, ~blank & dates.isna().to_numpy(dtype=bool))
     text = pd.Series(pd.array(pc.if_else(pyarrow.array(~blank), arr, None), dtype="str"), index=raw.index)
     return ReadColumn(text, blank, np.zeros(len(arr), dtype=bool))
+
+
+def in_calendar(dates: pd.Series) -> pd.Series:
+    """Dates read by pandas, missing where Python's calendar has none: pandas reads year 0
+    (0000-01-01), whose week began in year -1 ("-001-12-27") and which breaks everything that
+    reads it back (``.dt.date``: "year 0 is out of range")."""
+    return dates.where(dates.isna() | (dates.dt.year >= 1))
 
 
 def plain_numbers(cells: pyarrow.Array, c: ColumnSpec) -> pyarrow.Array:
@@ -179,6 +195,10 @@ def value_schema(columns: list[ColumnSpec]) -> pa.DataFrameSchema:
         if c.type in ("string", "category"):
             checks.append(pa.Check(lambda s: ~s.str.match(FORMULA_PATTERN).fillna(False),
                                    name="formula", ignore_na=True))
+            if c.role != "id":  # an id's are named by id_characters
+                checks.append(pa.Check(  # a formula is named as such, not twice
+                    lambda s: ~(s.str.contains(CONTROL_PATTERN) & ~s.str.match(FORMULA_PATTERN)).fillna(False),
+                    name="control", ignore_na=True))
         if c.role == "id":
             checks.append(pa.Check(lambda s: ~s.astype(str).str.contains(ID_FORBIDDEN, regex=True),
                                    name="id_characters", ignore_na=True))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from finflow_core.errors import InvalidInput
 from finflow_core.lending.config import Config
 from finflow_core.lending.intake.parquet import is_parquet, open_parquet_batch, parquet_chunks
 from finflow_core.lending.intake.plain_csv import plain_chunks
@@ -26,6 +27,8 @@ def open_source(
 
 def iter_chunks(batch: BatchFile, chunk_rows: int = 100_000) -> Iterator[RawChunk]:
     """Stream the records of a batch in chunks (blank lines are not records)."""
+    if chunk_rows < 1:  # 0 yielded empty chunks for ever
+        raise InvalidInput(f"chunk_rows must be 1 or more, got {chunk_rows}", field="chunk_rows")
     if batch.kind == "parquet":
         yield from parquet_chunks(batch, chunk_rows)
     elif batch.plain:

@@ -53,3 +53,20 @@ def test_a_closed_output_pipe_ends_quietly_after_the_work(
     # a pipe closed after the last print is found inside the command, not at the
     # interpreter's exit (where Python prints "Exception ignored ... BrokenPipeError")
     assert on_write or pipe.flushes >= 1
+
+
+@pytest.mark.parametrize("argv", [
+    ["demo-data", "--out", "x.csv", "--rows", "0"],  # was exit 1, "unexpected error"
+    ["demo-data", "--out", "x.csv", "--rows", "99999999999999999999"],  # OverflowError, exit 1
+    ["demo-data", "--out", "x.csv", "--days", "-3"],  # was accepted
+    ["weekly-run", "--data", "x.csv", "--chunk-rows", "0"],  # looped for ever
+    ["setup", "--rows", "-5"],
+])
+def test_a_count_option_out_of_range_is_a_bad_command_line(
+    argv: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path,
+) -> None:
+    with pytest.raises(SystemExit) as ended:
+        main([a if a != "x.csv" else str(tmp_path / a) for a in argv])
+    err = capsys.readouterr().err
+    assert ended.value.code == 2 and "must be from 1 to 1,000,000,000" in err
+    assert not (tmp_path / "x.csv").exists()

@@ -132,6 +132,20 @@ def test_duplicate_header_is_rejected(config: Config, sample_csv: str) -> None:
     assert "'region' appears twice" in err.message
 
 
+def test_a_header_of_empty_names_is_named_as_such(config: Config, sample_csv: str) -> None:
+    """',,,,,' was "the first line is blank"; two nameless columns were "column '' appears
+    twice"."""
+    rows = sample_csv.splitlines()[1:]
+    err = _rejected(("," * 14 + "\n" + "\n".join(rows) + "\n").encode(), config)
+    assert "the first line holds 15 empty names" in err.message
+    header = sample_csv.splitlines()[0]
+    content = "\n".join([header + ",,", *[r + ",a,b" for r in rows]]) + "\n"
+    err = _rejected(content.encode(), config)
+    assert "columns without a name" in err.message and "''" not in err.message
+    assert _rejected(b"\n\n" + sample_csv.encode(), config).message.endswith(
+        "the first line is blank; it must name the columns")
+
+
 def test_missing_file_is_rejected(config: Config, tmp_path: Path) -> None:
     with pytest.raises(BatchRejected) as exc:
         open_batch(tmp_path / "absent.csv", config)
@@ -377,3 +391,36 @@ def test_a_cell_over_the_field_limit_is_rejected_on_both_paths(config: Config, s
     assert err.reason == "not_csv"
     assert err.message == (f"week.csv: cannot read the CSV near line 5: field larger than field "
                            f"limit ({MAX_FIELD})")
+
+
+def test_a_file_name_with_a_line_break_or_an_override_is_shown_on_one_line(
+    config: Config, sample_csv: str, tmp_path: Path
+) -> None:
+    """The name is stored with the batch and starts every message about the file: a line
+    break in it split `finflow batches list`'s line, U+202E reversed what followed."""
+    path = tmp_path / "week\n49\u202e.csv"
+    path.write_text(sample_csv, encoding="utf-8")
+    assert open_batch(path, config).name == "week 49.csv"
+    assert open_source(path, config).name == "week 49.csv"
+    with pytest.raises(BatchRejected) as refused:
+        open_batch(tmp_path / "gone\r\n.csv", config)
+    assert "\n" not in refused.value.message and "\r" not in refused.value.message
+
+
+def test_a_folder_or_a_device_is_named_as_such_not_as_a_missing_file(
+    config: Config, tmp_path: Path
+) -> None:
+    with pytest.raises(BatchRejected, match="is a folder, not a file"):
+        open_batch(tmp_path, config)
+    with pytest.raises(BatchRejected, match="is a device, pipe or socket, not a file"):
+        open_source(Path("/dev/zero"), config)
+    with pytest.raises(BatchRejected, match="file not found"):
+        open_batch(tmp_path / "gone.csv", config)
+
+
+def test_chunks_of_no_rows_are_refused_not_streamed_for_ever(config: Config, sample_csv: str) -> None:
+    from finflow_core.errors import InvalidInput
+
+    batch = open_batch(sample_csv.encode(), config)
+    with pytest.raises(InvalidInput, match="chunk_rows must be 1 or more"):
+        next(iter_chunks(batch, 0))

@@ -53,12 +53,14 @@ def test_every_bad_row_is_reported_with_row_column_rule_and_value() -> None:
         b"A7,yes,2026-11-01,,\nA7,no,2026-11-01,,\n"  # 8 and 9 conflicting
         b"=cmd,no,2026-11-01,,\n"  # 10 formula
         b",no,2026-11-01,,\n"  # 11 not_null
-        b"A9,no,2026-11-01\n",  # 12 field_count
+        b"A9,no,2026-11-01\n"  # 12 field_count
+        b"A10,no,0000-01-01,,\n",  # 13 date: year 0 (pandas reads it; it was exit 1)
         today=TODAY)
     got = sorted(zip(f.issues["row_number"], f.issues["rule"], strict=True))
     assert got == [(1, "outcome"), (2, "date"), (3, "future_date"), (4, "loss_without_default"),
                    (5, "in_range"), (5, "integer"), (7, "duplicate"), (8, "conflicting_outcome"),
-                   (9, "conflicting_outcome"), (10, "formula"), (11, "not_null"), (12, "field_count")]
+                   (9, "conflicting_outcome"), (10, "formula"), (11, "not_null"), (12, "field_count"),
+                   (13, "date")]
     assert not f.ok
     row2 = f.issues[f.issues["row_number"] == 2].iloc[0]
     assert row2["column"] == "observed_on" and row2["value"] == "2026-13-01" and "YYYY-MM-DD" in row2["message"]

@@ -42,6 +42,10 @@ CELL_CORRUPTIONS: list[tuple[int, str, str, set[str]]] = [
     (45, "application_date", "2026-02-30", {"date"}),
     (48, "application_date", "05/01/2026", {"date"}),
     (51, "application_date", "2026-1-5", {"date"}),
+    (105, "application_date", "0000-01-01", {"date"}),  # pandas reads year 0; nothing else does
+    (108, "region", "west\u202e", {"control", "category"}),  # the text after it reversed
+    (114, "collateral", "full\x1b[2J", {"control", "category"}),  # a terminal escape
+    (117, "industry", "retail\x07", {"control", "category"}),
     (54, "industry", "mining", {"category"}),
     (57, "region", "West", {"category"}),
     (60, "collateral", "full ", {"category"}),

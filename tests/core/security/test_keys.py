@@ -128,3 +128,31 @@ def test_finflow_anchor_dir_overrides_the_config_and_is_held_to_the_same_rule(
     with pytest.raises(ConfigError, match="audit.anchor_dir"):
         config_in(tmp_path, small_raw)
 
+
+
+def test_a_lost_key_file_is_reported_not_replaced_by_a_fresh_one(
+    tmp_path: Path, small_raw: dict[str, Any]
+) -> None:
+    """A chain keyed already and no key file: the key was lost (a fresh one was made, and
+    every later message called it "this installation's key"). A folder in its place is
+    named as such, not as a key "others may read"."""
+    from finflow_core.store import open_store
+    from finflow_core.store.audit_chain import append_audit
+    from finflow_core.store.config_log import record_config
+
+    cfg = config_in(tmp_path, small_raw)
+    (tmp_path / "data").mkdir()
+    with open_store(cfg.paths.database_url) as store:
+        record_config(store, cfg)
+        with store.begin() as conn:
+            append_audit(conn, "system", "test", "test", "1", {})
+    path = key_path(cfg)
+    fingerprint = load_key(cfg).fingerprint
+    path.unlink()
+    missing = f"is missing.*keyed with key {fingerprint}"
+    with open_store(cfg.paths.database_url) as store, pytest.raises(InstallationKeyError, match=missing):
+        record_config(store, cfg)
+    assert not path.exists()
+    path.mkdir()
+    with pytest.raises(InstallationKeyError, match="is a folder or device, not a key file"):
+        load_key(cfg)

@@ -31,7 +31,7 @@ from finflow_core.services.access import (
 )
 from finflow_core.services.context import Context
 from finflow_core.services.sessions import BAD_CREDENTIALS, Gate, lockout_seconds
-from finflow_core.services.users import LastAdminError, UserInfo
+from finflow_core.services.users import LastAdminError, UserInfo, check_limit
 from finflow_core.services.workbench import Workbench
 from finflow_core.store import Store, open_store
 from finflow_core.store.audit_chain import verify_audit
@@ -559,3 +559,13 @@ def test_creating_the_first_admin_locally_voids_a_pending_code(store: Store) -> 
         complete_setup(store, code, "mallory", "mallory's password")
     with store.connect() as conn:
         assert conn.execute(select(setup_codes)).all() == []
+
+
+@pytest.mark.parametrize("typed", ["1e309", "nan", "inf", "-inf"])
+def test_a_lending_limit_that_is_no_amount_is_named_so_not_negative(typed: str) -> None:
+    """float() reads these; the message said "must be zero or more" for 1e309 and nan."""
+    with pytest.raises(InvalidInput, match="is an amount such as 250000"):
+        check_limit(typed)
+    with pytest.raises(InvalidInput, match="must be zero or more"):
+        check_limit("-5")
+    assert check_limit("250,000") == 250_000 and check_limit(" none ") is None

@@ -69,7 +69,7 @@ def test_audit_anchor_prints_a_line_for_a_ticket_and_writes_files_never_twice(
     assert LINE.match(line), line
     assert parse_anchor(out_file.read_text()) == parse_anchor(line)
     assert stat.S_IMODE(out_file.stat().st_mode) == 0o600
-    assert main(["audit", "anchor", "--out", str(out_file)]) == 12  # never overwritten
+    assert main(["audit", "anchor", "--out", str(out_file)]) == 2  # never overwritten
     assert "already exists" in capsys.readouterr().err
     signed_in(monkeypatch, "ann.analyst")
     assert main(["audit", "anchor"]) == 8  # analysts do not handle the trail
@@ -109,6 +109,31 @@ def test_forged_and_foreign_anchors_are_named(ffa: Lending) -> None:
     assert kinds == {"forged", "wrong_key", "unreadable"}
     assert "1 anchor(s)" in report.integrity.anchors.message  # the genuine one agrees
     assert not report.ok
+
+
+def test_an_anchor_that_cannot_be_written_is_not_a_broken_chain(
+    ff_sqlite: Lending, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`audit anchor` on a timer: a folder that cannot be written was exit 12 ("audit chain
+    broken", read as tampering), an existing --out too, after the folder's anchor was
+    written. Now 16 / 2, and an unusable --out is refused before anything is written."""
+    ff = ff_sqlite
+    ff.users()
+    signed_in(monkeypatch, "mia.manager")
+    before = sorted(anchors_of(ff).glob("*.json")) if anchors_of(ff).is_dir() else []
+    taken = tmp_path / "taken.anchor"
+    taken.write_text("a ticket's attachment")
+    assert main(["audit", "anchor", "--out", str(taken)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["audit", "anchor", "--out", str(tmp_path / "no" / "such" / "a.json")]) == 16
+    assert "does not exist" in capsys.readouterr().err
+    now = sorted(anchors_of(ff).glob("*.json")) if anchors_of(ff).is_dir() else []
+    assert now == before  # nothing written for a refused --out
+    monkeypatch.setenv("FINFLOW_ANCHOR_DIR", str(taken))  # a file where the folder should be
+    assert main(["audit", "anchor"]) == 16
+    err = capsys.readouterr().err
+    assert "it is a file, not a folder" in err and "Traceback" not in err
 
 
 def test_a_batch_is_stored_even_when_its_anchor_cannot_be_written(

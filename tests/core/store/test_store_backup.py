@@ -78,14 +78,73 @@ def test_backup_then_restore_over_a_damaged_store_and_verify(
     assert "store_restored" in actions and "store_backed_up" not in actions
 
 
+def test_a_backup_to_a_full_disk_names_the_backup_not_the_database(
+    admin: Lending, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SQLite's "database or disk is full" while writing the copy was reported as "the disk
+    holding the database is full ... move the data folder": the backup's disk is."""
+    connect = sqlite3.connect
+
+    def small_disk(path: object, *args: object, **kwargs: object) -> sqlite3.Connection:
+        conn = connect(path, *args, **kwargs)  # type: ignore[arg-type]
+        if str(path).endswith(".tmp"):  # the copy being written: room for 2 pages
+            conn.execute("PRAGMA max_page_count = 2")
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", small_disk)
+    folder = tmp_path / "small"
+    folder.mkdir()
+    code, _, err = run(capsys, "backup", "--out", folder / "b.db")
+    assert code == 15, err
+    assert f"the disk holding the backup {folder / 'b.db'} is full" in err
+    assert "database" not in err.split("is full")[0]
+    assert list(folder.iterdir()) == []  # nothing left behind
+    assert admin.count("audit_log", "WHERE action = 'store_backed_up'") == 0
+
+
 def test_restore_refuses_a_file_that_is_not_a_backup(
     admin: Lending, capsys: pytest.CaptureFixture[str], tmp_path: Path,
 ) -> None:
     fake = tmp_path / "fake.db"
     fake.write_text("hello")
     code, _, err = run(capsys, "restore", "--from", fake, "--force")
-    assert code == 17 and "not a SQLite database" in err
+    assert code == 17 and "not a SQLite database" in err and "no usable backup" in err
+    backup = tmp_path / "good.db"
+    assert run(capsys, "backup", "--out", backup)[0] == 0
+    cut = tmp_path / "cut.db"
+    cut.write_bytes(backup.read_bytes()[:8192])  # a copy that stopped half-way
+    code, _, err = run(capsys, "restore", "--from", cut, "--force")
+    assert code == 17 and f"--from {cut} is truncated: it is no usable backup" in err
+    assert "restore it with" not in err  # the advice for a damaged store, not for a backup
     assert run(capsys, "restore", "--from", tmp_path / "none.db")[0] == 2
+
+
+@pytest.mark.parametrize("revision", ["0001", "head", "zzz"])
+def test_restore_refuses_a_file_that_only_claims_a_schema_before_replacing_anything(
+    admin: Lending, capsys: pytest.CaptureFixture[str], tmp_path: Path, revision: str,
+) -> None:
+    """A SQLite file with just an ``alembic_version`` row was copied over the store, then
+    failed to migrate (exit 1 or 13): the store's data was gone. Now it is refused first."""
+    from finflow_core.store.migrate import head_revision
+
+    fake = tmp_path / "claims.db"
+    with sqlite3.connect(fake) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        conn.execute("INSERT INTO alembic_version VALUES (?)",
+                     (head_revision() if revision == "head" else revision,))
+    conn.close()
+    before = admin.counts()
+    admin.close()
+    code, _, err = run(capsys, "restore", "--from", fake, "--force")
+    assert code == (13 if revision == "zzz" else 17), err
+    assert "Nothing was changed" in err or "nothing was changed" in err
+    assert admin.counts() == before
+    assert not any(p.name.startswith(".restore-check") for p in db_folder(admin).iterdir())
+
+
+def db_folder(ff: Lending) -> Path:
+    return Path(ff.url.removeprefix("sqlite:///")).parent
 
 
 @pytest.mark.postgres

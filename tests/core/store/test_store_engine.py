@@ -20,7 +20,9 @@ from finflow_core.security.passwords import hash_password
 from finflow_core.services.context import Context
 from finflow_core.services.sessions import Gate
 from finflow_core.store import SchemaVersionError, Store, normalise_url, open_store
+from finflow_core.store import engine as store_engine
 from finflow_core.store.audit_chain import append_audit, verify_audit
+from finflow_core.store.faults import StoreBusy
 from finflow_core.store.migrate import (
     MIGRATIONS_DIR,
     head_revision,
@@ -97,6 +99,31 @@ def test_write_transaction_takes_the_write_lock_at_begin(tmp_path: Path) -> None
                 other.execute("BEGIN IMMEDIATE")
         finally:
             other.close()
+
+
+def test_a_writer_gives_up_after_one_busy_timeout_not_two(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The documented wait is the whole wait: SQLite's busy handler plus FinFlow's polling
+    each waited the timeout once (30 s became about 60 s before exit 14)."""
+    monkeypatch.setattr(store_engine, "SQLITE_BUSY_TIMEOUT_MS", 1_000)
+    path = tmp_path / "finflow.db"
+    with open_store(f"sqlite:///{path}") as store:
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            started = time.monotonic()
+            with pytest.raises(StoreBusy, match="more than 1 s"), store.begin():
+                pass
+            waited = time.monotonic() - started
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert 1.0 <= waited < 1.6
+        with store.connect() as conn:  # the connection's own busy timeout is back
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() == 1_000
+        with store.begin() as conn:  # and the lock is taken at once when free
+            conn.execute(text("UPDATE audit_head SET seq = seq"))
 
 
 def test_read_then_write_transactions_serialise_without_lost_updates(sqlite_store: Store) -> None:

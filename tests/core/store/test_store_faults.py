@@ -7,6 +7,7 @@ import os
 import sqlite3
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -187,6 +188,45 @@ def test_a_locked_database_is_exit_14_after_the_busy_timeout(
     assert run(capsys, "batches", "list")[0] == 0  # free again
 
 
+def test_a_run_locked_out_of_publishing_gives_up_after_one_timeout(
+    analyst: Lending, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    batches_dir: BatchFiles,
+) -> None:
+    """Publishing waited the timeout, then removing the load waited it again (a run told
+    "locked for more than 30 s" after a minute). The load is left invisible instead, and
+    the next run removes it and stores the file."""
+    from finflow_core.store.batch_writer import StoreSink
+
+    monkeypatch.setattr(store_engine, "SQLITE_BUSY_TIMEOUT_MS", 1_000)
+    holder = sqlite3.connect(db_path(analyst), isolation_level=None, timeout=5)
+    publish = StoreSink.finish
+    locked_at: list[float] = []
+
+    def locked_out(sink: StoreSink, *args: object) -> None:
+        holder.execute("BEGIN IMMEDIATE")  # another process takes the lock: the chunks are in
+        locked_at.append(time.monotonic())
+        publish(sink, *args)
+
+    monkeypatch.setattr(StoreSink, "finish", locked_out)
+    try:
+        code, _, err = run(capsys, "weekly-run", "--data", batches_dir.a, "--chunk-rows", 200)
+        waited = time.monotonic() - locked_at[0]
+    finally:
+        holder.execute("ROLLBACK")
+    assert code == 14 and "more than 1 s" in err, err
+    assert waited < 1.6
+    monkeypatch.setattr(StoreSink, "finish", publish)
+    code, out, _ = run(capsys, "batches", "list")
+    assert code == 0 and "week_a" not in out  # never a partial batch
+    assert run(capsys, "weekly-run", "--data", batches_dir.a)[0] == 0
+    code, out, _ = run(capsys, "batches", "list")
+    assert out.count("week_a") == 1
+    with sqlite3.connect(db_path(analyst)) as conn:
+        assert conn.execute("SELECT count(*) FROM batches WHERE state != 'published'").fetchone() == (0,)
+    conn.close()
+    holder.close()
+
+
 @pytest.mark.parametrize("state", ["empty", "missing"])
 def test_a_lost_database_is_never_taken_for_a_fresh_install(
     ff_sqlite: Lending, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
@@ -212,6 +252,37 @@ def test_a_lost_database_is_never_taken_for_a_fresh_install(
     code, _, err = run(capsys, "users", "add", "mallory", "--role", "admin")
     assert code == 17 and "will not start a new, empty database" in err and "restore" in err
     assert (not db.exists()) if state == "missing" else db.stat().st_size == 0
+
+
+def test_an_anchor_where_anchors_are_kept_now_proves_a_lost_database(
+    ff_sqlite: Lending, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The check looked for anchors in the data folder, where they were kept before they
+    moved out: with the models elsewhere (another volume, not mounted), a lost database was
+    taken for a fresh install and `users add mallory --role admin` made an admin."""
+    from finflow_core.store.anchors import anchor_folder
+
+    config = ff_sqlite.config
+    ff_sqlite.close()
+    models = config.paths.models_dir
+    if models.exists():
+        models.rename(tmp_path / "models-on-another-volume")
+    assert not (config.paths.data_dir / "anchors").exists()
+    folder = anchor_folder(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*"):
+        old.unlink()
+    (folder / "anchor-0000000007-2026-12-01T101010Z.json").write_text("{}")
+    db = db_path(ff_sqlite)
+    for side in ("", "-wal", "-shm"):
+        Path(f"{db}{side}").unlink(missing_ok=True)
+    monkeypatch.setenv("FINFLOW_NEW_PASSWORD", PASSWORD)
+    for name in ("FINFLOW_USER", "FINFLOW_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    code, _, err = run(capsys, "users", "add", "mallory", "--role", "admin")
+    assert code == 17 and "will not start a new, empty database" in err, err
+    assert "anchor-0000000007" in err and not db.exists()
 
 
 def test_an_empty_file_is_a_fresh_install_when_nothing_was_used(tmp_path: Path) -> None:
