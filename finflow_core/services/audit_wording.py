@@ -85,6 +85,7 @@ ACTION_WORDS: dict[str, str] = {
     "store_backed_up": "Store backed up",
     "store_restored": "Store restored",
     "legacy_rows_sealed": "Earlier rows sealed",
+    "anchors_started": "First anchor of the audit chain written",
     # events of an application's trail that are not audit entries
     "scored": "Scored",
     "decision_approve": "Approved",
@@ -210,6 +211,8 @@ FIELDS: dict[str, tuple[str, Kind]] = {
     "from": ("From", Kind.TEXT),
     "to": ("To", Kind.TEXT),
     "purpose": ("", Kind.PHRASE),
+    "first_anchor_seq": ("First anchored entry", Kind.COUNT),
+    "folder": ("Folder", Kind.TEXT),
 }
 
 #: Per action, keys worded otherwise than in FIELDS.

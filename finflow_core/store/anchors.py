@@ -18,6 +18,9 @@ Every entry point (CLI, app) also makes sure a chain has at least one anchor
 (:func:`first_anchor`): without it, someone who rewrites the whole log in the old unkeyed
 format and clears the head's key fingerprint would have the next write continue it keyed
 (``chain_keyed``) and nothing outside the database would remember it was keyed before.
+Once that first anchor is written, an ``anchors_started`` entry records its entry and
+folder, and verify requires that anchor from then on: emptying the anchor folder, after
+which the next start would quietly anchor afresh, is named.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from sqlalchemy import func, select
 from finflow_core.errors import FinFlowError
 from finflow_core.lending.config import AuditSection, Config, resolve_audit
 from finflow_core.security.keys import InstallationKey
+from finflow_core.store.audit_chain import append_audit
 from finflow_core.store.engine import Store
 from finflow_core.store.tables import audit_head, audit_log, iso_utc, utcnow
 
@@ -124,7 +128,13 @@ def first_anchor(store: Store, key: InstallationKey, folder: Path) -> Path | Non
             if isinstance(found, Anchor) and found.signed_by(key):
                 return None
     made = make_anchor(store, key)
-    return write_anchor(made, folder) if made.seq > 0 else None
+    if made.seq == 0:
+        return None
+    path = write_anchor(made, folder)
+    with store.begin() as conn:  # after the file exists: a folder that cannot be written records nothing
+        append_audit(conn, "system", "anchors_started", "anchors", "audit",
+                     {"first_anchor_seq": made.seq, "folder": str(folder)})
+    return path
 
 
 def make_anchor(store: Store, key: InstallationKey) -> Anchor:

@@ -25,7 +25,7 @@ from finflow_core.security.keys import InstallationKey
 from finflow_core.store.anchors import Anchor, read_anchors
 from finflow_core.store.engine import Store
 from finflow_core.store.tables import metadata
-from finflow_core.store.trail_record import Finding, TrailRecord
+from finflow_core.store.trail_record import Finding, Recorded, TrailRecord
 from finflow_core.store.verify_batches import check_lending
 from finflow_core.store.verify_chain import AuditVerification, verify_in
 from finflow_core.store.verify_lifecycle import check_lifecycle
@@ -93,6 +93,7 @@ def verify_integrity(store: Store, key: InstallationKey, *, anchor_dir: Path | N
                 [Finding(t, "-", "missing", "the table is missing") for t in gone])
         chain = verify_in(conn, key, wanted=wanted, visit=record.visit)
         found, check = _check_anchors(anchors, chain, key, anchor_dir)
+        found += _first_anchor_kept(anchors, record.anchors_started, anchor_dir)
         checked: dict[str, int] = {"audit_log": chain.entries}
         if chain.problem != "wrong_key":  # with another key every row would fail
             found += _check_rows(conn, key, record, checked, folder_of, model_files)
@@ -124,6 +125,24 @@ def _check_rows(conn: Connection, key: InstallationKey, record: TrailRecord,
     lifecycle, counts = check_lifecycle(conn, key, record)
     checked.update(counts)
     return found + lending + lifecycle
+
+
+def _first_anchor_kept(anchors: Sequence[tuple[str, Anchor | str]], started: Recorded | None,
+                       folder: Path | None) -> list[Finding]:
+    """The anchor the chain says its anchors began with must still be there: without it, the
+    folder was emptied (the next start anchors afresh, and a cut-off tail goes unseen)."""
+    if started is None:
+        return []
+    first = int(started.details.get("first_anchor_seq", 0))
+    if any(isinstance(a, Anchor) and a.seq == first for _, a in anchors):
+        return []
+    was = started.details.get("folder", "")
+    where = f" in {folder}" if folder is not None else ""
+    return [Finding("anchors", f"entry {first}", "removed",
+                    f"audit entry {started.seq} records that anchors began with one of entry "
+                    f"{first} (in {was}), but no such anchor is found{where}: anchors were "
+                    "deleted, so a cut-off tail could go unseen; or the folder was moved without "
+                    f"them: copy the earlier anchor files into {folder or 'the anchor folder'}")]
 
 
 def _check_anchors(anchors: Sequence[tuple[str, Anchor | str]], chain: AuditVerification,

@@ -55,6 +55,7 @@ class TrailRecord:
     adopted: dict[str, int] = field(default_factory=dict)  # table -> seq of its legacy adoption
     adopted_batches: dict[str, Recorded] = field(default_factory=dict)
     outcomes_loaded: dict[str, Recorded] = field(default_factory=dict)  # by outcome file id
+    anchors_started: Recorded | None = None  # the first: where the chain's anchors began
 
     def visit(self, row: Mapping[str, Any]) -> None:
         action, seq = row["action"], int(row["seq"])
@@ -77,6 +78,8 @@ class TrailRecord:
             self.trained[subject] = event
         elif action in ("model_promoted", "model_rolled_back"):  # a rollback crowns its subject
             self.promoted[subject] = seq
+        elif action == "anchors_started":
+            self.anchors_started = self.anchors_started or event
         elif row["subject_type"] == "config":
             self.config = event
         elif action == "legacy_rows_sealed":

@@ -195,7 +195,7 @@ def value_schema(columns: list[ColumnSpec]) -> pa.DataFrameSchema:
         if c.type in ("string", "category"):
             checks.append(pa.Check(lambda s: ~s.str.match(FORMULA_PATTERN).fillna(False),
                                    name="formula", ignore_na=True))
-            if c.role != "id":  # an id's are named by id_characters
+            if c.role != "id":  # an id is judged by id_characters
                 checks.append(pa.Check(  # a formula is named as such, not twice
                     lambda s: ~(s.str.contains(CONTROL_PATTERN) & ~s.str.match(FORMULA_PATTERN)).fillna(False),
                     name="control", ignore_na=True))

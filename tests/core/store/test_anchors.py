@@ -245,3 +245,37 @@ def test_band_edges_removed_with_their_entry_and_the_head_moved_back_are_named(f
     assert report.chain.ok  # a valid, shorter chain
     assert [(f.table, f.problem) for f in report.findings] == [("audit_log", "truncated")]
     assert report.findings[0].row == f"entries {keep + 1} to {keep + 1}"
+
+
+def test_an_emptied_anchor_folder_is_named_even_after_the_next_start_anchors_afresh(
+    ff_sqlite: Lending, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whoever can delete the anchors and cut the log's tail would otherwise leave nothing to
+    see: the next start wrote a fresh 'first' anchor at the cut head and verify passed."""
+    ff = ff_sqlite
+    ff.users()
+    for path in anchors_of(ff).glob("anchor-*.json"):
+        path.unlink()
+    signed_in(monkeypatch, "mia.manager")
+    assert main(["audit", "verify"]) == 0  # the chain's first anchor, and the entry saying so
+    [started] = audit_rows(ff.store, action="anchors_started")
+    [(_, first)] = read_anchors(anchors_of(ff))
+    assert not isinstance(first, str)
+    assert started["seq"] == first.seq + 1
+    admin = ff.gate.authenticate("ada.admin", PASSWORD)
+    keep = audit_rows(ff.store)[-1]["seq"]
+    ff.wb(admin).users.set_roles("ann.analyst", ["analyst", "admin"])  # anchored at once
+    for path in anchors_of(ff).glob("anchor-*.json"):  # the attacker: every anchor gone ...
+        path.unlink()
+    drop_guards(ff.store)
+    cut_tail(ff.store, keep)  # ... and the grant cut off the end of the log
+    capsys.readouterr()
+    assert main(["audit", "verify"]) == 12  # this start anchored the cut head afresh
+    out = capsys.readouterr().out
+    assert f"anchors entry {first.seq}: audit entry {started['seq']} records that anchors began" in out
+    assert "anchors were deleted" in out
+    assert len(audit_rows(ff.store, action="anchors_started")) == 2
+    # the first anchor put back (a folder moved without its files, then copied in): all agree
+    write_anchor(first, anchors_of(ff))
+    report = ff.wb(MANAGER).audit.verify()
+    assert not any(f.table == "anchors" for f in report.findings), report.message
