@@ -52,8 +52,8 @@ def show_issues(preview: OutcomePreview) -> None:
 
 def outcome_section() -> None:
     st.subheader("Load outcomes")
-    st.caption(f"A CSV with one funded loan per row: {', '.join(SPEC.required)} (optional "
-               f"{', '.join(SPEC.optional)}). Nothing is stored until you press Load; a file with any "
+    st.caption(f"A CSV with one funded loan per row: {f.md(', '.join(SPEC.required))} (optional "
+               f"{f.md(', '.join(SPEC.optional))}). Nothing is stored until you press Load; a file with any "
                "issue stores nothing.")
     file = st.file_uploader("Outcome file (CSV)", key="pf_outcome_file")  # any type: FinFlow says what is wrong
     reason = st.text_input("Correction reason (only to change outcomes already recorded)", key="pf_reason",
@@ -114,7 +114,7 @@ def vintage_section() -> None:
         return
     if report.outcomes == 0:
         who = "load a file of outcomes above" if wb.can(Action.LOAD_OUTCOMES) else "an analyst loads a file of outcomes"
-        st.info(f"No outcomes loaded yet: {who} ({', '.join(SPEC.required)}) to compare "
+        st.info(f"No outcomes loaded yet: {who} ({f.md(', '.join(SPEC.required))}) to compare "
                 "observed with expected default rates.", icon=":material/hourglass_empty:")
     table(tables.vintage_table(report.vintages), "pf_vintages")
     st.caption(tables.LIGHT_LEGEND)
