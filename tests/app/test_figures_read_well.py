@@ -27,6 +27,11 @@ RAW = re.compile(
 RAW_NUMBER = re.compile(r"(?<![\w.,-])(?:\d+\.\d{5,}|\d{5,}\.\d+|\d{1,3}(?:,\d{3})+\.\d{3,})(?![\d%])")
 
 
+#: Columns that show an entry exactly as recorded (the audit page's canonical JSON beside the
+#: worded details): raw by design, so an auditor can compare them with the export.
+AS_STORED = {"record as stored"}
+
+
 def configured_formats(frame_proto) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """Column name -> the display format set with ``st.column_config`` (if any)."""
     raw = getattr(frame_proto, "columns", "") or "{}"
@@ -52,6 +57,8 @@ def table_problems(at) -> list[str]:  # type: ignore[no-untyped-def]
                 values = series.dropna()
                 if not formats.get(str(col)) and not (values == values.round()).all():
                     problems.append(f"float column {col!r} has no display format: {values.iloc[0]!r}")
+            elif col in AS_STORED:
+                continue
             elif series.dtype == object or pd.api.types.is_string_dtype(series):
                 for v in series.dropna().astype(str):
                     if RAW.search(v) or RAW_NUMBER.search(v):
