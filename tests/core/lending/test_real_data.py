@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from lender_files import config_in_fresh_home
 
-from finflow_core.lending.config import ENV_HOME, Config, load_config, load_yaml, parse_config
+from finflow_core.lending.config import Config, load_config, load_yaml, parse_config
 from finflow_core.lending.intake.validation import ValidationReport, validate_batch
 from finflow_core.lending.model.bundle import ModelBundle, build_bundle
 from finflow_core.lending.model.training import train
@@ -24,14 +26,8 @@ CONFIG = FIXTURES / "real_shaped.yaml"
 
 
 @pytest.fixture(scope="module")
-def lender(tmp_path_factory: pytest.TempPathFactory) -> Config:
-    mp = pytest.MonkeyPatch()
-    mp.setenv(ENV_HOME, str(tmp_path_factory.mktemp("real_home")))
-    mp.delenv("FINFLOW_DATABASE_URL", raising=False)
-    try:
-        yield load_config(CONFIG)
-    finally:
-        mp.undo()
+def lender(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
+    yield from config_in_fresh_home(tmp_path_factory, CONFIG, "real_home")
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,17 @@ blank, flag codes no documentation mentions, dates written 2/28/1997."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from lender_files import config_in_fresh_home
 
 from finflow_core.errors import ConfigError
-from finflow_core.lending.config import ENV_HOME, Config, load_config, load_yaml, parse_config
+from finflow_core.lending.config import Config, load_yaml, parse_config
 from finflow_core.lending.intake.outcomes import read_outcomes
 from finflow_core.lending.intake.validation import validate_batch
 from finflow_core.lending.strategy import LoanValues
@@ -25,14 +27,8 @@ CONFIG = FIXTURES / "sba_national.yaml"
 
 
 @pytest.fixture(scope="module")
-def lender(tmp_path_factory: pytest.TempPathFactory) -> Config:
-    mp = pytest.MonkeyPatch()
-    mp.setenv(ENV_HOME, str(tmp_path_factory.mktemp("sba_home")))
-    mp.delenv("FINFLOW_DATABASE_URL", raising=False)
-    try:
-        yield load_config(CONFIG)
-    finally:
-        mp.undo()
+def lender(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
+    yield from config_in_fresh_home(tmp_path_factory, CONFIG, "sba_home")
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,14 @@ written ``nan``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from lender_files import config_in_fresh_home
 
-from finflow_core.lending.config import ENV_HOME, Config, load_config, load_yaml, parse_config
+from finflow_core.lending.config import Config, load_yaml, parse_config
 from finflow_core.lending.intake.validation import validate_batch
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -19,14 +21,8 @@ CONFIG = FIXTURES / "taiwan_credit_card.yaml"
 
 
 @pytest.fixture(scope="module")
-def lender(tmp_path_factory: pytest.TempPathFactory) -> Config:
-    mp = pytest.MonkeyPatch()
-    mp.setenv(ENV_HOME, str(tmp_path_factory.mktemp("taiwan_home")))
-    mp.delenv("FINFLOW_DATABASE_URL", raising=False)
-    try:
-        yield load_config(CONFIG)
-    finally:
-        mp.undo()
+def lender(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
+    yield from config_in_fresh_home(tmp_path_factory, CONFIG, "taiwan_home")
 
 
 @pytest.fixture(scope="module")
